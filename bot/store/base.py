@@ -1,0 +1,91 @@
+"""The store interface: everything the engine persists, with atomic compare-and-set."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import timedelta
+from typing import Any, Protocol
+
+from bot.models import AuditEntry, Event, Lock, Rollback, State
+
+
+class Store(Protocol):
+    """Persistence of rollbacks, timelines, approvals, locks and the audit log."""
+
+    async def open(self) -> None:
+        """Create tables and connections; idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Close connections."""
+        ...
+
+    async def create(self, rollback: Rollback) -> None:
+        """Insert a new rollback; its id must be new."""
+        ...
+
+    async def get(self, rollback_id: str) -> Rollback | None:
+        """Return the rollback with this id, or None."""
+        ...
+
+    async def transition(
+        self, rollback_id: str, expected: Collection[State], new: State, **fields: Any
+    ) -> Rollback | None:
+        """Atomically move from one of `expected` to `new`, setting `fields`.
+
+        Returns the updated rollback, or None when its state was not in `expected`
+        (someone else got there first). Bumps `updated_at`.
+        """
+        ...
+
+    async def update(self, rollback_id: str, **fields: Any) -> Rollback:
+        """Set fields that are not the state (Slack coordinates, severity, error)."""
+        ...
+
+    async def add_approval(self, rollback_id: str, user: str) -> list[str]:
+        """Record one approval per user, idempotently; return all approvers in order."""
+        ...
+
+    async def add_event(self, event: Event) -> None:
+        """Append a line to a rollback's timeline."""
+        ...
+
+    async def events(self, rollback_id: str) -> list[Event]:
+        """Return a rollback's timeline, oldest first."""
+        ...
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append an audit record; records are never changed or deleted."""
+        ...
+
+    async def audit_log(self, rollback_id: str | None = None) -> list[AuditEntry]:
+        """Return audit records, oldest first, optionally for one rollback."""
+        ...
+
+    async def acquire_lock(
+        self, key: str, holder: str, rollback_id: str, ttl: timedelta
+    ) -> Lock:
+        """Take the lock or return who holds it (compare `holder`/`rollback_id`).
+
+        An expired lock is taken over. Re-acquiring one's own lock refreshes its TTL.
+        """
+        ...
+
+    async def release_lock(self, key: str, rollback_id: str) -> None:
+        """Release the lock if this rollback holds it."""
+        ...
+
+    async def locks(self) -> list[Lock]:
+        """Return the unexpired locks."""
+        ...
+
+    async def find(
+        self,
+        *,
+        states: Collection[State] | None = None,
+        service: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+    ) -> list[Rollback]:
+        """Return rollbacks matching the filters, newest first."""
+        ...

@@ -1,0 +1,108 @@
+"""The provider contract: one Protocol every rollback target implements, and its errors.
+
+Error tree::
+
+    ProviderError            anything a provider reports; `message` is fit for a Slack thread
+    ├── NotFound             the service, container or version does not exist
+    ├── Refused              the target said no (auth, conflict, precondition)
+    ├── TimedOut             no answer or no stable state before the deadline
+    ├── Transient            a failure worth retrying for reads (network, 5xx, rate limit)
+    └── RollbackFailed       the rollback ran and failed; `target_state` says where it stands
+
+Providers translate every vendor exception into one of these at their boundary
+(``raise NotFound(...) from exc``); no vendor type escapes a provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+class ProviderError(Exception):
+    """A provider failure with a message fit for a Slack thread."""
+
+    def __init__(self, message: str, *, target_state: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.target_state = target_state
+
+
+class NotFound(ProviderError):
+    """The service, container or version does not exist."""
+
+
+class Refused(ProviderError):
+    """The target refused the operation."""
+
+
+class TimedOut(ProviderError):
+    """The target did not answer or settle before the deadline."""
+
+
+class Transient(ProviderError):
+    """A failure worth retrying for reads."""
+
+
+class RollbackFailed(ProviderError):
+    """The rollback ran and failed; `target_state` says what runs now."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version a service can be rolled back to."""
+
+    name: str
+    created_at: datetime | None = None
+    current: bool = False
+    previous_stable: bool = False
+    detail: str = ""
+
+
+@dataclass
+class Plan:
+    """What a rollback will do, shown before anyone approves it."""
+
+    steps: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    """What a finished rollback changed."""
+
+    summary: str
+    notes: list[str] = field(default_factory=list)
+
+
+Progress = Callable[[str], Awaitable[None]]
+
+
+class Provider(Protocol):
+    """A rollback target: reads its versions, plans and runs the rollback."""
+
+    async def current_version(self) -> str:
+        """Return the version running now."""
+        ...
+
+    async def list_versions(self) -> list[Version]:
+        """Return available versions, newest first, current and previous stable marked."""
+        ...
+
+    async def plan(self, target: str) -> Plan:
+        """Describe what rolling back to `target` will do, changing nothing."""
+        ...
+
+    async def rollback(self, target: str, progress: Progress) -> Outcome:
+        """Roll back to `target`, reporting each step through `progress`."""
+        ...
+
+    async def describe_state(self) -> str:
+        """Say in one line what runs now (asked from the target, not assumed)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,28 @@
+"""Shared fixtures: a clean environment for every test, and the service fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest_plugins = [
+    "tests.support.docker",
+    "tests.support.services",
+    "tests.support.slack",
+]
+
+# Variables the test command sets to reach the services it started; everything else
+# that rollbot reads is cleared so no test depends on the developer's shell.
+KEPT = {"PATH", "HOME", "LANG", "DOCKER_HOST", "TMPDIR"}
+KEPT_PREFIXES = ("ROLLBOT_TEST_", "PYTEST_", "SSL_", "REQUESTS_CA", "CURL_CA")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove rollbot's and Slack's variables from the environment of each test."""
+    for name in list(os.environ):
+        if name in KEPT or name.startswith(KEPT_PREFIXES):
+            continue
+        if name.startswith(("SLACK_", "ROLLBOT_", "DATABASE_URL", "REDIS_URL", "AWS_")):
+            monkeypatch.delenv(name)
