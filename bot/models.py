@@ -57,6 +57,8 @@ class Rollback(BaseModel):
     target_version: str
     state: State = State.REQUESTED
     dry_run: bool = False
+    plan: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
     issue: str | None = None
     severity: str | None = None
     action: str | None = None

@@ -1,0 +1,222 @@
+"""The YAML config, validated with pydantic: services x environments, checks, policy."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+from bot.matrix import ISSUES, MatrixRow, Severity
+from bot.names import NAME_PATTERN
+from bot.verification import Check, PostgresCheck, RedisCheck
+from providers import REGISTRY, ProviderSettings
+
+# Names pydantic puts in an error's location for the union member it tried; the user
+# never wrote them as keys, so they are left out of the key path.
+_UNION_TAGS = frozenset(REGISTRY) | {"http", "postgres", "redis", "tcp"}
+RESERVED_SERVICE_NAMES = frozenset({"list", "status", "cancel", "help"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class People(_Strict):
+    """Slack users and user groups."""
+
+    users: list[str] = Field(default_factory=list, description="Slack user ids (U...).")
+    groups: list[str] = Field(default_factory=list, description="Slack user-group ids (S...).")
+
+    @property
+    def anyone(self) -> bool:
+        """Return True when nobody is listed, which means everyone."""
+        return not self.users and not self.groups
+
+
+class BreakGlass(_Strict):
+    """When a requester may approve their own rollback."""
+
+    enabled: bool = Field(default=True, description="Allow self-approval at all.")
+    severities: list[Severity] = Field(
+        default=[Severity.CRITICAL], description="Severities where self-approval is allowed."
+    )
+
+
+class ApprovalPolicy(_Strict):
+    """Who may request and who may approve."""
+
+    requesters: People = Field(default_factory=People, description="Empty: anyone may request.")
+    approvers: People = Field(
+        default_factory=People, description="Empty: anyone but the requester."
+    )
+    required_approvals: int = Field(
+        default=1, ge=0, le=5, description="Approvals needed; 0 runs right after severity."
+    )
+    break_glass: BreakGlass = Field(default_factory=BreakGlass)
+    expires_after_minutes: int = Field(
+        default=60, gt=0, description="An unapproved request expires after this long."
+    )
+
+
+class EnvironmentConfig(_Strict):
+    """One environment of a service: where it runs and how to check it."""
+
+    provider: ProviderSettings
+    checks: list[Check] = Field(default_factory=list, description="Verification after rollback.")
+    approval: ApprovalPolicy | None = Field(
+        default=None, description="Overrides the top-level approval policy."
+    )
+
+
+class ServiceConfig(_Strict):
+    """A service and its environments."""
+
+    description: str = ""
+    environments: dict[str, EnvironmentConfig]
+    default_environment: str | None = Field(
+        default=None, description="Used when the command names none; default: production."
+    )
+
+    @field_validator("environments")
+    @classmethod
+    def _names(cls, value: dict[str, EnvironmentConfig]) -> dict[str, EnvironmentConfig]:
+        for name in value:
+            if not NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"environment name {name!r} must match {NAME_PATTERN.pattern}")
+        if not value:
+            raise ValueError("at least one environment is required")
+        return value
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> ServiceConfig:
+        if self.default_environment and self.default_environment not in self.environments:
+            raise ValueError(f"default_environment {self.default_environment!r} is not listed")
+        return self
+
+    def pick_environment(self, name: str | None) -> str | None:
+        """Return the environment a command means, or None if it is ambiguous."""
+        if name:
+            return name
+        if self.default_environment:
+            return self.default_environment
+        if "production" in self.environments:
+            return "production"
+        if len(self.environments) == 1:
+            return next(iter(self.environments))
+        return None
+
+
+class SlackConfig(_Strict):
+    """Where rollbot talks."""
+
+    incident_channel: str | None = Field(
+        default=None, description="Channel for rollback cards; default: where the command ran."
+    )
+    notification_channel: str | None = Field(
+        default=None, description="Also receives the internal notification."
+    )
+
+
+class RuntimeConfig(_Strict):
+    """Deadlines and TTLs."""
+
+    lock_ttl_seconds: int = Field(default=1800, gt=0, description="A held lock expires after.")
+    rollback_timeout_seconds: float = Field(default=600, gt=0, description="Provider deadline.")
+    verify_deadline_seconds: float = Field(default=60, gt=0, description="Checks retry until.")
+    verify_interval_seconds: float = Field(default=2, gt=0, description="Pause between tries.")
+
+
+class RollbotConfig(_Strict):
+    """The whole config file."""
+
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    decision_matrix: dict[str, MatrixRow] = Field(
+        default_factory=lambda: dict(ISSUES), description="Overrides the guide's matrix."
+    )
+    services: dict[str, ServiceConfig]
+
+    @field_validator("services")
+    @classmethod
+    def _service_names(cls, value: dict[str, ServiceConfig]) -> dict[str, ServiceConfig]:
+        for name in value:
+            if not NAME_PATTERN.fullmatch(name):
+                raise ValueError(f"service name {name!r} must match {NAME_PATTERN.pattern}")
+            if name in RESERVED_SERVICE_NAMES:
+                raise ValueError(f"service name {name!r} is a /rollback subcommand")
+        return value
+
+    def policy_for(self, service: str, environment: str) -> ApprovalPolicy:
+        """Return the approval policy that governs one service environment."""
+        env = self.services[service].environments[environment]
+        return env.approval or self.approval
+
+    def environment(self, service: str, environment: str) -> EnvironmentConfig:
+        """Return one environment's config."""
+        return self.services[service].environments[environment]
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in _UNION_TAGS or item.startswith("function-"):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[str]:
+    """List checks whose secret variable is not set, with their key paths."""
+    problems = []
+    for service_name, service in config.services.items():
+        for env_name, env in service.environments.items():
+            for i, check in enumerate(env.checks):
+                var = None
+                if isinstance(check, PostgresCheck):
+                    var = check.dsn_env
+                elif isinstance(check, RedisCheck):
+                    var = check.url_env
+                if var and not environ.get(var):
+                    path = f"services.{service_name}.environments.{env_name}.checks[{i}]"
+                    problems.append(f"{path}: environment variable {var} is not set")
+    return problems
+
+
+def parse_config(data: Any) -> RollbotConfig:
+    """Validate loaded YAML data, raising ConfigError with every problem."""
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): expected a mapping with a 'services' key"])
+    try:
+        return RollbotConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_key_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | Path, *, check_secrets: bool = False) -> RollbotConfig:
+    """Read and validate a config file; with check_secrets, also require secret variables."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{path}: invalid YAML{where}"]) from None
+    config = parse_config(data)
+    if check_secrets:
+        problems = missing_secrets(config, os.environ)
+        if problems:
+            raise ConfigError(problems)
+    return config

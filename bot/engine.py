@@ -1,0 +1,642 @@
+"""The rollback engine: the state machine of DESIGN.md, free of Slack types.
+
+Every transition is a compare-and-set in the store, so a double click, a retry or a
+second process can never move a rollback twice or run it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+import structlog
+
+from bot.config import ApprovalPolicy, People, RollbotConfig
+from bot.errors import Conflict, InvalidRequest, NotAllowed, ReasonRequired
+from bot.matrix import Action
+from bot.models import (
+    ACTIVE_STATES,
+    OPEN_STATES,
+    AuditEntry,
+    Event,
+    Rollback,
+    State,
+    utcnow,
+)
+from bot.render import render
+from bot.store.base import Store
+from bot.verification import CheckResult, all_passed, run_checks
+from providers import build_provider
+from providers.base import Provider, ProviderError, Version
+
+log = structlog.get_logger(__name__)
+
+
+class Directory(Protocol):
+    """Answers who is in a user group (Slack's usergroups, or nothing on the CLI)."""
+
+    async def members(self, group_id: str) -> set[str]:
+        """Return the user ids in a group."""
+        ...
+
+
+class NoDirectory:
+    """A directory with no groups, for the CLI."""
+
+    async def members(self, group_id: str) -> set[str]:
+        """Return nobody."""
+        return set()
+
+
+class Reporter(Protocol):
+    """Where the engine reports a running rollback (a Slack thread, a terminal)."""
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        """Report one step."""
+        ...
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        """Report the verification table."""
+        ...
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        """Report the end, success or failure, with the text to post."""
+        ...
+
+
+@dataclass
+class Prepared:
+    """A new rollback with what the card shows about it."""
+
+    rollback: Rollback
+    versions: list[Version] = field(default_factory=list)
+
+
+class ProviderPool:
+    """One provider per service environment, created on first use and reused."""
+
+    def __init__(self, config: RollbotConfig) -> None:
+        self._config = config
+        self._providers: dict[tuple[str, str], Provider] = {}
+
+    def get(self, service: str, environment: str) -> Provider:
+        """Return the provider of one service environment."""
+        key = (service, environment)
+        if key not in self._providers:
+            settings = self._config.environment(service, environment).provider
+            self._providers[key] = build_provider(settings)
+        return self._providers[key]
+
+    async def aclose(self) -> None:
+        """Close every provider created."""
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
+
+def new_rollback_id() -> str:
+    """Return a short, unguessable rollback id."""
+    return f"rb-{secrets.token_hex(4)}"
+
+
+def mention(user: str) -> str:
+    """Format a user id for Slack; CLI actors are shown as they are."""
+    return f"<@{user}>" if user[:1] in {"U", "W"} and user.isalnum() else user
+
+
+class Engine:
+    """Drives rollbacks from request to verified result."""
+
+    def __init__(
+        self,
+        config: RollbotConfig,
+        store: Store,
+        providers: ProviderPool,
+        directory: Directory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.providers = providers
+        self.directory = directory or NoDirectory()
+        self._clock = clock
+
+    # -- lookups ---------------------------------------------------------------------
+
+    def resolve(self, service: str, environment: str | None) -> str:
+        """Return the environment meant, or raise InvalidRequest naming what exists."""
+        if service not in self.config.services:
+            known = ", ".join(sorted(self.config.services)) or "none"
+            raise InvalidRequest(f"Unknown service '{service}'. Known services: {known}.")
+        svc = self.config.services[service]
+        env = svc.pick_environment(environment)
+        if env is None:
+            names = ", ".join(sorted(svc.environments))
+            raise InvalidRequest(
+                f"Service '{service}' has several environments; add env=ENV ({names})."
+            )
+        if env not in svc.environments:
+            names = ", ".join(sorted(svc.environments))
+            raise InvalidRequest(
+                f"Service '{service}' has no environment '{env}'. Environments: {names}."
+            )
+        return env
+
+    async def versions(self, service: str, environment: str | None) -> tuple[str, list[Version]]:
+        """Return the environment and the versions a service can roll back to."""
+        env = self.resolve(service, environment)
+        provider = self.providers.get(service, env)
+        try:
+            return env, await provider.list_versions()
+        except ProviderError as exc:
+            raise InvalidRequest(
+                f"Could not read versions of {service}/{env}: {exc.message}"
+            ) from exc
+
+    async def is_member(self, people: People, user: str) -> bool:
+        """Return True when the user is listed, directly or through a group."""
+        if user in people.users:
+            return True
+        for group in people.groups:
+            if user in await self.directory.members(group):
+                return True
+        return False
+
+    def policy(self, rollback: Rollback) -> ApprovalPolicy:
+        """Return the approval policy that governs a rollback."""
+        return self.config.policy_for(rollback.service, rollback.environment)
+
+    async def get(self, rollback_id: str) -> Rollback:
+        """Return a rollback or raise InvalidRequest."""
+        rollback = await self.store.get(rollback_id)
+        if rollback is None:
+            raise InvalidRequest(f"No rollback {rollback_id}.")
+        return rollback
+
+    # -- recording -------------------------------------------------------------------
+
+    async def record(
+        self, rollback: Rollback, actor: str, kind: str, text: str, **details: str
+    ) -> None:
+        """Add a timeline line and an audit record."""
+        await self.store.add_event(
+            Event(rollback_id=rollback.id, actor=actor, kind=kind, text=text)
+        )
+        await self.store.audit(
+            AuditEntry(actor=actor, action=kind, rollback_id=rollback.id, details=details)
+        )
+        log.info(
+            kind,
+            rollback_id=rollback.id,
+            service=rollback.service,
+            environment=rollback.environment,
+            user=actor,
+            text=text,
+        )
+
+    async def _move(
+        self, rollback: Rollback, expected: Sequence[State], new: State, **fields: object
+    ) -> Rollback:
+        moved = await self.store.transition(rollback.id, expected, new, **fields)
+        if moved is None:
+            current = await self.get(rollback.id)
+            raise Conflict(
+                f"Rollback {rollback.id} is already {current.state.value.replace('_', ' ')}."
+            )
+        return moved
+
+    # -- the flow --------------------------------------------------------------------
+
+    async def request(
+        self,
+        *,
+        service: str,
+        version: str | None,
+        environment: str | None,
+        user: str,
+        dry_run: bool = False,
+        channel_id: str | None = None,
+        from_terminal: bool = False,
+    ) -> Prepared:
+        """Create a rollback after checking the policy, the locks and the target version.
+
+        A terminal operator is trusted as a requester: shell access to the bot's host is
+        the stronger credential, and the terminal is the path for when Slack is down.
+        """
+        env = self.resolve(service, environment)
+        policy = self.config.policy_for(service, env)
+        allowed = from_terminal or policy.requesters.anyone
+        if not allowed and not await self.is_member(policy.requesters, user):
+            raise NotAllowed(f"You are not allowed to request rollbacks of {service}/{env}.")
+        await self.sweep()
+        if not dry_run:
+            await self._refuse_if_busy(service, env)
+        env, versions = await self.versions(service, env)
+        current = next((v.name for v in versions if v.current), None)
+        if current is None:
+            raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
+        target = self._pick_target(service, env, version, current, versions)
+        provider = self.providers.get(service, env)
+        try:
+            plan = await provider.plan(target)
+        except ProviderError as exc:
+            raise InvalidRequest(
+                f"Cannot plan the rollback of {service}/{env}: {exc.message}"
+            ) from exc
+        rollback = Rollback(
+            id=new_rollback_id(),
+            service=service,
+            environment=env,
+            requested_by=user,
+            current_version=current,
+            target_version=target,
+            dry_run=dry_run,
+            plan=plan.steps,
+            warnings=plan.warnings,
+            channel_id=channel_id,
+        )
+        await self.store.create(rollback)
+        what = "Dry run requested" if dry_run else "Rollback requested"
+        await self.record(
+            rollback,
+            user,
+            "requested",
+            f"{what}: {service}/{env} {current} → {target}",
+            current=current,
+            target=target,
+            dry_run=str(dry_run),
+        )
+        return Prepared(rollback, versions)
+
+    async def _refuse_if_busy(self, service: str, env: str) -> None:
+        busy = await self.store.find(
+            states=OPEN_STATES | ACTIVE_STATES, service=service, environment=env, limit=1
+        )
+        busy = [rb for rb in busy if not rb.dry_run]
+        if busy:
+            other = busy[0]
+            raise Conflict(
+                f"{service}/{env} already has rollback {other.id} by {mention(other.requested_by)} "
+                f"({other.state.value.replace('_', ' ')}). Wait for it, or cancel it with "
+                f"`/rollback cancel {other.id}`."
+            )
+        for lock in await self.store.locks():
+            if lock.key == f"{service}/{env}":
+                raise Conflict(
+                    f"{service}/{env} is locked by rollback {lock.rollback_id} of "
+                    f"{mention(lock.holder)} until {lock.expires_at:%H:%M} UTC."
+                )
+
+    @staticmethod
+    def _pick_target(
+        service: str, env: str, version: str | None, current: str, versions: list[Version]
+    ) -> str:
+        names = [v.name for v in versions]
+        shown = ", ".join(names[:10]) or "none"
+        if version is None:
+            stable = next((v.name for v in versions if v.previous_stable), None)
+            if stable is None:
+                raise InvalidRequest(
+                    f"{service}/{env} runs {current} and has no earlier version to roll back to."
+                )
+            return stable
+        if version == current:
+            raise InvalidRequest(f"{service}/{env} already runs {version}.")
+        if version not in names:
+            raise InvalidRequest(
+                f"Version {version} of {service}/{env} is not available. Available: {shown}."
+            )
+        return version
+
+    async def confirm_severity(
+        self, rollback_id: str, issue: str, user: str, override_reason: str | None = None
+    ) -> Rollback:
+        """Record the issue type; move on to approval, or stop a dry run."""
+        rollback = await self.get(rollback_id)
+        row = self.config.decision_matrix.get(issue)
+        if row is None:
+            raise InvalidRequest(f"Unknown issue type {issue!r}.")
+        if user != rollback.requested_by and not await self._may_approve(rollback, user):
+            raise NotAllowed("Only the requester or an approver can confirm the severity.")
+        reason = (override_reason or "").strip() or None
+        if row.action is Action.FIX_FORWARD and reason is None and not rollback.dry_run:
+            raise ReasonRequired(
+                f"The decision matrix says “{row.action.value}” for {row.label.lower()}. "
+                "Give a reason to roll back anyway.",
+                purpose="override",
+            )
+        rollback = await self._move(
+            rollback,
+            [State.REQUESTED],
+            State.SEVERITY_CONFIRMED,
+            issue=issue,
+            severity=row.severity.value,
+            action=row.action.value,
+            override_reason=reason,
+        )
+        await self.record(
+            rollback,
+            user,
+            "severity",
+            f"Severity confirmed: {row.severity.value} ({row.label}) → {row.action.value}",
+            issue=issue,
+            severity=row.severity.value,
+        )
+        if reason:
+            await self.record(
+                rollback, user, "override", f"Fix-forward overridden: {reason}", reason=reason
+            )
+        if rollback.dry_run:
+            rollback = await self._move(
+                rollback,
+                [State.SEVERITY_CONFIRMED],
+                State.CANCELLED,
+                error="Dry run: stopped before approval; nothing was changed.",
+            )
+            await self.record(rollback, user, "dry_run", "Dry run complete: nothing was changed.")
+            return rollback
+        rollback = await self._move(rollback, [State.SEVERITY_CONFIRMED], State.AWAITING_APPROVAL)
+        if self.policy(rollback).required_approvals == 0:
+            return await self._approve_now(rollback, [], "policy")
+        return rollback
+
+    async def _may_approve(self, rollback: Rollback, user: str) -> bool:
+        approvers = self.policy(rollback).approvers
+        return approvers.anyone or await self.is_member(approvers, user)
+
+    async def approve(
+        self, rollback_id: str, user: str, break_glass_reason: str | None = None
+    ) -> Rollback:
+        """Record an approval; when enough have come, take the lock and mark it approved."""
+        rollback = await self.get(rollback_id)
+        if rollback.state is not State.AWAITING_APPROVAL:
+            by = ", ".join(mention(u) for u in rollback.approved_by)
+            tail = f" by {by}" if by and rollback.state is not State.CANCELLED else ""
+            raise Conflict(
+                f"Rollback {rollback.id} is already {rollback.state.value.replace('_', ' ')}{tail}."
+            )
+        policy = self.policy(rollback)
+        reason = (break_glass_reason or "").strip() or None
+        if user == rollback.requested_by:
+            self._check_break_glass(rollback, policy)
+            if reason is None:
+                raise ReasonRequired(
+                    "Break-glass: you are approving your own critical rollback. "
+                    "Give the reason; it is recorded.",
+                    purpose="break_glass",
+                )
+            await self.record(
+                rollback, user, "break_glass", f"Break-glass self-approval: {reason}", reason=reason
+            )
+            return await self._approve_now(rollback, [user], user, break_glass_reason=reason)
+        if not await self._may_approve(rollback, user):
+            raise NotAllowed(
+                f"You are not an approver for {rollback.service}/{rollback.environment}."
+            )
+        approvers = await self.store.add_approval(rollback.id, user)
+        await self.record(rollback, user, "approval", f"Approved by {mention(user)}")
+        if len(approvers) < policy.required_approvals:
+            return await self.store.update(rollback.id, approved_by=approvers)
+        return await self._approve_now(rollback, approvers, user)
+
+    async def approve_from_terminal(self, rollback_id: str, operator: str, reason: str) -> Rollback:
+        """Approve from the terminal (break-glass for when Slack is down), recorded as such."""
+        rollback = await self.get(rollback_id)
+        await self.record(
+            rollback,
+            operator,
+            "break_glass",
+            f"Approved from the terminal: {reason}",
+            reason=reason,
+        )
+        return await self._approve_now(rollback, [operator], operator, break_glass_reason=reason)
+
+    @staticmethod
+    def _check_break_glass(rollback: Rollback, policy: ApprovalPolicy) -> None:
+        allowed = policy.break_glass.enabled and rollback.severity in {
+            s.value for s in policy.break_glass.severities
+        }
+        if not allowed:
+            severities = ", ".join(s.value for s in policy.break_glass.severities)
+            when = f"only for {severities} severity" if policy.break_glass.enabled else "never"
+            raise NotAllowed(
+                "You requested this rollback, so someone else must approve it "
+                f"(self-approval is allowed {when})."
+            )
+
+    async def _approve_now(
+        self, rollback: Rollback, approvers: list[str], actor: str, **fields: object
+    ) -> Rollback:
+        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
+        lock = await self.store.acquire_lock(
+            rollback.lock_key, rollback.requested_by, rollback.id, ttl
+        )
+        if lock.rollback_id != rollback.id:
+            raise Conflict(
+                f"{rollback.lock_key} is locked by rollback {lock.rollback_id} of "
+                f"{mention(lock.holder)}; this one stays awaiting approval."
+            )
+        moved = await self.store.transition(
+            rollback.id, [State.AWAITING_APPROVAL], State.APPROVED, approved_by=approvers, **fields
+        )
+        if moved is None:
+            current = await self.get(rollback.id)
+            if current.state not in ACTIVE_STATES | {State.APPROVED}:
+                await self.store.release_lock(rollback.lock_key, rollback.id)
+            by = ", ".join(mention(u) for u in current.approved_by) or "someone else"
+            raise Conflict(f"Rollback {rollback.id} was already {current.state.value} ({by}).")
+        await self.record(moved, actor, "approved", "Approved: lock taken, starting the rollback")
+        return moved
+
+    async def reject(self, rollback_id: str, user: str, reason: str | None = None) -> Rollback:
+        """Reject a rollback awaiting approval (approvers only)."""
+        rollback = await self.get(rollback_id)
+        if user == rollback.requested_by or not await self._may_approve(rollback, user):
+            raise NotAllowed("Only an approver other than the requester can reject.")
+        rollback = await self._move(
+            rollback,
+            [State.REQUESTED, State.SEVERITY_CONFIRMED, State.AWAITING_APPROVAL],
+            State.REJECTED,
+            error=f"Rejected by {mention(user)}" + (f": {reason}" if reason else ""),
+        )
+        await self.record(rollback, user, "rejected", rollback.error or "Rejected")
+        return rollback
+
+    async def cancel(self, rollback_id: str, user: str) -> Rollback:
+        """Cancel a rollback that has not started (requester or approver)."""
+        rollback = await self.get(rollback_id)
+        if user != rollback.requested_by and not await self._may_approve(rollback, user):
+            raise NotAllowed("Only the requester or an approver can cancel this rollback.")
+        if rollback.state in ACTIVE_STATES:
+            raise Conflict(f"Rollback {rollback.id} is already running; it cannot be cancelled.")
+        rollback = await self._move(
+            rollback, list(OPEN_STATES), State.CANCELLED, error=f"Cancelled by {mention(user)}"
+        )
+        await self.store.release_lock(rollback.lock_key, rollback.id)
+        await self.record(rollback, user, "cancelled", f"Cancelled by {mention(user)}")
+        return rollback
+
+    async def execute(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
+        """Run an approved rollback and verify it; None when another worker runs it."""
+        rollback = await self.store.transition(rollback_id, [State.APPROVED], State.RUNNING)
+        if rollback is None:
+            return None
+        log.info(
+            "rollback started",
+            rollback_id=rollback.id,
+            service=rollback.service,
+            environment=rollback.environment,
+            user=rollback.requested_by,
+        )
+        started = self._clock()
+        try:
+            rollback = await self._run(rollback, reporter)
+        except BaseException:
+            # Whatever escaped (a bug, a cancelled task) must not leave the rollback
+            # "running" forever nor the service locked.
+            await self.store.transition(
+                rollback.id,
+                list(ACTIVE_STATES),
+                State.INTERRUPTED,
+                error="rollbot stopped in the middle of this rollback; check the service.",
+            )
+            raise
+        finally:
+            await self.store.release_lock(rollback.lock_key, rollback.id)
+        log.info(
+            "rollback finished",
+            rollback_id=rollback.id,
+            state=rollback.state.value,
+            duration_s=round(self._clock() - started, 2),
+        )
+        return rollback
+
+    async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        provider = self.providers.get(rollback.service, rollback.environment)
+        await self.record(
+            rollback,
+            "rollbot",
+            "started",
+            f"Rolling back {rollback.service}/{rollback.environment} to {rollback.target_version}",
+        )
+
+        async def progress(text: str) -> None:
+            await self.record(rollback, "rollbot", "step", text)
+            await reporter.progress(rollback, text)
+
+        try:
+            async with asyncio.timeout(self.config.runtime.rollback_timeout_seconds):
+                outcome = await provider.rollback(rollback.target_version, progress)
+        except (ProviderError, TimeoutError) as exc:
+            message = (
+                exc.message
+                if isinstance(exc, ProviderError)
+                else (
+                    f"The rollback did not finish within "
+                    f"{self.config.runtime.rollback_timeout_seconds:g} s."
+                )
+            )
+            state = getattr(exc, "target_state", None) or await self._describe(provider)
+            return await self._fail(rollback, reporter, message, state)
+        for note in outcome.notes:
+            await progress(note)
+        rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
+        results = await self.verify(rollback)
+        await reporter.verified(rollback, results)
+        if not all_passed(results):
+            failed = ", ".join(r.name for r in results if not r.ok)
+            state = await self._describe(provider)
+            return await self._fail(rollback, reporter, f"Verification failed: {failed}.", state)
+        rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
+        await self.record(
+            rollback,
+            "rollbot",
+            "succeeded",
+            f"Rolled back to {rollback.target_version}; verification passed",
+        )
+        await reporter.finished(rollback, self.notification(rollback))
+        return rollback
+
+    async def verify(self, rollback: Rollback) -> list[CheckResult]:
+        """Run the environment's checks and record the outcome."""
+        checks = self.config.environment(rollback.service, rollback.environment).checks
+        runtime = self.config.runtime
+        results = await run_checks(
+            checks,
+            deadline_seconds=runtime.verify_deadline_seconds,
+            interval_seconds=runtime.verify_interval_seconds,
+        )
+        passed = sum(r.ok for r in results)
+        await self.record(
+            rollback,
+            "rollbot",
+            "verification",
+            f"Verification: {passed}/{len(results)} checks passed",
+        )
+        return results
+
+    @staticmethod
+    async def _describe(provider: Provider) -> str:
+        try:
+            return await provider.describe_state()
+        except ProviderError as exc:
+            return f"unknown: the provider could not be asked ({exc.message})"
+
+    async def _fail(
+        self, rollback: Rollback, reporter: Reporter, message: str, target_state: str
+    ) -> Rollback:
+        rollback = await self._move(
+            rollback, list(ACTIVE_STATES), State.FAILED, error=message, target_state=target_state
+        )
+        await self.record(rollback, "rollbot", "failed", f"Rollback failed: {message}")
+        await reporter.finished(rollback, render("rollback_failed.md.j2", rb=rollback))
+        return rollback
+
+    def notification(self, rollback: Rollback) -> str:
+        """Render the guide's internal notification for a finished rollback."""
+        finished = rollback.finished_at or utcnow()
+        row = self.config.decision_matrix.get(rollback.issue or "")
+        impact = f"{row.severity.value} severity: {row.label}" if row else "not assessed"
+        return render(
+            "internal_notification.md.j2",
+            rb=rollback,
+            date=finished.strftime("%Y-%m-%d"),
+            impact=impact,
+            minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
+        )
+
+    async def sweep(self) -> None:
+        """Expire stale requests and mark rollbacks orphaned by a crash as interrupted."""
+        now = utcnow()
+        for rollback in await self.store.find(states=OPEN_STATES - {State.APPROVED}, limit=500):
+            age = now - rollback.created_at
+            if age > timedelta(minutes=self.policy(rollback).expires_after_minutes):
+                moved = await self.store.transition(
+                    rollback.id,
+                    [rollback.state],
+                    State.EXPIRED,
+                    error="Expired without approval.",
+                )
+                if moved:
+                    await self.record(moved, "rollbot", "expired", "Expired without approval")
+        held = {lock.rollback_id for lock in await self.store.locks()}
+        for rollback in await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500):
+            if rollback.id not in held:
+                moved = await self.store.transition(
+                    rollback.id,
+                    [rollback.state],
+                    State.INTERRUPTED,
+                    error="rollbot stopped in the middle of this rollback; check the service.",
+                )
+                if moved:
+                    await self.record(
+                        moved,
+                        "rollbot",
+                        "interrupted",
+                        "Interrupted: its lock expired while it was in flight",
+                    )

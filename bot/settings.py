@@ -1,0 +1,36 @@
+"""Process settings from the environment (pydantic-settings); secrets stay SecretStr."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Environment of the rollbot process."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    SLACK_BOT_TOKEN: SecretStr | None = Field(default=None, description="xoxb- bot token.")
+    SLACK_SIGNING_SECRET: SecretStr | None = Field(
+        default=None, description="Verifies requests in HTTP mode."
+    )
+    SLACK_APP_TOKEN: SecretStr | None = Field(default=None, description="xapp- Socket Mode token.")
+    SLACK_API_URL: str | None = Field(
+        default=None, description="Base URL of the Slack Web API (tests and playground)."
+    )
+    ROLLBOT_CONFIG: str = Field(default="rollbot.yaml", description="Path of the YAML config.")
+    ROLLBOT_STORE: str = Field(
+        default="sqlite:///rollbot-data/rollbot.db", description="Store URL."
+    )
+    ROLLBOT_LOG_FORMAT: str | None = Field(
+        default=None, description="json or console; default: json unless stderr is a TTY."
+    )
+
+    def require(self, *names: str) -> None:
+        """Fail with one clear message naming every missing variable."""
+        missing = [name for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigError([f"environment variable {name} is not set" for name in missing])

@@ -1,0 +1,1 @@
+"""The Slack adapter: Bolt listeners that turn payloads into engine calls and back."""

@@ -1,0 +1,125 @@
+"""Buttons, the decision-matrix select and the reason modal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import Engine
+from bot.errors import InvalidRequest, ReasonRequired, RollbotError, UsageError
+from bot.models import State
+from handlers.blocks import reason_modal
+from handlers.flow import advance
+from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
+from handlers.thread import SlackThread
+
+
+def _selected_issue(body: dict[str, Any]) -> str | None:
+    values = (body.get("state") or {}).get("values") or {}
+    for block_id, inputs in values.items():
+        if block_id.startswith(BlockId.MATRIX):
+            choice = (inputs.get(ActionId.ISSUE_SELECT) or {}).get("selected_option")
+            if choice:
+                return str(choice["value"])
+    return None
+
+
+def _rollback_id(body: dict[str, Any]) -> str:
+    action = body["actions"][0]
+    if action.get("value"):
+        return str(action["value"])
+    return str(action["block_id"]).split(":", 1)[1]
+
+
+def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
+    """Register the interactive listeners."""
+
+    async def open_reason(
+        client: AsyncWebClient,
+        trigger_id: str,
+        rollback_id: str,
+        asked: ReasonRequired,
+        extra: dict[str, str],
+    ) -> None:
+        view = reason_modal(rollback_id, asked.purpose, asked.message, extra)
+        await client.views_open(trigger_id=trigger_id, view=view)
+
+    @app.action(ActionId.ISSUE_SELECT)
+    async def on_issue_select(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        rb = await engine.get(_rollback_id(body))
+        if rb.state is State.REQUESTED:
+            await thread.update_card(rb, preview_issue=_selected_issue(body))
+
+    @app.action(ActionId.CONFIRM_SEVERITY)
+    async def on_confirm(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user, rollback_id = body["user"]["id"], _rollback_id(body)
+        issue = _selected_issue(body)
+        if issue is None:
+            raise UsageError("Pick the issue type from the decision matrix first.")
+        try:
+            rb = await engine.confirm_severity(rollback_id, issue, user)
+        except ReasonRequired as asked:
+            await open_reason(client, body["trigger_id"], rollback_id, asked, {"issue": issue})
+            return
+        await advance(engine, thread, rb, user)
+
+    @app.action(ActionId.APPROVE)
+    async def on_approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await ack()
+        user, rollback_id = body["user"]["id"], _rollback_id(body)
+        try:
+            rb = await engine.approve(rollback_id, user)
+        except ReasonRequired as asked:
+            await open_reason(client, body["trigger_id"], rollback_id, asked, {})
+            return
+        await advance(engine, thread, rb, user)
+
+    @app.action(ActionId.REJECT)
+    async def on_reject(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user = body["user"]["id"]
+        rb = await engine.reject(_rollback_id(body), user)
+        await advance(engine, thread, rb, user)
+
+    @app.action(ActionId.CANCEL)
+    async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user = body["user"]["id"]
+        rb = await engine.cancel(_rollback_id(body), user)
+        await advance(engine, thread, rb, user)
+
+    @app.view(CallbackId.REASON)
+    async def on_reason(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        reason = (view["state"]["values"][BlockId.REASON][REASON_INPUT].get("value") or "").strip()
+        if len(reason) < 5:
+            await ack(
+                response_action="errors",
+                errors={BlockId.REASON: "Write at least a few words; it is recorded."},
+            )
+            return
+        await ack()
+        meta = json.loads(view["private_metadata"])
+        user = body["user"]["id"]
+        rb = await engine.get(meta["rollback_id"])
+        try:
+            if meta["purpose"] == "override":
+                rb = await engine.confirm_severity(
+                    rb.id, meta["issue"], user, override_reason=reason
+                )
+            elif meta["purpose"] == "break_glass":
+                rb = await engine.approve(rb.id, user, break_glass_reason=reason)
+            else:
+                raise InvalidRequest("Unknown reason form.")
+        except RollbotError as exc:
+            # A view submission has no response_url: answer in the rollback's channel.
+            if rb.channel_id:
+                await client.chat_postEphemeral(channel=rb.channel_id, user=user, text=exc.message)
+            return
+        await advance(engine, thread, rb, user)

@@ -1,0 +1,243 @@
+"""Block Kit for the rollback card, its thread replies and the reason modal."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.config import ApprovalPolicy
+from bot.engine import mention
+from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
+from bot.models import FINAL_STATES, Rollback, State
+from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
+
+MAX_BLOCKS = 50
+STATE_ICONS = {
+    State.REQUESTED: ":mag:",
+    State.SEVERITY_CONFIRMED: ":white_check_mark:",
+    State.AWAITING_APPROVAL: ":hourglass_flowing_sand:",
+    State.APPROVED: ":+1:",
+    State.RUNNING: ":arrows_counterclockwise:",
+    State.VERIFYING: ":stethoscope:",
+    State.SUCCEEDED: ":large_green_circle:",
+    State.FAILED: ":red_circle:",
+    State.CANCELLED: ":no_entry_sign:",
+    State.REJECTED: ":no_entry:",
+    State.EXPIRED: ":hourglass:",
+    State.INTERRUPTED: ":warning:",
+}
+
+
+def escape(text: str) -> str:
+    """Escape free text for mrkdwn so it cannot mention people or inject links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def dump(blocks: list[Block]) -> list[dict[str, Any]]:
+    """Validate and serialise blocks, enforcing the 50-block limit slack_sdk leaves out."""
+    if len(blocks) > MAX_BLOCKS:
+        raise ValueError(f"{len(blocks)} blocks; Slack allows {MAX_BLOCKS}")
+    return [block.to_dict() for block in blocks]
+
+
+def _md(text: str) -> MarkdownTextObject:
+    return MarkdownTextObject(text=text[:3000])
+
+
+def _people(policy: ApprovalPolicy) -> str:
+    names = [mention(u) for u in policy.approvers.users]
+    names += [f"<!subteam^{g}>" for g in policy.approvers.groups]
+    return ", ".join(names) if names else "anyone but the requester"
+
+
+def _issue_option(key: str, row: MatrixRow) -> Option:
+    return Option(value=key, label=f"{row.label} ({row.severity.value})"[:75])
+
+
+def card(
+    rb: Rollback,
+    matrix: dict[str, MatrixRow],
+    policy: ApprovalPolicy,
+    *,
+    preview_issue: str | None = None,
+    last_step: str | None = None,
+) -> list[dict[str, Any]]:
+    """Build the rollback card: what runs, the target, the plan, the decision and status."""
+    title = f"{'Dry run: ' if rb.dry_run else ''}Rollback {rb.service}/{rb.environment}"
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=title[:150])),
+        SectionBlock(
+            fields=[
+                _md(f"*Service*\n{rb.service}"),
+                _md(f"*Environment*\n{rb.environment}"),
+                _md(f"*Running now*\n`{rb.current_version}`"),
+                _md(f"*Roll back to*\n`{rb.target_version}`"),
+                _md(f"*Requested by*\n{mention(rb.requested_by)}"),
+                _md(f"*Status*\n{STATE_ICONS[rb.state]} {rb.state.value.replace('_', ' ')}"),
+            ]
+        ),
+        SectionBlock(text=_md(_plan_text(rb))),
+        DividerBlock(),
+    ]
+    blocks += _decision_blocks(rb, matrix, policy, preview_issue)
+    blocks += _status_blocks(rb, policy, last_step)
+    blocks.append(ContextBlock(elements=[_md(f"Rollback `{rb.id}`")]))
+    return dump(blocks)
+
+
+def _plan_text(rb: Rollback) -> str:
+    lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
+    lines += [f":warning: {escape(w)}" for w in rb.warnings]
+    return "\n".join(lines)
+
+
+def _decision_blocks(
+    rb: Rollback, matrix: dict[str, MatrixRow], policy: ApprovalPolicy, preview: str | None
+) -> list[Block]:
+    if rb.state is not State.REQUESTED:
+        if rb.severity is None:
+            return []
+        row = matrix.get(rb.issue or "")
+        label = row.label if row else rb.issue
+        text = f"*Severity:* {rb.severity} ({label}) → {rb.action}"
+        if rb.override_reason:
+            text += f"\n*Fix-forward overridden:* {escape(rb.override_reason)}"
+        return [SectionBlock(text=_md(text))]
+    chosen = matrix.get(preview or "")
+    select = StaticSelectElement(
+        action_id=ActionId.ISSUE_SELECT,
+        placeholder=PlainTextObject(text="Pick the issue type"),
+        options=[_issue_option(key, row) for key, row in matrix.items()],
+        initial_option=_issue_option(preview, chosen) if preview and chosen else None,
+    )
+    blocks: list[Block] = [
+        SectionBlock(
+            block_id=f"{BlockId.MATRIX}:{rb.id}",
+            text=_md("*Decision matrix:* what is the issue?"),
+            accessory=select,
+        )
+    ]
+    if chosen:
+        verdict = f"*Severity:* {chosen.severity.value} → *{chosen.action.value}*"
+        if chosen.action is Action.FIX_FORWARD:
+            verdict += "\nThe guide says fix forward; confirming asks for a reason to override."
+        blocks.append(SectionBlock(text=_md(verdict)))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                _md("*Roll back when:* " + "; ".join(ROLLBACK_WHEN)),
+                _md("*Fix forward when:* " + "; ".join(FIX_FORWARD_WHEN)),
+            ]
+        )
+    )
+    confirm_label = "Confirm severity" + (" (dry run)" if rb.dry_run else "")
+    blocks.append(
+        ActionsBlock(
+            elements=[
+                ButtonElement(
+                    text=confirm_label,
+                    action_id=ActionId.CONFIRM_SEVERITY,
+                    value=rb.id,
+                    style="primary",
+                ),
+                ButtonElement(text="Cancel", action_id=ActionId.CANCEL, value=rb.id),
+            ]
+        )
+    )
+    return blocks
+
+
+def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) -> list[Block]:
+    if rb.state is State.AWAITING_APPROVAL:
+        got = len(rb.approved_by)
+        text = (
+            f"*Approval needed* ({got} of {policy.required_approvals}) from {_people(policy)}."
+            f"\n{mention(rb.requested_by)} cannot approve their own rollback"
+            + (
+                f" unless it is {', '.join(s.value for s in policy.break_glass.severities)} "
+                "(break-glass, with a reason)."
+                if policy.break_glass.enabled
+                else "."
+            )
+        )
+        return [
+            SectionBlock(text=_md(text)),
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text="Approve",
+                        action_id=ActionId.APPROVE,
+                        value=rb.id,
+                        style="primary",
+                        confirm=ConfirmObject(
+                            title="Approve rollback?",
+                            text=f"Roll {rb.service}/{rb.environment} back to {rb.target_version}.",
+                            confirm="Approve",
+                            deny="Not yet",
+                        ),
+                    ),
+                    ButtonElement(
+                        text="Reject", action_id=ActionId.REJECT, value=rb.id, style="danger"
+                    ),
+                    ButtonElement(text="Cancel", action_id=ActionId.CANCEL, value=rb.id),
+                ]
+            ),
+        ]
+    lines = []
+    if rb.approved_by:
+        lines.append("*Approved by:* " + ", ".join(mention(u) for u in rb.approved_by))
+    if rb.break_glass_reason:
+        lines.append(f"*Break-glass:* {escape(rb.break_glass_reason)}")
+    if last_step and rb.state not in FINAL_STATES:
+        lines.append(f"*Now:* {escape(last_step)}")
+    if rb.state in FINAL_STATES and rb.error:
+        lines.append(f"*Outcome:* {escape(rb.error)}")
+    if rb.state is State.SUCCEEDED:
+        lines.append(f"*Outcome:* running {rb.target_version}, verified healthy.")
+    if rb.target_state and rb.state is State.FAILED:
+        lines.append(f"*State now:* {escape(rb.target_state)}")
+    if rb.dry_run and rb.state is State.CANCELLED:
+        lines.append(f"Approval would be needed from {_people(policy)}.")
+    return [SectionBlock(text=_md("\n".join(lines)))] if lines else []
+
+
+def reason_modal(rollback_id: str, purpose: str, prompt: str, extra: dict[str, str]) -> View:
+    """Build the modal that asks for an override or break-glass reason."""
+    title = "Override matrix" if purpose == "override" else "Break-glass"
+    metadata = json.dumps({"rollback_id": rollback_id, "purpose": purpose, **extra})
+    return View(
+        type="modal",
+        callback_id=CallbackId.REASON,
+        title=PlainTextObject(text=title),
+        submit=PlainTextObject(text="Submit"),
+        close=PlainTextObject(text="Back"),
+        private_metadata=metadata,
+        blocks=[
+            SectionBlock(text=_md(escape(prompt))),
+            InputBlock(
+                block_id=BlockId.REASON,
+                label=PlainTextObject(text="Reason (recorded)"),
+                element=PlainTextInputElement(
+                    action_id=REASON_INPUT, multiline=True, min_length=5, max_length=500
+                ),
+            ),
+        ],
+    )

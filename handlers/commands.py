@@ -1,0 +1,91 @@
+"""The `/rollback` slash command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot.commands import USAGE, Cancel, Help, ListVersions, RequestRollback, Status, parse
+from bot.engine import Engine, mention
+from bot.models import ACTIVE_STATES, OPEN_STATES
+from bot.render import render
+from handlers.flow import advance
+from handlers.thread import SlackThread
+
+
+def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
+    """Register the slash command listener."""
+
+    @app.command("/rollback")
+    async def on_rollback(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        user, channel = command["user_id"], command["channel_id"]
+        match parse(command.get("text") or ""):
+            case RequestRollback(service, version, environment, dry_run):
+                prepared = await engine.request(
+                    service=service,
+                    version=version,
+                    environment=environment,
+                    user=user,
+                    dry_run=dry_run,
+                    channel_id=channel,
+                )
+                target = engine.config.slack.incident_channel or channel
+                rb = await thread.post_card(prepared.rollback, target)
+                if rb.channel_id != channel:
+                    await respond(
+                        text=f"Rollback {rb.id} is in <#{rb.channel_id}>.",
+                        response_type="ephemeral",
+                    )
+            case ListVersions(service, environment):
+                env, versions = await engine.versions(service, environment)
+                lines = [f"*Versions of {service}/{env}* (newest first):"]
+                for v in versions[:30]:
+                    marks = [
+                        m
+                        for m, on in (
+                            ("running", v.current),
+                            ("previous stable", v.previous_stable),
+                        )
+                        if on
+                    ]
+                    when = f" {v.created_at:%Y-%m-%d %H:%M}" if v.created_at else ""
+                    tail = f" ({', '.join(marks)})" if marks else ""
+                    lines.append(f"• `{v.name}`{when}{tail}")
+                await respond(text="\n".join(lines), response_type="ephemeral")
+            case Status():
+                await respond(text=await status_text(engine), response_type="ephemeral")
+            case Cancel(rollback_id):
+                rb = await engine.cancel(rollback_id, user)
+                await advance(engine, thread, rb, user)
+                await respond(text=f"Cancelled {rb.id}.", response_type="ephemeral")
+            case Help():
+                services = ", ".join(sorted(engine.config.services))
+                await respond(
+                    text=render("help.md.j2", usage=USAGE, services=services),
+                    response_type="ephemeral",
+                )
+
+
+async def status_text(engine: Engine) -> str:
+    """Describe rollbacks in flight and locks held."""
+    await engine.sweep()
+    rollbacks = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=20)
+    locks = await engine.store.locks()
+    if not rollbacks and not locks:
+        return "No rollbacks in flight and no locks held."
+    lines = ["*In flight:*"] if rollbacks else []
+    for rb in rollbacks:
+        lines.append(
+            f"• `{rb.id}` {rb.service}/{rb.environment} → `{rb.target_version}` "
+            f"({rb.state.value.replace('_', ' ')}) by {mention(rb.requested_by)}"
+        )
+    if locks:
+        lines.append("*Locks:*")
+        lines += [
+            f"• {lock.key} held by `{lock.rollback_id}` ({mention(lock.holder)}) "
+            f"until {lock.expires_at:%H:%M} UTC"
+            for lock in locks
+        ]
+    return "\n".join(lines)

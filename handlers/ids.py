@@ -1,0 +1,31 @@
+"""Action ids and callback ids the Slack adapter uses, in one place."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ActionId(StrEnum):
+    """action_id of every interactive element rollbot posts."""
+
+    ISSUE_SELECT = "rollbot_issue_select"
+    CONFIRM_SEVERITY = "rollbot_confirm_severity"
+    APPROVE = "rollbot_approve"
+    REJECT = "rollbot_reject"
+    CANCEL = "rollbot_cancel"
+
+
+class CallbackId(StrEnum):
+    """callback_id of the modals."""
+
+    REASON = "rollbot_reason"
+
+
+class BlockId(StrEnum):
+    """block_id of blocks whose state is read back."""
+
+    MATRIX = "rollbot_matrix"
+    REASON = "rollbot_reason_input"
+
+
+REASON_INPUT = "reason"

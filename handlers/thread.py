@@ -1,0 +1,91 @@
+"""The incident thread: the card as its root, replies for every step, and the Reporter."""
+
+from __future__ import annotations
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import Engine
+from bot.models import Rollback, State
+from bot.verification import CheckResult, render_table
+from handlers.blocks import card
+
+
+class SlackThread:
+    """Posts and updates a rollback's card and thread; the engine's Reporter for Slack."""
+
+    def __init__(self, client: AsyncWebClient, engine: Engine) -> None:
+        self.client = client
+        self.engine = engine
+
+    def _blocks(
+        self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
+    ) -> list[dict[str, object]]:
+        return card(
+            rb,
+            self.engine.config.decision_matrix,
+            self.engine.policy(rb),
+            preview_issue=preview_issue,
+            last_step=last_step,
+        )
+
+    @staticmethod
+    def _fallback(rb: Rollback) -> str:
+        return (
+            f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} → "
+            f"{rb.target_version} ({rb.state.value.replace('_', ' ')})"
+        )
+
+    async def post_card(self, rb: Rollback, channel: str) -> Rollback:
+        """Post the card as a new thread root and remember where it is."""
+        response = await self.client.chat_postMessage(
+            channel=channel, text=self._fallback(rb), blocks=self._blocks(rb)
+        )
+        ts = str(response["ts"])
+        return await self.engine.store.update(
+            rb.id, channel_id=str(response["channel"]), message_ts=ts, thread_ts=ts
+        )
+
+    async def update_card(
+        self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
+    ) -> None:
+        """Redraw the card with the rollback's current state."""
+        if not (rb.channel_id and rb.message_ts):
+            return
+        await self.client.chat_update(
+            channel=rb.channel_id,
+            ts=rb.message_ts,
+            text=self._fallback(rb),
+            blocks=self._blocks(rb, preview_issue=preview_issue, last_step=last_step),
+        )
+
+    async def reply(self, rb: Rollback, text: str, *, broadcast: bool = False) -> None:
+        """Post a reply in the rollback's thread."""
+        if not (rb.channel_id and rb.thread_ts):
+            return
+        await self.client.chat_postMessage(
+            channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, reply_broadcast=broadcast
+        )
+
+    # -- Reporter --------------------------------------------------------------------
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        """Post a step in the thread and show it on the card."""
+        rb = await self.engine.get(rollback.id)
+        await self.reply(rb, f":gear: {text}")
+        await self.update_card(rb, last_step=text)
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        """Post the verification table in the thread."""
+        rb = await self.engine.get(rollback.id)
+        ok = all(r.ok for r in results)
+        head = ":white_check_mark: Verification passed" if ok else ":x: Verification failed"
+        await self.reply(rb, f"{head}\n```\n{render_table(results)}\n```")
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        """Post the outcome in the thread and the channel; redraw the card."""
+        rb = await self.engine.get(rollback.id)
+        await self.reply(rb, summary, broadcast=True)
+        channel = self.engine.config.slack.notification_channel
+        if rb.state is State.SUCCEEDED and channel and channel != rb.channel_id:
+            await self.client.chat_postMessage(channel=channel, text=summary)
+        await self.update_card(rb)
