@@ -7,6 +7,7 @@ second process can never move a rollback twice or run it twice.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ from providers import build_provider
 from providers.base import Provider, ProviderError, Version
 
 log = structlog.get_logger(__name__)
+
+SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
 
 
 class Directory(Protocol):
@@ -106,7 +109,7 @@ def new_rollback_id() -> str:
 
 def mention(user: str) -> str:
     """Format a user id for Slack; CLI actors are shown as they are."""
-    return f"<@{user}>" if user[:1] in {"U", "W"} and user.isalnum() else user
+    return f"<@{user}>" if SLACK_USER.fullmatch(user) else user
 
 
 class Engine:

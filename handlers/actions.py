@@ -9,9 +9,10 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
-from bot.errors import InvalidRequest, ReasonRequired, RollbotError, UsageError
+from bot.errors import InvalidRequest, ReasonRequired, UsageError
 from bot.models import State
 from handlers.blocks import reason_modal
+from handlers.errors import acked, report
 from handlers.flow import advance
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from handlers.thread import SlackThread
@@ -48,15 +49,15 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         await client.views_open(trigger_id=trigger_id, view=view)
 
     @app.action(ActionId.ISSUE_SELECT)
-    async def on_issue_select(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
+    @acked
+    async def on_issue_select(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
         rb = await engine.get(_rollback_id(body))
         if rb.state is State.REQUESTED:
             await thread.update_card(rb, preview_issue=_selected_issue(body))
 
     @app.action(ActionId.CONFIRM_SEVERITY)
-    async def on_confirm(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    @acked
+    async def on_confirm(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
         user, rollback_id = body["user"]["id"], _rollback_id(body)
         issue = _selected_issue(body)
         if issue is None:
@@ -69,8 +70,8 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         await advance(engine, thread, rb, user)
 
     @app.action(ActionId.APPROVE)
-    async def on_approve(ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    @acked
+    async def on_approve(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
         user, rollback_id = body["user"]["id"], _rollback_id(body)
         try:
             rb = await engine.approve(rollback_id, user)
@@ -80,15 +81,15 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         await advance(engine, thread, rb, user)
 
     @app.action(ActionId.REJECT)
-    async def on_reject(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
+    @acked
+    async def on_reject(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
         user = body["user"]["id"]
         rb = await engine.reject(_rollback_id(body), user)
         await advance(engine, thread, rb, user)
 
     @app.action(ActionId.CANCEL)
-    async def on_cancel(ack: AsyncAck, body: dict[str, Any]) -> None:
-        await ack()
+    @acked
+    async def on_cancel(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
         user = body["user"]["id"]
         rb = await engine.cancel(_rollback_id(body), user)
         await advance(engine, thread, rb, user)
@@ -117,9 +118,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                 rb = await engine.approve(rb.id, user, break_glass_reason=reason)
             else:
                 raise InvalidRequest("Unknown reason form.")
-        except RollbotError as exc:
+            await advance(engine, thread, rb, user)
+        except Exception as exc:
             # A view submission has no response_url: answer in the rollback's channel.
-            if rb.channel_id:
-                await client.chat_postEphemeral(channel=rb.channel_id, user=user, text=exc.message)
-            return
-        await advance(engine, thread, rb, user)
+            await report(exc, body, None, client, rb.channel_id)

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
-import structlog
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
-from bot.errors import RollbotError
 from bot.models import State
 from bot.settings import Settings
 from handlers import actions, commands
 from handlers.directory import SlackDirectory
+from handlers.errors import report
 from handlers.thread import SlackThread
-
-log = structlog.get_logger(__name__)
-
-SLACK_ERRORS = {
-    "not_in_channel": "I am not in this channel: invite me with `/invite @rollbot` and retry.",
-    "channel_not_found": "I cannot see this channel: invite me with `/invite @rollbot`.",
-    "expired_trigger_id": "That took too long for Slack; click the button again.",
-}
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
@@ -55,32 +44,12 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
     actions.register(app, engine, thread)
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any], respond: Any) -> None:
-        text = user_message(error)
-        if respond is not None and body.get("response_url"):
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-        else:
-            log.warning("error reply dropped: no response_url", text=text)
+    async def on_error(
+        error: Exception, body: dict[str, Any], respond: Any, client: AsyncWebClient
+    ) -> None:
+        await report(error, body, respond, client)
 
     return app
-
-
-def user_message(error: Exception) -> str:
-    """Turn an exception into what the user sees; unknown ones get a logged error id."""
-    cause = error.__cause__ if isinstance(error.__cause__, RollbotError) else error
-    if isinstance(cause, RollbotError):
-        log.info("refused", reason=cause.message)
-        return cause.message
-    if isinstance(error, SlackApiError):
-        code = str(error.response.get("error", "unknown"))
-        log.warning("slack api error", error=code)
-        return SLACK_ERRORS.get(code, f"Slack refused a call ({code}). Nothing else changed.")
-    error_id = secrets.token_hex(4)
-    log.error("unexpected error", error_id=error_id, exc_info=error)
-    return (
-        f"Something went wrong (error id `{error_id}`). "
-        "The rollback's card and thread show its real state."
-    )
 
 
 def web_app(app: AsyncApp, engine: Engine) -> web.Application:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncApp, AsyncRespond
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import USAGE, Cancel, Help, ListVersions, RequestRollback, Status, parse
 from bot.engine import Engine, mention
 from bot.models import ACTIVE_STATES, OPEN_STATES
 from bot.render import render
+from handlers.errors import acked
 from handlers.flow import advance
 from handlers.thread import SlackThread
 
@@ -18,8 +20,10 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
     """Register the slash command listener."""
 
     @app.command("/rollback")
-    async def on_rollback(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
+    @acked
+    async def on_rollback(
+        command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
         user, channel = command["user_id"], command["channel_id"]
         match parse(command.get("text") or ""):
             case RequestRollback(service, version, environment, dry_run):

@@ -2,10 +2,58 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import aiodocker
+import aiohttp
+import structlog
+from aiodocker.exceptions import DockerError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from providers.base import (
+    NotFound,
+    Outcome,
+    Plan,
+    Progress,
+    ProviderError,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+    Version,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NUMBER_LABEL = "com.docker.compose.container-number"
+ONEOFF_LABEL = "com.docker.compose.oneoff"
+OLD_MARK = "_rollbot_old_"
+# `<old id[:12]>_<name>`: a new container before it takes the service's name (compose's too).
+TEMP_NAME = re.compile(r"^[0-9a-f]{12}_")
+DEFAULT_STOP_TIMEOUT = 10
+POLL_SECONDS = 0.25
+LOG_TAIL_LINES = 5
+# The engine copies these from the image into a container's Config when the user left them
+# unset; a copy that still equals the old image's value must go so the new image's applies.
+IMAGE_DEFAULT_KEYS = ("WorkingDir", "User", "Healthcheck", "StopSignal", "OnBuild")
+IMAGE_DEFAULT_SETS = ("ExposedPorts", "Volumes")
+SIGKILL_EXIT = 137
 
 
 class DockerComposeSettings(BaseModel):
@@ -34,3 +82,759 @@ class DockerComposeSettings(BaseModel):
     healthy_timeout_seconds: float = Field(
         default=60, gt=0, description="How long a new container may take to run and be healthy."
     )
+    settle_seconds: float = Field(
+        default=2,
+        ge=0,
+        description="How long a new container without a HEALTHCHECK must keep running to count.",
+    )
+    api_timeout_seconds: float = Field(
+        default=30, gt=0, description="Deadline of one Docker Engine API call (stop waits longer)."
+    )
+    pull_timeout_seconds: float = Field(
+        default=600, gt=0, description="Deadline for pulling a missing target tag."
+    )
+
+    @model_validator(mode="after")
+    def _pin_is_complete(self) -> Self:
+        """Refuse a pin file without its variable (or the reverse) at start-up."""
+        if (self.pin_env_file is None) != (self.pin_variable is None):
+            raise ValueError("pin_env_file and pin_variable must be set together")
+        return self
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split into repository and tag."""
+
+    repository: str
+    tag: str
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        """Split `registry:5000/repo:tag` at the tag's colon (a port's colon is not one)."""
+        name = ref.split("@", 1)[0]
+        # The engine lists Docker Hub images by their short name.
+        for prefix in ("docker.io/library/", "docker.io/"):
+            if name.startswith(prefix):
+                name = name.removeprefix(prefix)
+                break
+        repository, sep, tag = name.rpartition(":")
+        if not sep or "/" in tag:
+            return cls(name, "latest")
+        return cls(repository, tag)
+
+    def with_tag(self, tag: str) -> ImageRef:
+        """Return the same repository with another tag."""
+        return ImageRef(self.repository, tag)
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class LocalTag:
+    """A tag of the repository present on the engine's host."""
+
+    tag: str
+    image_id: str
+    created: int
+
+
+class DockerComposeProvider:
+    """Roll a compose service back by recreating its containers on an earlier image tag."""
+
+    def __init__(self, settings: DockerComposeSettings) -> None:
+        self._settings = settings
+        self._docker: aiodocker.Docker | None = None
+
+    # -- Provider protocol ------------------------------------------------------------------
+
+    async def current_version(self) -> str:
+        """Return the tag the service's first container runs."""
+        containers = await self._containers()
+        return (await self._image_ref(containers[0])).tag
+
+    async def list_versions(self) -> list[Version]:
+        """Return the repository's local tags, newest first, current and previous marked."""
+        containers = await self._containers()
+        current = await self._image_ref(containers[0])
+        tags = await self._local_tags(current.repository)
+        current_created = await self._image_created(containers[0]["Image"], tags)
+        previous = _previous_stable(tags, current.tag, current_created)
+        return [
+            Version(
+                name=t.tag,
+                created_at=datetime.fromtimestamp(t.created, UTC),
+                current=t.tag == current.tag,
+                previous_stable=previous is not None and t.tag == previous.tag,
+                detail=f"image {_short_image_id(t.image_id)}",
+            )
+            for t in tags
+        ]
+
+    async def plan(self, target: str) -> Plan:
+        """Describe the recreation of each container on `target`, changing nothing."""
+        containers = await self._containers()
+        current = await self._image_ref(containers[0])
+        target_ref = current.with_tag(target)
+        steps: list[str] = []
+        warnings: list[str] = []
+        if await self._find_image(str(target_ref)) is None:
+            await self._require_pullable(target_ref)
+            steps.append(f"Pull {target_ref} from its registry (it is not on this host yet).")
+        to_replace = await self._needing_replacement(containers, target_ref)
+        for container in to_replace:
+            steps.extend(await self._container_steps(container, target_ref))
+        if self._pinned:
+            steps.append(self._pin_step(target))
+        else:
+            warnings.append(self._no_pin_warning(current))
+        return Plan(steps=steps, warnings=warnings)
+
+    async def rollback(self, target: str, progress: Progress) -> Outcome:
+        """Recreate each container of the service on `target`, restoring the old on failure."""
+        started = time.monotonic()
+        containers = await self._containers()
+        current = await self._image_ref(containers[0])
+        target_ref = current.with_tag(target)
+        await self._ensure_image(target_ref, progress)
+        to_replace = await self._needing_replacement(containers, target_ref)
+        done: list[str] = []
+        for container in to_replace:
+            await self._replace(container, target_ref, progress, done)
+            done.append(_name(container))
+        notes = await self._pin_or_warn(target, current, progress)
+        summary = (
+            f"{self._settings.service} now runs {target_ref} "
+            f"({len(done)} container{_plural(len(done))} recreated: {', '.join(done)})"
+        )
+        log.info(
+            "docker_compose.rollback", target=str(target_ref), seconds=round(_since(started), 2)
+        )
+        return Outcome(summary=summary, notes=notes)
+
+    async def describe_state(self) -> str:
+        """Say what the service's containers run now, asked from the engine."""
+        containers = await self._containers()
+        refs = [str(await self._image_ref(c)) for c in containers]
+        states = ", ".join(f"{_name(c)} {_status(c)}" for c in containers)
+        count = f"{len(containers)} container{_plural(len(containers))}"
+        if len(set(refs)) == 1:
+            verb = "running" if all(_running(c) for c in containers) else "on"
+            return f"{self._settings.service}: {count} {verb} {refs[0]} ({states})"
+        mixed = ", ".join(
+            f"{_name(c)} {_status(c)} on {r}" for c, r in zip(containers, refs, strict=True)
+        )
+        return f"{self._settings.service}: {count} on different images ({mixed})"
+
+    async def aclose(self) -> None:
+        """Close the Docker Engine client."""
+        if self._docker is not None:
+            docker, self._docker = self._docker, None
+            await docker.close()
+
+    # -- engine calls -----------------------------------------------------------------------
+
+    def _client(self) -> aiodocker.Docker:
+        """Return the one engine client, created on first use (it needs a running loop)."""
+        if self._docker is None:
+            try:
+                self._docker = aiodocker.Docker(url=self._settings.docker_host)
+            except (ValueError, DockerError) as exc:
+                raise Refused(
+                    f"Cannot use Docker host {self._settings.docker_host}: {exc}"
+                ) from exc
+        return self._docker
+
+    async def _call(self, what: str, call: Awaitable[T], deadline: float | None = None) -> T:
+        """Await one engine call under a deadline (seconds), translating its errors."""
+        seconds = deadline if deadline is not None else self._settings.api_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):
+                return await call
+        except DockerError as exc:
+            raise _translate(exc, what) from exc
+        except TimeoutError as exc:
+            raise TimedOut(f"Docker Engine did not answer within {seconds:g} s {what}.") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Transient(f"Could not reach the Docker Engine {what}: {exc}") from exc
+
+    async def _inspect(self, container_id: str) -> Json:
+        """Return a container's inspect document."""
+        handle = self._client().containers.container(container_id)
+        return await self._call(f"inspecting container {container_id[:12]}", handle.show())
+
+    async def _containers(self) -> list[Json]:
+        """Inspect the service's containers, ordered by compose's container number."""
+        settings = self._settings
+        labels = [f"{PROJECT_LABEL}={settings.project}", f"{SERVICE_LABEL}={settings.service}"]
+        found = await self._call(
+            f"listing the containers of {settings.project}/{settings.service}",
+            self._client().containers.list(all=True, filters=json.dumps({"label": labels})),
+        )
+        inspected = [await self._inspect(c.id) for c in found]
+        service = [c for c in inspected if _is_service_container(c)]
+        if not service:
+            raise NotFound(
+                f"No container of service `{settings.service}` in compose project "
+                f"`{settings.project}` on this Docker Engine."
+            )
+        return sorted(service, key=_container_order)
+
+    async def _find_image(self, ref: str) -> Json | None:
+        """Inspect an image, or return None when the host does not have it."""
+        try:
+            return await self._call(f"inspecting image {ref}", self._client().images.inspect(ref))
+        except NotFound:
+            return None
+
+    async def _image_ref(self, container: Json) -> ImageRef:
+        """Return the tagged image a container runs (its config names it, or the image does)."""
+        configured = str(container["Config"]["Image"])
+        if not configured.startswith("sha256:") and "@" not in configured:
+            return ImageRef.parse(configured)
+        image = await self._find_image(container["Image"])
+        tags = (image or {}).get("RepoTags") or []
+        if not tags:
+            raise NotFound(f"{_name(container)} runs an untagged image ({configured[:19]}).")
+        return ImageRef.parse(tags[0])
+
+    async def _local_tags(self, repository: str) -> list[LocalTag]:
+        """Return the repository's tags on this host, newest image first."""
+        images = await self._call(
+            f"listing the local tags of {repository}",
+            self._client().images.list(filters={"reference": [repository]}),
+        )
+        tags = [
+            LocalTag(ImageRef.parse(ref).tag, image["Id"], int(image.get("Created", 0)))
+            for image in images
+            for ref in image.get("RepoTags") or []
+            if ImageRef.parse(ref).repository == repository
+        ]
+        return sorted(tags, key=lambda t: (t.created, t.tag), reverse=True)
+
+    async def _image_created(self, image_id: str, tags: list[LocalTag]) -> int:
+        """Return when the running image was created (its tag may have moved since)."""
+        for tag in tags:
+            if tag.image_id == image_id:
+                return tag.created
+        image = await self._find_image(image_id)
+        created = str((image or {}).get("Created") or "")
+        if not created:
+            return 0
+        return int(datetime.fromisoformat(created[:19]).replace(tzinfo=UTC).timestamp())
+
+    async def _require_pullable(self, target: ImageRef) -> None:
+        """Raise NotFound naming the local tags when a missing tag will not be pulled."""
+        if self._settings.pull:
+            return
+        available = ", ".join(t.tag for t in await self._local_tags(target.repository))
+        raise NotFound(
+            f"Tag `{target.tag}` of {target.repository} is not on this host "
+            f"(available: {available or 'none'}); pulling is off for this target."
+        )
+
+    async def _ensure_image(self, target: ImageRef, progress: Progress) -> Json:
+        """Return the target image, pulling it first when allowed; change nothing else."""
+        image = await self._find_image(str(target))
+        if image is not None:
+            return image
+        await self._require_pullable(target)
+        await _say(progress, f"Pulling {target} (not on this host yet)…")
+        client = self._client()
+        await self._call(
+            f"pulling {target}",
+            client.images.pull(target.repository, tag=target.tag),
+            deadline=self._settings.pull_timeout_seconds,
+        )
+        image = await self._find_image(str(target))
+        if image is None:
+            raise NotFound(f"Pulling {target} finished but the image is still not on this host.")
+        await _say(progress, f"Pulled {target} (image {_short_image_id(image['Id'])}).")
+        return image
+
+    async def _needing_replacement(self, containers: list[Json], target: ImageRef) -> list[Json]:
+        """Return the containers not on `target` yet; refuse when none is left."""
+        pending = [c for c in containers if await self._image_ref(c) != target]
+        if not pending:
+            raise Refused(f"{self._settings.service} already runs {target}; nothing to roll back.")
+        return pending
+
+    # -- plan -------------------------------------------------------------------------------
+
+    async def _container_steps(self, container: Json, target: ImageRef) -> list[str]:
+        """Describe how one container will be recreated."""
+        name = _name(container)
+        old = await self._image_ref(container)
+        host = container["HostConfig"]
+        restart = (host.get("RestartPolicy") or {}).get("Name") or "no"
+        return [
+            f"Create `{_temp_name(container)}` from {target} with the config of `{name}` "
+            f"(env, labels, command, mounts, network {host.get('NetworkMode') or 'default'}, "
+            f"restart policy {restart}); replaces {old}.",
+            f"Stop `{name}` ({old}), allowing {self._stop_timeout(container)} s before it is "
+            "killed.",
+            f"Rename `{name}` to `{_old_name(container)}`, give the new container the name "
+            f"`{name}` and start it.",
+            f"Wait up to {self._settings.healthy_timeout_seconds:g} s for it to run"
+            " (and pass its HEALTHCHECK, if the image has one); if it does not, remove it and "
+            f"start `{name}` on {old} again.",
+            f"Remove the old container `{_old_name(container)}`.",
+        ]
+
+    @property
+    def _pinned(self) -> bool:
+        return self._settings.pin_env_file is not None and self._settings.pin_variable is not None
+
+    def _pin_step(self, target: str) -> str:
+        return (
+            f"Set {self._settings.pin_variable}={target} in {self._settings.pin_env_file} so a "
+            "later `docker compose up` keeps this version."
+        )
+
+    def _no_pin_warning(self, current: ImageRef) -> str:
+        return f"No pin_env_file configured: a later `docker compose up` will bring back {current}."
+
+    # -- rollback ---------------------------------------------------------------------------
+
+    def _stop_timeout(self, container: Json) -> int:
+        """Return the stop timeout: configured, else the container's own, else Docker's 10 s."""
+        if self._settings.stop_timeout_seconds is not None:
+            return self._settings.stop_timeout_seconds
+        own = container["Config"].get("StopTimeout")
+        return int(own) if own is not None else DEFAULT_STOP_TIMEOUT
+
+    async def _replace(
+        self,
+        old: Json,
+        target: ImageRef,
+        progress: Progress,
+        done: list[str],
+    ) -> None:
+        """Recreate one container on `target`, putting the old one back if the new one fails."""
+        name = _name(old)
+        old_ref = await self._image_ref(old)
+        old_image = await self._find_image(old["Image"]) or {}
+        body = _create_body(old, old_image, str(target))
+        await self._remove_leftover(_temp_name(old))
+        client = self._client()
+        new = await self._call(
+            f"creating {_temp_name(old)}",
+            client.containers.create(body, name=_temp_name(old)),
+        )
+        await _say(progress, f"Created `{_temp_name(old)}` from {target}.")
+        swap = _Swap(name=name, old_id=old["Id"], new_id=new.id, was_running=_running(old))
+        try:
+            await self._connect_extra_networks(old, new.id)
+            await self._stop_old(old, progress)
+            await self._start_new(swap, old, target, progress)
+        except ProviderError as exc:
+            reason = exc.message.rstrip(".")
+        except asyncio.CancelledError:
+            # A deadline hit mid-swap: put the old container back before giving up.
+            await self._put_back_quietly(swap, old)
+            raise
+        else:
+            await self._remove(old["Id"])
+            await _say(progress, f"Removed the old container `{_old_name(old)}`.")
+            return
+        await self._restore_and_fail(swap, old, old_ref, target, reason, progress, done)
+
+    async def _connect_extra_networks(self, old: Json, new_id: str) -> None:
+        """Attach the new container to every network of the old one beyond the first."""
+        for network, endpoint in _endpoints(old)[1:]:
+            client = self._client()
+            net = await self._call(f"finding network {network}", client.networks.get(network))
+            await self._call(
+                f"connecting to network {network}",
+                net.connect({"Container": new_id, "EndpointConfig": endpoint}),
+            )
+
+    async def _stop_old(self, old: Json, progress: Progress) -> None:
+        """Stop the old container, saying whether it had to be killed."""
+        name = _name(old)
+        if not _running(old):
+            await _say(progress, f"`{name}` is not running ({_status(old)}); nothing to stop.")
+            return
+        seconds = self._stop_timeout(old)
+        started = time.monotonic()
+        handle = self._client().containers.container(old["Id"])
+        await self._call(
+            f"stopping {name}",
+            handle.stop(t=seconds),
+            deadline=seconds + self._settings.api_timeout_seconds,
+        )
+        state = (await self._inspect(old["Id"]))["State"]
+        if state.get("ExitCode") == SIGKILL_EXIT and _since(started) >= seconds:
+            await _say(
+                progress,
+                f"Stopped `{name}`, but it ignored SIGTERM: killed after {seconds} s "
+                "(give it an init process or a shorter stop timeout).",
+            )
+        else:
+            await _say(progress, f"Stopped `{name}` in {_since(started):.1f} s.")
+
+    async def _start_new(
+        self, swap: _Swap, old: Json, target: ImageRef, progress: Progress
+    ) -> None:
+        """Give the new container the service's name, start it and wait until it is up."""
+        client = self._client()
+        new = client.containers.container(swap.new_id)
+        # Rename while neither runs: the engine fails to rename a host-network container
+        # that has just crashed ("sandbox ... not found").
+        handle = client.containers.container(swap.old_id)
+        await self._call(f"renaming {swap.name}", handle.rename(_old_name(old)))
+        swap.old_renamed = True
+        await self._call(f"renaming the new {swap.name}", new.rename(swap.name))
+        await self._call(f"starting the new {swap.name}", new.start())
+        await _say(progress, f"Started `{swap.name}` on {target}; waiting for it to be up…")
+        health = await self._wait_up(swap.new_id)
+        await _say(progress, f"`{swap.name}` is {health}.")
+
+    async def _wait_up(self, container_id: str) -> str:
+        """Wait until a new container runs (and is healthy); raise what went wrong if not."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.healthy_timeout_seconds
+        running_since: float | None = None
+        while True:
+            state = (await self._inspect(container_id))["State"]
+            _raise_if_failed(state)
+            health = (state.get("Health") or {}).get("Status")
+            now = time.monotonic()
+            if state.get("Running") and running_since is None:
+                running_since = now
+            if health == "healthy":
+                return "running and healthy"
+            settled = running_since is not None and now - running_since >= settings.settle_seconds
+            if health is None and settled:
+                return "running (the image has no HEALTHCHECK)"
+            if now >= deadline:
+                waited = f"{settings.healthy_timeout_seconds:g} s"
+                raise TimedOut(f"it was not up within {waited} (health: {health or 'none'})")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _restore_and_fail(
+        self,
+        swap: _Swap,
+        old: Json,
+        old_ref: ImageRef,
+        target: ImageRef,
+        reason: str,
+        progress: Progress,
+        done: list[str],
+    ) -> None:
+        """Remove the failed new container, bring the old one back and raise RollbackFailed."""
+        logs = await self._log_tail(swap.new_id)
+        await _say(progress, f"The new `{swap.name}` failed: {reason}. Restoring the old one…")
+        message = f"{target} did not come up for `{swap.name}`: {reason}."
+        if logs:
+            message += "\nLast log lines:\n" + "\n".join(logs)
+        try:
+            await self._put_back(swap, old)
+        except ProviderError as exc:
+            state = await self._state_or_unknown()
+            raise RollbackFailed(
+                f"{message}\nRestoring the old container failed too: {exc.message}",
+                target_state=f"{state} (old container `{_old_name(old)}` NOT restored)",
+            ) from exc
+        again = "again" if swap.was_running else "again (stopped, as before)"
+        state = f"{self._settings.service} runs {old_ref} {again} (old container restored)"
+        if done:
+            state += f"; already on {target}: {', '.join(done)}"
+        await _say(progress, f"Restored `{swap.name}` on {old_ref}.")
+        raise RollbackFailed(message, target_state=state)
+
+    async def _put_back(self, swap: _Swap, old: Json) -> None:
+        """Remove the new container and give the old one back its name and its run."""
+        client = self._client()
+        await self._remove(swap.new_id)
+        if swap.old_renamed:
+            handle = client.containers.container(swap.old_id)
+            await self._call(f"renaming {_old_name(old)} back", handle.rename(swap.name))
+        if not swap.was_running:
+            return
+        await self._call(
+            f"starting the old {swap.name}", client.containers.container(swap.old_id).start()
+        )
+        deadline = time.monotonic() + self._settings.healthy_timeout_seconds
+        while not (state := (await self._inspect(swap.old_id))["State"]).get("Running"):
+            if time.monotonic() >= deadline or state.get("Status") in ("exited", "dead"):
+                raise RollbackFailed(f"the old `{swap.name}` did not run again ({state['Status']})")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _put_back_quietly(self, swap: _Swap, old: Json) -> None:
+        """Restore the old container after a cancellation, logging rather than raising."""
+        try:
+            await self._put_back(swap, old)
+        except ProviderError as exc:
+            log.error("docker_compose.restore_failed", container=swap.name, error=exc.message)
+        else:
+            log.warning("docker_compose.restored_after_cancel", container=swap.name)
+
+    async def _log_tail(self, container_id: str) -> list[str]:
+        """Return the last few log lines of a container, or none when they cannot be read."""
+        handle = self._client().containers.container(container_id)
+        try:
+            lines = await self._call(
+                "reading the new container's logs",
+                handle.log(stdout=True, stderr=True, tail=LOG_TAIL_LINES),
+            )
+        except ProviderError:
+            return []
+        return [line.rstrip("\n") for line in lines if line.strip()][-LOG_TAIL_LINES:]
+
+    async def _remove_leftover(self, name: str) -> None:
+        """Remove a temporary container an interrupted recreation left under `name`."""
+        try:
+            await self._remove(name)
+        except NotFound:
+            return
+        log.warning("docker_compose.removed_leftover", container=name)
+
+    async def _remove(self, container_id: str) -> None:
+        """Remove a container (running or not), keeping its volumes."""
+        handle = self._client().containers.container(container_id)
+        await self._call(f"removing container {container_id[:12]}", handle.delete(force=True))
+
+    async def _state_or_unknown(self) -> str:
+        """Describe the state for an error message without raising a second error."""
+        try:
+            return await self.describe_state()
+        except ProviderError as exc:
+            return f"unknown ({exc.message})"
+
+    # -- pin --------------------------------------------------------------------------------
+
+    async def _pin_or_warn(self, target: str, current: ImageRef, progress: Progress) -> list[str]:
+        """Write the target tag into the pin file, or return the warning that there is none."""
+        settings = self._settings
+        if settings.pin_env_file is None or settings.pin_variable is None:
+            warning = self._no_pin_warning(current)
+            await _say(progress, warning)
+            return [warning]
+        try:
+            await asyncio.to_thread(write_pin, settings.pin_env_file, settings.pin_variable, target)
+        except OSError as exc:
+            note = f"Could not update {settings.pin_env_file}: {exc}. Pin {target} by hand."
+            await _say(progress, note)
+            return [note]
+        note = f"Pinned {settings.pin_variable}={target} in {settings.pin_env_file}."
+        await _say(progress, note)
+        return [note]
+
+
+@dataclass
+class _Swap:
+    """Where one container recreation stands, so a failure can be undone exactly."""
+
+    name: str
+    old_id: str
+    new_id: str
+    was_running: bool
+    old_renamed: bool = False
+
+
+def write_pin(path: Path, variable: str, value: str) -> None:
+    """Set `variable=value` in an env file, keeping other lines; replace the file atomically."""
+    text = path.read_text() if path.exists() else ""
+    lines = text.splitlines()
+    pattern = re.compile(rf"^(\s*(?:export\s+)?){re.escape(variable)}\s*=")
+    replaced = False
+    for index, line in enumerate(lines):
+        match = pattern.match(line)
+        if match:
+            lines[index] = f"{match.group(1)}{variable}={value}"
+            replaced = True
+    if not replaced:
+        lines.append(f"{variable}={value}")
+    _write_atomically(path, "\n".join(lines) + "\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write through a temp file in the same folder, so readers see the old or the new file."""
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def _create_body(old: Json, old_image: Json, target: str) -> Json:
+    """Build the create request of a container like `old` but on the `target` image."""
+    image_config = old_image.get("Config") or {}
+    config = {k: v for k, v in old["Config"].items() if k not in ("Hostname", "Image")}
+    _drop_image_defaults(config, image_config)
+    endpoints = _endpoints(old)
+    body: Json = {**config, "Image": target, "HostConfig": _host_config(old)}
+    if endpoints:
+        network, endpoint = endpoints[0]
+        body["NetworkingConfig"] = {"EndpointsConfig": {network: endpoint}}
+    return body
+
+
+def _drop_image_defaults(config: Json, image: Json) -> None:
+    """Drop values the engine copied from the old image, so the new image's defaults apply."""
+    entrypoint_is_default = config.get("Entrypoint") == image.get("Entrypoint")
+    # The engine only fills Cmd from the image when the user set no Entrypoint.
+    if entrypoint_is_default:
+        config.pop("Entrypoint", None)
+        if config.get("Cmd") == image.get("Cmd"):
+            config.pop("Cmd", None)
+    for key in IMAGE_DEFAULT_KEYS:
+        if key in config and config[key] == image.get(key):
+            config.pop(key)
+    for key in IMAGE_DEFAULT_SETS:
+        inherited = image.get(key) or {}
+        kept = {k: v for k, v in (config.get(key) or {}).items() if k not in inherited}
+        config[key] = kept or None
+    image_env = set(image.get("Env") or [])
+    config["Env"] = [e for e in config.get("Env") or [] if e not in image_env]
+    image_labels = image.get("Labels") or {}
+    labels = config.get("Labels") or {}
+    config["Labels"] = {k: v for k, v in labels.items() if image_labels.get(k) != v}
+
+
+def _host_config(old: Json) -> Json:
+    """Return the old HostConfig, with its anonymous volumes bound so their data stays."""
+    host = dict(old["HostConfig"])
+    declared = {_bind_target(b) for b in host.get("Binds") or []}
+    declared |= {m.get("Target") for m in host.get("Mounts") or []}
+    anonymous = [
+        f"{m['Name']}:{m['Destination']}{'' if m.get('RW', True) else ':ro'}"
+        for m in old.get("Mounts") or []
+        if m.get("Type") == "volume" and m.get("Destination") not in declared
+    ]
+    if anonymous:
+        host["Binds"] = [*(host.get("Binds") or []), *anonymous]
+    return host
+
+
+def _bind_target(bind: str) -> str:
+    """Return the container path of a `source:target[:options]` bind."""
+    parts = bind.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _endpoints(old: Json) -> list[tuple[str, Json]]:
+    """Return the old container's networks and the endpoint settings worth keeping, main first."""
+    networks = (old.get("NetworkSettings") or {}).get("Networks") or {}
+    mode = old["HostConfig"].get("NetworkMode")
+    short_id = old["Id"][:12]
+    endpoints = []
+    for network, endpoint in networks.items():
+        # The engine adds the container's short id as an alias; the new one gets its own.
+        aliases = [a for a in endpoint.get("Aliases") or [] if a != short_id]
+        kept: Json = {"Aliases": aliases or None}
+        for key in ("IPAMConfig", "Links", "DriverOpts"):
+            if endpoint.get(key):
+                kept[key] = endpoint[key]
+        endpoints.append((network, kept))
+    return sorted(endpoints, key=lambda item: item[0] != mode)
+
+
+def _raise_if_failed(state: Json) -> None:
+    """Raise when a new container exited, restarted or reports unhealthy."""
+    if state.get("Status") in ("exited", "dead", "restarting"):
+        raise RollbackFailed(f"it {_exit_text(state)}")
+    if int(state.get("RestartCount") or 0) > 0:
+        raise RollbackFailed(f"it crashed and was restarted ({_exit_text(state)})")
+    health = state.get("Health") or {}
+    if health.get("Status") == "unhealthy":
+        checks = health.get("Log") or [{}]
+        output = str(checks[-1].get("Output") or "").strip()
+        detail = f": {output[:200]}" if output else ""
+        raise RollbackFailed(f"it runs but its HEALTHCHECK reports unhealthy{detail}")
+
+
+def _exit_text(state: Json) -> str:
+    code = state.get("ExitCode")
+    error = state.get("Error")
+    text = f"exited with code {code}" if code is not None else str(state.get("Status"))
+    return f"{text} ({error})" if error else text
+
+
+def _translate(exc: DockerError, what: str) -> ProviderError:
+    """Map a Docker Engine error onto the provider error tree."""
+    message = f"Docker Engine error {what}: {exc.message}"
+    text = str(exc.message).lower()
+    if exc.status == 404 or "not found" in text or "manifest unknown" in text:
+        return NotFound(message)
+    if exc.status in (400, 401, 403, 409) or "unauthorized" in text or "denied" in text:
+        return Refused(message)
+    # 900: aiodocker's "cannot connect"; 0: an error inside a pull's progress stream.
+    if exc.status in (0, 900) or exc.status >= 500:
+        return Transient(message)
+    return Refused(message)
+
+
+async def _say(progress: Progress, text: str) -> None:
+    """Report a step; a failing reporter must not abort a rollback half-way through."""
+    try:
+        await progress(text)
+    except Exception:
+        log.warning("docker_compose.progress_failed", text=text, exc_info=True)
+
+
+def _is_service_container(container: Json) -> bool:
+    """Leave out one-off containers and a rollback's leftovers."""
+    labels = container["Config"].get("Labels") or {}
+    name = _name(container)
+    leftover = OLD_MARK in name or TEMP_NAME.match(name) is not None
+    return labels.get(ONEOFF_LABEL, "False") != "True" and not leftover
+
+
+def _container_order(container: Json) -> tuple[int, str]:
+    labels = container["Config"].get("Labels") or {}
+    number = str(labels.get(NUMBER_LABEL, "0"))
+    return (int(number) if number.isdigit() else 0, _name(container))
+
+
+def _previous_stable(tags: Iterable[LocalTag], current: str, created: int) -> LocalTag | None:
+    """Return the newest tag older than the running one."""
+    older = [t for t in tags if t.tag != current and t.created < created]
+    return max(older, key=lambda t: t.created, default=None)
+
+
+def _name(container: Json) -> str:
+    return str(container["Name"]).lstrip("/")
+
+
+def _temp_name(container: Json) -> str:
+    return f"{container['Id'][:12]}_{_name(container)}"
+
+
+def _old_name(container: Json) -> str:
+    return f"{_name(container)}{OLD_MARK}{container['Id'][:12]}"
+
+
+def _running(container: Json) -> bool:
+    return bool(container["State"].get("Running"))
+
+
+def _status(container: Json) -> str:
+    state = container["State"]
+    status = str(state.get("Status"))
+    health = (state.get("Health") or {}).get("Status")
+    if status == "exited":
+        status = f"exited ({state.get('ExitCode')})"
+    return f"{status}, {health}" if health else status
+
+
+def _short_image_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started

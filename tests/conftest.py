@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.support.docker",
     "tests.support.services",
     "tests.support.slack",
+    "tests.support.bot",
 ]
 
 # Variables the test command sets to reach the services it started; everything else

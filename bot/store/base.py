@@ -62,9 +62,7 @@ class Store(Protocol):
         """Return audit records, oldest first, optionally for one rollback."""
         ...
 
-    async def acquire_lock(
-        self, key: str, holder: str, rollback_id: str, ttl: timedelta
-    ) -> Lock:
+    async def acquire_lock(self, key: str, holder: str, rollback_id: str, ttl: timedelta) -> Lock:
         """Take the lock or return who holds it (compare `holder`/`rollback_id`).
 
         An expired lock is taken over. Re-acquiring one's own lock refreshes its TTL.

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Stop the test PostgreSQL and Redis started by start-postgres.sh and start-redis.sh.
+# Idempotent: a server that is not running is left alone.
+set -euo pipefail
+
+PG_PORT="${ROLLBOT_PG_PORT:-55432}"
+PG_DATA="${ROLLBOT_PG_DIR:-/tmp/rollbot-pg}/data"
+REDIS_PORT="${ROLLBOT_REDIS_PORT:-56379}"
+PG_BIN=/usr/lib/postgresql/15/bin
+
+if [ -x "$PG_BIN/pg_ctl" ] && [ -d "$PG_DATA" ] \
+  && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; then
+  (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -w stop)
+else
+  echo "postgres (data in $PG_DATA) is not running"
+fi
+
+if command -v redis-cli >/dev/null \
+  && [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; then
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave
+  echo "redis on 127.0.0.1:$REDIS_PORT stopped"
+else
+  echo "redis on 127.0.0.1:$REDIS_PORT is not running"
+fi

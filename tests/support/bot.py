@@ -1,0 +1,120 @@
+"""A real `rollbot serve --http` process wired to the fake Slack, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from bot.store.sqlite import SQLiteStore
+from tests.support.docker import free_port
+from tests.support.slack import FakeSlack, SignedSlack
+
+SIGNING_SECRET = "test-signing-secret-8c1f0e"  # noqa: S105 - a test fixture's own secret
+BOT_TOKEN = "xoxb-test-0000-secret-token"  # noqa: S105 - a test fixture's own token
+ROLLBOT = Path(sys.executable).with_name("rollbot")
+
+
+@dataclass
+class RunningBot:
+    """A started bot process, the Slack that talks to it and its store on disk."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    slack: SignedSlack
+    fake: FakeSlack
+    store: SQLiteStore
+    log_path: Path
+    config_path: Path
+
+    def log(self) -> str:
+        """Return what the process logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+StartBot = Callable[..., Awaitable[RunningBot]]
+
+
+def bot_environment(config_path: Path, store_path: Path, fake: FakeSlack) -> dict[str, str]:
+    """The environment a deployed bot would have, pointed at the fakes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLBOT_"))}
+    env.update(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=fake.base_url,
+        ROLLBOT_CONFIG=str(config_path),
+        ROLLBOT_STORE=f"sqlite:///{store_path}",
+        ROLLBOT_LOG_FORMAT="json",
+    )
+    return env
+
+
+@pytest.fixture
+async def start_rollbot(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> AsyncIterator[StartBot]:
+    """Start `rollbot serve --http` with a config; stop it and check its log after the test."""
+    bots: list[RunningBot] = []
+
+    async def start(config: dict[str, Any], extra_env: dict[str, str] | None = None) -> RunningBot:
+        index = len(bots)
+        config_path = tmp_path / f"rollbot-{index}.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        store_path = tmp_path / "data" / "rollbot.db"
+        log_path = tmp_path / f"rollbot-{index}.log"
+        port = free_port()
+        env = bot_environment(config_path, store_path, fake_slack) | (extra_env or {})
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        await _wait_healthy(url, process, log_path)
+        store = SQLiteStore(str(store_path))
+        await store.open()
+        slack = SignedSlack(f"{url}/slack/events", SIGNING_SECRET, fake_slack)
+        bot = RunningBot(process, url, slack, fake_slack, store, log_path, config_path)
+        bots.append(bot)
+        return bot
+
+    try:
+        yield start
+    finally:
+        for bot in bots:
+            await bot.store.close()
+            bot.process.send_signal(signal.SIGTERM)
+            try:
+                bot.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                bot.process.kill()
+                pytest.fail(f"rollbot did not stop on SIGTERM:\n{bot.log()[-3000:]}")
+            log = bot.log()
+            # Secrets must never reach the log, whatever the test did.
+            assert BOT_TOKEN not in log
+            assert SIGNING_SECRET not in log
+
+
+async def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        for _ in range(150):
+            if process.poll() is not None:
+                pytest.fail(f"rollbot exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if (await client.get(f"{url}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    process.kill()
+    pytest.fail(f"rollbot did not become healthy:\n{log_path.read_text()}")

@@ -1,0 +1,301 @@
+"""End to end: signed Slack requests to a running `rollbot serve --http`, a real dockerd."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiodocker
+
+from bot.models import State
+from handlers.ids import ActionId, BlockId, REASON_INPUT
+from tests.e2e_helpers import (
+    APPROVER,
+    CHANNEL,
+    OUTSIDER,
+    REQUESTER,
+    backend_config,
+    cards,
+    ephemeral_text,
+    has_action,
+    thread_text,
+)
+from tests.support.bot import RunningBot, StartBot
+from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
+from tests.support.slack import FakeSlack, text_of
+
+
+async def request_card(bot: RunningBot, text: str, user: str = REQUESTER) -> dict[str, Any]:
+    """Send the command and return the card it posts."""
+    count = len(cards(bot.fake))
+    status, _ = await bot.slack.command(text, user=user, channel=CHANNEL)
+    assert status == 200
+    return await bot.fake.wait_for(lambda: len(found := cards(bot.fake)) > count and found[-1])
+
+
+async def confirm(bot: RunningBot, card: dict[str, Any], issue: str, user: str = REQUESTER) -> None:
+    """Pick an issue type and confirm the severity."""
+    await bot.slack.select(card["channel"], card["ts"], ActionId.ISSUE_SELECT, issue, user=user)
+    await bot.fake.wait_for(
+        lambda: "Severity:" in text_of(bot.fake.message(card["channel"], card["ts"]))
+    )
+    await bot.slack.click(card["channel"], card["ts"], ActionId.CONFIRM_SEVERITY, user=user)
+
+
+async def wait_card(bot: RunningBot, card: dict[str, Any], predicate: Any) -> dict[str, Any]:
+    """Wait until the stored card satisfies a predicate and return it."""
+    return await bot.fake.wait_for(
+        lambda: m if predicate(m := bot.fake.message(card["channel"], card["ts"])) else None
+    )
+
+
+async def running_image(docker_host: str, project: str) -> tuple[str, dict[str, Any]]:
+    """Return the image and inspect data of the one running container of a project."""
+    async with aiodocker.Docker(url=docker_host) as docker:
+        found = await docker.containers.list(
+            filters={"label": [f"com.docker.compose.project={project}"]}
+        )
+        assert len(found) == 1, [c["Names"] for c in found]
+        info = await found[0].show()
+        return info["Config"]["Image"], info
+
+
+async def test_full_rollback_conversation(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4", env={"APP_MODE": "prod"})
+    bot = await start_rollbot(backend_config(project, before.port))
+    fake = bot.fake
+
+    card = await request_card(bot, "backend v1.2.3")
+    shown = text_of(card)
+    assert "v1.2.4" in shown and "v1.2.3" in shown and "Plan" in shown
+    assert has_action(card, ActionId.ISSUE_SELECT)
+
+    await confirm(bot, card, "critical_bug")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    assert "critical" in text_of(card)
+
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await fake.wait_for(lambda: "[RESOLVED]" in thread_text(fake, card))
+
+    image, info = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.3")
+    assert info["Name"] == f"/{before.name}"
+    assert info["Config"]["Labels"]["com.docker.compose.service"] == "backend"
+    assert "APP_MODE=prod" in info["Config"]["Env"]
+    assert info["HostConfig"]["NetworkMode"] == "host"
+    assert '"version":"v1.2.3"' in await wait_http(f"{before.url}/health")
+
+    thread = thread_text(fake, card)
+    assert "Verification passed" in thread and "backend health" in thread
+    assert "Rolled back to v1.2.3" in thread
+    broadcast = [m for m in fake.messages(CHANNEL) if m.get("reply_broadcast")]
+    assert any("[RESOLVED]" in text_of(m) for m in broadcast)
+    final = fake.message(card["channel"], card["ts"])
+    assert "succeeded" in text_of(final)
+
+    rollbacks = await bot.store.find()
+    assert [(rb.state, rb.target_version) for rb in rollbacks] == [(State.SUCCEEDED, "v1.2.3")]
+    kinds = [e.kind for e in await bot.store.events(rollbacks[0].id)]
+    assert kinds[:5] == ["requested", "severity", "approval", "approved", "started"]
+    assert kinds[-2:] == ["verification", "succeeded"]
+    audit = await bot.store.audit_log(rollbacks[0].id)
+    assert {(a.actor, a.action) for a in audit} >= {
+        (REQUESTER, "requested"), (APPROVER, "approval"), ("rollbot", "succeeded")
+    }
+    assert await bot.store.locks() == []
+
+
+async def test_self_approval_refused_for_non_critical(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "performance_degradation")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=REQUESTER)
+    await bot.fake.wait_for(lambda: "someone else must approve" in ephemeral_text(bot.fake))
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=OUTSIDER)
+    await bot.fake.wait_for(lambda: "not an approver" in ephemeral_text(bot.fake))
+
+    (rb,) = await bot.store.find()
+    assert rb.state is State.AWAITING_APPROVAL
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.4")
+
+
+async def test_break_glass_self_approval_for_critical_needs_a_reason(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "security_vulnerability")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=REQUESTER)
+    view = await bot.fake.wait_for(lambda: bot.fake.views and next(iter(bot.fake.views.values())))
+    await bot.slack.submit_view(
+        view["id"], {BlockId.REASON: {REASON_INPUT: "Credentials leak, approvers asleep"}},
+        user=REQUESTER,
+    )
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+
+    (rb,) = await bot.store.find()
+    assert rb.state is State.SUCCEEDED
+    assert rb.break_glass_reason == "Credentials leak, approvers asleep"
+    audit = await bot.store.audit_log(rb.id)
+    assert any(a.action == "break_glass" and a.actor == REQUESTER for a in audit)
+    assert "break-glass" in thread_text(bot.fake, card)
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.3")
+
+
+async def test_reject_and_cancel_change_nothing(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "feature_broken")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.REJECT))
+    await bot.slack.click(card["channel"], card["ts"], ActionId.REJECT, user=APPROVER)
+    await wait_card(bot, card, lambda m: "rejected" in text_of(m))
+
+    second = await request_card(bot, "backend v1.2.2")
+    assert second["ts"] != card["ts"]
+    await bot.slack.click(second["channel"], second["ts"], ActionId.CANCEL, user=REQUESTER)
+    await wait_card(bot, second, lambda m: "cancelled" in text_of(m))
+
+    states = sorted(rb.state.value for rb in await bot.store.find())
+    assert states == ["cancelled", "rejected"]
+    await bot.fake.wait_for(lambda: "Nothing was changed" in thread_text(bot.fake, second))
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.4")
+
+
+async def test_dry_run_stops_before_approval(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend --dry-run")
+    assert "Dry run" in text_of(card)
+    assert "v1.2.3" in text_of(card)  # the previous stable version
+    await confirm(bot, card, "critical_bug")
+    card = await wait_card(bot, card, lambda m: "cancelled" in text_of(m))
+    assert not has_action(card, ActionId.APPROVE)
+    await bot.fake.wait_for(lambda: "Dry run complete" in thread_text(bot.fake, card))
+    (rb,) = await bot.store.find()
+    assert rb.dry_run and rb.state is State.CANCELLED
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.4")
+
+
+async def test_fix_forward_needs_an_override_reason(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "minor_ui_bug")
+    view = await bot.fake.wait_for(lambda: bot.fake.views and next(iter(bot.fake.views.values())))
+    (rb,) = await bot.store.find()
+    assert rb.state is State.REQUESTED  # nothing moves without the reason
+
+    await bot.slack.submit_view(
+        view["id"], {BlockId.REASON: {REASON_INPUT: "UI bug blocks checkout for EU users"}},
+        user=REQUESTER,
+    )
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    assert "overridden" in text_of(card)
+    (rb,) = await bot.store.find()
+    assert rb.state is State.AWAITING_APPROVAL
+    assert rb.override_reason == "UI bug blocks checkout for EU users"
+
+
+async def test_two_concurrent_approvals_run_once(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "critical_bug")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+
+    await asyncio.gather(
+        bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER),
+        bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user="U_APPROVER2"),
+        bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER),
+    )
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+    (rb,) = await bot.store.find()
+    started = [e for e in await bot.store.events(rb.id) if e.kind == "started"]
+    assert len(started) == 1
+    assert thread_text(bot.fake, card).count("Rolling back now") == 1
+    assert "already" in ephemeral_text(bot.fake)
+
+
+async def test_second_rollback_of_a_busy_service_is_refused(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    first = await request_card(bot, "backend v1.2.3", user=REQUESTER)
+    status, _ = await bot.slack.command("backend v1.2.2", user="U_OTHER", channel=CHANNEL)
+    assert status == 200
+    message = await bot.fake.wait_for(
+        lambda: "already has rollback" in (t := ephemeral_text(bot.fake)) and t
+    )
+    assert f"<@{REQUESTER}>" in message
+    assert len(cards(bot.fake)) == 1 and cards(bot.fake)[0]["ts"] == first["ts"]
+
+
+async def test_missing_target_image_changes_nothing(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    await bot.slack.command("backend v0.0.1", user=REQUESTER, channel=CHANNEL)
+    message = await bot.fake.wait_for(lambda: "not available" in (t := ephemeral_text(bot.fake)) and t)
+    assert "v1.2.3" in message  # it lists what is available
+    assert cards(bot.fake) == []
+    assert await bot.store.find() == []
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.4")
+
+
+async def test_failing_new_container_restores_the_old_one(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    project = unique_project()
+    before = await compose_container(project, "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(project, before.port))
+    card = await request_card(bot, "backend v9.9.9-broken")
+    await confirm(bot, card, "critical_bug")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "What to do next" in thread_text(bot.fake, card))
+
+    thread = thread_text(bot.fake, card)
+    assert "failed" in thread
+    assert "v1.2.4" in thread  # the state it is in now
+    (rb,) = await bot.store.find()
+    assert rb.state is State.FAILED and rb.target_state
+    assert await bot.store.locks() == []
+    image, _ = await running_image(docker_host, project)
+    assert image.endswith(":v1.2.4")
+    assert '"version":"v1.2.4"' in await wait_http(f"{before.url}/health")
