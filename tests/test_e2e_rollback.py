@@ -8,7 +8,7 @@ from typing import Any
 import aiodocker
 
 from bot.models import State
-from handlers.ids import ActionId, BlockId, REASON_INPUT
+from handlers.ids import REASON_INPUT, ActionId, BlockId
 from tests.e2e_helpers import (
     APPROVER,
     CHANNEL,
@@ -22,7 +22,7 @@ from tests.e2e_helpers import (
 )
 from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
-from tests.support.slack import FakeSlack, text_of
+from tests.support.slack import text_of
 
 
 async def request_card(bot: RunningBot, text: str, user: str = REQUESTER) -> dict[str, Any]:
@@ -103,7 +103,9 @@ async def test_full_rollback_conversation(
     assert kinds[-2:] == ["verification", "succeeded"]
     audit = await bot.store.audit_log(rollbacks[0].id)
     assert {(a.actor, a.action) for a in audit} >= {
-        (REQUESTER, "requested"), (APPROVER, "approval"), ("rollbot", "succeeded")
+        (REQUESTER, "requested"),
+        (APPROVER, "approval"),
+        ("rollbot", "succeeded"),
     }
     assert await bot.store.locks() == []
 
@@ -142,7 +144,8 @@ async def test_break_glass_self_approval_for_critical_needs_a_reason(
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=REQUESTER)
     view = await bot.fake.wait_for(lambda: bot.fake.views and next(iter(bot.fake.views.values())))
     await bot.slack.submit_view(
-        view["id"], {BlockId.REASON: {REASON_INPUT: "Credentials leak, approvers asleep"}},
+        view["id"],
+        {BlockId.REASON: {REASON_INPUT: "Credentials leak, approvers asleep"}},
         user=REQUESTER,
     )
     await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
@@ -214,7 +217,8 @@ async def test_fix_forward_needs_an_override_reason(
     assert rb.state is State.REQUESTED  # nothing moves without the reason
 
     await bot.slack.submit_view(
-        view["id"], {BlockId.REASON: {REASON_INPUT: "UI bug blocks checkout for EU users"}},
+        view["id"],
+        {BlockId.REASON: {REASON_INPUT: "UI bug blocks checkout for EU users"}},
         user=REQUESTER,
     )
     card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
@@ -270,7 +274,9 @@ async def test_missing_target_image_changes_nothing(
     before = await compose_container(project, "backend", "v1.2.4")
     bot = await start_rollbot(backend_config(project, before.port))
     await bot.slack.command("backend v0.0.1", user=REQUESTER, channel=CHANNEL)
-    message = await bot.fake.wait_for(lambda: "not available" in (t := ephemeral_text(bot.fake)) and t)
+    message = await bot.fake.wait_for(
+        lambda: "not available" in (t := ephemeral_text(bot.fake)) and t
+    )
     assert "v1.2.3" in message  # it lists what is available
     assert cards(bot.fake) == []
     assert await bot.store.find() == []

@@ -20,8 +20,8 @@ from bot.store.sqlite import SQLiteStore
 from tests.support.docker import free_port
 from tests.support.slack import FakeSlack, SignedSlack
 
-SIGNING_SECRET = "test-signing-secret-8c1f0e"  # noqa: S105 - a test fixture's own secret
-BOT_TOKEN = "xoxb-test-0000-secret-token"  # noqa: S105 - a test fixture's own token
+SIGNING_SECRET = "test-signing-secret-8c1f0e"
+BOT_TOKEN = "xoxb-test-0000-secret-token"
 ROLLBOT = Path(sys.executable).with_name("rollbot")
 
 
@@ -60,9 +60,7 @@ def bot_environment(config_path: Path, store_path: Path, fake: FakeSlack) -> dic
 
 
 @pytest.fixture
-async def start_rollbot(
-    fake_slack: FakeSlack, tmp_path: Path
-) -> AsyncIterator[StartBot]:
+async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[StartBot]:
     """Start `rollbot serve --http` with a config; stop it and check its log after the test."""
     bots: list[RunningBot] = []
 
@@ -77,7 +75,9 @@ async def start_rollbot(
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}"
         await _wait_healthy(url, process, log_path)

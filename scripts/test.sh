@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command. On a fresh Debian 12 machine, as root: installs what the tests need,
+# starts a Docker engine, PostgreSQL and Redis on loopback, then runs lint, type checks
+# and the whole suite. Every service the tests use must start, or this fails loudly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+
+bash scripts/start-dockerd.sh
+bash scripts/start-postgres.sh
+bash scripts/start-redis.sh
+
+export DOCKER_HOST=unix:///tmp/rollbot-docker/docker.sock
+export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres
+export ROLLBOT_TEST_REDIS_URL=redis://127.0.0.1:56379/0
+
+echo "== ruff"
+.venv/bin/ruff check bot handlers providers tests
+.venv/bin/ruff format --check bot handlers providers tests
+echo "== mypy"
+.venv/bin/mypy bot handlers providers
+echo "== pytest"
+.venv/bin/pytest "$@"
