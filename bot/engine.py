@@ -498,7 +498,12 @@ class Engine:
         )
         started = self._clock()
         try:
-            rollback = await self._run(rollback, reporter)
+            with structlog.contextvars.bound_contextvars(
+                rollback_id=rollback.id,
+                service=rollback.service,
+                environment=rollback.environment,
+            ):
+                rollback = await self._run(rollback, reporter)
         except BaseException:
             # Whatever escaped (a bug, a cancelled task) must not leave the rollback
             # "running" forever nor the service locked.

@@ -23,19 +23,18 @@ async def serve(
     settings: Settings, config: RollbotConfig, *, http: bool, host: str, port: int
 ) -> None:
     """Serve until SIGINT or SIGTERM, then close the store and providers."""
-    if not http:
-        settings.require("SLACK_APP_TOKEN")
+    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN")
     store = open_store(settings.ROLLBOT_STORE)
-    await store.open()
     providers = ProviderPool(config)
-    engine = Engine(config, store, providers)
-    await engine.sweep()
-    app = create_app(settings, engine, http=http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await store.open()
+        engine = Engine(config, store, providers)
+        await engine.sweep()
+        app = create_app(settings, engine, http=http)
         if http:
             runner = web.AppRunner(web_app(app, engine))
             await runner.setup()

@@ -28,4 +28,5 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy bot handlers providers
 echo "== pytest"
-.venv/bin/pytest "$@"
+# A leaked aiosqlite thread could keep a failed run alive after its summary: bound it.
+timeout --signal=INT --kill-after=60 1800 .venv/bin/pytest "$@"

@@ -177,6 +177,15 @@ class SQLiteStore:
             conn, self._conn = self._conn, None
             await conn.close()
 
+    async def __aenter__(self) -> SQLiteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # An unclosed aiosqlite connection keeps a non-daemon thread alive, which hangs
+        # interpreter exit: `async with` makes closing impossible to forget.
+        await self.close()
+
     @asynccontextmanager
     async def _transaction(self, mode: str = "IMMEDIATE") -> AsyncIterator[aiosqlite.Connection]:
         """Run a block in one transaction; IMMEDIATE takes the write lock up front."""

@@ -54,14 +54,11 @@ async def other(db_path: Path, store: SQLiteStore) -> AsyncIterator[SQLiteStore]
 
 
 async def test_open_creates_folder_is_idempotent_and_uses_wal(db_path: Path) -> None:
-    store = SQLiteStore(str(db_path))
-    await store.open()
-    await store.open()
+    async with SQLiteStore(str(db_path)) as store:
+        await store.open()
     await store.close()
-    again = SQLiteStore(str(db_path))
-    await again.open()
-    await again.close()
-    await again.close()
+    async with SQLiteStore(str(db_path)) as again:
+        await again.create(make())
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
@@ -83,18 +80,16 @@ async def test_open_store_url(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{path}")
     assert isinstance(store, SQLiteStore)
     assert store.path == str(path)
-    await store.open()
-    await store.create(make())
-    await store.close()
+    async with store:
+        await store.create(make())
     assert path.exists()
 
 
 async def test_memory_store() -> None:
-    store = SQLiteStore(":memory:")
-    await store.open()
-    await store.create(make())
-    assert (await store.get("rb-1")) == make().model_copy(update={})
-    await store.close()
+    async with SQLiteStore(":memory:") as store:
+        rollback = make()
+        await store.create(rollback)
+        assert await store.get("rb-1") == rollback
 
 
 async def test_use_before_open_is_a_clear_error(db_path: Path) -> None:
@@ -107,6 +102,8 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
     rollback = make(
         state=State.AWAITING_APPROVAL,
         dry_run=True,
+        plan=["stop v1.2.4", "start v1.2.3"],
+        warnings=["database migrations ahead"],
         issue="critical bug affecting all users",
         severity="critical",
         action="immediate rollback",
@@ -123,14 +120,13 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
         updated_at=datetime(2024, 5, 1, 14, 30, 0, 123456, tzinfo=plus_two),
         finished_at=T0 + timedelta(minutes=5),
     )
-    every_field = set(Rollback.model_fields)
-    defaults = Rollback.model_validate(make().model_dump(include={"id"} | _required()))
-    assert {n for n in every_field if getattr(rollback, n) == getattr(defaults, n)} <= {
-        "id",
-        "plan",
-        "warnings",
-        *_required(),
-    }, "the fixture should set every optional field"
+    left_at_default = {
+        name
+        for name, info in Rollback.model_fields.items()
+        if not info.is_required()
+        and getattr(rollback, name) == info.get_default(call_default_factory=True)
+    }
+    assert not left_at_default, "set new Rollback fields here so they are round-tripped"
     await store.create(rollback)
     got = await store.get("rb-1")
     assert got == rollback
@@ -138,10 +134,6 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
     assert got.updated_at.tzinfo is not None
     assert got.updated_at == rollback.updated_at
     assert await store.get("missing") is None
-
-
-def _required() -> set[str]:
-    return {name for name, info in Rollback.model_fields.items() if info.is_required()}
 
 
 async def test_create_twice_is_refused(store: SQLiteStore) -> None:
@@ -247,13 +239,15 @@ async def test_two_stores_racing_for_a_lock_have_one_holder(
 
 
 async def test_lock_refresh_expiry_and_takeover(store: SQLiteStore) -> None:
-    first = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(milliseconds=50))
+    first = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=1))
     assert first.rollback_id == "rb-1"
-    held = await store.acquire_lock("svc/prod", "h2", "rb-2", timedelta(minutes=1))
-    assert held == first
+    assert await store.acquire_lock("svc/prod", "h2", "rb-2", timedelta(minutes=1)) == first
 
-    refreshed = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(milliseconds=80))
-    assert refreshed.expires_at > first.expires_at
+    extended = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=2))
+    assert extended.expires_at > first.expires_at
+    # Re-acquiring resets the TTL, so a tiny one makes the lock expire soon.
+    short = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(milliseconds=50))
+    assert short.expires_at < first.expires_at
 
     await asyncio.sleep(0.15)
     assert await store.locks() == []
@@ -289,6 +283,17 @@ async def test_approvals_are_idempotent_and_ordered(store: SQLiteStore, other: S
     assert got.approved_by == ["U3", "U1", "U2"]
     with pytest.raises(KeyError):
         await store.add_approval("missing", "U1")
+
+
+async def test_approved_by_given_to_transition_joins_the_approvals(store: SQLiteStore) -> None:
+    await store.create(make(state=State.AWAITING_APPROVAL))
+    await store.add_approval("rb-1", "U2")
+    moved = await store.transition(
+        "rb-1", {State.AWAITING_APPROVAL}, State.APPROVED, approved_by=["U2", "U9"]
+    )
+    assert moved is not None
+    assert moved.approved_by == ["U2", "U9"]
+    assert await store.add_approval("rb-1", "U9") == ["U2", "U9"]
 
 
 async def test_concurrent_duplicate_approvals_count_once(

@@ -1,0 +1,107 @@
+"""`rollbot check-config` and start-up refusal, run as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.support.bot import ROLLBOT
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "rollbot.example.yaml"
+SECRETS = {"DATABASE_URL": "postgresql://app:pw@db/pmcrm", "REDIS_URL": "redis://cache:6379/0"}
+
+
+def rollbot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the installed `rollbot` command and capture what it prints."""
+    base = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    return subprocess.run(
+        [str(ROLLBOT), *args],
+        capture_output=True,
+        text=True,
+        env=base | (env or {}),
+        timeout=60,
+        check=False,
+    )
+
+
+def broken(tmp_path: Path, edit: dict[str, object]) -> Path:
+    """Write the example config with one part replaced and return its path."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    backend = data["services"]["backend"]["environments"]["production"]
+    backend.update(edit)
+    path = tmp_path / "rollbot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_example_config_passes() -> None:
+    result = rollbot("check-config", str(EXAMPLE), env=SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert "OK: 2 service(s): backend, frontend" in result.stdout
+
+
+def test_missing_secret_variable_is_named_with_its_key() -> None:
+    result = rollbot("check-config", str(EXAMPLE), env={"REDIS_URL": "redis://x"})
+    assert result.returncode == 1
+    assert (
+        "services.backend.environments.production.checks[2]: environment variable "
+        "DATABASE_URL is not set" in result.stderr
+    )
+    assert "REDIS_URL" not in result.stderr
+
+
+def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
+    path = broken(
+        tmp_path,
+        {
+            "provider": {"provider": "docker_compose", "service": "backend", "projekt": "x"},
+            "checks": [{"name": "h", "type": "http", "expect_status": ["ok"]}],
+        },
+    )
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    err = result.stderr
+    assert "services.backend.environments.production.provider.project: Field required" in err
+    assert "services.backend.environments.production.provider.projekt: Extra inputs" in err
+    assert "services.backend.environments.production.checks[0].url: Field required" in err
+    assert "services.backend.environments.production.checks[0].expect_status[0]:" in err
+
+
+def test_unknown_provider_and_bad_yaml(tmp_path: Path) -> None:
+    path = broken(tmp_path, {"provider": {"provider": "kubernetes"}})
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    assert "services.backend.environments.production.provider:" in result.stderr
+    assert "'docker_compose'" in result.stderr
+
+    path.write_text("services:\n  backend: [unclosed\n")
+    result = rollbot("check-config", str(path))
+    assert result.returncode == 1
+    assert "invalid YAML at line 3" in result.stderr
+
+
+def test_server_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
+    path = broken(tmp_path, {"provider": {"provider": "docker_compose"}})
+    result = rollbot(
+        "serve",
+        "--http",
+        "--port",
+        "0",
+        env=SECRETS
+        | {"ROLLBOT_CONFIG": str(path), "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"},
+    )
+    assert result.returncode == 1
+    assert "Invalid configuration:" in result.stderr
+    assert "services.backend.environments.production.provider.project: Field required" in (
+        result.stderr
+    )
+
+
+def test_server_names_missing_slack_variables() -> None:
+    result = rollbot("serve", "--http", env=SECRETS | {"ROLLBOT_CONFIG": str(EXAMPLE)})
+    assert result.returncode == 1
+    assert "environment variable SLACK_BOT_TOKEN is not set" in result.stderr
+    assert "environment variable SLACK_SIGNING_SECRET is not set" in result.stderr
