@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiodocker
@@ -108,6 +109,16 @@ async def test_full_rollback_conversation(
         ("rollbot", "succeeded"),
     }
     assert await bot.store.locks() == []
+
+    lines = [json.loads(line) for line in bot.log().splitlines() if line.startswith("{")]
+    steps = [line for line in lines if line["event"] == "step"]
+    assert steps and all(
+        line["rollback_id"] == rollbacks[0].id
+        and line["service"] == "backend"
+        and line["environment"] == "production"
+        for line in steps
+    )
+    assert any(line["event"] == "rollback finished" and line["duration_s"] > 0 for line in lines)
 
 
 async def test_self_approval_refused_for_non_critical(

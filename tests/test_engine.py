@@ -1,0 +1,146 @@
+"""The engine without Slack: policies, expiry and recovery, on a real store and dockerd."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import RollbotConfig, parse_config
+from bot.engine import Engine, ProviderPool
+from bot.errors import Conflict, NotAllowed, ReasonRequired
+from bot.models import Rollback, State, utcnow
+from bot.store.sqlite import SQLiteStore
+from bot.verification import CheckResult
+from tests.e2e_helpers import APPROVER, REQUESTER, backend_config
+from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
+from tests.test_e2e_rollback import running_image
+
+
+class Transcript:
+    """A Reporter that keeps what a person would have read."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        self.lines.append(text)
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        self.lines += [f"{r.name}: {'ok' if r.ok else 'FAIL'}" for r in results]
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        self.lines.append(summary)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    async with SQLiteStore(str(tmp_path / "rollbot.db")) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def backend(compose_container: ComposeContainerFactory) -> ComposeContainer:
+    return await compose_container(unique_project(), "backend", "v1.2.4")
+
+
+async def make_engine(
+    store: SQLiteStore, container: ComposeContainer, **approval: object
+) -> Engine:
+    config: RollbotConfig = parse_config(
+        backend_config(container.project, container.port, **approval)
+    )
+    return Engine(config, store, ProviderPool(config))
+
+
+async def request(engine: Engine, version: str = "v1.2.3") -> Rollback:
+    prepared = await engine.request(
+        service="backend", version=version, environment=None, user=REQUESTER
+    )
+    return prepared.rollback
+
+
+async def test_two_approvals_required(
+    store: SQLiteStore, backend: ComposeContainer, docker_host: str
+) -> None:
+    engine = await make_engine(store, backend, required_approvals=2)
+    try:
+        rb = await request(engine)
+        rb = await engine.confirm_severity(rb.id, "feature_broken", REQUESTER)
+        rb = await engine.approve(rb.id, APPROVER)
+        assert rb.state is State.AWAITING_APPROVAL and rb.approved_by == [APPROVER]
+        rb = await engine.approve(rb.id, APPROVER)  # the same person twice counts once
+        assert rb.state is State.AWAITING_APPROVAL
+        rb = await engine.approve(rb.id, "U_APPROVER2")
+        assert rb.state is State.APPROVED and rb.approved_by == [APPROVER, "U_APPROVER2"]
+        transcript = Transcript()
+        done = await engine.execute(rb.id, transcript)
+        assert done is not None and done.state is State.SUCCEEDED
+        assert await engine.execute(rb.id, transcript) is None  # never twice
+        assert "backend health: ok" in transcript.lines
+        image, _ = await running_image(docker_host, backend.project)
+        assert image.endswith(":v1.2.3")
+    finally:
+        await engine.providers.aclose()
+
+
+async def test_no_approval_policy_approves_on_severity(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    engine = await make_engine(store, backend, required_approvals=0)
+    try:
+        rb = await request(engine)
+        rb = await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        assert rb.state is State.APPROVED
+        assert [lock.rollback_id for lock in await store.locks()] == [rb.id]
+    finally:
+        await engine.providers.aclose()
+
+
+async def test_policy_refusals(store: SQLiteStore, backend: ComposeContainer) -> None:
+    engine = await make_engine(
+        store, backend, requesters={"users": [REQUESTER]}, break_glass={"enabled": False}
+    )
+    try:
+        with pytest.raises(NotAllowed, match="not allowed to request"):
+            await engine.request(service="backend", version="v1.2.3", environment=None, user="U_X")
+        rb = await request(engine)
+        with pytest.raises(ReasonRequired):
+            await engine.confirm_severity(rb.id, "minor_ui_bug", REQUESTER)
+        with pytest.raises(NotAllowed, match="requester or an approver"):
+            await engine.confirm_severity(rb.id, "critical_bug", "U_X")
+        rb = await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        with pytest.raises(NotAllowed, match="allowed never"):
+            await engine.approve(rb.id, REQUESTER, break_glass_reason="please")
+        with pytest.raises(Conflict, match="already has rollback"):
+            await request(engine, "v1.2.2")
+        with pytest.raises(Conflict, match="already awaiting approval"):
+            await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        assert (await engine.get(rb.id)).state is State.AWAITING_APPROVAL
+    finally:
+        await engine.providers.aclose()
+
+
+async def test_sweep_expires_stale_requests_and_interrupts_orphans(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    engine = await make_engine(store, backend, expires_after_minutes=5)
+    try:
+        stale = await request(engine)
+        await store.update(stale.id, created_at=utcnow() - timedelta(minutes=6))
+        await engine.sweep()
+        assert (await engine.get(stale.id)).state is State.EXPIRED
+
+        running = await request(engine)
+        await engine.confirm_severity(running.id, "critical_bug", REQUESTER)
+        await engine.approve(running.id, APPROVER)
+        await store.transition(running.id, [State.APPROVED], State.RUNNING)
+        await store.release_lock(running.lock_key, running.id)  # as if its TTL ran out
+        await engine.sweep()
+        after = await engine.get(running.id)
+        assert after.state is State.INTERRUPTED
+        assert "check the service" in (after.error or "")
+    finally:
+        await engine.providers.aclose()
