@@ -96,7 +96,7 @@ async def terminal_rollback(
     engine = Engine(config, store, providers)
     operator = f"cli:{getpass.getuser()}"
     try:
-        prepared = await engine.request(
+        rb = await engine.request(
             service=args.service,
             version=args.version,
             environment=args.environment,
@@ -104,7 +104,6 @@ async def terminal_rollback(
             dry_run=not args.yes,
             from_terminal=True,
         )
-        rb = prepared.rollback
         print(
             f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} -> "
             f"{rb.target_version}"

@@ -130,6 +130,17 @@ class RuntimeConfig(_Strict):
     verify_deadline_seconds: float = Field(default=60, gt=0, description="Checks retry until.")
     verify_interval_seconds: float = Field(default=2, gt=0, description="Pause between tries.")
 
+    @model_validator(mode="after")
+    def _lock_outlives_rollback(self) -> RuntimeConfig:
+        needed = self.rollback_timeout_seconds + self.verify_deadline_seconds
+        if self.lock_ttl_seconds <= needed:
+            raise ValueError(
+                f"lock_ttl_seconds ({self.lock_ttl_seconds}) must exceed "
+                f"rollback_timeout_seconds + verify_deadline_seconds ({needed:g}), or a "
+                "running rollback could lose its lock"
+            )
+        return self
+
 
 class RollbotConfig(_Strict):
     """The whole config file."""

@@ -10,18 +10,18 @@ import asyncio
 import re
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Protocol
 
 import structlog
 
 from bot.config import ApprovalPolicy, People, RollbotConfig
-from bot.errors import Conflict, InvalidRequest, NotAllowed, ReasonRequired
+from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired
 from bot.matrix import Action
 from bot.models import (
     ACTIVE_STATES,
+    FINAL_STATES,
     OPEN_STATES,
     AuditEntry,
     Event,
@@ -33,7 +33,7 @@ from bot.render import render
 from bot.store.base import Store
 from bot.verification import CheckResult, all_passed, run_checks
 from providers import build_provider
-from providers.base import Provider, ProviderError, Version
+from providers.base import Provider, ProviderError, Refused, Version
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +72,31 @@ class Reporter(Protocol):
         ...
 
 
-@dataclass
-class Prepared:
-    """A new rollback with what the card shows about it."""
+class _Guarded:
+    """A Reporter whose failures are logged, never raised: Slack being down must not
+    turn a rollback that worked into one that failed."""
 
-    rollback: Rollback
-    versions: list[Version] = field(default_factory=list)
+    def __init__(self, inner: Reporter) -> None:
+        self._inner = inner
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        """Report one step, best effort."""
+        await self._safely(self._inner.progress(rollback, text))
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        """Report the verification table, best effort."""
+        await self._safely(self._inner.verified(rollback, results))
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        """Report the outcome, best effort."""
+        await self._safely(self._inner.finished(rollback, summary))
+
+    @staticmethod
+    async def _safely(call: Awaitable[None]) -> None:
+        try:
+            await call
+        except Exception as exc:
+            log.warning("report failed", error=type(exc).__name__, detail=str(exc)[:200])
 
 
 class ProviderPool:
@@ -128,6 +147,7 @@ class Engine:
         self.providers = providers
         self.directory = directory or NoDirectory()
         self._clock = clock
+        self._active: set[asyncio.Task[object]] = set()
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -208,9 +228,7 @@ class Engine:
         moved = await self.store.transition(rollback.id, expected, new, **fields)
         if moved is None:
             current = await self.get(rollback.id)
-            raise Conflict(
-                f"Rollback {rollback.id} is already {current.state.value.replace('_', ' ')}."
-            )
+            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}.")
         return moved
 
     # -- the flow --------------------------------------------------------------------
@@ -225,7 +243,7 @@ class Engine:
         dry_run: bool = False,
         channel_id: str | None = None,
         from_terminal: bool = False,
-    ) -> Prepared:
+    ) -> Rollback:
         """Create a rollback after checking the policy, the locks and the target version.
 
         A terminal operator is trusted as a requester: shell access to the bot's host is
@@ -274,19 +292,23 @@ class Engine:
             target=target,
             dry_run=str(dry_run),
         )
-        return Prepared(rollback, versions)
+        return rollback
 
     async def _refuse_if_busy(self, service: str, env: str) -> None:
-        busy = await self.store.find(
-            states=OPEN_STATES | ACTIVE_STATES, service=service, environment=env, limit=1
+        found = await self.store.find(
+            states=OPEN_STATES | ACTIVE_STATES, service=service, environment=env
         )
-        busy = [rb for rb in busy if not rb.dry_run]
+        busy = [rb for rb in found if not rb.dry_run]
         if busy:
             other = busy[0]
+            advice = (
+                f"Wait for it, or cancel it with `/rollback cancel {other.id}`."
+                if other.state in OPEN_STATES - {State.APPROVED}
+                else "It is running; wait for its result in its thread."
+            )
             raise Conflict(
-                f"{service}/{env} already has rollback {other.id} by {mention(other.requested_by)} "
-                f"({other.state.value.replace('_', ' ')}). Wait for it, or cancel it with "
-                f"`/rollback cancel {other.id}`."
+                f"{service}/{env} already has rollback {other.id} by "
+                f"{mention(other.requested_by)} ({other.state.label}). {advice}"
             )
         for lock in await self.store.locks():
             if lock.key == f"{service}/{env}":
@@ -331,7 +353,7 @@ class Engine:
             raise ReasonRequired(
                 f"The decision matrix says “{row.action.value}” for {row.label.lower()}. "
                 "Give a reason to roll back anyway.",
-                purpose="override",
+                purpose=Purpose.OVERRIDE,
             )
         rollback = await self._move(
             rollback,
@@ -380,18 +402,20 @@ class Engine:
         if rollback.state is not State.AWAITING_APPROVAL:
             by = ", ".join(mention(u) for u in rollback.approved_by)
             tail = f" by {by}" if by and rollback.state is not State.CANCELLED else ""
-            raise Conflict(
-                f"Rollback {rollback.id} is already {rollback.state.value.replace('_', ' ')}{tail}."
-            )
+            raise Conflict(f"Rollback {rollback.id} is already {rollback.state.label}{tail}.")
         policy = self.policy(rollback)
         reason = (break_glass_reason or "").strip() or None
         if user == rollback.requested_by:
             self._check_break_glass(rollback, policy)
+            if not await self._may_approve(rollback, user):
+                raise NotAllowed(
+                    "Break-glass self-approval is only for approvers; ask one to approve."
+                )
             if reason is None:
                 raise ReasonRequired(
                     "Break-glass: you are approving your own critical rollback. "
                     "Give the reason; it is recorded.",
-                    purpose="break_glass",
+                    purpose=Purpose.BREAK_GLASS,
                 )
             await self.record(
                 rollback, user, "break_glass", f"Break-glass self-approval: {reason}", reason=reason
@@ -488,14 +512,14 @@ class Engine:
         """Run an approved rollback and verify it; None when another worker runs it."""
         rollback = await self.store.transition(rollback_id, [State.APPROVED], State.RUNNING)
         if rollback is None:
+            current = await self.store.get(rollback_id)
+            if current and current.state in FINAL_STATES:
+                # It was cancelled or swept between approval and now: free the service.
+                await self.store.release_lock(current.lock_key, current.id)
             return None
-        log.info(
-            "rollback started",
-            rollback_id=rollback.id,
-            service=rollback.service,
-            environment=rollback.environment,
-            user=rollback.requested_by,
-        )
+        task = asyncio.current_task()
+        if task:
+            self._active.add(task)
         started = self._clock()
         try:
             with structlog.contextvars.bound_contextvars(
@@ -503,9 +527,10 @@ class Engine:
                 service=rollback.service,
                 environment=rollback.environment,
             ):
-                rollback = await self._run(rollback, reporter)
+                log.info("rollback started", user=rollback.requested_by)
+                rollback = await self._run(rollback, _Guarded(reporter))
         except BaseException:
-            # Whatever escaped (a bug, a cancelled task) must not leave the rollback
+            # Whatever escaped (a bug, a shutdown) must not leave the rollback
             # "running" forever nor the service locked.
             await self.store.transition(
                 rollback.id,
@@ -516,6 +541,8 @@ class Engine:
             raise
         finally:
             await self.store.release_lock(rollback.lock_key, rollback.id)
+            if task:
+                self._active.discard(task)
         log.info(
             "rollback finished",
             rollback_id=rollback.id,
@@ -524,21 +551,43 @@ class Engine:
         )
         return rollback
 
+    async def drain(self, grace_seconds: float) -> None:
+        """Wait for running rollbacks to end; after the grace period, cancel them."""
+        if not self._active:
+            return
+        log.info("waiting for running rollbacks", count=len(self._active))
+        _, pending = await asyncio.wait(set(self._active), timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Cancelled rollbacks put the old containers back and record themselves
+            # as interrupted; give them the same grace to do so.
+            await asyncio.wait(pending, timeout=grace_seconds)
+
     async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
         provider = self.providers.get(rollback.service, rollback.environment)
+
+        async def progress(text: str) -> None:
+            await self.record(rollback, "rollbot", "step", text)
+            await reporter.progress(rollback, text)
+
         await self.record(
             rollback,
             "rollbot",
             "started",
             f"Rolling back {rollback.service}/{rollback.environment} to {rollback.target_version}",
         )
-
-        async def progress(text: str) -> None:
-            await self.record(rollback, "rollbot", "step", text)
-            await reporter.progress(rollback, text)
-
         try:
             async with asyncio.timeout(self.config.runtime.rollback_timeout_seconds):
+                # The card may be an hour old: never roll back over a newer deploy.
+                running = await provider.current_version()
+                if running != rollback.current_version:
+                    raise Refused(
+                        f"{rollback.service}/{rollback.environment} now runs {running}, not "
+                        f"{rollback.current_version} as when this was requested. Nothing was "
+                        "changed; request the rollback again.",
+                        target_state=f"unchanged: runs {running}",
+                    )
                 outcome = await provider.rollback(rollback.target_version, progress)
         except (ProviderError, TimeoutError) as exc:
             message = (
@@ -551,11 +600,14 @@ class Engine:
             )
             state = getattr(exc, "target_state", None) or await self._describe(provider)
             return await self._fail(rollback, reporter, message, state)
-        for note in outcome.notes:
+        for note in [outcome.summary, *outcome.notes]:
             await progress(note)
         rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
         results = await self.verify(rollback)
-        await reporter.verified(rollback, results)
+        if results:
+            await reporter.verified(rollback, results)
+        else:
+            await progress("No verification checks are configured here: health was NOT checked.")
         if not all_passed(results):
             failed = ", ".join(r.name for r in results if not r.ok)
             state = await self._describe(provider)
@@ -565,9 +617,10 @@ class Engine:
             rollback,
             "rollbot",
             "succeeded",
-            f"Rolled back to {rollback.target_version}; verification passed",
+            f"Rolled back to {rollback.target_version}; "
+            + ("verification passed" if results else "no checks configured"),
         )
-        await reporter.finished(rollback, self.notification(rollback))
+        await reporter.finished(rollback, self.notification(rollback, verified=bool(results)))
         return rollback
 
     async def verify(self, rollback: Rollback) -> list[CheckResult]:
@@ -605,7 +658,7 @@ class Engine:
         await reporter.finished(rollback, render("rollback_failed.md.j2", rb=rollback))
         return rollback
 
-    def notification(self, rollback: Rollback) -> str:
+    def notification(self, rollback: Rollback, *, verified: bool = True) -> str:
         """Render the guide's internal notification for a finished rollback."""
         finished = rollback.finished_at or utcnow()
         row = self.config.decision_matrix.get(rollback.issue or "")
@@ -615,6 +668,11 @@ class Engine:
             rb=rollback,
             date=finished.strftime("%Y-%m-%d"),
             impact=impact,
+            status=(
+                "All systems operational."
+                if verified
+                else "Rolled back; no health checks are configured, so verify by hand."
+            ),
             minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
         )
 
@@ -632,8 +690,11 @@ class Engine:
                 )
                 if moved:
                     await self.record(moved, "rollbot", "expired", "Expired without approval")
+        # Rollbacks first, then locks: a rollback approved in between has its lock by
+        # the time the locks are read, so it is never mistaken for an orphan.
+        in_flight = await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500)
         held = {lock.rollback_id for lock in await self.store.locks()}
-        for rollback in await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500):
+        for rollback in in_flight:
             if rollback.id not in held:
                 moved = await self.store.transition(
                     rollback.id,

@@ -13,6 +13,8 @@ Error tree::
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 
 class RollbotError(Exception):
     """An error whose message is shown to the user as is."""
@@ -46,9 +48,16 @@ class InvalidRequest(RollbotError):
     """The request names something that does not exist or is malformed."""
 
 
+class Purpose(StrEnum):
+    """Why a written reason is needed."""
+
+    OVERRIDE = "override"
+    BREAK_GLASS = "break_glass"
+
+
 class ReasonRequired(RollbotError):
     """The step goes ahead only with a written reason; `purpose` says which."""
 
-    def __init__(self, message: str, purpose: str) -> None:
+    def __init__(self, message: str, purpose: Purpose) -> None:
         super().__init__(message)
         self.purpose = purpose

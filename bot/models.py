@@ -29,6 +29,11 @@ class State(StrEnum):
     EXPIRED = "expired"
     INTERRUPTED = "interrupted"
 
+    @property
+    def label(self) -> str:
+        """Return the state as words, e.g. "awaiting approval"."""
+        return self.value.replace("_", " ")
+
 
 OPEN_STATES = frozenset(
     {State.REQUESTED, State.SEVERITY_CONFIRMED, State.AWAITING_APPROVAL, State.APPROVED}
@@ -70,7 +75,6 @@ class Rollback(BaseModel):
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
-    response_url: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -8,14 +8,17 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from bot.text import escape
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @cache
 def environment() -> Environment:
-    """Return the one Jinja2 environment (plain text, so no HTML autoescape)."""
-    return Environment(  # noqa: S701 - output is Slack mrkdwn and Markdown, not HTML
+    """Return the one Jinja2 environment; every value is escaped for Slack mrkdwn."""
+    return Environment(  # noqa: S701 - output is Slack mrkdwn, escaped by finalize, not HTML
         loader=FileSystemLoader(TEMPLATES),
+        finalize=lambda value: escape(value) if isinstance(value, str) else value,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

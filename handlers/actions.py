@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
-from bot.errors import InvalidRequest, ReasonRequired, UsageError
+from bot.errors import InvalidRequest, Purpose, ReasonRequired, UsageError
 from bot.models import State
 from handlers.blocks import reason_modal
 from handlers.errors import acked, report
@@ -110,11 +110,11 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         user = body["user"]["id"]
         rb = await engine.get(meta["rollback_id"])
         try:
-            if meta["purpose"] == "override":
+            if meta["purpose"] == Purpose.OVERRIDE:
                 rb = await engine.confirm_severity(
                     rb.id, meta["issue"], user, override_reason=reason
                 )
-            elif meta["purpose"] == "break_glass":
+            elif meta["purpose"] == Purpose.BREAK_GLASS:
                 rb = await engine.approve(rb.id, user, break_glass_reason=reason)
             else:
                 raise InvalidRequest("Unknown reason form.")

@@ -25,8 +25,10 @@ from slack_sdk.models.views import View
 
 from bot.config import ApprovalPolicy
 from bot.engine import mention
+from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, Rollback, State
+from bot.text import escape
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
 MAX_BLOCKS = 50
@@ -44,11 +46,6 @@ STATE_ICONS = {
     State.EXPIRED: ":hourglass:",
     State.INTERRUPTED: ":warning:",
 }
-
-
-def escape(text: str) -> str:
-    """Escape free text for mrkdwn so it cannot mention people or inject links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def dump(blocks: list[Block]) -> list[dict[str, Any]]:
@@ -91,7 +88,7 @@ def card(
                 _md(f"*Running now*\n`{rb.current_version}`"),
                 _md(f"*Roll back to*\n`{rb.target_version}`"),
                 _md(f"*Requested by*\n{mention(rb.requested_by)}"),
-                _md(f"*Status*\n{STATE_ICONS[rb.state]} {rb.state.value.replace('_', ' ')}"),
+                _md(f"*Status*\n{STATE_ICONS[rb.state]} {rb.state.label}"),
             ]
         ),
         SectionBlock(text=_md(_plan_text(rb))),
@@ -219,9 +216,9 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
     return [SectionBlock(text=_md("\n".join(lines)))] if lines else []
 
 
-def reason_modal(rollback_id: str, purpose: str, prompt: str, extra: dict[str, str]) -> View:
+def reason_modal(rollback_id: str, purpose: Purpose, prompt: str, extra: dict[str, str]) -> View:
     """Build the modal that asks for an override or break-glass reason."""
-    title = "Override matrix" if purpose == "override" else "Break-glass"
+    title = "Override matrix" if purpose is Purpose.OVERRIDE else "Break-glass"
     metadata = json.dumps({"rollback_id": rollback_id, "purpose": purpose, **extra})
     return View(
         type="modal",

@@ -27,7 +27,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         user, channel = command["user_id"], command["channel_id"]
         match parse(command.get("text") or ""):
             case RequestRollback(service, version, environment, dry_run):
-                prepared = await engine.request(
+                requested = await engine.request(
                     service=service,
                     version=version,
                     environment=environment,
@@ -36,7 +36,12 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     channel_id=channel,
                 )
                 target = engine.config.slack.incident_channel or channel
-                rb = await thread.post_card(prepared.rollback, target)
+                try:
+                    rb = await thread.post_card(requested, target)
+                except Exception:
+                    # Without a card nobody can act on it; don't let it block the service.
+                    await engine.cancel(requested.id, user)
+                    raise
                 if rb.channel_id != channel:
                     await respond(
                         text=f"Rollback {rb.id} is in <#{rb.channel_id}>.",
@@ -83,7 +88,7 @@ async def status_text(engine: Engine) -> str:
     for rb in rollbacks:
         lines.append(
             f"• `{rb.id}` {rb.service}/{rb.environment} → `{rb.target_version}` "
-            f"({rb.state.value.replace('_', ' ')}) by {mention(rb.requested_by)}"
+            f"({rb.state.label}) by {mention(rb.requested_by)}"
         )
     if locks:
         lines.append("*Locks:*")

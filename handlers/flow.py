@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import structlog
+from slack_sdk.errors import SlackApiError
+
 from bot.engine import Engine, mention
 from bot.models import Rollback, State
-from handlers.blocks import escape
+from bot.text import escape
 from handlers.thread import SlackThread
+
+log = structlog.get_logger(__name__)
 
 
 async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) -> None:
     """Show a transition on the card and in the thread; run the rollback once approved."""
+    if rb.state is State.APPROVED:
+        await _run(engine, thread, rb, actor)
+        return
     await thread.update_card(rb)
     who = mention(actor)
     policy = engine.policy(rb)
@@ -21,20 +29,31 @@ async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str)
         )
     elif rb.state is State.AWAITING_APPROVAL:
         await thread.reply(
-            rb,
-            f"Approved by {who} ({len(rb.approved_by)} of {policy.required_approvals}).",
+            rb, f"Approved by {who} ({len(rb.approved_by)} of {policy.required_approvals})."
         )
-    elif rb.state is State.APPROVED:
-        how = " (break-glass)" if rb.break_glass_reason else ""
-        await thread.reply(rb, f":rocket: Approved by {who}{how}. Rolling back now…")
-        await engine.execute(rb.id, thread)
     elif rb.state is State.CANCELLED and rb.dry_run:
         await thread.reply(
             rb,
-            f"Dry run complete: the plan above would run after approval from "
+            "Dry run complete: the plan above would run after approval from "
             f"{policy.required_approvals} approver(s). Nothing was changed.",
         )
     elif rb.state in {State.CANCELLED, State.REJECTED}:
         await thread.reply(
-            rb, f":no_entry_sign: {escape(rb.error or rb.state.value)}. Nothing was changed."
+            rb, f":no_entry_sign: {escape(rb.error or rb.state.label)}. Nothing was changed."
         )
+
+
+async def _run(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) -> None:
+    # An approved rollback runs even when Slack cannot show it: the engine records every
+    # step, and its own reports to Slack are best effort too.
+    if not rb.approved_by:
+        said = "No approval is required here by policy."
+    else:
+        glass = " (break-glass)" if rb.break_glass_reason else ""
+        said = f"Approved by {mention(actor)}{glass}."
+    try:
+        await thread.update_card(rb)
+        await thread.reply(rb, f":rocket: {said} Rolling back now…")
+    except SlackApiError as exc:
+        log.warning("slack unavailable before running", error=exc.response.get("error"))
+    await engine.execute(rb.id, thread)

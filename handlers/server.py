@@ -18,6 +18,10 @@ from handlers.app import create_app, web_app
 
 log = structlog.get_logger(__name__)
 
+# Running rollbacks get this long to finish after SIGTERM (platforms kill at ~30 s);
+# then they are cancelled, which puts the old containers back and records it.
+DRAIN_SECONDS = 20.0
+
 
 async def serve(
     settings: Settings, config: RollbotConfig, *, http: bool, host: str, port: int
@@ -41,6 +45,8 @@ async def serve(
             await web.TCPSite(runner, host, port).start()
             log.info("serving http", host=host, port=port, path="/slack/events")
             await stop.wait()
+            await runner.shutdown()
+            await engine.drain(DRAIN_SECONDS)
             await runner.cleanup()
         else:
             assert settings.SLACK_APP_TOKEN is not None
@@ -52,6 +58,7 @@ async def serve(
             await stop.wait()
             with contextlib.suppress(Exception):
                 await handler.close_async()
+            await engine.drain(DRAIN_SECONDS)
     finally:
         await providers.aclose()
         await store.close()

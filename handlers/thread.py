@@ -6,6 +6,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
 from bot.models import Rollback, State
+from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card
 
@@ -32,7 +33,7 @@ class SlackThread:
     def _fallback(rb: Rollback) -> str:
         return (
             f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} → "
-            f"{rb.target_version} ({rb.state.value.replace('_', ' ')})"
+            f"{rb.target_version} ({rb.state.label})"
         )
 
     async def post_card(self, rb: Rollback, channel: str) -> Rollback:
@@ -71,7 +72,7 @@ class SlackThread:
     async def progress(self, rollback: Rollback, text: str) -> None:
         """Post a step in the thread and show it on the card."""
         rb = await self.engine.get(rollback.id)
-        await self.reply(rb, f":gear: {text}")
+        await self.reply(rb, f":gear: {escape(text)}")
         await self.update_card(rb, last_step=text)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:

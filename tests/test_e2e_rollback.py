@@ -147,7 +147,8 @@ async def test_break_glass_self_approval_for_critical_needs_a_reason(
 ) -> None:
     project = unique_project()
     before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    approvers = {"users": [APPROVER, REQUESTER]}  # break-glass is for approvers only
+    bot = await start_rollbot(backend_config(project, before.port, approvers=approvers))
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "security_vulnerability")
     card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))

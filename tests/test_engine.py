@@ -56,10 +56,9 @@ async def make_engine(
 
 
 async def request(engine: Engine, version: str = "v1.2.3") -> Rollback:
-    prepared = await engine.request(
+    return await engine.request(
         service="backend", version=version, environment=None, user=REQUESTER
     )
-    return prepared.rollback
 
 
 async def test_two_approvals_required(
@@ -142,5 +141,75 @@ async def test_sweep_expires_stale_requests_and_interrupts_orphans(
         after = await engine.get(running.id)
         assert after.state is State.INTERRUPTED
         assert "check the service" in (after.error or "")
+    finally:
+        await engine.providers.aclose()
+
+
+class BrokenChat(Transcript):
+    """A Reporter whose every post fails, like Slack during an outage."""
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        raise RuntimeError("slack is down")
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        raise RuntimeError("slack is down")
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        raise RuntimeError("slack is down")
+
+
+async def test_a_chat_outage_does_not_fail_a_working_rollback(
+    store: SQLiteStore, backend: ComposeContainer, docker_host: str
+) -> None:
+    engine = await make_engine(store, backend)
+    try:
+        rb = await request(engine)
+        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        await engine.approve(rb.id, APPROVER)
+        done = await engine.execute(rb.id, BrokenChat())
+        assert done is not None and done.state is State.SUCCEEDED
+        assert await store.locks() == []
+        image, _ = await running_image(docker_host, backend.project)
+        assert image.endswith(":v1.2.3")
+    finally:
+        await engine.providers.aclose()
+
+
+async def test_a_newer_deploy_since_the_request_is_not_rolled_over(
+    store: SQLiteStore, backend: ComposeContainer, docker_host: str
+) -> None:
+    engine = await make_engine(store, backend)
+    try:
+        rb = await request(engine)
+        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        await engine.approve(rb.id, APPROVER)
+        # Someone deploys v1.2.2 by other means while the card waits.
+        provider = engine.providers.get("backend", "production")
+        await provider.rollback("v1.2.2", _quiet)
+        transcript = Transcript()
+        done = await engine.execute(rb.id, transcript)
+        assert done is not None and done.state is State.FAILED
+        assert "now runs v1.2.2, not v1.2.4" in (done.error or "")
+        assert done.target_state == "unchanged: runs v1.2.2"
+        image, _ = await running_image(docker_host, backend.project)
+        assert image.endswith(":v1.2.2")
+    finally:
+        await engine.providers.aclose()
+
+
+async def _quiet(text: str) -> None:
+    return None
+
+
+async def test_break_glass_is_for_approvers_only(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    engine = await make_engine(store, backend)
+    try:
+        rb = await request(engine)
+        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        with pytest.raises(NotAllowed, match="only for approvers"):
+            await engine.approve(rb.id, REQUESTER, break_glass_reason="site is down")
+        assert (await engine.get(rb.id)).state is State.AWAITING_APPROVAL
     finally:
         await engine.providers.aclose()
