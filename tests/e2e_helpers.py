@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiodocker
+
 from handlers.ids import ActionId
+from tests.support.bot import RunningBot, StartBot
+from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
 from tests.support.slack import FakeSlack, text_of
 
 CHANNEL = "C_OPS"
@@ -72,3 +76,54 @@ def ephemeral_text(fake: FakeSlack) -> str:
     parts = [str(body.get("text", "")) for _, body in fake.responses]
     parts += [text_of(m) for m in fake.ephemerals]
     return "\n".join(parts)
+
+
+async def deploy(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, **approval: Any
+) -> tuple[ComposeContainer, RunningBot]:
+    """Run backend v1.2.4 in a new compose project and a bot configured for it."""
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(container.project, container.port, **approval))
+    return container, bot
+
+
+async def request_card(bot: RunningBot, text: str, user: str = REQUESTER) -> dict[str, Any]:
+    """Send the command and return the card it posts."""
+    count = len(cards(bot.fake))
+    status, _ = await bot.slack.command(text, user=user, channel=CHANNEL)
+    assert status == 200
+    return await bot.fake.wait_for(lambda: len(found := cards(bot.fake)) > count and found[-1])
+
+
+async def confirm(bot: RunningBot, card: dict[str, Any], issue: str, user: str = REQUESTER) -> None:
+    """Pick an issue type and confirm the severity."""
+    await bot.slack.select(card["channel"], card["ts"], ActionId.ISSUE_SELECT, issue, user=user)
+    await bot.fake.wait_for(
+        lambda: "Severity:" in text_of(bot.fake.message(card["channel"], card["ts"]))
+    )
+    await bot.slack.click(card["channel"], card["ts"], ActionId.CONFIRM_SEVERITY, user=user)
+
+
+async def wait_card(bot: RunningBot, card: dict[str, Any], predicate: Any) -> dict[str, Any]:
+    """Wait until the stored card satisfies a predicate and return it."""
+    return await bot.fake.wait_for(
+        lambda: m if predicate(m := bot.fake.message(card["channel"], card["ts"])) else None
+    )
+
+
+async def running_image(docker_host: str, project: str) -> tuple[str, dict[str, Any]]:
+    """Return the image and inspect data of the one running container of a project."""
+    async with aiodocker.Docker(url=docker_host) as docker:
+        found = await docker.containers.list(
+            filters={"label": [f"com.docker.compose.project={project}"]}
+        )
+        assert len(found) == 1, [c["Names"] for c in found]
+        info = await found[0].show()
+        return info["Config"]["Image"], info
+
+
+async def ready_to_approve(bot: RunningBot, text: str, issue: str) -> dict[str, Any]:
+    """Request a rollback, confirm its severity and return the card showing Approve."""
+    card = await request_card(bot, text)
+    await confirm(bot, card, issue)
+    return await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))

@@ -10,10 +10,9 @@ import yaml
 
 from bot.models import State
 from bot.store.sqlite import SQLiteStore
-from tests.e2e_helpers import backend_config
+from tests.e2e_helpers import backend_config, running_image
 from tests.support.bot import ROLLBOT
 from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
-from tests.test_e2e_rollback import running_image
 
 
 def run_cli(

@@ -11,24 +11,25 @@ from tests.e2e_helpers import (
     APPROVER,
     CHANNEL,
     REQUESTER,
-    backend_config,
     cards,
+    confirm,
+    deploy,
     ephemeral_text,
     has_action,
+    request_card,
+    running_image,
     thread_text,
+    wait_card,
 )
 from tests.support.bot import SIGNING_SECRET, StartBot
-from tests.support.docker import ComposeContainerFactory, unique_project
+from tests.support.docker import ComposeContainerFactory
 from tests.support.slack import text_of
-from tests.test_e2e_rollback import confirm, request_card, running_image, wait_card
 
 
 async def test_unsigned_forged_and_stale_requests_get_401_and_record_nothing(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    _before, bot = await deploy(start_rollbot, compose_container)
     fields = bot.slack.command_fields("backend v1.2.3", user=REQUESTER, channel=CHANNEL)
     body = httpx.QueryParams(fields).__str__().encode()
 
@@ -47,9 +48,7 @@ async def test_unsigned_forged_and_stale_requests_get_401_and_record_nothing(
 async def test_bad_input_gets_a_clear_private_answer_and_changes_nothing(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    before, bot = await deploy(start_rollbot, compose_container)
     cases = {
         "frontend v1.2.3": "Unknown service 'frontend'. Known services: backend.",
         "backend v1.2.3 env=staging": "has no environment 'staging'",
@@ -78,16 +77,14 @@ async def test_bad_input_gets_a_clear_private_answer_and_changes_nothing(
     assert len(usage_replies) == 7  # every parse error shows the usage
     assert cards(bot.fake) == []
     assert await bot.store.find() == []
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
 
 
 async def test_list_status_help_and_cancel_by_command(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    _before, bot = await deploy(start_rollbot, compose_container)
 
     await bot.slack.command("list backend", user=REQUESTER, channel=CHANNEL)
     listing = await bot.fake.wait_for(
@@ -118,16 +115,14 @@ async def test_list_status_help_and_cancel_by_command(
 async def test_group_member_approves_and_health_and_metrics_answer(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    before, bot = await deploy(start_rollbot, compose_container)
     bot.fake.usergroups["S_ONCALL"] = ["U_ONCALL"]
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "critical_bug")
     card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user="U_ONCALL")
     await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.3")
 
     async with httpx.AsyncClient(base_url=bot.url) as client:

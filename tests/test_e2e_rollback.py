@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
-
-import aiodocker
 
 from bot.models import State
 from handlers.ids import REASON_INPUT, ActionId, BlockId
@@ -17,48 +14,19 @@ from tests.e2e_helpers import (
     REQUESTER,
     backend_config,
     cards,
+    confirm,
+    deploy,
     ephemeral_text,
     has_action,
+    ready_to_approve,
+    request_card,
+    running_image,
     thread_text,
+    wait_card,
 )
-from tests.support.bot import RunningBot, StartBot
+from tests.support.bot import StartBot
 from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
 from tests.support.slack import text_of
-
-
-async def request_card(bot: RunningBot, text: str, user: str = REQUESTER) -> dict[str, Any]:
-    """Send the command and return the card it posts."""
-    count = len(cards(bot.fake))
-    status, _ = await bot.slack.command(text, user=user, channel=CHANNEL)
-    assert status == 200
-    return await bot.fake.wait_for(lambda: len(found := cards(bot.fake)) > count and found[-1])
-
-
-async def confirm(bot: RunningBot, card: dict[str, Any], issue: str, user: str = REQUESTER) -> None:
-    """Pick an issue type and confirm the severity."""
-    await bot.slack.select(card["channel"], card["ts"], ActionId.ISSUE_SELECT, issue, user=user)
-    await bot.fake.wait_for(
-        lambda: "Severity:" in text_of(bot.fake.message(card["channel"], card["ts"]))
-    )
-    await bot.slack.click(card["channel"], card["ts"], ActionId.CONFIRM_SEVERITY, user=user)
-
-
-async def wait_card(bot: RunningBot, card: dict[str, Any], predicate: Any) -> dict[str, Any]:
-    """Wait until the stored card satisfies a predicate and return it."""
-    return await bot.fake.wait_for(
-        lambda: m if predicate(m := bot.fake.message(card["channel"], card["ts"])) else None
-    )
-
-
-async def running_image(docker_host: str, project: str) -> tuple[str, dict[str, Any]]:
-    """Return the image and inspect data of the one running container of a project."""
-    async with aiodocker.Docker(url=docker_host) as docker:
-        found = await docker.containers.list(
-            filters={"label": [f"com.docker.compose.project={project}"]}
-        )
-        assert len(found) == 1, [c["Names"] for c in found]
-        info = await found[0].show()
-        return info["Config"]["Image"], info
 
 
 async def test_full_rollback_conversation(
@@ -81,7 +49,7 @@ async def test_full_rollback_conversation(
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
     await fake.wait_for(lambda: "[RESOLVED]" in thread_text(fake, card))
 
-    image, info = await running_image(docker_host, project)
+    image, info = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.3")
     assert info["Name"] == f"/{before.name}"
     assert info["Config"]["Labels"]["com.docker.compose.service"] == "backend"
@@ -124,12 +92,8 @@ async def test_full_rollback_conversation(
 async def test_self_approval_refused_for_non_critical(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
-    card = await request_card(bot, "backend v1.2.3")
-    await confirm(bot, card, "performance_degradation")
-    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    before, bot = await deploy(start_rollbot, compose_container)
+    card = await ready_to_approve(bot, "backend v1.2.3", "performance_degradation")
 
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=REQUESTER)
     await bot.fake.wait_for(lambda: "someone else must approve" in ephemeral_text(bot.fake))
@@ -138,20 +102,16 @@ async def test_self_approval_refused_for_non_critical(
 
     (rb,) = await bot.store.find()
     assert rb.state is State.AWAITING_APPROVAL
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
 
 
 async def test_break_glass_self_approval_for_critical_needs_a_reason(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
     approvers = {"users": [APPROVER, REQUESTER]}  # break-glass is for approvers only
-    bot = await start_rollbot(backend_config(project, before.port, approvers=approvers))
-    card = await request_card(bot, "backend v1.2.3")
-    await confirm(bot, card, "security_vulnerability")
-    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    before, bot = await deploy(start_rollbot, compose_container, approvers=approvers)
+    card = await ready_to_approve(bot, "backend v1.2.3", "security_vulnerability")
 
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=REQUESTER)
     view = await bot.fake.wait_for(lambda: bot.fake.views and next(iter(bot.fake.views.values())))
@@ -168,16 +128,14 @@ async def test_break_glass_self_approval_for_critical_needs_a_reason(
     audit = await bot.store.audit_log(rb.id)
     assert any(a.action == "break_glass" and a.actor == REQUESTER for a in audit)
     assert "break-glass" in thread_text(bot.fake, card)
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.3")
 
 
 async def test_reject_and_cancel_change_nothing(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    before, bot = await deploy(start_rollbot, compose_container)
 
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "feature_broken")
@@ -193,16 +151,14 @@ async def test_reject_and_cancel_change_nothing(
     states = sorted(rb.state.value for rb in await bot.store.find())
     assert states == ["cancelled", "rejected"]
     await bot.fake.wait_for(lambda: "Nothing was changed" in thread_text(bot.fake, second))
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
 
 
 async def test_dry_run_stops_before_approval(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    before, bot = await deploy(start_rollbot, compose_container)
     card = await request_card(bot, "backend --dry-run")
     assert "Dry run" in text_of(card)
     assert "v1.2.3" in text_of(card)  # the previous stable version
@@ -212,16 +168,14 @@ async def test_dry_run_stops_before_approval(
     await bot.fake.wait_for(lambda: "Dry run complete" in thread_text(bot.fake, card))
     (rb,) = await bot.store.find()
     assert rb.dry_run and rb.state is State.CANCELLED
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
 
 
 async def test_fix_forward_needs_an_override_reason(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    _before, bot = await deploy(start_rollbot, compose_container)
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "minor_ui_bug")
     view = await bot.fake.wait_for(lambda: bot.fake.views and next(iter(bot.fake.views.values())))
@@ -243,12 +197,8 @@ async def test_fix_forward_needs_an_override_reason(
 async def test_two_concurrent_approvals_run_once(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
-    card = await request_card(bot, "backend v1.2.3")
-    await confirm(bot, card, "critical_bug")
-    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    _before, bot = await deploy(start_rollbot, compose_container)
+    card = await ready_to_approve(bot, "backend v1.2.3", "critical_bug")
 
     await asyncio.gather(
         bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER),
@@ -266,9 +216,7 @@ async def test_two_concurrent_approvals_run_once(
 async def test_second_rollback_of_a_busy_service_is_refused(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    _before, bot = await deploy(start_rollbot, compose_container)
     first = await request_card(bot, "backend v1.2.3", user=REQUESTER)
     status, _ = await bot.slack.command("backend v1.2.2", user="U_OTHER", channel=CHANNEL)
     assert status == 200
@@ -282,9 +230,7 @@ async def test_second_rollback_of_a_busy_service_is_refused(
 async def test_missing_target_image_changes_nothing(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
+    before, bot = await deploy(start_rollbot, compose_container)
     await bot.slack.command("backend v0.0.1", user=REQUESTER, channel=CHANNEL)
     message = await bot.fake.wait_for(
         lambda: "not available" in (t := ephemeral_text(bot.fake)) and t
@@ -292,19 +238,15 @@ async def test_missing_target_image_changes_nothing(
     assert "v1.2.3" in message  # it lists what is available
     assert cards(bot.fake) == []
     assert await bot.store.find() == []
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
 
 
 async def test_failing_new_container_restores_the_old_one(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
-    project = unique_project()
-    before = await compose_container(project, "backend", "v1.2.4")
-    bot = await start_rollbot(backend_config(project, before.port))
-    card = await request_card(bot, "backend v9.9.9-broken")
-    await confirm(bot, card, "critical_bug")
-    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    before, bot = await deploy(start_rollbot, compose_container)
+    card = await ready_to_approve(bot, "backend v9.9.9-broken", "critical_bug")
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
     await bot.fake.wait_for(lambda: "What to do next" in thread_text(bot.fake, card))
 
@@ -314,6 +256,6 @@ async def test_failing_new_container_restores_the_old_one(
     (rb,) = await bot.store.find()
     assert rb.state is State.FAILED and rb.target_state
     assert await bot.store.locks() == []
-    image, _ = await running_image(docker_host, project)
+    image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")
     assert '"version":"v1.2.4"' in await wait_http(f"{before.url}/health")

@@ -14,9 +14,8 @@ from bot.errors import Conflict, NotAllowed, ReasonRequired
 from bot.models import Rollback, State, utcnow
 from bot.store.sqlite import SQLiteStore
 from bot.verification import CheckResult
-from tests.e2e_helpers import APPROVER, REQUESTER, backend_config
+from tests.e2e_helpers import APPROVER, REQUESTER, backend_config, running_image
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
-from tests.test_e2e_rollback import running_image
 
 
 class Transcript:
