@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable
 
 import structlog
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import RollbotConfig
 from bot.engine import Engine, ProviderPool
+from bot.errors import ConfigError
 from bot.settings import Settings
 from bot.store import open_store
 from handlers.app import create_app, web_app
 
 log = structlog.get_logger(__name__)
+
+REFUSED_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 
 # Running rollbacks get this long to finish after SIGTERM (platforms kill at ~30 s);
 # then they are cancelled, which puts the old containers back and records it.
@@ -50,15 +56,44 @@ async def serve(
             await runner.cleanup()
         else:
             assert settings.SLACK_APP_TOKEN is not None
-            handler = AsyncSocketModeHandler(
-                app, settings.SLACK_APP_TOKEN.get_secret_value(), web_client=app.client
-            )
-            await handler.connect_async()
-            log.info("connected to slack in socket mode")
-            await stop.wait()
+            app_token = settings.SLACK_APP_TOKEN.get_secret_value()
+            await check_app_token(app.client, app_token)
+            handler = AsyncSocketModeHandler(app, app_token, web_client=app.client)
+            # slack_sdk retries a failed connect forever; a stop signal must still win.
+            if await until_stopped(handler.connect_async(), stop):
+                log.info("connected to slack in socket mode")
+                await stop.wait()
             with contextlib.suppress(Exception):
                 await handler.close_async()
             await engine.drain(DRAIN_SECONDS)
     finally:
         await providers.aclose()
         await store.close()
+
+
+async def check_app_token(client: AsyncWebClient, app_token: str) -> None:
+    """Fail at start-up when Slack refuses the app token (slack_sdk would retry forever)."""
+    try:
+        await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        code = str(exc.response.get("error"))
+        if code in REFUSED_TOKEN:
+            raise ConfigError([f"SLACK_APP_TOKEN was refused by Slack ({code})"]) from None
+        log.warning("slack not reachable yet; retrying", error=code)
+    except (OSError, TimeoutError) as exc:
+        log.warning("slack not reachable yet; retrying", error=type(exc).__name__)
+
+
+async def until_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run `work` until it ends or `stop` is set; return True if it ended first."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        stopper.cancel()
+        task.result()
+        return True
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return False

@@ -60,6 +60,13 @@ async def request(engine: Engine, version: str = "v1.2.3") -> Rollback:
     )
 
 
+async def approved(engine: Engine) -> Rollback:
+    """Request v1.2.3, confirm a critical bug and have it approved."""
+    rb = await request(engine)
+    await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+    return await engine.approve(rb.id, APPROVER)
+
+
 async def test_two_approvals_required(
     store: SQLiteStore, backend: ComposeContainer, docker_host: str
 ) -> None:
@@ -162,9 +169,7 @@ async def test_a_chat_outage_does_not_fail_a_working_rollback(
 ) -> None:
     engine = await make_engine(store, backend)
     try:
-        rb = await request(engine)
-        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        await engine.approve(rb.id, APPROVER)
+        rb = await approved(engine)
         done = await engine.execute(rb.id, BrokenChat())
         assert done is not None and done.state is State.SUCCEEDED
         assert await store.locks() == []
@@ -179,9 +184,7 @@ async def test_a_newer_deploy_since_the_request_is_not_rolled_over(
 ) -> None:
     engine = await make_engine(store, backend)
     try:
-        rb = await request(engine)
-        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        await engine.approve(rb.id, APPROVER)
+        rb = await approved(engine)
         # Someone deploys v1.2.2 by other means while the card waits.
         provider = engine.providers.get("backend", "production")
         await provider.rollback("v1.2.2", _quiet)

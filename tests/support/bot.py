@@ -1,4 +1,7 @@
-"""A real `rollbot serve --http` process wired to the fake Slack, for end-to-end tests."""
+"""A real `rollbot serve` process wired to the fake Slack, for end-to-end tests.
+
+It serves HTTP (`--http`, signed requests) by default, or Socket Mode with `socket=True`.
+"""
 
 from __future__ import annotations
 
@@ -18,20 +21,24 @@ import yaml
 
 from bot.store.sqlite import SQLiteStore
 from tests.support.docker import free_port
-from tests.support.slack import FakeSlack, SignedSlack
+from tests.support.slack import FakeSlack, SignedSlack, SocketSlack
 
 SIGNING_SECRET = "test-signing-secret-8c1f0e"
 BOT_TOKEN = "xoxb-test-0000-secret-token"
+APP_TOKEN = "xapp-1-A_ROLLBOT-0000-secret-app-token"
 ROLLBOT = Path(sys.executable).with_name("rollbot")
 
 
 @dataclass
 class RunningBot:
-    """A started bot process, the Slack that talks to it and its store on disk."""
+    """A started bot process, the Slack that talks to it and its store on disk.
+
+    In Socket Mode `url` is empty (the bot serves no HTTP) and `slack` is a SocketSlack.
+    """
 
     process: subprocess.Popen[bytes]
     url: str
-    slack: SignedSlack
+    slack: SignedSlack | SocketSlack
     fake: FakeSlack
     store: SQLiteStore
     log_path: Path
@@ -61,29 +68,46 @@ def bot_environment(config_path: Path, store_path: Path, fake: FakeSlack) -> dic
 
 @pytest.fixture
 async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[StartBot]:
-    """Start `rollbot serve --http` with a config; stop it and check its log after the test."""
+    """Start `rollbot serve` with a config; stop it and check its log after the test.
+
+    `socket=True` runs it in Socket Mode (an app token, no signing secret, no HTTP server)
+    and waits for its websocket to reach the fake instead of polling /healthz.
+    """
     bots: list[RunningBot] = []
 
-    async def start(config: dict[str, Any], extra_env: dict[str, str] | None = None) -> RunningBot:
+    async def start(
+        config: dict[str, Any], extra_env: dict[str, str] | None = None, *, socket: bool = False
+    ) -> RunningBot:
         index = len(bots)
         config_path = tmp_path / f"rollbot-{index}.yaml"
         config_path.write_text(yaml.safe_dump(config))
         store_path = tmp_path / "data" / "rollbot.db"
         log_path = tmp_path / f"rollbot-{index}.log"
-        port = free_port()
-        env = bot_environment(config_path, store_path, fake_slack) | (extra_env or {})
+        env = bot_environment(config_path, store_path, fake_slack)
+        if socket:
+            # Socket Mode apps have an app-level token and no signing secret.
+            del env["SLACK_SIGNING_SECRET"]
+            env["SLACK_APP_TOKEN"] = APP_TOKEN
+            args, url = ["serve"], ""
+        else:
+            port = free_port()
+            args = ["serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
+            url = f"http://127.0.0.1:{port}"
+        env |= extra_env or {}
+        connections = fake_slack.connections_opened
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
+                [str(ROLLBOT), *args], env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
-        url = f"http://127.0.0.1:{port}"
-        await _wait_healthy(url, process, log_path)
+        slack: SignedSlack | SocketSlack
+        if socket:
+            await _wait_connected(fake_slack, connections + 1, process, log_path)
+            slack = SocketSlack(fake_slack)
+        else:
+            await _wait_healthy(url, process, log_path)
+            slack = SignedSlack(f"{url}/slack/events", SIGNING_SECRET, fake_slack)
         store = SQLiteStore(str(store_path))
         await store.open()
-        slack = SignedSlack(f"{url}/slack/events", SIGNING_SECRET, fake_slack)
         bot = RunningBot(process, url, slack, fake_slack, store, log_path, config_path)
         bots.append(bot)
         return bot
@@ -95,7 +119,9 @@ async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[
             await bot.store.close()
             bot.process.send_signal(signal.SIGTERM)
             try:
-                bot.process.wait(timeout=15)
+                # Off the event loop: the fake Slack shares it and must answer the bot's
+                # websocket close while it shuts down.
+                await asyncio.to_thread(bot.process.wait, timeout=15)
             except subprocess.TimeoutExpired:
                 bot.process.kill()
                 pytest.fail(f"rollbot did not stop on SIGTERM:\n{bot.log()[-3000:]}")
@@ -103,6 +129,7 @@ async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[
             # Secrets must never reach the log, whatever the test did.
             assert BOT_TOKEN not in log
             assert SIGNING_SECRET not in log
+            assert APP_TOKEN not in log
 
 
 async def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -118,3 +145,17 @@ async def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pa
             await asyncio.sleep(0.1)
     process.kill()
     pytest.fail(f"rollbot did not become healthy:\n{log_path.read_text()}")
+
+
+async def _wait_connected(
+    fake: FakeSlack, opened: int, process: subprocess.Popen[bytes], log_path: Path
+) -> None:
+    """Wait until the bot opened its Socket Mode connection to the fake."""
+    for _ in range(150):
+        if process.poll() is not None:
+            pytest.fail(f"rollbot exited with {process.returncode}:\n{log_path.read_text()}")
+        if fake.connections_opened >= opened and fake.connected:
+            return
+        await asyncio.sleep(0.1)
+    process.kill()
+    pytest.fail(f"rollbot did not connect in Socket Mode:\n{log_path.read_text()}\n{fake.dump()}")

@@ -1,10 +1,12 @@
-"""A local fake of Slack: the Web API the bot calls, and signed requests Slack sends the bot.
+"""A local fake of Slack: the Web API the bot calls, and what Slack sends the bot.
 
 `FakeSlack` is an aiohttp server that answers `/api/<method>` the way Slack does (HTTP 200
 with `ok: false` for errors, 429 with Retry-After when rate limited), keeps the state the
-bot builds (messages, ephemerals, modals) and serves `response_url`s. `SignedSlack` plays
-the user's Slack client: it builds slash commands, clicks, selects and view submissions
-from what the fake really holds, signs them like Slack and posts them to the bot.
+bot builds (messages, ephemerals, modals), serves `response_url`s and Socket Mode
+(`apps.connections.open` and the websocket it hands out). `UserActions` plays the user's
+Slack client: it builds slash commands, clicks, selects and view submissions from what the
+fake really holds. `SignedSlack` delivers them as signed HTTP requests, `SocketSlack` as
+Socket Mode envelopes whose acks it awaits.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import json
 import secrets
 import time
 import urllib.parse
+import uuid
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
@@ -44,6 +48,10 @@ TRIGGER_TTL = 3.0  # a trigger_id expires this long after the interaction
 RESPONSE_URL_USES = 5  # a response_url accepts this many posts
 MESSAGE_BLOCKS_MAX = 50  # slack_sdk does not check this one, Slack does
 POLL_INTERVAL = 0.02
+
+# Methods called with an app-level token (xapp-); every other method wants xoxb- or xoxp-.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+SOCKET_PATH = "/link"
 
 # Slack accepts these as JSON strings inside form-encoded bodies.
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
@@ -121,7 +129,16 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._ts_counter = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        # Socket Mode: what went over the websockets, and the open ones.
+        self.envelopes: list[Json] = []  # envelopes sent to the app, in order
+        self.acks: dict[str, Json] = {}  # envelope_id -> the first ack the app sent for it
+        self.socket_received: list[Json] = []  # every message the app sent, acks included
+        self.connections_opened = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._tickets: set[str] = set()
+        self._ack_waiters: dict[str, asyncio.Future[Json]] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
+            "apps.connections.open": self._connections_open,
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
@@ -144,6 +161,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{token}", self._response)
+        app.router.add_get(SOCKET_PATH, self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
@@ -151,7 +169,9 @@ class FakeSlack:
         self.url = f"http://127.0.0.1:{port}"
 
     async def stop(self) -> None:
-        """Close the server and its connections."""
+        """Close the server and its connections, websockets first (they would hold it open)."""
+        for socket in list(self._sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -216,6 +236,67 @@ class FakeSlack:
             self._closed_views.update(self.views)
         elif action != "errors" and status == 200:
             self._closed_views.add(view_id)
+
+    # --- Socket Mode -----------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        """How many Socket Mode connections are open now."""
+        return sum(not s.closed for s in self._sockets)
+
+    @property
+    def connected(self) -> bool:
+        """Whether an app holds an open Socket Mode connection."""
+        return self.open_connections > 0
+
+    async def wait_connected(self, timeout: float = 10.0, *, opened: int = 1) -> None:
+        """Wait until `opened` connections were made in all and one of them is open."""
+        await self.wait_for(
+            lambda: self.connections_opened >= opened and self.connected, timeout=timeout
+        )
+
+    async def push_envelope(
+        self, kind: str, payload: Json, *, timeout: float = ACK_DEADLINE
+    ) -> Json:
+        """Send the app an envelope over Socket Mode and return its ack, due within `timeout`."""
+        socket = self._open_socket()
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "accepts_response_payload": True,
+            "payload": payload,
+        }
+        waiter = asyncio.get_running_loop().create_future()
+        self._ack_waiters[envelope_id] = waiter
+        self.envelopes.append(envelope)
+        try:
+            await socket.send_json(envelope)
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"the app did not ack {kind} envelope {envelope_id} within {timeout} s; "
+                f"Slack would show the user operation_timeout\n{self.dump()}"
+            ) from None
+        finally:
+            self._ack_waiters.pop(envelope_id, None)
+
+    async def disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the app to reconnect, as Slack does every few hours ("refresh_requested")."""
+        await self._open_socket().send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+        )
+
+    def unacked(self) -> list[Json]:
+        """Envelopes sent that the app never acked."""
+        return [e for e in self.envelopes if e["envelope_id"] not in self.acks]
+
+    def _open_socket(self) -> web.WebSocketResponse:
+        """The newest open connection: Slack sends each envelope over one of them."""
+        for socket in reversed(self._sockets):
+            if not socket.closed:
+                return socket
+        raise AssertionError(f"no app holds a Socket Mode connection\n{self.dump()}")
 
     # --- queries ---------------------------------------------------------------------------
 
@@ -282,6 +363,11 @@ class FakeSlack:
             lines.append(f"  {call.method} {_short(call.args)} -> {call.status} {outcome}")
         lines.append(f"response_url posts: {len(self.responses)}")
         lines.extend(f"  {token} {_short(body)}" for token, body in self.responses[-last:])
+        if self.connections_opened:
+            lines.append(
+                f"socket mode: {self.connections_opened} connections, {len(self.envelopes)} "
+                f"envelopes, {len(self.acks)} acked, open now: {self.connected}"
+            )
         return "\n".join(lines)
 
     # --- HTTP ------------------------------------------------------------------------------
@@ -300,7 +386,8 @@ class FakeSlack:
     ) -> tuple[int, Json, dict[str, str]]:
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
-        if not token.startswith(("xoxb-", "xoxp-")):
+        allowed = ("xapp-",) if method in APP_TOKEN_METHODS else ("xoxb-", "xoxp-")
+        if not token.startswith(allowed):
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         pending = self._failures.get(method)
         if pending:
@@ -335,6 +422,50 @@ class FakeSlack:
             return web.Response(status=400, text=exc.error)
         return web.Response(text="ok")
 
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """A Socket Mode connection: hello, then envelopes out and acks in."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid_ticket")
+        self._tickets.discard(ticket)  # a URL from apps.connections.open works once
+        socket = web.WebSocketResponse(autoping=True)  # answers the app's pings as Slack does
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        self.connections_opened += 1
+        try:
+            await socket.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": self.open_connections,
+                    "debug_info": {
+                        "host": "applink-fake",
+                        "build_number": 1,
+                        "approximate_connection_time": 18060,
+                    },
+                    "connection_info": {"app_id": APP_ID},
+                }
+            )
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    self._received(message.data)
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    def _received(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = {"unparsed": data}
+        self.socket_received.append(message)
+        envelope_id = message.get("envelope_id") if isinstance(message, dict) else None
+        if not envelope_id:
+            return
+        self.acks.setdefault(envelope_id, message)
+        waiter = self._ack_waiters.get(envelope_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
     def _apply_response(self, target: Json, body: Json) -> None:
         original = self._original(target)
         if original is not None and _flag(body.get("delete_original")):
@@ -366,6 +497,12 @@ class FakeSlack:
         return None
 
     # --- Web API methods -------------------------------------------------------------------
+
+    def _connections_open(self, args: Json) -> Json:
+        ticket = str(uuid.uuid4())
+        self._tickets.add(ticket)
+        ws_url = "ws" + self.url.removeprefix("http")
+        return {"url": f"{ws_url}{SOCKET_PATH}?ticket={ticket}"}
 
     def _auth_test(self, args: Json) -> Json:
         return {
@@ -574,67 +711,26 @@ class FakeSlack:
         return blocks
 
 
-class SignedSlack:
-    """Sends the bot what Slack sends it when a user acts: signed, form-encoded requests."""
+class UserActions(ABC):
+    """What a user does in Slack, built from what the fake shows them; subclasses deliver it.
 
-    def __init__(
-        self,
-        events_url: str,
-        signing_secret: str,
-        fake: FakeSlack,
-        *,
-        ack_timeout: float = ACK_DEADLINE,
-    ) -> None:
-        self.events_url = events_url
-        self.signing_secret = signing_secret
+    Every delivery answers `(status, body)`: what the bot acked with, within Slack's deadline.
+    """
+
+    def __init__(self, fake: FakeSlack, *, ack_timeout: float = ACK_DEADLINE) -> None:
         self.fake = fake
         self.ack_timeout = ack_timeout
         self.sent: list[Json] = []  # every payload or command form sent, for inspection
         # (channel, ts) -> (block_id, action_id) -> state entry, as the user's client keeps it
         self._selections: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
 
-    # --- signing and transport -------------------------------------------------------------
-
-    def signed_headers(
-        self, body: bytes, *, timestamp: int | None = None, secret: str | None = None
-    ) -> dict[str, str]:
-        """Slack's headers for `body`; pass an old timestamp or another secret to forge."""
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        key = (self.signing_secret if secret is None else secret).encode()
-        digest = hmac.new(key, b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-        return {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": f"v0={digest}",
-        }
-
-    async def raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
-        """POST `body` with exactly these headers; the bot must answer within Slack's deadline."""
-        timeout = aiohttp.ClientTimeout(total=self.ack_timeout)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.events_url, data=body, headers=dict(headers)) as response,
-            ):
-                return response.status, await response.text()
-        except TimeoutError:
-            raise AssertionError(
-                f"the bot did not answer within {self.ack_timeout} s; "
-                "Slack would show the user operation_timeout"
-            ) from None
-
-    async def send(
-        self, fields: Mapping[str, str], *, timestamp: int | None = None, secret: str | None = None
-    ) -> tuple[int, str]:
-        """Form-encode `fields`, sign and POST them."""
-        body = urllib.parse.urlencode(fields).encode()
-        return await self.raw(body, self.signed_headers(body, timestamp=timestamp, secret=secret))
-
+    @abstractmethod
     async def send_payload(self, payload: Json) -> tuple[int, str]:
-        """POST an interactivity payload as Slack does: one form field `payload`."""
-        self.sent.append(payload)
-        return await self.send({"payload": json.dumps(payload)})
+        """Deliver an interactivity payload (block_actions, view_submission) and record it."""
+
+    @abstractmethod
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """Deliver a slash command's fields."""
 
     # --- slash commands --------------------------------------------------------------------
 
@@ -664,7 +760,7 @@ class SignedSlack:
         """Run a slash command as `user` in `channel`."""
         fields = self.command_fields(text, user=user, channel=channel, command=command)
         self.sent.append(fields)
-        return await self.send(fields)
+        return await self.send_command(fields)
 
     # --- interactivity ---------------------------------------------------------------------
 
@@ -799,6 +895,94 @@ class SignedSlack:
 
     def _channel_name(self, channel: str) -> str:
         return str(self.fake.channels.get(channel, {}).get("name", channel.lower()))
+
+
+class SignedSlack(UserActions):
+    """Sends the bot what Slack sends it when a user acts: signed, form-encoded requests."""
+
+    def __init__(
+        self,
+        events_url: str,
+        signing_secret: str,
+        fake: FakeSlack,
+        *,
+        ack_timeout: float = ACK_DEADLINE,
+    ) -> None:
+        super().__init__(fake, ack_timeout=ack_timeout)
+        self.events_url = events_url
+        self.signing_secret = signing_secret
+
+    # --- signing and transport -------------------------------------------------------------
+
+    def signed_headers(
+        self, body: bytes, *, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        """Slack's headers for `body`; pass an old timestamp or another secret to forge."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        key = (self.signing_secret if secret is None else secret).encode()
+        digest = hmac.new(key, b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+        return {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": f"v0={digest}",
+        }
+
+    async def raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        """POST `body` with exactly these headers; the bot must answer within Slack's deadline."""
+        timeout = aiohttp.ClientTimeout(total=self.ack_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.events_url, data=body, headers=dict(headers)) as response,
+            ):
+                return response.status, await response.text()
+        except TimeoutError:
+            raise AssertionError(
+                f"the bot did not answer within {self.ack_timeout} s; "
+                "Slack would show the user operation_timeout"
+            ) from None
+
+    async def send(
+        self, fields: Mapping[str, str], *, timestamp: int | None = None, secret: str | None = None
+    ) -> tuple[int, str]:
+        """Form-encode `fields`, sign and POST them."""
+        body = urllib.parse.urlencode(fields).encode()
+        return await self.raw(body, self.signed_headers(body, timestamp=timestamp, secret=secret))
+
+    async def send_payload(self, payload: Json) -> tuple[int, str]:
+        """POST an interactivity payload as Slack does: one form field `payload`."""
+        self.sent.append(payload)
+        return await self.send({"payload": json.dumps(payload)})
+
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """POST a slash command's form, signed."""
+        return await self.send(fields)
+
+
+class SocketSlack(UserActions):
+    """Sends the bot what Slack sends it in Socket Mode: envelopes over the fake's websocket.
+
+    Each delivery waits for the bot's ack (`{"envelope_id", "payload"?}`) and answers
+    `(200, the ack's payload as JSON or "")`, the way an HTTP answer would carry it.
+    """
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the bot holds a Socket Mode connection."""
+        await self.fake.wait_connected(timeout)
+
+    async def send_payload(self, payload: Json) -> tuple[int, str]:
+        """Send an interactivity payload in an `interactive` envelope."""
+        self.sent.append(payload)
+        return await self._push("interactive", payload)
+
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """Send a slash command in a `slash_commands` envelope."""
+        return await self._push("slash_commands", dict(fields))
+
+    async def _push(self, kind: str, payload: Json) -> tuple[int, str]:
+        ack = await self.fake.push_envelope(kind, payload, timeout=self.ack_timeout)
+        return 200, json.dumps(ack["payload"]) if ack.get("payload") is not None else ""
 
 
 @pytest.fixture
