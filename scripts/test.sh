@@ -23,8 +23,8 @@ export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres
 export ROLLBOT_TEST_REDIS_URL=redis://127.0.0.1:56379/0
 
 echo "== ruff"
-.venv/bin/ruff check bot handlers providers tests
-.venv/bin/ruff format --check bot handlers providers tests
+.venv/bin/ruff check bot handlers providers tests bench
+.venv/bin/ruff format --check bot handlers providers tests bench
 echo "== mypy"
 .venv/bin/mypy bot handlers providers
 echo "== pytest"
