@@ -29,6 +29,7 @@ from bot.models import (
     State,
     utcnow,
 )
+from bot.names import NAME_PATTERN, VERSION_PATTERN
 from bot.render import render
 from bot.store.base import Store
 from bot.verification import CheckResult, all_passed, run_checks
@@ -249,6 +250,15 @@ class Engine:
         A terminal operator is trusted as a requester: shell access to the bot's host is
         the stronger credential, and the terminal is the path for when Slack is down.
         """
+        # The Slack parser checks these already; the terminal and any future caller
+        # go through the same gate before anything reaches a provider.
+        for what, value, pattern in (
+            ("service", service, NAME_PATTERN),
+            ("environment", environment, NAME_PATTERN),
+            ("version", version, VERSION_PATTERN),
+        ):
+            if value is not None and not pattern.fullmatch(value):
+                raise InvalidRequest(f"{value[:40]!r} is not a valid {what}.")
         env = self.resolve(service, environment)
         policy = self.config.policy_for(service, env)
         allowed = from_terminal or policy.requesters.anyone

@@ -97,3 +97,12 @@ async def test_terminal_rollback_refuses_fix_forward_without_override(
     assert "fix forward" in result.stderr and "reason" in result.stderr
     image, _ = await running_image(docker_host, project)
     assert image.endswith(":v1.2.4")
+
+
+def test_terminal_input_is_validated_like_slack_input(tmp_path: Path) -> None:
+    config = backend_config("nothing-runs-here", 1)
+    result = run_cli(
+        tmp_path, config, "rollback", "backend", "v1;touch /tmp/x", "--issue", "critical_bug"
+    )
+    assert result.returncode == 1
+    assert "'v1;touch /tmp/x' is not a valid version" in result.stderr
