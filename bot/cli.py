@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 from bot import logs
 from bot.config import RollbotConfig, load_config
-from bot.engine import Engine, ProviderPool
+from bot.engine import Engine
 from bot.errors import ConfigError, RollbotError
 from bot.models import Rollback, State
+from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import Store, open_store
 from bot.verification import CheckResult, render_table

@@ -7,16 +7,15 @@ second process can never move a rollback twice or run it twice.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Protocol
 
 import structlog
 
 from bot.config import ApprovalPolicy, People, RollbotConfig
+from bot.directory import Directory, NoDirectory
 from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired
 from bot.matrix import Action
 from bot.models import (
@@ -30,106 +29,20 @@ from bot.models import (
     utcnow,
 )
 from bot.names import NAME_PATTERN, VERSION_PATTERN
+from bot.pool import ProviderPool
 from bot.render import render
+from bot.reporting import Guarded, Reporter
 from bot.store.base import Store
+from bot.text import mention
 from bot.verification import CheckResult, all_passed, run_checks
-from providers import build_provider
 from providers.base import Provider, ProviderError, Refused, Version
 
 log = structlog.get_logger(__name__)
-
-SLACK_USER = re.compile(r"[UW][A-Z0-9_]{1,20}")
-
-
-class Directory(Protocol):
-    """Answers who is in a user group (Slack's usergroups, or nothing on the CLI)."""
-
-    async def members(self, group_id: str) -> set[str]:
-        """Return the user ids in a group."""
-        ...
-
-
-class NoDirectory:
-    """A directory with no groups, for the CLI."""
-
-    async def members(self, group_id: str) -> set[str]:
-        """Return nobody."""
-        return set()
-
-
-class Reporter(Protocol):
-    """Where the engine reports a running rollback (a Slack thread, a terminal)."""
-
-    async def progress(self, rollback: Rollback, text: str) -> None:
-        """Report one step."""
-        ...
-
-    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
-        """Report the verification table."""
-        ...
-
-    async def finished(self, rollback: Rollback, summary: str) -> None:
-        """Report the end, success or failure, with the text to post."""
-        ...
-
-
-class _Guarded:
-    """A Reporter whose failures are logged, never raised: Slack being down must not
-    turn a rollback that worked into one that failed."""
-
-    def __init__(self, inner: Reporter) -> None:
-        self._inner = inner
-
-    async def progress(self, rollback: Rollback, text: str) -> None:
-        """Report one step, best effort."""
-        await self._safely(self._inner.progress(rollback, text))
-
-    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
-        """Report the verification table, best effort."""
-        await self._safely(self._inner.verified(rollback, results))
-
-    async def finished(self, rollback: Rollback, summary: str) -> None:
-        """Report the outcome, best effort."""
-        await self._safely(self._inner.finished(rollback, summary))
-
-    @staticmethod
-    async def _safely(call: Awaitable[None]) -> None:
-        try:
-            await call
-        except Exception as exc:
-            log.warning("report failed", error=type(exc).__name__, detail=str(exc)[:200])
-
-
-class ProviderPool:
-    """One provider per service environment, created on first use and reused."""
-
-    def __init__(self, config: RollbotConfig) -> None:
-        self._config = config
-        self._providers: dict[tuple[str, str], Provider] = {}
-
-    def get(self, service: str, environment: str) -> Provider:
-        """Return the provider of one service environment."""
-        key = (service, environment)
-        if key not in self._providers:
-            settings = self._config.environment(service, environment).provider
-            self._providers[key] = build_provider(settings)
-        return self._providers[key]
-
-    async def aclose(self) -> None:
-        """Close every provider created."""
-        for provider in self._providers.values():
-            await provider.aclose()
-        self._providers.clear()
 
 
 def new_rollback_id() -> str:
     """Return a short, unguessable rollback id."""
     return f"rb-{secrets.token_hex(4)}"
-
-
-def mention(user: str) -> str:
-    """Format a user id for Slack; CLI actors are shown as they are."""
-    return f"<@{user}>" if SLACK_USER.fullmatch(user) else user
 
 
 class Engine:
@@ -538,7 +451,7 @@ class Engine:
                 environment=rollback.environment,
             ):
                 log.info("rollback started", user=rollback.requested_by)
-                rollback = await self._run(rollback, _Guarded(reporter))
+                rollback = await self._run(rollback, Guarded(reporter))
         except BaseException:
             # Whatever escaped (a bug, a shutdown) must not leave the rollback
             # "running" forever nor the service locked.
@@ -623,6 +536,7 @@ class Engine:
             state = await self._describe(provider)
             return await self._fail(rollback, reporter, f"Verification failed: {failed}.", state)
         rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
+        await self.store.release_lock(rollback.lock_key, rollback.id)
         await self.record(
             rollback,
             "rollbot",
@@ -664,6 +578,8 @@ class Engine:
         rollback = await self._move(
             rollback, list(ACTIVE_STATES), State.FAILED, error=message, target_state=target_state
         )
+        # Free the service before saying so: whoever reads "retry" can retry at once.
+        await self.store.release_lock(rollback.lock_key, rollback.id)
         await self.record(rollback, "rollbot", "failed", f"Rollback failed: {message}")
         await reporter.finished(rollback, render("rollback_failed.md.j2", rb=rollback))
         return rollback

@@ -24,11 +24,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.config import ApprovalPolicy
-from bot.engine import mention
 from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, Rollback, State
-from bot.text import escape
+from bot.text import escape, mention
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
 MAX_BLOCKS = 50

@@ -8,9 +8,10 @@ from slack_bolt.async_app import AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import USAGE, Cancel, Help, ListVersions, RequestRollback, Status, parse
-from bot.engine import Engine, mention
+from bot.engine import Engine
 from bot.models import ACTIVE_STATES, OPEN_STATES
 from bot.render import render
+from bot.text import mention
 from handlers.errors import acked
 from handlers.flow import advance
 from handlers.thread import SlackThread

@@ -5,9 +5,9 @@ from __future__ import annotations
 import structlog
 from slack_sdk.errors import SlackApiError
 
-from bot.engine import Engine, mention
+from bot.engine import Engine
 from bot.models import Rollback, State
-from bot.text import escape
+from bot.text import escape, mention
 from handlers.thread import SlackThread
 
 log = structlog.get_logger(__name__)

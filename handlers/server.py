@@ -14,8 +14,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import RollbotConfig
-from bot.engine import Engine, ProviderPool
+from bot.engine import Engine
 from bot.errors import ConfigError
+from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import open_store
 from handlers.app import create_app, web_app

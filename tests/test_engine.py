@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import RollbotConfig, parse_config
-from bot.engine import Engine, ProviderPool
+from bot.engine import Engine
 from bot.errors import Conflict, NotAllowed, ReasonRequired
 from bot.models import Rollback, State, utcnow
+from bot.pool import ProviderPool
 from bot.store.sqlite import SQLiteStore
 from bot.verification import CheckResult
 from tests.e2e_helpers import APPROVER, REQUESTER, backend_config, running_image
