@@ -97,6 +97,7 @@ async def terminal_rollback(
     engine = Engine(config, store, providers)
     operator = f"cli:{getpass.getuser()}"
     try:
+        await engine.sweep()
         rb = await engine.request(
             service=args.service,
             version=args.version,

@@ -58,7 +58,7 @@ class ApprovalPolicy(_Strict):
         default=1, ge=0, le=5, description="Approvals needed; 0 runs right after severity."
     )
     break_glass: BreakGlass = Field(default_factory=BreakGlass)
-    expires_after_minutes: int = Field(
+    expires_after_minutes: float = Field(
         default=60, gt=0, description="An unapproved request expires after this long."
     )
 
@@ -129,6 +129,9 @@ class RuntimeConfig(_Strict):
     rollback_timeout_seconds: float = Field(default=600, gt=0, description="Provider deadline.")
     verify_deadline_seconds: float = Field(default=60, gt=0, description="Checks retry until.")
     verify_interval_seconds: float = Field(default=2, gt=0, description="Pause between tries.")
+    sweep_interval_seconds: float = Field(
+        default=30, gt=0, description="How often expired and orphaned rollbacks are closed."
+    )
 
     @model_validator(mode="after")
     def _lock_outlives_rollback(self) -> RuntimeConfig:

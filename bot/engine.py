@@ -177,7 +177,6 @@ class Engine:
         allowed = from_terminal or policy.requesters.anyone
         if not allowed and not await self.is_member(policy.requesters, user):
             raise NotAllowed(f"You are not allowed to request rollbacks of {service}/{env}.")
-        await self.sweep()
         if not dry_run:
             await self._refuse_if_busy(service, env)
         env, versions = await self.versions(service, env)
@@ -602,36 +601,43 @@ class Engine:
             minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
         )
 
-    async def sweep(self) -> None:
-        """Expire stale requests and mark rollbacks orphaned by a crash as interrupted."""
+    async def sweep(self) -> list[Rollback]:
+        """Expire stale requests and mark rollbacks orphaned by a crash as interrupted.
+
+        Returns the rollbacks it moved, so their cards and threads can say so.
+        """
+        moved: list[Rollback] = []
         now = utcnow()
         for rollback in await self.store.find(states=OPEN_STATES - {State.APPROVED}, limit=500):
-            age = now - rollback.created_at
-            if age > timedelta(minutes=self.policy(rollback).expires_after_minutes):
-                moved = await self.store.transition(
-                    rollback.id,
-                    [rollback.state],
-                    State.EXPIRED,
-                    error="Expired without approval.",
+            limit = timedelta(minutes=self.policy(rollback).expires_after_minutes)
+            if now - rollback.created_at > limit:
+                moved += await self._abandon(
+                    rollback, State.EXPIRED, "Expired without approval; nothing was changed."
                 )
-                if moved:
-                    await self.record(moved, "rollbot", "expired", "Expired without approval")
         # Rollbacks first, then locks: a rollback approved in between has its lock by
         # the time the locks are read, so it is never mistaken for an orphan.
         in_flight = await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500)
         held = {lock.rollback_id for lock in await self.store.locks()}
         for rollback in in_flight:
             if rollback.id not in held:
-                moved = await self.store.transition(
-                    rollback.id,
-                    [rollback.state],
-                    State.INTERRUPTED,
-                    error="rollbot stopped in the middle of this rollback; check the service.",
+                state = await self._describe(
+                    self.providers.get(rollback.service, rollback.environment)
                 )
-                if moved:
-                    await self.record(
-                        moved,
-                        "rollbot",
-                        "interrupted",
-                        "Interrupted: its lock expired while it was in flight",
-                    )
+                moved += await self._abandon(
+                    rollback,
+                    State.INTERRUPTED,
+                    "Interrupted: rollbot stopped while this rollback was in flight.",
+                    target_state=state,
+                )
+        return moved
+
+    async def _abandon(
+        self, rollback: Rollback, state: State, why: str, target_state: str | None = None
+    ) -> list[Rollback]:
+        moved = await self.store.transition(
+            rollback.id, [rollback.state], state, error=why, target_state=target_state
+        )
+        if moved is None:
+            return []
+        await self.record(moved, "rollbot", state.value, why)
+        return [moved]

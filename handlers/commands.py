@@ -13,7 +13,7 @@ from bot.models import ACTIVE_STATES, OPEN_STATES
 from bot.render import render
 from bot.text import mention
 from handlers.errors import acked
-from handlers.flow import advance
+from handlers.flow import advance, sweep
 from handlers.thread import SlackThread
 
 
@@ -28,6 +28,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         user, channel = command["user_id"], command["channel_id"]
         match parse(command.get("text") or ""):
             case RequestRollback(service, version, environment, dry_run):
+                await sweep(engine, thread)
                 requested = await engine.request(
                     service=service,
                     version=version,
@@ -65,6 +66,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     lines.append(f"• `{v.name}`{when}{tail}")
                 await respond(text="\n".join(lines), response_type="ephemeral")
             case Status():
+                await sweep(engine, thread)
                 await respond(text=await status_text(engine), response_type="ephemeral")
             case Cancel(rollback_id):
                 rb = await engine.cancel(rollback_id, user)
@@ -80,7 +82,6 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
 
 async def status_text(engine: Engine) -> str:
     """Describe rollbacks in flight and locks held."""
-    await engine.sweep()
     rollbacks = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=20)
     locks = await engine.store.locks()
     if not rollbacks and not locks:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import structlog
 from slack_sdk.errors import SlackApiError
 
@@ -57,3 +60,29 @@ async def _run(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) ->
     except SlackApiError as exc:
         log.warning("slack unavailable before running", error=exc.response.get("error"))
     await engine.execute(rb.id, thread)
+
+
+async def sweep(engine: Engine, thread: SlackThread) -> None:
+    """Close expired and orphaned rollbacks, and say so on their cards and threads."""
+    for rb in await engine.sweep():
+        where = f" State now: {escape(rb.target_state)}." if rb.target_state else ""
+        try:
+            await thread.update_card(rb)
+            await thread.reply(rb, f":hourglass: {escape(rb.error or rb.state.label)}{where}")
+        except SlackApiError as exc:
+            log.warning("could not announce", rollback_id=rb.id, error=exc.response.get("error"))
+
+
+async def sweep_every(engine: Engine, thread: SlackThread, stop: asyncio.Event) -> None:
+    """Run `sweep` on the configured interval until `stop` is set."""
+    interval = engine.config.runtime.sweep_interval_seconds
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if stop.is_set():
+            return
+        try:
+            await sweep(engine, thread)
+        except Exception:
+            # A bad sweep must not end the schedule; the next one tries again.
+            log.exception("sweep failed")

@@ -19,7 +19,9 @@ from bot.errors import ConfigError
 from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import open_store
+from handlers import flow
 from handlers.app import create_app, web_app
+from handlers.thread import SlackThread
 
 log = structlog.get_logger(__name__)
 
@@ -41,11 +43,14 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    sweeper: asyncio.Future[None] | None = None
     try:
         await store.open()
         engine = Engine(config, store, providers)
-        await engine.sweep()
         app = create_app(settings, engine, http=http)
+        thread = SlackThread(app.client, engine)
+        await flow.sweep(engine, thread)
+        sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         if http:
             runner = web.AppRunner(web_app(app, engine))
             await runner.setup()
@@ -68,6 +73,9 @@ async def serve(
                 await handler.close_async()
             await engine.drain(DRAIN_SECONDS)
     finally:
+        stop.set()
+        if sweeper is not None:
+            await sweeper
         await providers.aclose()
         await store.close()
 

@@ -11,6 +11,7 @@ from tests.e2e_helpers import (
     APPROVER,
     CHANNEL,
     REQUESTER,
+    backend_config,
     cards,
     confirm,
     deploy,
@@ -22,7 +23,7 @@ from tests.e2e_helpers import (
     wait_card,
 )
 from tests.support.bot import SIGNING_SECRET, StartBot
-from tests.support.docker import ComposeContainerFactory
+from tests.support.docker import ComposeContainerFactory, unique_project
 from tests.support.slack import text_of
 
 
@@ -132,3 +133,18 @@ async def test_group_member_approves_and_health_and_metrics_answer(
     assert 'rollbot_rollbacks{state="succeeded"} 1' in metrics.text
     assert "rollbot_locks_held 0" in metrics.text
     assert APPROVER not in thread_text(bot.fake, card)
+
+
+async def test_an_unapproved_request_expires_and_frees_the_service(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    config = backend_config(container.project, container.port, expires_after_minutes=0.02)
+    config["runtime"]["sweep_interval_seconds"] = 0.3
+    bot = await start_rollbot(config)
+    card = await request_card(bot, "backend v1.2.3")
+    card = await wait_card(bot, card, lambda m: "expired" in text_of(m))
+    assert not has_action(card, ActionId.CONFIRM_SEVERITY)
+    await bot.fake.wait_for(lambda: "Expired without approval" in thread_text(bot.fake, card))
+    second = await request_card(bot, "backend v1.2.3")  # the service is free again
+    assert second["ts"] != card["ts"]

@@ -147,7 +147,8 @@ async def test_sweep_expires_stale_requests_and_interrupts_orphans(
         await engine.sweep()
         after = await engine.get(running.id)
         assert after.state is State.INTERRUPTED
-        assert "check the service" in (after.error or "")
+        assert "rollbot stopped" in (after.error or "")
+        assert after.target_state and "running rollbot-test/backend:v1.2.4" in after.target_state
     finally:
         await engine.providers.aclose()
 
