@@ -67,13 +67,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             config = load_config(args.path or settings.ROLLBOT_CONFIG, check_secrets=True)
             print(f"OK: {len(config.services)} service(s): {', '.join(sorted(config.services))}")
             return 0
-        config = load_config(settings.ROLLBOT_CONFIG, check_secrets=True)
         if args.command == "serve":
+            # Name every problem at once: the config's and the missing Slack variables.
+            missing = settings.for_serving(http=args.http)
+            try:
+                config = load_config(settings.ROLLBOT_CONFIG, check_secrets=True)
+            except ConfigError as exc:
+                raise ConfigError(exc.problems + missing) from None
+            if missing:
+                raise ConfigError(missing)
             # Imported here so that bot/ does not depend on the Slack adapter at import.
             from handlers.server import serve
 
             asyncio.run(serve(settings, config, http=args.http, host=args.host, port=args.port))
             return 0
+        config = load_config(settings.ROLLBOT_CONFIG, check_secrets=True)
         return asyncio.run(terminal_rollback(settings, config, args))
     except ConfigError as exc:
         print("Invalid configuration:", file=sys.stderr)

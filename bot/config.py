@@ -221,7 +221,12 @@ def load_config(path: str | Path, *, check_secrets: bool = False) -> RollbotConf
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read ({exc.strerror})"]) from None
+        hint = (
+            "; copy rollbot.example.yaml there or set ROLLBOT_CONFIG"
+            if isinstance(exc, FileNotFoundError)
+            else ""
+        )
+        raise ConfigError([f"{path}: cannot read ({exc.strerror}){hint}"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

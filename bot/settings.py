@@ -29,8 +29,19 @@ class Settings(BaseSettings):
         default=None, description="json or console; default: json unless stderr is a TTY."
     )
 
+    def missing(self, *names: str) -> list[str]:
+        """Describe each of the named variables that is not set."""
+        return [
+            f"environment variable {name} is not set" for name in names if not getattr(self, name)
+        ]
+
     def require(self, *names: str) -> None:
         """Fail with one clear message naming every missing variable."""
-        missing = [name for name in names if not getattr(self, name)]
-        if missing:
-            raise ConfigError([f"environment variable {name} is not set" for name in missing])
+        if problems := self.missing(*names):
+            raise ConfigError(problems)
+
+    def for_serving(self, *, http: bool) -> list[str]:
+        """Name the variables `rollbot serve` needs and lacks."""
+        return self.missing(
+            "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN"
+        )

@@ -36,7 +36,8 @@ async def serve(
     settings: Settings, config: RollbotConfig, *, http: bool, host: str, port: int
 ) -> None:
     """Serve until SIGINT or SIGTERM, then close the store and providers."""
-    settings.require("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN")
+    if problems := settings.for_serving(http=http):
+        raise ConfigError(problems)
     store = open_store(settings.ROLLBOT_STORE)
     providers = ProviderPool(config)
     stop = asyncio.Event()
