@@ -189,10 +189,15 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 
 def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[str]:
-    """List checks whose secret variable is not set, with their key paths."""
+    """List every secret variable the config names that is not set, with its key path."""
     problems = []
     for service_name, service in config.services.items():
         for env_name, env in service.environments.items():
+            path = f"services.{service_name}.environments.{env_name}"
+            named: dict[str, str] = getattr(env.provider, "secret_variables", dict)()
+            for key, var in named.items():
+                if not environ.get(var):
+                    problems.append(f"{path}.provider.{key}: environment variable {var} is not set")
             for i, check in enumerate(env.checks):
                 var = None
                 if isinstance(check, PostgresCheck):
@@ -200,8 +205,7 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
                 elif isinstance(check, RedisCheck):
                     var = check.url_env
                 if var and not environ.get(var):
-                    path = f"services.{service_name}.environments.{env_name}.checks[{i}]"
-                    problems.append(f"{path}: environment variable {var} is not set")
+                    problems.append(f"{path}.checks[{i}]: environment variable {var} is not set")
     return problems
 
 

@@ -4,9 +4,12 @@ Error tree::
 
     ProviderError            anything a provider reports; `message` is fit for a Slack thread
     ├── NotFound             the service, container or version does not exist
-    ├── Refused              the target said no (auth, conflict, precondition)
+    ├── Refused              the target said no (precondition, bad request)
+    │   ├── AuthRejected     the credentials were rejected (401/403)
+    │   └── Conflicting      the target is busy or in a conflicting state (409)
     ├── TimedOut             no answer or no stable state before the deadline
-    ├── Transient            a failure worth retrying for reads (network, 5xx, rate limit)
+    ├── Transient            a failure worth retrying for reads (network, 5xx)
+    │   └── RateLimited      429; `retry_after` holds the server's wish in seconds
     └── RollbackFailed       the rollback ran and failed; `target_state` says where it stands
 
 Providers translate every vendor exception into one of these at their boundary
@@ -38,12 +41,30 @@ class Refused(ProviderError):
     """The target refused the operation."""
 
 
+class AuthRejected(Refused):
+    """The credentials were rejected."""
+
+
+class Conflicting(Refused):
+    """The target is busy or in a state that conflicts with the request."""
+
+
 class TimedOut(ProviderError):
     """The target did not answer or settle before the deadline."""
 
 
 class Transient(ProviderError):
     """A failure worth retrying for reads."""
+
+
+class RateLimited(Transient):
+    """The target asked us to slow down."""
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, target_state: str | None = None
+    ) -> None:
+        super().__init__(message, target_state=target_state)
+        self.retry_after = retry_after
 
 
 class RollbackFailed(ProviderError):
@@ -78,6 +99,14 @@ class Outcome:
 
 
 Progress = Callable[[str], Awaitable[None]]
+
+
+class SecretSettings(Protocol):
+    """Settings that name environment variables holding secrets (checked at start-up)."""
+
+    def secret_variables(self) -> dict[str, str]:
+        """Map each settings key to the environment variable it names."""
+        ...
 
 
 class Provider(Protocol):
