@@ -195,9 +195,11 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
         for env_name, env in service.environments.items():
             path = f"services.{service_name}.environments.{env_name}"
             named: dict[str, str] = getattr(env.provider, "secret_variables", dict)()
-            for key, var in named.items():
-                if not environ.get(var):
-                    problems.append(f"{path}.provider.{key}: environment variable {var} is not set")
+            for key, variable in named.items():
+                if not environ.get(variable):
+                    problems.append(
+                        f"{path}.provider.{key}: environment variable {variable} is not set"
+                    )
             for i, check in enumerate(env.checks):
                 var = None
                 if isinstance(check, PostgresCheck):
