@@ -8,11 +8,22 @@ from pydantic import Field
 
 from providers.base import Provider
 from providers.docker_compose import DockerComposeProvider, DockerComposeSettings
+from providers.ecs import EcsProvider, EcsSettings
+from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
+from providers.railway import RailwayProvider, RailwaySettings
+from providers.vercel import VercelProvider, VercelSettings
 
-ProviderSettings = Annotated[DockerComposeSettings, Field(discriminator="provider")]
+ProviderSettings = Annotated[
+    DockerComposeSettings | EcsSettings | EcsBlueGreenSettings | RailwaySettings | VercelSettings,
+    Field(discriminator="provider"),
+]
 
 REGISTRY: dict[str, Any] = {
     "docker_compose": DockerComposeProvider,
+    "ecs": EcsProvider,
+    "ecs_blue_green": EcsBlueGreenProvider,
+    "railway": RailwayProvider,
+    "vercel": VercelProvider,
 }
 
 

@@ -11,6 +11,9 @@ pytest_plugins = [
     "tests.support.services",
     "tests.support.slack",
     "tests.support.bot",
+    "tests.support.aws",
+    "tests.support.railway",
+    "tests.support.vercel",
 ]
 
 # Variables the test command sets to reach the services it started; everything else
