@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import html
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +33,8 @@ class TerminalReporter:
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
         """Print the outcome."""
-        print(summary.replace("*", ""), flush=True)
+        # Summaries are written for Slack: drop its bold marks and entity escapes.
+        print(html.unescape(summary.replace("*", "")), flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -122,6 +122,9 @@ class SlackConfig(_Strict):
     )
 
 
+LOCK_MARGIN = 300
+
+
 class RuntimeConfig(_Strict):
     """Deadlines and TTLs."""
 
@@ -135,12 +138,14 @@ class RuntimeConfig(_Strict):
 
     @model_validator(mode="after")
     def _lock_outlives_rollback(self) -> RuntimeConfig:
-        needed = self.rollback_timeout_seconds + self.verify_deadline_seconds
-        if self.lock_ttl_seconds <= needed:
+        # The lock is renewed between phases; the margin covers Slack posts and the
+        # provider's state read after a failure, which run outside both budgets.
+        needed = max(self.rollback_timeout_seconds, self.verify_deadline_seconds) + LOCK_MARGIN
+        if self.lock_ttl_seconds < needed:
             raise ValueError(
-                f"lock_ttl_seconds ({self.lock_ttl_seconds}) must exceed "
-                f"rollback_timeout_seconds + verify_deadline_seconds ({needed:g}), or a "
-                "running rollback could lose its lock"
+                f"lock_ttl_seconds ({self.lock_ttl_seconds}) must be at least {needed:g}: the "
+                f"longer of rollback_timeout_seconds and verify_deadline_seconds plus "
+                f"{LOCK_MARGIN} s, or a running rollback could lose its lock"
             )
         return self
 

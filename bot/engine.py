@@ -35,7 +35,7 @@ from bot.reporting import Guarded, Reporter
 from bot.store.base import Store
 from bot.text import mention
 from bot.verification import CheckResult, all_passed, run_checks
-from providers.base import Provider, ProviderError, Refused, Version
+from providers.base import Provider, ProviderError, Version
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,7 @@ class Engine:
         self.directory = directory or NoDirectory()
         self._clock = clock
         self._active: set[asyncio.Task[object]] = set()
+        self._running: set[str] = set()
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -397,8 +398,9 @@ class Engine:
             current = await self.get(rollback.id)
             if current.state not in ACTIVE_STATES | {State.APPROVED}:
                 await self.store.release_lock(rollback.lock_key, rollback.id)
-            by = ", ".join(mention(u) for u in current.approved_by) or "someone else"
-            raise Conflict(f"Rollback {rollback.id} was already {current.state.value} ({by}).")
+            by = ", ".join(mention(u) for u in current.approved_by)
+            tail = f" by {by}" if by and current.state not in FINAL_STATES else ""
+            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}{tail}.")
         await self.record(moved, actor, "approved", "Approved: lock taken, starting the rollback")
         return moved
 
@@ -431,17 +433,23 @@ class Engine:
         return rollback
 
     async def execute(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
-        """Run an approved rollback and verify it; None when another worker runs it."""
+        """Run an approved rollback and verify it; None when it does not run here."""
+        guarded = Guarded(reporter)
+        approved = await self.store.get(rollback_id)
+        if approved is None or approved.state is not State.APPROVED:
+            if approved and approved.state in FINAL_STATES:
+                # Cancelled or swept between approval and now: free the service.
+                await self.store.release_lock(approved.lock_key, approved.id)
+            return None
+        if await self._stale(approved, guarded):
+            return None
         rollback = await self.store.transition(rollback_id, [State.APPROVED], State.RUNNING)
         if rollback is None:
-            current = await self.store.get(rollback_id)
-            if current and current.state in FINAL_STATES:
-                # It was cancelled or swept between approval and now: free the service.
-                await self.store.release_lock(current.lock_key, current.id)
             return None
         task = asyncio.current_task()
         if task:
             self._active.add(task)
+        self._running.add(rollback.id)
         started = self._clock()
         try:
             with structlog.contextvars.bound_contextvars(
@@ -450,19 +458,15 @@ class Engine:
                 environment=rollback.environment,
             ):
                 log.info("rollback started", user=rollback.requested_by)
-                rollback = await self._run(rollback, Guarded(reporter))
+                rollback = await self._run(rollback, guarded)
         except BaseException:
             # Whatever escaped (a bug, a shutdown) must not leave the rollback
-            # "running" forever nor the service locked.
-            await self.store.transition(
-                rollback.id,
-                list(ACTIVE_STATES),
-                State.INTERRUPTED,
-                error="rollbot stopped in the middle of this rollback; check the service.",
-            )
+            # "running" forever nor the service locked, nor the thread silent.
+            await asyncio.shield(self._interrupted(rollback, guarded))
             raise
         finally:
             await self.store.release_lock(rollback.lock_key, rollback.id)
+            self._running.discard(rollback.id)
             if task:
                 self._active.discard(task)
         log.info(
@@ -473,18 +477,59 @@ class Engine:
         )
         return rollback
 
-    async def drain(self, grace_seconds: float) -> None:
-        """Wait for running rollbacks to end; after the grace period, cancel them."""
+    async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:
+        """Cancel an approved rollback whose service was redeployed since the request."""
+        provider = self.providers.get(rollback.service, rollback.environment)
+        try:
+            running = await provider.current_version()
+        except ProviderError:
+            return False  # the rollback itself will meet and report the same problem
+        if running == rollback.current_version:
+            return False
+        why = (
+            f"{rollback.service}/{rollback.environment} now runs {running}, not "
+            f"{rollback.current_version} as when this was requested. Nothing was changed; "
+            "request the rollback again if it is still needed."
+        )
+        moved = await self.store.transition(
+            rollback.id,
+            [State.APPROVED],
+            State.CANCELLED,
+            error=why,
+            target_state=f"unchanged: runs {running}",
+        )
+        await self.store.release_lock(rollback.lock_key, rollback.id)
+        if moved:
+            await self.record(moved, "rollbot", "cancelled", why)
+            await reporter.finished(moved, f":information_source: {why}")
+        return True
+
+    async def _interrupted(self, rollback: Rollback, reporter: Reporter) -> None:
+        provider = self.providers.get(rollback.service, rollback.environment)
+        moved = await self.store.transition(
+            rollback.id,
+            list(ACTIVE_STATES),
+            State.INTERRUPTED,
+            error="rollbot stopped in the middle of this rollback.",
+            target_state=await self._describe(provider),
+        )
+        await self.store.release_lock(rollback.lock_key, rollback.id)
+        if moved:
+            await self.record(moved, "rollbot", "interrupted", moved.error or "")
+            await reporter.finished(moved, render("rollback_failed.md.j2", rb=moved))
+
+    async def drain(self, wait_seconds: float, cancel_seconds: float) -> None:
+        """Wait for running rollbacks to end; then cancel them and let them clean up."""
         if not self._active:
             return
         log.info("waiting for running rollbacks", count=len(self._active))
-        _, pending = await asyncio.wait(set(self._active), timeout=grace_seconds)
+        _, pending = await asyncio.wait(set(self._active), timeout=wait_seconds)
         for task in pending:
             task.cancel()
         if pending:
             # Cancelled rollbacks put the old containers back and record themselves
-            # as interrupted; give them the same grace to do so.
-            await asyncio.wait(pending, timeout=grace_seconds)
+            # as interrupted; they get a short, separate budget for that.
+            await asyncio.wait(pending, timeout=cancel_seconds)
 
     async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
         provider = self.providers.get(rollback.service, rollback.environment)
@@ -501,15 +546,6 @@ class Engine:
         )
         try:
             async with asyncio.timeout(self.config.runtime.rollback_timeout_seconds):
-                # The card may be an hour old: never roll back over a newer deploy.
-                running = await provider.current_version()
-                if running != rollback.current_version:
-                    raise Refused(
-                        f"{rollback.service}/{rollback.environment} now runs {running}, not "
-                        f"{rollback.current_version} as when this was requested. Nothing was "
-                        "changed; request the rollback again.",
-                        target_state=f"unchanged: runs {running}",
-                    )
                 outcome = await provider.rollback(rollback.target_version, progress)
         except (ProviderError, TimeoutError) as exc:
             message = (
@@ -525,7 +561,16 @@ class Engine:
         for note in [outcome.summary, *outcome.notes]:
             await progress(note)
         rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
+        await self._refresh_lock(rollback)
         results = await self.verify(rollback)
+        rollback = await self.store.update(
+            rollback.id,
+            verification=(
+                f"{sum(r.ok for r in results)}/{len(results)} checks passed"
+                if results
+                else "no checks configured"
+            ),
+        )
         if results:
             await reporter.verified(rollback, results)
         else:
@@ -545,6 +590,11 @@ class Engine:
         )
         await reporter.finished(rollback, self.notification(rollback, verified=bool(results)))
         return rollback
+
+    async def _refresh_lock(self, rollback: Rollback) -> None:
+        # Each phase may take the whole of its own budget: restart the TTL.
+        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
+        await self.store.acquire_lock(rollback.lock_key, rollback.requested_by, rollback.id, ttl)
 
     async def verify(self, rollback: Rollback) -> list[CheckResult]:
         """Run the environment's checks and record the outcome."""
@@ -601,9 +651,11 @@ class Engine:
             minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
         )
 
-    async def sweep(self) -> list[Rollback]:
+    async def sweep(self, *, starting: bool = False) -> list[Rollback]:
         """Expire stale requests and mark rollbacks orphaned by a crash as interrupted.
 
+        `starting`: this process has just started, so nothing in flight is its own and
+        every unfinished rollback was orphaned by the previous run (one bot per store).
         Returns the rollbacks it moved, so their cards and threads can say so.
         """
         moved: list[Rollback] = []
@@ -619,7 +671,9 @@ class Engine:
         in_flight = await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500)
         held = {lock.rollback_id for lock in await self.store.locks()}
         for rollback in in_flight:
-            if rollback.id not in held:
+            if rollback.id in self._running:
+                continue
+            if starting or rollback.id not in held:
                 state = await self._describe(
                     self.providers.get(rollback.service, rollback.environment)
                 )
@@ -629,6 +683,7 @@ class Engine:
                     "Interrupted: rollbot stopped while this rollback was in flight.",
                     target_state=state,
                 )
+                await self.store.release_lock(rollback.lock_key, rollback.id)
         return moved
 
     async def _abandon(

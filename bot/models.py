@@ -72,6 +72,7 @@ class Rollback(BaseModel):
     approved_by: list[str] = Field(default_factory=list)
     error: str | None = None
     target_state: str | None = None
+    verification: str | None = None
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None

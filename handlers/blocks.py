@@ -168,7 +168,8 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
             f"*Approval needed* ({got} of {policy.required_approvals}) from {_people(policy)}."
             f"\n{mention(rb.requested_by)} cannot approve their own rollback"
             + (
-                f" unless it is {', '.join(s.value for s in policy.break_glass.severities)} "
+                " unless they are an approver and it is "
+                f"{', '.join(s.value for s in policy.break_glass.severities)} "
                 "(break-glass, with a reason)."
                 if policy.break_glass.enabled
                 else "."
@@ -207,8 +208,9 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
     if rb.state in FINAL_STATES and rb.error:
         lines.append(f"*Outcome:* {escape(rb.error)}")
     if rb.state is State.SUCCEEDED:
-        lines.append(f"*Outcome:* running {rb.target_version}, verified healthy.")
-    if rb.target_state and rb.state is State.FAILED:
+        checked = rb.verification or "verification not recorded"
+        lines.append(f"*Outcome:* running {rb.target_version} ({checked}).")
+    if rb.target_state and rb.state in {State.FAILED, State.INTERRUPTED, State.CANCELLED}:
         lines.append(f"*State now:* {escape(rb.target_state)}")
     if rb.dry_run and rb.state is State.CANCELLED:
         lines.append(f"Approval would be needed from {_people(policy)}.")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 
 import structlog
-from slack_sdk.errors import SlackApiError
 
 from bot.engine import Engine
 from bot.models import Rollback, State
@@ -57,20 +56,28 @@ async def _run(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) ->
     try:
         await thread.update_card(rb)
         await thread.reply(rb, f":rocket: {said} Rolling back now…")
-    except SlackApiError as exc:
-        log.warning("slack unavailable before running", error=exc.response.get("error"))
+    except Exception as exc:
+        log.warning("slack unavailable before running", error=type(exc).__name__)
     await engine.execute(rb.id, thread)
 
 
-async def sweep(engine: Engine, thread: SlackThread) -> None:
-    """Close expired and orphaned rollbacks, and say so on their cards and threads."""
-    for rb in await engine.sweep():
+async def sweep(engine: Engine, thread: SlackThread, *, starting: bool = False) -> None:
+    """Close expired and orphaned rollbacks, and say so on their cards and threads.
+
+    Best effort: a Slack failure is logged, never raised, so it cannot block a command.
+    """
+    try:
+        moved = await engine.sweep(starting=starting)
+    except Exception:
+        log.exception("sweep failed")
+        return
+    for rb in moved:
         where = f" State now: {escape(rb.target_state)}." if rb.target_state else ""
         try:
             await thread.update_card(rb)
             await thread.reply(rb, f":hourglass: {escape(rb.error or rb.state.label)}{where}")
-        except SlackApiError as exc:
-            log.warning("could not announce", rollback_id=rb.id, error=exc.response.get("error"))
+        except Exception as exc:
+            log.warning("could not announce", rollback_id=rb.id, error=type(exc).__name__)
 
 
 async def sweep_every(engine: Engine, thread: SlackThread, stop: asyncio.Event) -> None:
@@ -79,10 +86,5 @@ async def sweep_every(engine: Engine, thread: SlackThread, stop: asyncio.Event) 
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
-        if stop.is_set():
-            return
-        try:
+        if not stop.is_set():
             await sweep(engine, thread)
-        except Exception:
-            # A bad sweep must not end the schedule; the next one tries again.
-            log.exception("sweep failed")

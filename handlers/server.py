@@ -27,9 +27,11 @@ log = structlog.get_logger(__name__)
 
 REFUSED_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "token_revoked"})
 
-# Running rollbacks get this long to finish after SIGTERM (platforms kill at ~30 s);
-# then they are cancelled, which puts the old containers back and records it.
-DRAIN_SECONDS = 20.0
+# Running rollbacks get this long to finish after SIGTERM, then this long to clean up
+# once cancelled (put the old containers back, record it): together under the ~30 s
+# that platforms allow before SIGKILL.
+DRAIN_SECONDS = 15.0
+CANCEL_SECONDS = 8.0
 
 
 async def serve(
@@ -50,7 +52,7 @@ async def serve(
         engine = Engine(config, store, providers)
         app = create_app(settings, engine, http=http)
         thread = SlackThread(app.client, engine)
-        await flow.sweep(engine, thread)
+        await flow.sweep(engine, thread, starting=True)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         if http:
             runner = web.AppRunner(web_app(app, engine))
@@ -59,7 +61,7 @@ async def serve(
             log.info("serving http", host=host, port=port, path="/slack/events")
             await stop.wait()
             await runner.shutdown()
-            await engine.drain(DRAIN_SECONDS)
+            await engine.drain(DRAIN_SECONDS, CANCEL_SECONDS)
             await runner.cleanup()
         else:
             assert settings.SLACK_APP_TOKEN is not None
@@ -72,7 +74,7 @@ async def serve(
                 await stop.wait()
             with contextlib.suppress(Exception):
                 await handler.close_async()
-            await engine.drain(DRAIN_SECONDS)
+            await engine.drain(DRAIN_SECONDS, CANCEL_SECONDS)
     finally:
         stop.set()
         if sweeper is not None:

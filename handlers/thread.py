@@ -80,7 +80,7 @@ class SlackThread:
         rb = await self.engine.get(rollback.id)
         ok = all(r.ok for r in results)
         head = ":white_check_mark: Verification passed" if ok else ":x: Verification failed"
-        await self.reply(rb, f"{head}\n```\n{render_table(results)}\n```")
+        await self.reply(rb, f"{head}\n```\n{escape(render_table(results))}\n```")
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
         """Post the outcome in the thread and the channel; redraw the card."""

@@ -148,6 +148,7 @@ async def test_sweep_expires_stale_requests_and_interrupts_orphans(
         after = await engine.get(running.id)
         assert after.state is State.INTERRUPTED
         assert "rollbot stopped" in (after.error or "")
+        assert await store.locks() == []
         assert after.target_state and "running rollbot-test/backend:v1.2.4" in after.target_state
     finally:
         await engine.providers.aclose()
@@ -191,10 +192,13 @@ async def test_a_newer_deploy_since_the_request_is_not_rolled_over(
         provider = engine.providers.get("backend", "production")
         await provider.rollback("v1.2.2", _quiet)
         transcript = Transcript()
-        done = await engine.execute(rb.id, transcript)
-        assert done is not None and done.state is State.FAILED
+        assert await engine.execute(rb.id, transcript) is None
+        done = await engine.get(rb.id)
+        assert done.state is State.CANCELLED
         assert "now runs v1.2.2, not v1.2.4" in (done.error or "")
         assert done.target_state == "unchanged: runs v1.2.2"
+        assert "Nothing was changed" in transcript.lines[-1]
+        assert await store.locks() == []
         image, _ = await running_image(docker_host, backend.project)
         assert image.endswith(":v1.2.2")
     finally:

@@ -36,4 +36,6 @@ def test_lock_ttl_must_outlive_a_rollback() -> None:
     config["runtime"] |= {"lock_ttl_seconds": 60, "rollback_timeout_seconds": 600}
     with pytest.raises(ConfigError) as caught:
         parse_config(config)
-    assert caught.value.problems[0].startswith("runtime: Value error, lock_ttl_seconds (60)")
+    assert caught.value.problems[0].startswith(
+        "runtime: Value error, lock_ttl_seconds (60) must be at least 900"
+    )
