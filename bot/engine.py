@@ -253,13 +253,16 @@ class Engine:
                     f"{service}/{env} runs {current} and has no earlier version to roll back to."
                 )
             return stable
-        if version == current:
-            raise InvalidRequest(f"{service}/{env} already runs {version}.")
-        if version not in names:
+        # Providers may accept other names for a version (a commit sha, a bare 1.2.3);
+        # the card always shows the canonical one.
+        found = next((v for v in versions if v.answers_to(version)), None)
+        if found is None:
             raise InvalidRequest(
                 f"Version {version} of {service}/{env} is not available. Available: {shown}."
             )
-        return version
+        if found.name == current:
+            raise InvalidRequest(f"{service}/{env} already runs {version}.")
+        return found.name
 
     async def confirm_severity(
         self, rollback_id: str, issue: str, user: str, override_reason: str | None = None

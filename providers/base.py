@@ -23,6 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 
 class ProviderError(Exception):
     """A provider failure with a message fit for a Slack thread."""
@@ -80,6 +84,11 @@ class Version:
     current: bool = False
     previous_stable: bool = False
     detail: str = ""
+    aliases: tuple[str, ...] = ()
+
+    def answers_to(self, name: str) -> bool:
+        """Return True when a user's name for a version means this one."""
+        return name == self.name or name in self.aliases
 
 
 @dataclass
@@ -135,3 +144,11 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+async def say(progress: Progress, text: str) -> None:
+    """Report a step; a failing reporter must not abort a rollback half-way through."""
+    try:
+        await progress(text)
+    except Exception:
+        log.warning("provider.progress_failed", text=text, exc_info=True)

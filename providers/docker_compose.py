@@ -32,7 +32,9 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    say,
 )
+from providers.images import ImageRef
 
 log = structlog.get_logger(__name__)
 
@@ -100,35 +102,6 @@ class DockerComposeSettings(BaseModel):
         if (self.pin_env_file is None) != (self.pin_variable is None):
             raise ValueError("pin_env_file and pin_variable must be set together")
         return self
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image reference split into repository and tag."""
-
-    repository: str
-    tag: str
-
-    @classmethod
-    def parse(cls, ref: str) -> ImageRef:
-        """Split `registry:5000/repo:tag` at the tag's colon (a port's colon is not one)."""
-        name = ref.split("@", 1)[0]
-        # The engine lists Docker Hub images by their short name.
-        for prefix in ("docker.io/library/", "docker.io/"):
-            if name.startswith(prefix):
-                name = name.removeprefix(prefix)
-                break
-        repository, sep, tag = name.rpartition(":")
-        if not sep or "/" in tag:
-            return cls(name, "latest")
-        return cls(repository, tag)
-
-    def with_tag(self, tag: str) -> ImageRef:
-        """Return the same repository with another tag."""
-        return ImageRef(self.repository, tag)
-
-    def __str__(self) -> str:
-        return f"{self.repository}:{self.tag}"
 
 
 @dataclass(frozen=True)
@@ -340,7 +313,7 @@ class DockerComposeProvider:
         if image is not None:
             return image
         await self._require_pullable(target)
-        await _say(progress, f"Pulling {target} (not on this host yet)…")
+        await say(progress, f"Pulling {target} (not on this host yet)…")
         client = self._client()
         await self._call(
             f"pulling {target}",
@@ -350,7 +323,7 @@ class DockerComposeProvider:
         image = await self._find_image(str(target))
         if image is None:
             raise NotFound(f"Pulling {target} finished but the image is still not on this host.")
-        await _say(progress, f"Pulled {target} (image {_short_image_id(image['Id'])}).")
+        await say(progress, f"Pulled {target} (image {_short_image_id(image['Id'])}).")
         return image
 
     async def _needing_replacement(self, containers: list[Json], target: ImageRef) -> list[Json]:
@@ -422,7 +395,7 @@ class DockerComposeProvider:
             f"creating {_temp_name(old)}",
             client.containers.create(body, name=_temp_name(old)),
         )
-        await _say(progress, f"Created `{_temp_name(old)}` from {target}.")
+        await say(progress, f"Created `{_temp_name(old)}` from {target}.")
         swap = _Swap(name=name, old_id=old["Id"], new_id=new.id, was_running=_running(old))
         try:
             await self._connect_extra_networks(old, new.id)
@@ -436,7 +409,7 @@ class DockerComposeProvider:
             raise
         else:
             await self._remove(old["Id"])
-            await _say(progress, f"Removed the old container `{_old_name(old)}`.")
+            await say(progress, f"Removed the old container `{_old_name(old)}`.")
             return
         await self._restore_and_fail(swap, old, old_ref, target, reason, progress, done)
 
@@ -454,7 +427,7 @@ class DockerComposeProvider:
         """Stop the old container, saying whether it had to be killed."""
         name = _name(old)
         if not _running(old):
-            await _say(progress, f"`{name}` is not running ({_status(old)}); nothing to stop.")
+            await say(progress, f"`{name}` is not running ({_status(old)}); nothing to stop.")
             return
         seconds = self._stop_timeout(old)
         started = time.monotonic()
@@ -466,13 +439,13 @@ class DockerComposeProvider:
         )
         state = (await self._inspect(old["Id"]))["State"]
         if state.get("ExitCode") == SIGKILL_EXIT and _since(started) >= seconds:
-            await _say(
+            await say(
                 progress,
                 f"Stopped `{name}`, but it ignored SIGTERM: killed after {seconds} s "
                 "(give it an init process or a shorter stop timeout).",
             )
         else:
-            await _say(progress, f"Stopped `{name}` in {_since(started):.1f} s.")
+            await say(progress, f"Stopped `{name}` in {_since(started):.1f} s.")
 
     async def _start_new(
         self, swap: _Swap, old: Json, target: ImageRef, progress: Progress
@@ -487,9 +460,9 @@ class DockerComposeProvider:
         swap.old_renamed = True
         await self._call(f"renaming the new {swap.name}", new.rename(swap.name))
         await self._call(f"starting the new {swap.name}", new.start())
-        await _say(progress, f"Started `{swap.name}` on {target}; waiting for it to be up…")
+        await say(progress, f"Started `{swap.name}` on {target}; waiting for it to be up…")
         health = await self._wait_up(swap.new_id)
-        await _say(progress, f"`{swap.name}` is {health}.")
+        await say(progress, f"`{swap.name}` is {health}.")
 
     async def _wait_up(self, container_id: str) -> str:
         """Wait until a new container runs (and is healthy); raise what went wrong if not."""
@@ -525,7 +498,7 @@ class DockerComposeProvider:
     ) -> None:
         """Remove the failed new container, bring the old one back and raise RollbackFailed."""
         logs = await self._log_tail(swap.new_id)
-        await _say(progress, f"The new `{swap.name}` failed: {reason}. Restoring the old one…")
+        await say(progress, f"The new `{swap.name}` failed: {reason}. Restoring the old one…")
         message = f"{target} did not come up for `{swap.name}`: {reason}."
         if logs:
             message += "\nLast log lines:\n" + "\n".join(logs)
@@ -541,7 +514,7 @@ class DockerComposeProvider:
         state = f"{self._settings.service} runs {old_ref} {again} (old container restored)"
         if done:
             state += f"; already on {target}: {', '.join(done)}"
-        await _say(progress, f"Restored `{swap.name}` on {old_ref}.")
+        await say(progress, f"Restored `{swap.name}` on {old_ref}.")
         raise RollbackFailed(message, target_state=state)
 
     async def _put_back(self, swap: _Swap, old: Json) -> None:
@@ -610,16 +583,16 @@ class DockerComposeProvider:
         settings = self._settings
         if settings.pin_env_file is None or settings.pin_variable is None:
             warning = self._no_pin_warning(current)
-            await _say(progress, warning)
+            await say(progress, warning)
             return [warning]
         try:
             await asyncio.to_thread(write_pin, settings.pin_env_file, settings.pin_variable, target)
         except OSError as exc:
             note = f"Could not update {settings.pin_env_file}: {exc}. Pin {target} by hand."
-            await _say(progress, note)
+            await say(progress, note)
             return [note]
         note = f"Pinned {settings.pin_variable}={target} in {settings.pin_env_file}."
-        await _say(progress, note)
+        await say(progress, note)
         return [note]
 
 
@@ -773,14 +746,6 @@ def _translate(exc: DockerError, what: str) -> ProviderError:
     if exc.status in (0, 900) or exc.status >= 500:
         return Transient(message)
     return Refused(message)
-
-
-async def _say(progress: Progress, text: str) -> None:
-    """Report a step; a failing reporter must not abort a rollback half-way through."""
-    try:
-        await progress(text)
-    except Exception:
-        log.warning("docker_compose.progress_failed", text=text, exc_info=True)
 
 
 def _is_service_container(container: Json) -> bool:

@@ -20,6 +20,16 @@ pytest_plugins = [
 # that rollbot reads is cleared so no test depends on the developer's shell.
 KEPT = {"PATH", "HOME", "LANG", "DOCKER_HOST", "TMPDIR"}
 KEPT_PREFIXES = ("ROLLBOT_TEST_", "PYTEST_", "SSL_", "REQUESTS_CA", "CURL_CA")
+SECRET_PREFIXES = (
+    "SLACK_",
+    "ROLLBOT_",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "AWS_",
+    "RAILWAY_",
+    "VERCEL_",
+    "GITHUB_",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -28,5 +38,5 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name in KEPT or name.startswith(KEPT_PREFIXES):
             continue
-        if name.startswith(("SLACK_", "ROLLBOT_", "DATABASE_URL", "REDIS_URL", "AWS_")):
+        if name.startswith(SECRET_PREFIXES):
             monkeypatch.delenv(name)

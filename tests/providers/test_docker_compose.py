@@ -15,9 +15,9 @@ from providers.base import NotFound, Refused, RollbackFailed
 from providers.docker_compose import (
     DockerComposeProvider,
     DockerComposeSettings,
-    ImageRef,
     write_pin,
 )
+from providers.images import ImageRef
 from tests.support.docker import (
     ComposeContainer,
     ComposeContainerFactory,

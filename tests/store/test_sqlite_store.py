@@ -112,6 +112,7 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
         approved_by=["U2", "U3"],
         error="boom",
         target_state="previous",
+        verification="2/2 checks passed",
         channel_id="C1",
         message_ts="1.1",
         thread_ts="1.0",
