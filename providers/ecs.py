@@ -1,33 +1,518 @@
-"""AWS ECS provider: move a service back to an earlier task-definition revision."""
+"""AWS ECS provider: move a service back to an earlier task-definition revision.
+
+Versions are the family's ACTIVE revisions, named by the image tag of the configured
+container (`repo/app:v1.2.3` -> `v1.2.3`). When several revisions share a tag, the newest
+keeps the bare tag and older ones are named `v1.2.3+r41`; a revision whose image has no
+usable tag is named by its number. A bare revision number (`42`) is an alias of each
+listed revision, and `plan` and `rollback` take any ACTIVE revision's number."""
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import structlog
+from pydantic import Field
+
+from providers.aws import AwsApi, AwsSettings
+from providers.base import (
+    NotFound,
+    Outcome,
+    Plan,
+    Progress,
+    ProviderError,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+    Version,
+)
+
+log = structlog.get_logger(__name__)
+
+Json = dict[str, Any]
+
+TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# `arn:...:task-definition/family:7` or `family:7` (moto stores what update_service got).
+TASK_DEFINITION = re.compile(r"(?:.*/)?(?P<family>[^/:]+):(?P<number>\d+)$")
 
 
-class EcsSettings(BaseModel):
+class EcsSettings(AwsSettings):
     """Settings of an `ecs` target."""
-
-    model_config = ConfigDict(extra="forbid")
 
     provider: Literal["ecs"]
     cluster: str = Field(description="ECS cluster name or ARN.")
     service: str = Field(description="ECS service name.")
     family: str = Field(description="Task-definition family, e.g. pmcrm-backend.")
     container: str = Field(description="Container whose image tag names the version.")
-    region: str = Field(description="AWS region, e.g. eu-west-1.")
-    profile: str | None = Field(default=None, description="AWS profile; default: the usual chain.")
-    endpoint_url: str | None = Field(default=None, description="Override the ECS endpoint.")
     poll_interval_seconds: float = Field(default=5, gt=0, description="describe_services pace.")
     stable_timeout_seconds: float = Field(
         default=600, gt=0, description="How long the deployment may take to complete."
     )
+    max_revisions: int = Field(
+        default=20, ge=1, le=100, description="How many of the newest revisions are offered."
+    )
+    max_failed_tasks: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Give up once the new deployment has this many consecutively failed tasks "
+            "(0: wait for ECS's circuit breaker or the deadline instead)."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One task-definition revision and the image of the configured container."""
+
+    family: str
+    number: int
+    image: str | None
+    status: str = "ACTIVE"
+    registered_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        """Return `family:number`, what update_service takes."""
+        return f"{self.family}:{self.number}"
+
+    @property
+    def tag(self) -> str | None:
+        """Return the image tag when it can name a version."""
+        if self.image is None:
+            return None
+        name = self.image.split("@", 1)[0]
+        _, sep, tag = name.rpartition(":")
+        if not sep or "/" in tag or not TAG.fullmatch(tag):
+            return None
+        return tag
+
+
+@dataclass
+class Catalog:
+    """The service as described now, and its family's revisions with their version names."""
+
+    family: str
+    service: Json
+    current: Revision
+    revisions: list[Revision]
+    names: dict[int, str] = field(default_factory=dict)
+
+    def name(self, number: int) -> str:
+        """Return the version name of a revision (its number when it is not listed)."""
+        return self.names.get(number, str(number))
+
+    def label(self, number: int) -> str:
+        """Return `family:number (name)` for messages."""
+        name = self.name(number)
+        ref = f"{self.family}:{number}"
+        return ref if name == str(number) else f"{ref} ({name})"
+
+    def described(self, revision: Revision) -> str:
+        """Return `family:number (name, image ...)` for plans and progress."""
+        name = self.name(revision.number)
+        named = "" if name == str(revision.number) else f"{name}, "
+        return f"{revision.ref} ({named}image {revision.image or 'unknown'})"
+
+    def label_of(self, task_definition: str) -> str:
+        """Label a task-definition ARN or `family:number` as the service reports it."""
+        match = TASK_DEFINITION.match(task_definition)
+        if match is None or match["family"] != self.family:
+            return task_definition or "no task definition"
+        return self.label(int(match["number"]))
 
 
 class EcsProvider:
-    """Placeholder until the provider is implemented."""
+    """Roll an ECS service back by pointing it at an earlier task-definition revision."""
 
     def __init__(self, settings: EcsSettings) -> None:
-        self.settings = settings
+        self._settings = settings
+        self._aws = AwsApi("ecs", settings)
+        # A revision never changes its containers: each is described once.
+        self._known: dict[str, Revision] = {}
+
+    # -- Provider protocol ------------------------------------------------------------------
+
+    async def current_version(self) -> str:
+        """Return the version name of the revision the service is set to."""
+        catalog = await self._catalog()
+        return catalog.name(catalog.current.number)
+
+    async def list_versions(self) -> list[Version]:
+        """Return the newest revisions, newest first, current and the one before marked."""
+        catalog = await self._catalog()
+        previous = _previous(catalog)
+        return [
+            Version(
+                name=catalog.name(r.number),
+                created_at=r.registered_at,
+                current=r.number == catalog.current.number,
+                previous_stable=previous is not None and r.number == previous.number,
+                detail=f"revision {r.ref}, image {r.image or 'unknown'}",
+                # `/rollback backend 42` means revision 42 of the family.
+                aliases=(str(r.number),),
+            )
+            for r in catalog.revisions
+        ]
+
+    async def plan(self, target: str) -> Plan:
+        """Describe the update of the service to the target revision, changing nothing."""
+        catalog = await self._catalog()
+        revision = await self._resolve(catalog, target)
+        _refuse_unsupported(catalog.service)
+        settings = self._settings
+        service = catalog.service
+        desired = int(service.get("desiredCount") or 0)
+        steps = [
+            f"Call ecs:UpdateService on `{settings.service}` in cluster `{settings.cluster}` "
+            f"with taskDefinition {catalog.described(revision)}; it is set to "
+            f"{catalog.described(catalog.current)} now.",
+            f"ECS replaces the {desired} task{_plural(desired)} in a rolling deployment.",
+            f"Watch describe_services every {settings.poll_interval_seconds:g} s for up to "
+            f"{settings.stable_timeout_seconds:g} s until the new PRIMARY deployment is "
+            f"COMPLETED with {desired}/{desired} tasks running; stop on a FAILED rollout"
+            + (
+                f" or {settings.max_failed_tasks} consecutively failed tasks."
+                if settings.max_failed_tasks
+                else "."
+            ),
+        ]
+        return Plan(steps=steps, warnings=_plan_warnings(catalog, revision))
+
+    async def rollback(self, target: str, progress: Progress) -> Outcome:
+        """Update the service to the target revision and wait until it is stable."""
+        started = time.monotonic()
+        catalog = await self._catalog()
+        revision = await self._resolve(catalog, target)
+        _refuse_unsupported(catalog.service)
+        deployment_id = await self._update_service(catalog, revision)
+        await progress(
+            f"ECS service `{self._settings.service}` set to {catalog.described(revision)}; "
+            "waiting for the deployment to complete…"
+        )
+        service = await self._wait_stable(catalog, revision, deployment_id, progress)
+        running = int(service.get("runningCount") or 0)
+        log.info("ecs.rollback", target=revision.ref, seconds=round(time.monotonic() - started, 2))
+        return Outcome(
+            summary=(
+                f"`{self._settings.service}` now runs {catalog.described(revision)}: "
+                f"{running}/{service.get('desiredCount')} tasks running, deployment completed."
+            )
+        )
+
+    async def describe_state(self) -> str:
+        """Say which revision the service is set to and how its deployments stand."""
+        catalog = await self._catalog()
+        return _state_text(catalog, catalog.service, self._settings)
+
+    async def aclose(self) -> None:
+        """Close the ECS client."""
+        await self._aws.aclose()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def _service(self) -> Json:
+        """Describe the service; a missing or deleted one is NotFound."""
+        settings = self._settings
+        answer = await self._aws.read(
+            f"describing ECS service `{settings.service}`",
+            lambda c: c.describe_services(cluster=settings.cluster, services=[settings.service]),
+        )
+        services = answer.get("services") or []
+        where = f"ECS service `{settings.service}` in cluster `{settings.cluster}`"
+        if not services:
+            reasons = ", ".join(f.get("reason", "?") for f in answer.get("failures") or [])
+            raise NotFound(f"{where} was not found ({reasons or 'no answer'}).")
+        service: Json = services[0]
+        if service.get("status") != "ACTIVE":
+            raise NotFound(f"{where} is {service.get('status')}, not ACTIVE.")
+        return service
+
+    async def _catalog(self) -> Catalog:
+        """Read the service and the family's newest revisions, and name them."""
+        service = await self._service()
+        family, number = _parse_task_definition(str(service.get("taskDefinition") or ""))
+        if family != self._settings.family:
+            raise Refused(
+                f"ECS service `{self._settings.service}` runs task-definition family "
+                f"`{family}`, but this target is configured for `{self._settings.family}`."
+            )
+        numbers = await self._active_numbers()
+        wanted = sorted(set(numbers[: self._settings.max_revisions]) | {number}, reverse=True)
+        revisions = list(await asyncio.gather(*(self._revision(n) for n in wanted)))
+        current = next(r for r in revisions if r.number == number)
+        return Catalog(family, service, current, revisions, _names(revisions))
+
+    async def _active_numbers(self) -> list[int]:
+        """Return the family's ACTIVE revision numbers, newest first."""
+        family = self._settings.family
+
+        def list_all(client: Any) -> list[str]:
+            pages = client.get_paginator("list_task_definitions").paginate(
+                familyPrefix=family, status="ACTIVE", sort="DESC"
+            )
+            return [arn for page in pages for arn in page.get("taskDefinitionArns") or []]
+
+        arns = await self._aws.read(f"listing task definitions of `{family}`", list_all)
+        parsed = [_parse_task_definition(arn) for arn in arns]
+        # The API matches the prefix; moto ignores `sort`: filter and order here.
+        return sorted((n for f, n in parsed if f == family), reverse=True)
+
+    async def _revision(self, number: int) -> Revision:
+        """Describe one revision of the family (read once, then from memory)."""
+        ref = f"{self._settings.family}:{number}"
+        if ref not in self._known:
+            answer = await self._aws.read(
+                f"describing task definition {ref}",
+                lambda c: c.describe_task_definition(taskDefinition=ref),
+            )
+            self._known[ref] = self._to_revision(answer["taskDefinition"])
+        return self._known[ref]
+
+    def _to_revision(self, definition: Json) -> Revision:
+        containers = definition.get("containerDefinitions") or []
+        image = next(
+            (c.get("image") for c in containers if c.get("name") == self._settings.container), None
+        )
+        return Revision(
+            family=str(definition["family"]),
+            number=int(definition["revision"]),
+            image=image,
+            status=str(definition.get("status") or "ACTIVE"),
+            registered_at=definition.get("registeredAt"),
+        )
+
+    async def _resolve(self, catalog: Catalog, target: str) -> Revision:
+        """Find the revision a version name or a bare revision number means."""
+        revision = await self._find(catalog, target)
+        if revision is None:
+            available = ", ".join(catalog.name(r.number) for r in catalog.revisions[:10])
+            raise NotFound(
+                f"No ACTIVE revision of `{self._settings.family}` is version `{target}` "
+                f"(available: {available or 'none'})."
+            )
+        if revision.number == catalog.current.number:
+            raise Refused(
+                f"`{self._settings.service}` is already set to {catalog.label(revision.number)}."
+            )
+        return revision
+
+    async def _find(self, catalog: Catalog, target: str) -> Revision | None:
+        for revision in catalog.revisions:
+            if catalog.name(revision.number) == target:
+                return revision
+        if not target.isdigit():
+            return None
+        try:
+            revision = await self._revision(int(target))
+        except NotFound:
+            return None
+        return revision if revision.status == "ACTIVE" else None
+
+    # -- rollback ---------------------------------------------------------------------------
+
+    async def _update_service(self, catalog: Catalog, revision: Revision) -> str | None:
+        """Point the service at the revision (once, never retried); return the deployment id."""
+        settings = self._settings
+        try:
+            answer = await self._aws.call(
+                f"updating ECS service `{settings.service}` to {revision.ref}",
+                lambda c: c.update_service(
+                    cluster=settings.cluster, service=settings.service, taskDefinition=revision.ref
+                ),
+            )
+        except (TimedOut, Transient) as exc:
+            # The request may have been applied: say what the service is set to now.
+            raise type(exc)(
+                f"{exc.message} It may or may not have been applied.",
+                target_state=await self._state_or_unknown(catalog),
+            ) from exc
+        primary = _primary(answer.get("service") or {})
+        return None if primary is None else primary.get("id")
+
+    async def _wait_stable(
+        self, catalog: Catalog, revision: Revision, deployment_id: str | None, progress: Progress
+    ) -> Json:
+        """Poll until the rollback's deployment completes; raise when it fails or times out."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.stable_timeout_seconds
+        reported: tuple[int, ...] | None = None
+        while True:
+            try:
+                service = await self._service()
+            except ProviderError as exc:
+                raise RollbackFailed(
+                    f"The service was set to {revision.ref}, but rollbot lost sight of its "
+                    f"deployment: {exc.message}"
+                ) from exc
+            deployment = _watched(service, deployment_id)
+            if deployment is None:
+                raise RollbackFailed(
+                    "Another deployment replaced this rollback's deployment before it completed.",
+                    target_state=_state_text(catalog, service, settings),
+                )
+            counts = _counts(deployment)
+            if counts != reported:
+                reported = counts
+                await progress(_counts_text(deployment))
+            if _completed(service, deployment):
+                return service
+            self._raise_if_failed(catalog, service, deployment)
+            if time.monotonic() >= deadline:
+                raise TimedOut(
+                    f"The deployment of {revision.ref} did not complete within "
+                    f"{settings.stable_timeout_seconds:g} s.",
+                    target_state=_state_text(catalog, service, settings),
+                )
+            await asyncio.sleep(settings.poll_interval_seconds)
+
+    def _raise_if_failed(self, catalog: Catalog, service: Json, deployment: Json) -> None:
+        """Raise RollbackFailed when ECS gave up or tasks keep failing."""
+        state = _state_text(catalog, service, self._settings)
+        if deployment.get("rolloutState") == "FAILED":
+            reason = deployment.get("rolloutStateReason") or "no reason given"
+            raise RollbackFailed(f"ECS marked the deployment FAILED: {reason}", target_state=state)
+        failed = int(deployment.get("failedTasks") or 0)
+        limit = self._settings.max_failed_tasks
+        if limit and failed >= limit:
+            raise RollbackFailed(
+                f"{failed} tasks of the new deployment failed to start in a row "
+                f"(limit {limit}); check the service's events and stopped tasks.",
+                target_state=state,
+            )
+
+    async def _state_or_unknown(self, catalog: Catalog) -> str:
+        """Describe the state for an error message without raising a second error."""
+        try:
+            service = await self._service()
+        except ProviderError as exc:
+            return f"unknown ({exc.message})"
+        return _state_text(catalog, service, self._settings)
+
+
+def _parse_task_definition(value: str) -> tuple[str, int]:
+    match = TASK_DEFINITION.match(value)
+    if match is None:
+        raise Refused(f"Cannot read the task definition `{value}` (expected family:revision).")
+    return match["family"], int(match["number"])
+
+
+def _names(revisions: list[Revision]) -> dict[int, str]:
+    """Name revisions by image tag; older revisions sharing a tag get `+r<number>`."""
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    for revision in sorted(revisions, key=lambda r: r.number, reverse=True):
+        tag = revision.tag
+        if tag is None:
+            names[revision.number] = str(revision.number)
+        elif tag in seen:
+            names[revision.number] = f"{tag}+r{revision.number}"
+        else:
+            names[revision.number] = tag
+            seen.add(tag)
+    return names
+
+
+def _previous(catalog: Catalog) -> Revision | None:
+    """Return the newest listed revision older than the current one."""
+    older = [r for r in catalog.revisions if r.number < catalog.current.number]
+    return max(older, key=lambda r: r.number, default=None)
+
+
+def _refuse_unsupported(service: Json) -> None:
+    """Refuse services whose task definition update_service cannot change."""
+    controller = (service.get("deploymentController") or {}).get("type", "ECS")
+    if controller != "ECS":
+        raise Refused(
+            f"The service uses the {controller} deployment controller: update_service cannot "
+            "switch its task definition (use the ecs_blue_green provider for CodeDeploy)."
+        )
+
+
+def _plan_warnings(catalog: Catalog, revision: Revision) -> list[str]:
+    warnings = []
+    if revision.image == catalog.current.image:
+        warnings.append(
+            f"{revision.ref} runs the same image as now ({revision.image}): only the "
+            "task-definition settings change."
+        )
+    service = catalog.service
+    if len(service.get("deployments") or []) > 1:
+        warnings.append("A deployment is still in progress; the rollback replaces it.")
+    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
+    if breaker.get("enable") and breaker.get("rollback"):
+        warnings.append(
+            "The circuit breaker has rollback on: if the new tasks fail, ECS itself returns "
+            f"the service to {catalog.label(catalog.current.number)}."
+        )
+    return warnings
+
+
+def _primary(service: Json) -> Json | None:
+    return next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), None)
+
+
+def _watched(service: Json, deployment_id: str | None) -> Json | None:
+    """Return the rollback's deployment while it is still the PRIMARY one."""
+    primary = _primary(service)
+    if primary is None or (deployment_id is not None and primary.get("id") != deployment_id):
+        return None
+    return primary
+
+
+def _counts(deployment: Json) -> tuple[int, ...]:
+    keys = ("runningCount", "pendingCount", "desiredCount", "failedTasks")
+    return tuple(int(deployment.get(k) or 0) for k in keys)
+
+
+def _counts_text(deployment: Json) -> str:
+    running, pending, desired, failed = _counts(deployment)
+    text = f"Tasks: {running} running, {pending} pending of {desired} desired"
+    if failed:
+        text += f", {failed} failed"
+    rollout = deployment.get("rolloutState")
+    return f"{text} (rollout {rollout})." if rollout else f"{text}."
+
+
+def _completed(service: Json, deployment: Json) -> bool:
+    """Tell whether the deployment is done: COMPLETED, or stable where ECS gives no state."""
+    running, pending, desired, _ = _counts(deployment)
+    if running != desired:
+        return False
+    rollout = deployment.get("rolloutState")
+    if rollout is not None:
+        return bool(rollout == "COMPLETED")
+    # No rolloutState (e.g. behind a Classic Load Balancer): the services_stable test.
+    return pending == 0 and len(service.get("deployments") or []) == 1
+
+
+def _state_text(catalog: Catalog, service: Json, settings: EcsSettings) -> str:
+    """Say what the service is set to and how each of its deployments stands."""
+    deployments = "; ".join(_deployment_text(catalog, d) for d in service.get("deployments") or [])
+    return (
+        f"ECS service `{settings.service}` (cluster `{settings.cluster}`) is set to "
+        f"{catalog.label_of(str(service.get('taskDefinition') or ''))}: "
+        f"{service.get('runningCount', 0)} running, {service.get('pendingCount', 0)} pending "
+        f"of {service.get('desiredCount', 0)} desired"
+        + (f"; deployments: {deployments}" if deployments else "")
+    )
+
+
+def _deployment_text(catalog: Catalog, deployment: Json) -> str:
+    running, pending, desired, failed = _counts(deployment)
+    task_definition = catalog.label_of(str(deployment.get("taskDefinition") or ""))
+    rollout = deployment.get("rolloutState") or "no rollout state"
+    tail = f", {failed} failed" if failed else ""
+    return (
+        f"{deployment.get('status')} {task_definition} {rollout} "
+        f"({running}/{desired} running, {pending} pending{tail})"
+    )
+
+
+def _plural(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -25,23 +25,9 @@ from tests.support.docker import (
     unique_project,
     wait_http,
 )
+from tests.support.progress import Recorder
 
 ProviderFactory = Callable[..., DockerComposeProvider]
-
-
-class Recorder:
-    """Collects progress messages the way the thread would show them."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def __call__(self, text: str) -> None:
-        self.messages.append(text)
-
-    @property
-    def text(self) -> str:
-        """Return all messages, one per line."""
-        return "\n".join(self.messages)
 
 
 @pytest.fixture

@@ -1,1 +1,372 @@
-"""Placeholder: fixtures arrive with the provider."""
+"""AWS for tests: moto in server mode over real HTTP, and factories of ECS and ALB setups.
+
+moto's server is a thread of the test process, so it reads `MOTO_ECS_SERVICE_RUNNING`
+and `MOTO_ECS_SERVICE_FAILED_TASKS` from this process's environment, and only when a
+service is created: the `ecs_service` factory sets them for the service it creates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import boto3
+import pytest
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+from moto.server import ThreadedMotoServer
+from pydantic import TypeAdapter
+
+from providers import ProviderSettings, build_provider
+from providers.base import Provider
+
+REGION = "us-east-1"
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": REGION,
+}
+TAGS = ("v1.2.2", "v1.2.3", "v1.2.4")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """Start moto's server on 127.0.0.1 for the session and return its endpoint URL."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Test credentials, set in this process (for providers built here) and returned for
+    `start_rollbot(config, extra_env=aws_env)`."""
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return dict(CREDENTIALS)
+
+
+class AwsTarget(Protocol):
+    """Something on moto a provider can be configured for."""
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The provider settings, as in the YAML config."""
+        ...
+
+
+ProviderFactory = Callable[..., Provider]
+
+
+@pytest.fixture
+async def aws_provider(aws_env: dict[str, str]) -> AsyncIterator[ProviderFactory]:
+    """Build a target's provider through the registry, settings overridden by keyword;
+    close them all after the test."""
+    made: list[Provider] = []
+    adapter: TypeAdapter[Any] = TypeAdapter(ProviderSettings)
+
+    def make(target: AwsTarget, **overrides: Any) -> Provider:
+        provider = build_provider(adapter.validate_python(target.settings(**overrides)))
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+def aws_client(service: str, endpoint_url: str) -> Any:
+    """A boto3 client on moto with explicit test credentials (the environment is cleared)."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+@pytest.fixture
+def ecs_client(moto_server: str) -> Iterator[Any]:
+    """An ECS client on moto, for setting up and reading back."""
+    client = aws_client("ecs", moto_server)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def elbv2_client(moto_server: str) -> Iterator[Any]:
+    """An ELBv2 client on moto, for setting up and reading back."""
+    client = aws_client("elbv2", moto_server)
+    yield client
+    client.close()
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses on the shared moto server (ALB names: 32 chars at most)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class EcsService:
+    """A cluster, a family with one revision per tag and a service on the last one."""
+
+    endpoint_url: str
+    cluster: str
+    service: str
+    family: str
+    container: str
+    revisions: dict[str, int]
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The provider settings (as in the YAML config) that target this service."""
+        return {
+            "provider": "ecs",
+            "cluster": self.cluster,
+            "service": self.service,
+            "family": self.family,
+            "container": self.container,
+            "region": REGION,
+            "endpoint_url": self.endpoint_url,
+            "poll_interval_seconds": 0.2,
+            "stable_timeout_seconds": 10,
+            **overrides,
+        }
+
+
+EcsServiceFactory = Callable[..., EcsService]
+
+
+@pytest.fixture
+def ecs_service(
+    moto_server: str, ecs_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> EcsServiceFactory:
+    """Make an ECS service on v1.2.4 with revisions v1.2.2..v1.2.4 (a sidecar first).
+
+    `running` and `failed_tasks` set what moto reports for the service's deployment.
+    """
+
+    def make(
+        tags: tuple[str, ...] = TAGS, *, desired: int = 2, running: int = 2, failed_tasks: int = 0
+    ) -> EcsService:
+        cluster, family = unique("cluster"), unique("backend")
+        ecs_client.create_cluster(clusterName=cluster)
+        revisions = {}
+        for tag in tags:
+            answer = ecs_client.register_task_definition(
+                family=family,
+                containerDefinitions=[
+                    # Not the configured container: its image must not name versions.
+                    {"name": "envoy", "image": "envoyproxy/envoy:v1.30.1", "memory": 64},
+                    {"name": "app", "image": f"registry:5000/pmcrm/backend:{tag}", "memory": 128},
+                ],
+            )
+            revisions[tag] = answer["taskDefinition"]["revision"]
+        monkeypatch.setenv("MOTO_ECS_SERVICE_RUNNING", str(running))
+        monkeypatch.setenv("MOTO_ECS_SERVICE_FAILED_TASKS", str(failed_tasks))
+        service = unique("svc")
+        ecs_client.create_service(
+            cluster=cluster,
+            serviceName=service,
+            taskDefinition=f"{family}:{revisions[tags[-1]]}",
+            desiredCount=desired,
+        )
+        return EcsService(moto_server, cluster, service, family, "app", revisions)
+
+    return make
+
+
+def service_task_definition(ecs_client: Any, target: EcsService) -> str:
+    """Return the task definition the service is set to, as moto reads it back."""
+    answer = ecs_client.describe_services(cluster=target.cluster, services=[target.service])
+    return str(answer["services"][0]["taskDefinition"])
+
+
+@dataclass
+class AlbListener:
+    """An ALB listener forwarding to blue, with blue and green target groups."""
+
+    endpoint_url: str
+    listener_arn: str
+    blue_arn: str
+    green_arn: str
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The provider settings (as in the YAML config) that target this listener."""
+        return {
+            "provider": "ecs_blue_green",
+            "listener_arn": self.listener_arn,
+            "blue_target_group_arn": self.blue_arn,
+            "green_target_group_arn": self.green_arn,
+            "region": REGION,
+            "endpoint_url": self.endpoint_url,
+            **overrides,
+        }
+
+
+AlbListenerFactory = Callable[..., AlbListener]
+
+
+@pytest.fixture
+def alb_listener(moto_server: str, elbv2_client: Any) -> Iterator[AlbListenerFactory]:
+    """Make a VPC, an ALB, blue and green target groups and a listener forwarding to blue."""
+    ec2 = aws_client("ec2", moto_server)
+
+    def make(*, weighted: bool = False, green_targets: int = 1) -> AlbListener:
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=zone)[
+                "Subnet"
+            ]["SubnetId"]
+            for i, zone in enumerate((f"{REGION}a", f"{REGION}b"), start=1)
+        ]
+        balancer = elbv2_client.create_load_balancer(
+            Name=unique("alb"), Subnets=subnets, Type="application"
+        )["LoadBalancers"][0]["LoadBalancerArn"]
+        groups = {}
+        for colour, targets in (("blue", 1), ("green", green_targets)):
+            arn = elbv2_client.create_target_group(
+                Name=unique(colour), Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
+            )["TargetGroups"][0]["TargetGroupArn"]
+            if targets:
+                elbv2_client.register_targets(
+                    TargetGroupArn=arn,
+                    Targets=[{"Id": f"10.0.1.{10 + i}", "Port": 8080} for i in range(targets)],
+                )
+            groups[colour] = arn
+        forward: dict[str, Any] = {"Type": "forward", "TargetGroupArn": groups["blue"]}
+        if weighted:
+            forward = {
+                "Type": "forward",
+                "ForwardConfig": {
+                    "TargetGroups": [
+                        {"TargetGroupArn": groups["blue"], "Weight": 90},
+                        {"TargetGroupArn": groups["green"], "Weight": 10},
+                    ],
+                    "TargetGroupStickinessConfig": {"Enabled": True, "DurationSeconds": 300},
+                },
+            }
+        listener = elbv2_client.create_listener(
+            LoadBalancerArn=balancer, Protocol="HTTP", Port=80, DefaultActions=[forward]
+        )["Listeners"][0]["ListenerArn"]
+        return AlbListener(moto_server, listener, groups["blue"], groups["green"])
+
+    yield make
+    ec2.close()
+
+
+def listener_actions(elbv2_client: Any, target: AlbListener) -> list[dict[str, Any]]:
+    """Return the listener's default actions, as moto reads them back."""
+    answer = elbv2_client.describe_listeners(ListenerArns=[target.listener_arn])
+    actions: list[dict[str, Any]] = answer["Listeners"][0]["DefaultActions"]
+    return actions
+
+
+class AwsEndpoint:
+    """A local endpoint standing in for AWS: it intercepts one action (or every call) and
+    passes the others on to moto.
+
+    An intercepted call gets `error` (status, code, message) in the caller's protocol (ECS
+    speaks JSON, ELBv2 the query protocol with XML errors) after `delay` seconds, or, with
+    no error, an empty success: an API that accepted a change which did not stick.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        action: str | None = None,
+        error: tuple[int, str, str] | None = None,
+        delay: float = 0.0,
+    ) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._answer)
+        self.server = TestServer(app, host="127.0.0.1")
+        self.upstream, self.action, self.error, self.delay = upstream, action, error, delay
+        self.requests = 0
+        self.intercepted = 0
+
+    @property
+    def endpoint_url(self) -> str:
+        """The URL to give a provider as `endpoint_url`."""
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        body = await request.read()
+        json_protocol = request.content_type == "application/x-amz-json-1.1"
+        if json_protocol:
+            action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
+        else:
+            action = (parse_qs(body.decode()).get("Action") or [""])[0]
+        if self.action is not None and action != self.action:
+            return await self._forward(request, body)
+        self.intercepted += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is None:
+            if json_protocol:
+                return web.json_response({}, content_type="application/x-amz-json-1.1")
+            return web.Response(
+                text=f"<{action}Response><{action}Result/></{action}Response>",
+                content_type="text/xml",
+            )
+        status, code, message = self.error
+        if json_protocol:
+            return web.Response(
+                status=status,
+                text=json.dumps({"__type": code, "message": message}),
+                content_type="application/x-amz-json-1.1",
+                headers={"x-amzn-ErrorType": code},
+            )
+        xml = (
+            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
+        )
+        return web.Response(status=status, text=xml, content_type="text/xml")
+
+    async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        url = self.upstream + request.path_qs
+        async with (
+            ClientSession() as session,
+            session.request(request.method, url, data=body, headers=headers) as upstream,
+        ):
+            kept = {"Content-Type": upstream.headers.get("Content-Type", "text/xml")}
+            return web.Response(status=upstream.status, body=await upstream.read(), headers=kept)
+
+
+AwsEndpointFactory = Callable[..., Awaitable[AwsEndpoint]]
+
+
+@pytest.fixture
+async def aws_endpoint(moto_server: str) -> AsyncIterator[AwsEndpointFactory]:
+    """Factory of stand-in AWS endpoints in front of moto, all closed after the test.
+
+    `aws_endpoint(error=(status, code, message))` answers every call with that error;
+    `aws_endpoint(action="UpdateService", error=...)` only that action;
+    `aws_endpoint(action="ModifyListener")` accepts that action and does nothing.
+    """
+    made: list[AwsEndpoint] = []
+
+    async def make(
+        *,
+        action: str | None = None,
+        error: tuple[int, str, str] | None = None,
+        delay: float = 0.0,
+    ) -> AwsEndpoint:
+        endpoint = AwsEndpoint(moto_server, action, error, delay)
+        made.append(endpoint)
+        await endpoint.server.start_server()
+        return endpoint
+
+    yield make
+    for endpoint in made:
+        await endpoint.server.close()
