@@ -17,8 +17,16 @@ APPROVER = "U_APPROVER"
 OUTSIDER = "U_NOBODY"
 
 
-def backend_config(project: str, port: int, **approval: Any) -> dict[str, Any]:
-    """A config with one docker_compose service verified over HTTP."""
+def service_config(
+    service: str,
+    provider: dict[str, Any],
+    check_url: str,
+    *,
+    check_name: str | None = None,
+    body_contains: str | None = None,
+    **approval: Any,
+) -> dict[str, Any]:
+    """A config with one service in production, verified over HTTP."""
     return {
         "approval": {
             "approvers": {"users": [APPROVER, "U_APPROVER2"], "groups": ["S_ONCALL"]},
@@ -27,22 +35,17 @@ def backend_config(project: str, port: int, **approval: Any) -> dict[str, Any]:
         },
         "runtime": {"verify_deadline_seconds": 20, "verify_interval_seconds": 0.5},
         "services": {
-            "backend": {
+            service: {
                 "environments": {
                     "production": {
-                        "provider": {
-                            "provider": "docker_compose",
-                            "project": project,
-                            "service": "backend",
-                            "healthy_timeout_seconds": 20,
-                        },
+                        "provider": provider,
                         "checks": [
                             {
-                                "name": "backend health",
+                                "name": check_name or f"{service} health",
                                 "type": "http",
-                                "url": f"http://127.0.0.1:{port}/health",
+                                "url": check_url,
                                 "expect_status": [200],
-                                "body_contains": '"status":"ok"',
+                                "body_contains": body_contains,
                             }
                         ],
                     }
@@ -50,6 +53,18 @@ def backend_config(project: str, port: int, **approval: Any) -> dict[str, Any]:
             }
         },
     }
+
+
+def backend_config(project: str, port: int, **approval: Any) -> dict[str, Any]:
+    """A config with one docker_compose service verified over HTTP."""
+    provider = {
+        "provider": "docker_compose",
+        "project": project,
+        "service": "backend",
+        "healthy_timeout_seconds": 20,
+    }
+    url = f"http://127.0.0.1:{port}/health"
+    return service_config("backend", provider, url, body_contains='"status":"ok"', **approval)
 
 
 def cards(fake: FakeSlack, channel: str = CHANNEL) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from tests.e2e_helpers import (
     ephemeral_text,
     ready_to_approve,
     request_card,
+    service_config,
     thread_text,
     wait_card,
 )
@@ -34,27 +35,7 @@ from tests.support.slack import text_of
 
 def aws_config(service: str, provider: dict[str, Any], check_url: str) -> dict[str, Any]:
     """A config with one AWS-backed service verified over HTTP."""
-    return {
-        "approval": {"approvers": {"users": [APPROVER]}, "required_approvals": 1},
-        "runtime": {"verify_deadline_seconds": 20, "verify_interval_seconds": 0.5},
-        "services": {
-            service: {
-                "environments": {
-                    "production": {
-                        "provider": provider,
-                        "checks": [
-                            {
-                                "name": f"{service} health",
-                                "type": "http",
-                                "url": check_url,
-                                "expect_status": [200],
-                            }
-                        ],
-                    }
-                }
-            }
-        },
-    }
+    return service_config(service, provider, check_url)
 
 
 StartAwsBot = Callable[[str, dict[str, Any]], Awaitable[tuple[RunningBot, FakeHttpServer]]]

@@ -13,6 +13,7 @@ from tests.e2e_helpers import (
     cards,
     ephemeral_text,
     ready_to_approve,
+    service_config,
     thread_text,
 )
 from tests.support.bot import RunningBot, StartBot
@@ -23,37 +24,18 @@ from tests.support.slack import text_of
 
 def railway_config(railway: FakeRailway, health: FakeHttpServer) -> dict[str, Any]:
     """A config with one Railway service verified over HTTP."""
-    return {
-        "approval": {"approvers": {"users": [APPROVER]}, "required_approvals": 1},
-        "runtime": {"verify_deadline_seconds": 10, "verify_interval_seconds": 0.5},
-        "services": {
-            "api": {
-                "environments": {
-                    "production": {
-                        "provider": {
-                            "provider": "railway",
-                            "endpoint": railway.url,
-                            "token_env": "RAILWAY_TOKEN",
-                            "token_kind": "project",
-                            "project_id": railway.project_id,
-                            "service_id": railway.service_id,
-                            "environment_id": railway.environment_id,
-                            "poll_interval_seconds": 0.2,
-                            "deploy_timeout_seconds": 20,
-                        },
-                        "checks": [
-                            {
-                                "name": "api health",
-                                "type": "http",
-                                "url": health.url,
-                                "expect_status": [200],
-                            }
-                        ],
-                    }
-                }
-            }
-        },
+    provider = {
+        "provider": "railway",
+        "endpoint": railway.url,
+        "token_env": "RAILWAY_TOKEN",
+        "token_kind": "project",
+        "project_id": railway.project_id,
+        "service_id": railway.service_id,
+        "environment_id": railway.environment_id,
+        "poll_interval_seconds": 0.2,
+        "deploy_timeout_seconds": 20,
     }
+    return service_config("api", provider, health.url)
 
 
 async def start(

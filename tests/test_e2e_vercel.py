@@ -12,6 +12,7 @@ from tests.e2e_helpers import (
     cards,
     ephemeral_text,
     ready_to_approve,
+    service_config,
     thread_text,
 )
 from tests.support.bot import RunningBot, StartBot
@@ -22,27 +23,7 @@ from tests.support.vercel import FakeVercel
 
 def frontend_config(vercel: FakeVercel, check_url: str) -> dict[str, Any]:
     """A config with one vercel service verified over HTTP."""
-    return {
-        "approval": {"approvers": {"users": [APPROVER]}, "required_approvals": 1},
-        "runtime": {"verify_deadline_seconds": 10, "verify_interval_seconds": 0.5},
-        "services": {
-            "frontend": {
-                "environments": {
-                    "production": {
-                        "provider": vercel.settings(),
-                        "checks": [
-                            {
-                                "name": "frontend home",
-                                "type": "http",
-                                "url": check_url,
-                                "expect_status": [200],
-                            }
-                        ],
-                    }
-                }
-            }
-        },
-    }
+    return service_config("frontend", vercel.settings(), check_url, check_name="frontend home")
 
 
 async def start(
