@@ -11,7 +11,12 @@ import yaml
 from tests.support.bot import ROLLBOT
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "rollbot.example.yaml"
-SECRETS = {"DATABASE_URL": "postgresql://app:pw@db/pmcrm", "REDIS_URL": "redis://cache:6379/0"}
+SECRETS = {
+    "DATABASE_URL": "postgresql://app:pw@db/pmcrm",
+    "REDIS_URL": "redis://cache:6379/0",
+    "VERCEL_TOKEN": "vercel-token",
+    "RAILWAY_TOKEN": "railway-token",
+}
 
 
 def rollbot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,7 +45,7 @@ def broken(tmp_path: Path, edit: dict[str, object]) -> Path:
 def test_example_config_passes() -> None:
     result = rollbot("check-config", str(EXAMPLE), env=SECRETS)
     assert result.returncode == 0, result.stderr
-    assert "OK: 2 service(s): backend, frontend" in result.stdout
+    assert "OK: 4 service(s): backend, backend-traffic, frontend, worker" in result.stdout
 
 
 def test_missing_secret_variable_is_named_with_its_key() -> None:
@@ -50,6 +55,11 @@ def test_missing_secret_variable_is_named_with_its_key() -> None:
         "services.backend.environments.production.checks[2]: environment variable "
         "DATABASE_URL is not set" in result.stderr
     )
+    assert (
+        "services.frontend.environments.production.provider.token_env: environment variable "
+        "VERCEL_TOKEN is not set" in result.stderr
+    )
+    assert "RAILWAY_TOKEN is not set" in result.stderr
     assert "REDIS_URL" not in result.stderr
 
 
@@ -105,3 +115,15 @@ def test_server_names_missing_slack_variables() -> None:
     assert result.returncode == 1
     assert "environment variable SLACK_BOT_TOKEN is not set" in result.stderr
     assert "environment variable SLACK_SIGNING_SECRET is not set" in result.stderr
+
+
+def test_missing_region_of_an_aws_provider_is_named(tmp_path: Path) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    del data["services"]["backend"]["environments"]["production"]["provider"]["region"]
+    path = tmp_path / "rollbot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    assert "services.backend.environments.production.provider.region: Field required" in (
+        result.stderr
+    )
