@@ -10,11 +10,17 @@ from providers.base import Provider
 from providers.docker_compose import DockerComposeProvider, DockerComposeSettings
 from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
+from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
 from providers.railway import RailwayProvider, RailwaySettings
 from providers.vercel import VercelProvider, VercelSettings
 
 ProviderSettings = Annotated[
-    DockerComposeSettings | EcsSettings | EcsBlueGreenSettings | RailwaySettings | VercelSettings,
+    DockerComposeSettings
+    | EcsSettings
+    | EcsBlueGreenSettings
+    | PostgresMigrationsSettings
+    | RailwaySettings
+    | VercelSettings,
     Field(discriminator="provider"),
 ]
 
@@ -22,6 +28,7 @@ REGISTRY: dict[str, Any] = {
     "docker_compose": DockerComposeProvider,
     "ecs": EcsProvider,
     "ecs_blue_green": EcsBlueGreenProvider,
+    "postgres_migrations": PostgresMigrationsProvider,
     "railway": RailwayProvider,
     "vercel": VercelProvider,
 }
