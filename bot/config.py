@@ -183,13 +183,16 @@ class RollbotConfig(_Strict):
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
+    previous: int | str | None = None
     for item in loc:
+        # pydantic names the union member it tried right after the key ("provider",
+        # or a list index of checks); the user never wrote that name as a key.
+        is_tag = item in _UNION_TAGS and (previous == "provider" or isinstance(previous, int))
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in _UNION_TAGS or item.startswith("function-"):
-            continue
-        else:
+        elif not is_tag and not item.startswith("function-"):
             parts.append(("." if parts else "") + str(item))
+        previous = item
     return "".join(parts) or "(top level)"
 
 

@@ -10,6 +10,7 @@ from providers.base import Provider
 from providers.docker_compose import DockerComposeProvider, DockerComposeSettings
 from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
+from providers.git import GitProvider, GitSettings
 from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
 from providers.railway import RailwayProvider, RailwaySettings
 from providers.vercel import VercelProvider, VercelSettings
@@ -18,6 +19,7 @@ ProviderSettings = Annotated[
     DockerComposeSettings
     | EcsSettings
     | EcsBlueGreenSettings
+    | GitSettings
     | PostgresMigrationsSettings
     | RailwaySettings
     | VercelSettings,
@@ -28,6 +30,7 @@ REGISTRY: dict[str, Any] = {
     "docker_compose": DockerComposeProvider,
     "ecs": EcsProvider,
     "ecs_blue_green": EcsBlueGreenProvider,
+    "git": GitProvider,
     "postgres_migrations": PostgresMigrationsProvider,
     "railway": RailwayProvider,
     "vercel": VercelProvider,

@@ -152,3 +152,16 @@ async def say(progress: Progress, text: str) -> None:
         await progress(text)
     except Exception:
         log.warning("provider.progress_failed", text=text, exc_info=True)
+
+
+async def state_or_unknown(describe: Callable[[], Awaitable[str]]) -> str:
+    """Describe a target for an error message without raising a second error."""
+    try:
+        return await describe()
+    except ProviderError as exc:
+        return f"unknown ({exc.message})"
+
+
+def sentence(text: str) -> str:
+    """End a message with a full stop so another sentence can follow it."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."

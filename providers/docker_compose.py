@@ -33,6 +33,7 @@ from providers.base import (
     Transient,
     Version,
     say,
+    state_or_unknown,
 )
 from providers.images import ImageRef
 
@@ -571,10 +572,7 @@ class DockerComposeProvider:
 
     async def _state_or_unknown(self) -> str:
         """Describe the state for an error message without raising a second error."""
-        try:
-            return await self.describe_state()
-        except ProviderError as exc:
-            return f"unknown ({exc.message})"
+        return await state_or_unknown(self.describe_state)
 
     # -- pin --------------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from providers.base import (
     AuthRejected,
@@ -70,3 +72,17 @@ async def send(
         raise TimedOut(f"{what}: no answer in time ({type(exc).__name__})") from exc
     except httpx.TransportError as exc:
         raise Transient(f"{what}: cannot reach the service ({type(exc).__name__})") from exc
+
+
+def new_client(timeout_seconds: float) -> httpx.AsyncClient:
+    """Create a provider's one HTTP client with explicit timeouts."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
+        headers={"User-Agent": "rollbot"},
+    )
+
+
+def token_from(variable: str) -> SecretStr | None:
+    """Read a token from the environment at call time; None when unset or empty."""
+    value = os.environ.get(variable, "").strip()
+    return SecretStr(value) if value else None

@@ -39,7 +39,6 @@ it; those aliases travel with the deployment's Version, so the engine accepts th
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -49,7 +48,7 @@ from typing import Any, Literal
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import (
     AuthRejected,
@@ -65,8 +64,10 @@ from providers.base import (
     Transient,
     Version,
     say,
+    sentence,
+    state_or_unknown,
 )
-from providers.http import error_for, send
+from providers.http import error_for, new_client, send, token_from
 from providers.images import ImageRef
 from providers.retry import retrying
 
@@ -215,7 +216,7 @@ class RailwayProvider:
     def __init__(self, settings: RailwaySettings) -> None:
         self._settings = settings
         self._client: httpx.AsyncClient | None = None
-        self._token = _token_from(settings.token_env)
+        self._token = token_from(settings.token_env)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -321,17 +322,13 @@ class RailwayProvider:
     def _http(self) -> httpx.AsyncClient:
         """Return the one HTTP client, created on first use."""
         if self._client is None:
-            seconds = self._settings.request_timeout_seconds
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0)),
-                headers={"User-Agent": "rollbot"},
-            )
+            self._client = new_client(self._settings.request_timeout_seconds)
         return self._client
 
     def _auth_headers(self) -> dict[str, str]:
         """Return the header that carries the token, reading the variable again if unset."""
         if self._token is None:
-            self._token = _token_from(self._settings.token_env)
+            self._token = token_from(self._settings.token_env)
         if self._token is None:
             raise Refused(
                 f"{self._settings.token_env} is not set: rollbot has no Railway token to use."
@@ -412,19 +409,19 @@ class RailwayProvider:
             data = await self._graphql(ROLLBACK_MUTATION, {"id": chosen.id}, what)
         except RateLimited as exc:
             raise RateLimited(
-                f"{_sentence(exc.message)} Nothing was changed.",
+                f"{sentence(exc.message)} Nothing was changed.",
                 retry_after=exc.retry_after,
                 target_state=await self._state_or_unknown(),
             ) from exc
         except (Transient, TimedOut) as exc:
             raise RollbackFailed(
-                f"{_sentence(exc.message)} The rollback was sent once and not retried (a retry "
+                f"{sentence(exc.message)} The rollback was sent once and not retried (a retry "
                 "could roll back twice); whether Railway started it is unknown.",
                 target_state=await self._state_or_unknown(),
             ) from exc
         except ProviderError as exc:
             raise type(exc)(
-                f"{_sentence(exc.message)} Nothing was changed.",
+                f"{sentence(exc.message)} Nothing was changed.",
                 target_state=await self._state_or_unknown(),
             ) from exc
         if data.get("deploymentRollback") is not True:
@@ -504,15 +501,7 @@ class RailwayProvider:
 
     async def _state_or_unknown(self) -> str:
         """Describe the state for an error message without raising a second error."""
-        try:
-            return await self.describe_state()
-        except ProviderError as exc:
-            return f"unknown ({exc.message})"
-
-
-def _token_from(variable: str) -> SecretStr | None:
-    value = os.environ.get(variable)
-    return SecretStr(value) if value else None
+        return await state_or_unknown(self.describe_state)
 
 
 def _operation(query: str) -> str:
@@ -642,11 +631,6 @@ def _alias_of(
         return _resolves_to(alias, deployments, current)
     except Refused:
         return None
-
-
-def _sentence(text: str) -> str:
-    """End a message with a full stop so another sentence can follow it."""
-    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _status_line(deployment: Deployment) -> str:

@@ -14,6 +14,8 @@ pytest_plugins = [
     "tests.support.aws",
     "tests.support.railway",
     "tests.support.vercel",
+    "tests.support.migrations",
+    "tests.support.gitrepos",
 ]
 
 # Variables the test command sets to reach the services it started; everything else

@@ -127,3 +127,15 @@ def test_missing_region_of_an_aws_provider_is_named(tmp_path: Path) -> None:
     assert "services.backend.environments.production.provider.region: Field required" in (
         result.stderr
     )
+
+
+def test_a_service_named_like_a_provider_keeps_its_key_path(tmp_path: Path) -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["services"]["git"] = data["services"].pop("worker")
+    del data["services"]["git"]["environments"]["production"]["provider"]["service_id"]
+    path = tmp_path / "rollbot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert "services.git.environments.production.provider.service_id: Field required" in (
+        result.stderr
+    )

@@ -68,7 +68,7 @@ async def test_railway_rollback_conversation(
     assert railway.by_tag("v1.2.4").status == "REMOVED"
     assert railway.count("deploymentRollback") == 1
     thread = thread_text(bot.fake, card)
-    for line in (f"New deployment {new.id}: DEPLOYING.", f"Railway serves deployment {new.id}"):
+    for line in (f"New deployment {new.id}: SUCCESS.", f"Railway serves deployment {new.id}"):
         assert line in thread
     assert "Verification passed" in thread and "api health" in thread
     (rb,) = await bot.store.find()

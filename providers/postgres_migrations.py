@@ -1,0 +1,796 @@
+"""PostgreSQL/Prisma migrations provider: undo migrations with their down.sql, after a backup.
+
+What Prisma defines, and this module relies on:
+
+- Migrations live in ``<migrations_dir>/<timestamp>_<name>/migration.sql``; the 14-digit
+  timestamp prefix orders them. Prisma writes no down migrations: teams keep a ``down.sql``
+  beside each ``migration.sql`` (Prisma's "generating down migrations" guide).
+- ``_prisma_migrations`` holds one row per attempt: ``id, checksum, finished_at,
+  migration_name, logs, rolled_back_at, started_at, applied_steps_count``. An applied
+  migration has ``finished_at`` set and ``rolled_back_at`` null; a failed one was started
+  and neither finished nor rolled back. ``checksum`` is the hex SHA-256 of migration.sql.
+- ``prisma migrate`` holds ``pg_advisory_lock(72707369)`` while it runs.
+
+Choices written down here:
+
+- Versions are applied migrations by name, newest first; a failed migration is listed too,
+  marked as such, but is never a target and is never touched: its changes may be partial,
+  so its down.sql may not fit. The plan and the state say so.
+- A rollback refuses before touching anything when a later migration has no (or an empty)
+  down.sql; then backs up with ``pg_dump -Fc``; then runs every down.sql, newest first, and
+  marks those rows rolled back, all in one transaction that also takes Prisma's lock.
+- The DSN comes from an environment variable; pg_dump/pg_restore get it without its
+  password (which travels in PGPASSWORD), so no process listing shows it, and every error
+  text is scrubbed of it.
+- A restore first backs up the database as it is ("pre-restore"), then runs pg_restore in a
+  single transaction, so a failed restore changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from providers.base import (
+    AuthRejected,
+    Conflicting,
+    NotFound,
+    Outcome,
+    Plan,
+    Progress,
+    ProviderError,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+    Version,
+    say,
+    sentence,
+    state_or_unknown,
+)
+from providers.retry import retrying
+
+log = structlog.get_logger(__name__)
+
+# Prisma's own migration lock: holding it keeps `prisma migrate` out while we run.
+PRISMA_LOCK = 72707369
+PRE_ROLLBACK = "pre-rollback"
+PRE_RESTORE = "pre-restore"
+BACKUP_NAME = re.compile(
+    r"(?P<stamp>\d{8}T\d{6}\.\d{3}Z)_(?P<db>[A-Za-z0-9_-]{1,63})_"
+    rf"(?P<kind>{PRE_ROLLBACK}|{PRE_RESTORE})\.dump"
+)
+STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+MAX_ERROR_TEXT = 600
+SECRET_QUERY_KEYS = frozenset({"password", "passfile"})
+
+MIGRATIONS_QUERY = """
+SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at, logs
+FROM _prisma_migrations
+ORDER BY migration_name, started_at
+"""
+
+
+class PostgresMigrationsSettings(BaseModel):
+    """Settings of a `postgres_migrations` target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["postgres_migrations"]
+    dsn_env: str = Field(
+        default="DATABASE_URL",
+        description="Variable holding the database URL (postgresql://user:password@host/db).",
+    )
+    migrations_dir: Path = Field(
+        default=Path("prisma/migrations"),
+        description="Prisma migrations folder: <timestamp>_<name>/migration.sql and down.sql.",
+    )
+    backup_dir: Path = Field(description="Folder for pg_dump backups (created if missing).")
+    pg_bin_dir: Path | None = Field(
+        default=None, description="Folder holding pg_dump and pg_restore; default: PATH."
+    )
+    connect_timeout_seconds: float = Field(
+        default=10, gt=0, description="Deadline of one connection attempt."
+    )
+    statement_timeout_seconds: float = Field(
+        default=300, gt=0, description="Deadline of one SQL statement (reads and down.sql)."
+    )
+    lock_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        description="How long DDL may wait for a table lock before giving up (and changing "
+        "nothing) instead of stalling the application behind it.",
+    )
+    backup_timeout_seconds: float = Field(
+        default=900, gt=0, description="Deadline of pg_dump; the rollback aborts after it."
+    )
+    restore_timeout_seconds: float = Field(
+        default=1800, gt=0, description="Deadline of pg_restore (it runs in one transaction)."
+    )
+
+    def secret_variables(self) -> dict[str, str]:
+        """Name the variable that holds the DSN."""
+        return {"dsn_env": self.dsn_env}
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One row of `_prisma_migrations`."""
+
+    id: str
+    name: str
+    checksum: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    rolled_back_at: datetime | None
+    logs: str | None
+
+    @property
+    def applied(self) -> bool:
+        """Return True when the migration finished and was not rolled back."""
+        return self.finished_at is not None and self.rolled_back_at is None
+
+    @property
+    def failed(self) -> bool:
+        """Return True when the migration started and neither finished nor was rolled back."""
+        return self.finished_at is None and self.rolled_back_at is None
+
+    def failure(self) -> str:
+        """Say in one line how this migration failed."""
+        logs = (self.logs or "").strip().splitlines()
+        why = f"; Prisma logged “{logs[0][:200]}”" if logs else ""
+        return (
+            f"migration {self.name} FAILED (started {_when(self.started_at)}, never finished{why})"
+        )
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One pg_dump backup in the backup folder."""
+
+    name: str
+    created_at: datetime
+    size_bytes: int
+    kind: str
+
+    def describe(self) -> str:
+        """Say in one line which backup this is."""
+        return f"{self.name} ({human_size(self.size_bytes)}, {_when(self.created_at)})"
+
+
+@dataclass(frozen=True)
+class Undo:
+    """A later migration to undo, with the down.sql read before anything changed."""
+
+    migration: Migration
+    down_sql: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the database connects, split so the password never reaches a command line."""
+
+    dsn: str
+    public_dsn: str
+    password: str | None
+    database: str
+
+    def redact(self, text: str) -> str:
+        """Keep the password (plain or URL-encoded) out of a text."""
+        if self.password:
+            for form in {self.password, _quote_all(self.password)}:
+                text = text.replace(form, "[redacted]")
+        return text
+
+
+class PostgresMigrationsProvider:
+    """Undo Prisma migrations with their down.sql in one transaction, after a pg_dump."""
+
+    def __init__(self, settings: PostgresMigrationsSettings) -> None:
+        self._settings = settings
+
+    # -- Provider protocol ------------------------------------------------------------------
+
+    async def current_version(self) -> str:
+        """Return the newest applied migration."""
+        applied = _applied(await self._migrations())
+        if not applied:
+            raise NotFound(f"{self._database_name()} has no applied Prisma migration.")
+        return applied[0].name
+
+    async def list_versions(self) -> list[Version]:
+        """Return applied migrations newest first, with failed ones marked and never current."""
+        rows = await self._migrations()
+        applied = _applied(rows)
+        listed = sorted([*applied, *_failed(rows)], key=lambda m: m.name, reverse=True)
+        current = applied[0] if applied else None
+        previous = applied[1] if len(applied) > 1 else None
+        return [
+            Version(
+                name=m.name,
+                created_at=m.finished_at or m.started_at,
+                current=m is current,
+                previous_stable=m is previous,
+                detail=m.failure() if m.failed else f"applied {_when(m.finished_at)}",
+            )
+            for m in listed
+        ]
+
+    async def plan(self, target: str) -> Plan:
+        """List the migrations that will be undone and the backup, changing nothing."""
+        rows = await self._migrations()
+        undo = self._undo_list(target, rows)
+        database = self._database_name()
+        steps = [
+            f"Back up database {database} with pg_dump -Fc into {self._settings.backup_dir}.",
+            "In one transaction, newest first, run down.sql of: "
+            + ", ".join(u.migration.name for u in undo)
+            + "; mark them rolled back in _prisma_migrations. Any error undoes all of it.",
+        ]
+        return Plan(steps=steps, warnings=self._warnings(target, rows, undo))
+
+    async def rollback(self, target: str, progress: Progress) -> Outcome:
+        """Back up, then undo the later migrations in one transaction."""
+        started = time.monotonic()
+        rows = await self._migrations()
+        undo = self._undo_list(target, rows)
+        current = undo[0].migration.name
+        backup = await self._backup(PRE_ROLLBACK, progress)
+        names = ", ".join(u.migration.name for u in undo)
+        await say(progress, f"Undoing in one transaction, newest first: {names}…")
+        await self._run_down(undo, current, backup, progress)
+        log.info(
+            "postgres_migrations.rollback",
+            target=target,
+            undone=[u.migration.name for u in undo],
+            backup=backup.name,
+            seconds=round(time.monotonic() - started, 2),
+        )
+        return Outcome(
+            summary=f"Database {self._database_name()} is at migration {target}: rolled "
+            f"back {names} (newest first).",
+            notes=[f"Backup taken before: {backup.describe()}; restore it to undo this."],
+        )
+
+    async def describe_state(self) -> str:
+        """Say which migration the database is at, and any failed one, asked from it."""
+        rows = await self._migrations()
+        applied = _applied(rows)
+        database = self._database_name()
+        text = (
+            f"database {database} is at migration {applied[0].name}"
+            if applied
+            else f"database {database} has no applied migration"
+        )
+        failed = "; ".join(m.failure() for m in _failed(rows))
+        return f"{text}; {failed}" if failed else text
+
+    async def aclose(self) -> None:
+        """Nothing to release: every operation opens and closes its own connection."""
+
+    # -- backups and restore (the `restore database` and `backups database` commands) ------
+
+    async def backups(self) -> list[Backup]:
+        """Return this database's backups, newest first."""
+        database = _safe_name(self._database_name())
+        return await asyncio.to_thread(_list_backups, self._settings.backup_dir, database)
+
+    async def restore(self, name: str | None, progress: Progress) -> Outcome:
+        """Restore a backup (the latest pre-rollback one by default) in one transaction."""
+        chosen = await self._chosen_backup(name)
+        pg_restore = self._binary("pg_restore")
+        await say(
+            progress, f"Restoring {chosen.describe()}; first backing up the database as it is…"
+        )
+        before = await self._backup(PRE_RESTORE, progress)
+        target = self._target()
+        path = self._settings.backup_dir / chosen.name
+        args = [
+            str(pg_restore),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--single-transaction",
+            "--exit-on-error",
+            f"--dbname={target.public_dsn}",
+            str(path),
+        ]
+        await say(progress, f"Running pg_restore of {chosen.name} in one transaction…")
+        error = await self._run_tool(args, target, self._settings.restore_timeout_seconds)
+        if error is not None:
+            raise RollbackFailed(
+                f"pg_restore of {chosen.name} failed: {error}",
+                target_state=f"unchanged (pg_restore runs in one transaction): "
+                f"{await self._state_or_unknown()}; backup of it: {before.name}",
+            )
+        state = await self._state_or_unknown()
+        log.info("postgres_migrations.restore", backup=chosen.name, pre_restore=before.name)
+        return Outcome(
+            summary=f"Restored {chosen.name}: {state}.",
+            notes=[
+                f"The database as it was before the restore is in {before.describe()}.",
+                "Tables created after the backup were left in place; check them by hand.",
+            ],
+        )
+
+    # -- reading the database ---------------------------------------------------------------
+
+    def _target(self) -> Target:
+        """Read the DSN from its variable now (it may be set after start-up)."""
+        variable = self._settings.dsn_env
+        value = os.environ.get(variable)
+        if not value:
+            raise Refused(f"{variable} is not set: rollbot has no database URL to use.")
+        return split_dsn(SecretStr(value), variable)
+
+    @contextlib.asynccontextmanager
+    async def _connect(self) -> AsyncIterator[asyncpg.Connection]:
+        """Open one connection with server-side timeouts; errors become provider errors."""
+        target = self._target()
+        settings = self._settings
+        server_settings = {
+            "statement_timeout": str(int(settings.statement_timeout_seconds * 1000)),
+            "lock_timeout": str(int(settings.lock_timeout_seconds * 1000)),
+            "application_name": "rollbot",
+        }
+        try:
+            conn = await asyncpg.connect(
+                target.dsn,
+                timeout=settings.connect_timeout_seconds,
+                command_timeout=settings.statement_timeout_seconds + 5,
+                server_settings=server_settings,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _connect_error(exc, target) from exc
+        try:
+            yield conn
+        finally:
+            try:
+                await asyncio.wait_for(conn.close(), settings.connect_timeout_seconds)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                conn.terminate()
+
+    async def _read_migrations(self) -> list[Migration]:
+        target = self._target()
+        async with self._connect() as conn:
+            try:
+                records = await conn.fetch(MIGRATIONS_QUERY)
+            except asyncpg.UndefinedTableError as exc:
+                raise NotFound(
+                    f"Database {target.database} has no _prisma_migrations table: Prisma has "
+                    "never migrated it."
+                ) from exc
+            except asyncpg.PostgresError as exc:
+                raise Refused(
+                    f"Reading _prisma_migrations of {target.database} failed: "
+                    f"{_error_text(exc, target)}"
+                ) from exc
+            except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+                raise Transient(
+                    f"Reading _prisma_migrations of {target.database} failed: "
+                    f"{_error_text(exc, target)}"
+                ) from exc
+        return [
+            Migration(
+                id=str(r["id"]),
+                name=str(r["migration_name"]),
+                checksum=str(r["checksum"]),
+                started_at=r["started_at"],
+                finished_at=r["finished_at"],
+                rolled_back_at=r["rolled_back_at"],
+                logs=r["logs"],
+            )
+            for r in records
+        ]
+
+    async def _migrations(self) -> list[Migration]:
+        """Read `_prisma_migrations` (a read: retried)."""
+        return await retrying(self._read_migrations, deadline_seconds=30)
+
+    def _database_name(self) -> str:
+        return self._target().database
+
+    async def _state_or_unknown(self) -> str:
+        """Describe the state for an error message without raising a second error."""
+        return await state_or_unknown(self.describe_state)
+
+    # -- what to undo -----------------------------------------------------------------------
+
+    def _undo_list(self, target: str, rows: Sequence[Migration]) -> list[Undo]:
+        """Return the applied migrations after `target`, newest first, each with its down.sql.
+
+        Refuses, naming every one, when any of them has no usable down.sql.
+        """
+        applied = _applied(rows)
+        names = [m.name for m in applied]
+        if target not in names:
+            failed = next((m for m in _failed(rows) if m.name == target), None)
+            if failed is not None:
+                raise Refused(f"`{target}` is a {failed.failure()}; pick an applied migration.")
+            shown = ", ".join(names[:10]) or "none"
+            raise NotFound(f"No applied migration `{target}`. Applied, newest first: {shown}.")
+        later = applied[: names.index(target)]
+        if not later:
+            raise Refused(f"The database is already at migration {target}.")
+        downs = {m.name: self._down_sql(m.name) for m in later}
+        missing = [f"{name} ({problem})" for name, (_, problem) in downs.items() if problem]
+        if missing:
+            raise Refused(
+                "Cannot roll back: these later migrations have no usable down.sql in "
+                f"{self._settings.migrations_dir}: {', '.join(missing)}. Nothing was changed."
+            )
+        return [Undo(m, downs[m.name][0]) for m in later]
+
+    def _down_sql(self, name: str) -> tuple[str, str | None]:
+        """Return a migration's down.sql and None, or '' and why it cannot be used."""
+        folder = self._settings.migrations_dir / name
+        try:
+            text = (folder / "down.sql").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return "", "no down.sql" if folder.is_dir() else "no migration folder"
+        except (OSError, UnicodeDecodeError) as exc:
+            return "", f"unreadable down.sql: {type(exc).__name__}"
+        return (text, None) if text.strip() else ("", "empty down.sql")
+
+    def _warnings(self, target: str, rows: Sequence[Migration], undo: Sequence[Undo]) -> list[str]:
+        warnings = [
+            "Data in the columns and tables these down.sql files drop is lost; the backup "
+            "keeps it (restore database brings it back)."
+        ]
+        for u in undo:
+            changed = self._checksum_differs(u.migration)
+            if changed:
+                warnings.append(changed)
+        warnings += [
+            f"{m.failure()}: it is left as it is (its changes may be partial); fix it by hand "
+            "or restore a backup."
+            for m in _failed(rows)
+            if m.name > target
+        ]
+        return warnings
+
+    def _checksum_differs(self, migration: Migration) -> str | None:
+        path = self._settings.migrations_dir / migration.name / "migration.sql"
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return f"{migration.name}/migration.sql is missing: down.sql cannot be checked."
+        if digest != migration.checksum:
+            return (
+                f"{migration.name}/migration.sql differs from what was applied (checksum): its "
+                "down.sql may not match the database."
+            )
+        return None
+
+    # -- the mutation -----------------------------------------------------------------------
+
+    async def _run_down(
+        self, undo: Sequence[Undo], current: str, backup: Backup, progress: Progress
+    ) -> None:
+        """Run every down.sql and mark its row, in one transaction; never retried."""
+        target = self._target()
+        where = self._settings.backup_dir / backup.name
+        unchanged = f"the database is unchanged (still at migration {current}); backup: {where}"
+        try:
+            async with self._connect() as conn:
+                await self._undo_all(conn, undo, target, unchanged, progress)
+                await self._commit(conn, target, where)
+        except (Transient, TimedOut, AuthRejected, NotFound) as exc:
+            # Only the connection can fail this way: no statement ran.
+            raise RollbackFailed(
+                f"{sentence(exc.message)} No down.sql ran: {unchanged}.", target_state=unchanged
+            ) from exc
+        await say(
+            progress, "Committed: the migrations are marked rolled back in _prisma_migrations."
+        )
+
+    async def _undo_all(
+        self,
+        conn: asyncpg.Connection,
+        undo: Sequence[Undo],
+        target: Target,
+        unchanged: str,
+        progress: Progress,
+    ) -> None:
+        """Open the transaction and run the down.sql files; on any error roll it all back."""
+        await conn.execute("BEGIN")
+        try:
+            await self._take_prisma_lock(conn, unchanged)
+            await self._check_still_applied(conn, undo, unchanged)
+            for u in undo:
+                await self._undo_one(conn, u, target, unchanged)
+                await say(progress, f"Ran down.sql of {u.migration.name} (not committed yet).")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await _rollback_quietly(conn)
+            raise RollbackFailed(
+                f"Preparing the rollback failed: {_error_text(exc, target)}. The transaction was "
+                f"rolled back: {unchanged}.",
+                target_state=unchanged,
+            ) from exc
+        except BaseException:
+            await _rollback_quietly(conn)
+            raise
+
+    async def _commit(self, conn: asyncpg.Connection, target: Target, where: Path) -> None:
+        try:
+            await conn.execute("COMMIT")
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise RollbackFailed(
+                f"COMMIT failed: {_error_text(exc, target)}. Whether the migrations were rolled "
+                "back is unknown; check the versions before anything else.",
+                target_state=f"{await self._state_or_unknown()}; backup: {where}",
+            ) from exc
+
+    async def _take_prisma_lock(self, conn: asyncpg.Connection, unchanged: str) -> None:
+        locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRISMA_LOCK)
+        if not locked:
+            raise Conflicting(
+                "prisma migrate holds its lock on this database (a deploy is migrating it); "
+                f"nothing was run: {unchanged}.",
+                target_state=unchanged,
+            )
+
+    async def _check_still_applied(
+        self, conn: asyncpg.Connection, undo: Sequence[Undo], unchanged: str
+    ) -> None:
+        """Lock the rows to mark; refuse when someone changed them since they were read."""
+        ids = [u.migration.id for u in undo]
+        found = await conn.fetch(
+            "SELECT id FROM _prisma_migrations WHERE id = ANY($1::varchar[]) "
+            "AND finished_at IS NOT NULL AND rolled_back_at IS NULL FOR UPDATE",
+            ids,
+        )
+        if len(found) != len(ids):
+            raise Conflicting(
+                f"_prisma_migrations changed since it was read; nothing was run: {unchanged}.",
+                target_state=unchanged,
+            )
+
+    async def _undo_one(
+        self, conn: asyncpg.Connection, undo: Undo, target: Target, unchanged: str
+    ) -> None:
+        name = undo.migration.name
+        try:
+            # No arguments: asyncpg sends the simple protocol, so a file of many statements runs.
+            await conn.execute(undo.down_sql)
+            await conn.execute(
+                "UPDATE _prisma_migrations SET rolled_back_at = now() WHERE id = $1",
+                undo.migration.id,
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise RollbackFailed(
+                f"down.sql of migration {name} failed: {_error_text(exc, target)}. The "
+                f"transaction was rolled back: {unchanged}.",
+                target_state=unchanged,
+            ) from exc
+
+    # -- pg_dump / pg_restore ---------------------------------------------------------------
+
+    async def _backup(self, kind: str, progress: Progress) -> Backup:
+        """Dump the database with pg_dump -Fc; any failure aborts with nothing changed."""
+        target = self._target()
+        folder = self._settings.backup_dir
+        stamp = datetime.now(UTC)
+        name = f"{stamp.strftime(STAMP_FORMAT)[:-4]}Z_{_safe_name(target.database)}_{kind}.dump"
+        path, partial = folder / name, folder / f".{name}.partial"
+        await say(progress, f"Backing up database {target.database} with pg_dump -Fc…")
+        try:
+            await asyncio.to_thread(_prepare_folder, folder)
+        except OSError as exc:
+            raise RollbackFailed(
+                f"Cannot write backups to {folder}: {exc.strerror}. Nothing was changed.",
+                target_state=await self._state_or_unknown(),
+            ) from exc
+        args = [
+            str(self._binary("pg_dump")),
+            "--format=custom",
+            f"--lock-wait-timeout={int(self._settings.lock_timeout_seconds * 1000)}",
+            f"--file={partial}",
+            f"--dbname={target.public_dsn}",
+        ]
+        error = await self._run_tool(args, target, self._settings.backup_timeout_seconds)
+        if error is None:
+            size = await asyncio.to_thread(_finish_file, partial, path)
+        else:
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+            raise RollbackFailed(
+                f"The backup failed, so nothing was changed: pg_dump said {error}",
+                target_state=await self._state_or_unknown(),
+            )
+        backup = Backup(name=name, created_at=stamp, size_bytes=size, kind=kind)
+        await say(progress, f"Backup written: {backup.name} ({human_size(size)}) in {folder}.")
+        return backup
+
+    def _binary(self, name: str) -> Path:
+        folder = self._settings.pg_bin_dir
+        found = shutil.which(name, path=str(folder) if folder else None)
+        if found is None:
+            where = str(folder) if folder else "PATH"
+            raise Refused(f"{name} was not found in {where}; set pg_bin_dir.")
+        return Path(found)
+
+    async def _run_tool(self, args: list[str], target: Target, seconds: float) -> str | None:
+        """Run pg_dump/pg_restore (no shell); return None, or what went wrong (redacted)."""
+        env = dict(os.environ)
+        env.pop("PGPASSWORD", None)
+        if target.password:
+            env["PGPASSWORD"] = target.password
+        env["PGCONNECT_TIMEOUT"] = str(max(2, int(self._settings.connect_timeout_seconds)))
+        env["PGOPTIONS"] = f"-c lock_timeout={int(self._settings.lock_timeout_seconds * 1000)}"
+        tool = Path(args[0]).name
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+            )
+        except OSError as exc:
+            return f"{tool} could not start: {exc.strerror}"
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), seconds)
+        except TimeoutError:
+            return f"{tool} did not finish within {seconds:g} s and was stopped."
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        if process.returncode != 0:
+            text = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
+            return target.redact(text)[-MAX_ERROR_TEXT:]
+        return None
+
+    async def _chosen_backup(self, name: str | None) -> Backup:
+        """Return the named backup (only one the folder lists) or the latest pre-rollback one."""
+        found = await self.backups()
+        if name is None:
+            latest = next((b for b in found if b.kind == PRE_ROLLBACK), None)
+            if latest is None:
+                raise NotFound(
+                    f"No pre-rollback backup of this database in {self._settings.backup_dir}."
+                )
+            return latest
+        chosen = next((b for b in found if b.name == name), None)
+        if chosen is None:
+            shown = ", ".join(b.name for b in found[:5]) or "none"
+            raise NotFound(f"No backup `{name[:80]}` of this database. Newest: {shown}.")
+        return chosen
+
+
+def split_dsn(dsn: SecretStr, variable: str) -> Target:
+    """Split a postgresql:// URL into the full DSN, one without password, and the password."""
+    raw = dsn.get_secret_value()
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise Refused(f"{variable} is not a postgresql:// URL.")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    password = parts.password
+    for key, value in query:
+        if key == "password":
+            password = value
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = host if ":" not in host else f"[{host}]"
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    if user:
+        netloc = f"{user}@{netloc}"
+    public_query = urlencode([(k, v) for k, v in query if k not in SECRET_QUERY_KEYS])
+    public = urlunsplit((parts.scheme, netloc, parts.path, public_query, ""))
+    database = unquote(parts.path.lstrip("/")) or dict(query).get("dbname") or unquote(user)
+    return Target(
+        dsn=raw,
+        public_dsn=public,
+        password=unquote(password) if password else None,
+        database=database or "postgres",
+    )
+
+
+def human_size(size: int) -> str:
+    """Return a byte count as people read it."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _applied(rows: Sequence[Migration]) -> list[Migration]:
+    """Return applied migrations newest first (by their timestamped names, as Prisma orders)."""
+    return sorted((m for m in rows if m.applied), key=lambda m: m.name, reverse=True)
+
+
+def _failed(rows: Sequence[Migration]) -> list[Migration]:
+    applied = {m.name for m in rows if m.applied}
+    return [m for m in rows if m.failed and m.name not in applied]
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if moment else "at an unknown time"
+
+
+def _safe_name(database: str) -> str:
+    return UNSAFE_NAME_CHARS.sub("-", database)[:63] or "db"
+
+
+def _quote_all(text: str) -> str:
+    return quote(text, safe="")
+
+
+def _error_text(exc: BaseException, target: Target) -> str:
+    """Return the database's words for an error, without the password."""
+    if isinstance(exc, asyncpg.PostgresError):
+        detail = getattr(exc, "detail", None)
+        text = f"{exc.sqlstate}: {exc}" + (f" ({detail})" if detail else "")
+    elif isinstance(exc, TimeoutError):
+        text = "no answer before the timeout"
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return target.redact(text)[:MAX_ERROR_TEXT]
+
+
+def _connect_error(exc: BaseException, target: Target) -> ProviderError:
+    what = f"Connecting to database {target.database}"
+    text = _error_text(exc, target)
+    if isinstance(
+        exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
+    ):
+        return AuthRejected(f"{what} was refused: {text}")
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return NotFound(f"{what} failed: {text}")
+    if isinstance(exc, TimeoutError):
+        return TimedOut(f"{what} failed: {text}")
+    return Transient(f"{what} failed: {text}")
+
+
+async def _rollback_quietly(conn: asyncpg.Connection) -> None:
+    """Roll back; if the connection is gone, the server has rolled back already."""
+    with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        await conn.execute("ROLLBACK")
+
+
+def _prepare_folder(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _finish_file(partial: Path, path: Path) -> int:
+    """Make a finished dump private and give it its name; return its size."""
+    partial.chmod(0o600)
+    partial.rename(path)
+    return path.stat().st_size
+
+
+def _list_backups(folder: Path, database: str) -> list[Backup]:
+    """List the backups of one database by strict name, newest first."""
+    try:
+        entries = list(folder.iterdir())
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise Refused(f"Cannot read the backup folder {folder}: {exc.strerror}") from exc
+    found = []
+    for entry in entries:
+        match = BACKUP_NAME.fullmatch(entry.name)
+        if match is None or match["db"] != database or not entry.is_file():
+            continue
+        stamp = datetime.strptime(match["stamp"][:-1] + "000Z", STAMP_FORMAT).replace(tzinfo=UTC)
+        found.append(Backup(entry.name, stamp, entry.stat().st_size, match["kind"]))
+    return sorted(found, key=lambda b: b.name, reverse=True)
