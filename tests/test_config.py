@@ -16,6 +16,7 @@ SECRETS = {
     "REDIS_URL": "redis://cache:6379/0",
     "VERCEL_TOKEN": "vercel-token",
     "RAILWAY_TOKEN": "railway-token",
+    "GITHUB_TOKEN": "github-token",
 }
 
 
@@ -45,7 +46,10 @@ def broken(tmp_path: Path, edit: dict[str, object]) -> Path:
 def test_example_config_passes() -> None:
     result = rollbot("check-config", str(EXAMPLE), env=SECRETS)
     assert result.returncode == 0, result.stderr
-    assert "OK: 4 service(s): backend, backend-traffic, frontend, worker" in result.stdout
+    assert (
+        "OK: 6 service(s): backend, backend-traffic, database, frontend, release, worker"
+        in result.stdout
+    )
 
 
 def test_missing_secret_variable_is_named_with_its_key() -> None:
