@@ -15,6 +15,7 @@ from bot.text import mention
 from handlers.errors import acked
 from handlers.flow import advance, sweep
 from handlers.thread import SlackThread
+from providers.base import Version
 
 
 def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
@@ -51,20 +52,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     )
             case ListVersions(service, environment):
                 env, versions = await engine.versions(service, environment)
-                lines = [f"*Versions of {service}/{env}* (newest first):"]
-                for v in versions[:30]:
-                    marks = [
-                        m
-                        for m, on in (
-                            ("running", v.current),
-                            ("previous stable", v.previous_stable),
-                        )
-                        if on
-                    ]
-                    when = f" {v.created_at:%Y-%m-%d %H:%M}" if v.created_at else ""
-                    tail = f" ({', '.join(marks)})" if marks else ""
-                    lines.append(f"• `{v.name}`{when}{tail}")
-                await respond(text="\n".join(lines), response_type="ephemeral")
+                await respond(text=versions_text(service, env, versions), response_type="ephemeral")
             case Status():
                 await sweep(engine, thread)
                 await respond(text=await status_text(engine), response_type="ephemeral")
@@ -78,6 +66,20 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     text=render("help.md.j2", usage=USAGE, services=services),
                     response_type="ephemeral",
                 )
+
+
+def versions_text(service: str, env: str, versions: list[Version]) -> str:
+    """List versions newest first with their marks and the other names they answer to."""
+    lines = [f"*Versions of {service}/{env}* (newest first):"]
+    for v in versions[:30]:
+        marks = [
+            m for m, on in (("running", v.current), ("previous stable", v.previous_stable)) if on
+        ]
+        when = f" {v.created_at:%Y-%m-%d %H:%M}" if v.created_at else ""
+        tail = f" ({', '.join(marks)})" if marks else ""
+        also = f" — also `{'`, `'.join(v.aliases[:3])}`" if v.aliases else ""
+        lines.append(f"• `{v.name}`{when}{tail}{also}")
+    return "\n".join(lines)
 
 
 async def status_text(engine: Engine) -> str:
