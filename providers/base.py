@@ -165,3 +165,13 @@ async def state_or_unknown(describe: Callable[[], Awaitable[str]]) -> str:
 def sentence(text: str) -> str:
     """End a message with a full stop so another sentence can follow it."""
     return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def human_size(size: int) -> str:
+    """Return a byte count as people read it."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover

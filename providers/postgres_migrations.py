@@ -59,6 +59,7 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    human_size,
     say,
     sentence,
     state_or_unknown,
@@ -701,16 +702,6 @@ def split_dsn(dsn: SecretStr, variable: str) -> Target:
         password=unquote(password) if password else None,
         database=database or "postgres",
     )
-
-
-def human_size(size: int) -> str:
-    """Return a byte count as people read it."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _applied(rows: Sequence[Migration]) -> list[Migration]:
