@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import ConfigError
 from bot.matrix import ISSUES, MatrixRow, Severity
-from bot.names import NAME_PATTERN
+from bot.names import NAME_PATTERN, VERSION_PATTERN
 from bot.verification import Check, PostgresCheck, RedisCheck
-from providers import REGISTRY, ProviderSettings
+from providers import REGISTRY, STATE_STEPS, ProviderSettings, StepSettings
 
 # Names pydantic puts in an error's location for the union member it tried; the user
 # never wrote them as keys, so they are left out of the key path.
-_UNION_TAGS = frozenset(REGISTRY) | {"http", "postgres", "redis", "tcp"}
+_UNION_TAGS = frozenset(REGISTRY) | frozenset(STATE_STEPS) | {"http", "postgres", "redis", "tcp"}
 RESERVED_SERVICE_NAMES = frozenset({"list", "status", "cancel", "help"})
 
 
@@ -63,14 +63,77 @@ class ApprovalPolicy(_Strict):
     )
 
 
+PREVIOUS = "previous"
+
+
+class StepConfig(_Strict):
+    """A further step of the rollback plan, run after the provider and the steps before it."""
+
+    name: str | None = Field(
+        default=None, description="Shown on the card and used by restore; default: the kind."
+    )
+    provider: StepSettings
+    target: str = Field(
+        default=PREVIOUS,
+        description="Version to roll this step back to: `previous` (its previous stable) or "
+        "a version name. Not used by redis_state.",
+    )
+    targets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Version of this step for each version the service rolls back to; "
+        "overrides `target`.",
+    )
+
+    @property
+    def label(self) -> str:
+        """Return the step's name, or its kind when it has none."""
+        return self.name or self.provider.provider
+
+    @property
+    def versioned(self) -> bool:
+        """Return True for a target with versions (everything but state clears)."""
+        return self.provider.provider not in STATE_STEPS
+
+    @model_validator(mode="after")
+    def _valid(self) -> StepConfig:
+        if self.name is not None and not NAME_PATTERN.fullmatch(self.name):
+            raise ValueError(f"step name {self.name!r} must match {NAME_PATTERN.pattern}")
+        if not self.versioned and (self.targets or self.target != PREVIOUS):
+            raise ValueError(f"{self.provider.provider} has no versions: drop target/targets")
+        for version in [self.target, *self.targets, *self.targets.values()]:
+            if not VERSION_PATTERN.fullmatch(version):
+                raise ValueError(f"{version!r} is not a valid version name")
+        return self
+
+
 class EnvironmentConfig(_Strict):
     """One environment of a service: where it runs and how to check it."""
 
     provider: ProviderSettings
+    steps: list[StepConfig] = Field(
+        default_factory=list,
+        description="Further steps, run in order after the provider (multi-step plans).",
+    )
     checks: list[Check] = Field(default_factory=list, description="Verification after rollback.")
     approval: ApprovalPolicy | None = Field(
         default=None, description="Overrides the top-level approval policy."
     )
+
+    @model_validator(mode="after")
+    def _unique_step_names(self) -> EnvironmentConfig:
+        names = [self.provider.provider, *(step.label for step in self.steps)]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(
+                f"steps need distinct names; give `name:` to the steps called {repeated}"
+            )
+        return self
+
+    def targets(self) -> list[tuple[str, StepSettings]]:
+        """Return every step's name and settings in plan order, the provider first."""
+        return [(self.provider.provider, self.provider)] + [
+            (step.label, step.provider) for step in self.steps
+        ]
 
 
 class ServiceConfig(_Strict):
@@ -202,12 +265,16 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
     for service_name, service in config.services.items():
         for env_name, env in service.environments.items():
             path = f"services.{service_name}.environments.{env_name}"
-            named: dict[str, str] = getattr(env.provider, "secret_variables", dict)()
-            for key, variable in named.items():
-                if not environ.get(variable):
-                    problems.append(
-                        f"{path}.provider.{key}: environment variable {variable} is not set"
-                    )
+            places = [(f"{path}.provider", env.provider)] + [
+                (f"{path}.steps[{i}].provider", step.provider) for i, step in enumerate(env.steps)
+            ]
+            for place, settings in places:
+                named: dict[str, str] = getattr(settings, "secret_variables", dict)()
+                for key, variable in named.items():
+                    if not environ.get(variable):
+                        problems.append(
+                            f"{place}.{key}: environment variable {variable} is not set"
+                        )
             for i, check in enumerate(env.checks):
                 var = None
                 if isinstance(check, PostgresCheck):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from bot.config import RollbotConfig
-from providers import build_provider
+from providers import build_provider, build_step
 from providers.base import Provider
+from providers.redis_state import RedisStateProvider
+
+Target = Provider | RedisStateProvider
 
 
 class ProviderPool:
@@ -13,17 +16,29 @@ class ProviderPool:
     def __init__(self, config: RollbotConfig) -> None:
         self._config = config
         self._providers: dict[tuple[str, str], Provider] = {}
+        self._steps: dict[tuple[str, str, int], Target] = {}
 
     def get(self, service: str, environment: str) -> Provider:
-        """Return the provider of one service environment."""
+        """Return the provider of one service environment (step 1 of its plan)."""
         key = (service, environment)
         if key not in self._providers:
             settings = self._config.environment(service, environment).provider
             self._providers[key] = build_provider(settings)
         return self._providers[key]
 
+    def step(self, service: str, environment: str, index: int) -> Target:
+        """Return the target of step `index` (0 is the provider) of an environment's plan."""
+        if index == 0:
+            return self.get(service, environment)
+        key = (service, environment, index)
+        if key not in self._steps:
+            settings = self._config.environment(service, environment).steps[index - 1].provider
+            self._steps[key] = build_step(settings)
+        return self._steps[key]
+
     async def aclose(self) -> None:
         """Close every provider created."""
-        for provider in self._providers.values():
-            await provider.aclose()
+        for target in [*self._providers.values(), *self._steps.values()]:
+            await target.aclose()
         self._providers.clear()
+        self._steps.clear()
