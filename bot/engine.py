@@ -179,7 +179,7 @@ class Engine:
         if not allowed and not await self.is_member(policy.requesters, user):
             raise NotAllowed(f"You are not allowed to request rollbacks of {service}/{env}.")
         if not dry_run:
-            await self._refuse_if_busy(service, env)
+            await self.refuse_if_busy(service, env)
         env, versions = await self.versions(service, env)
         current = next((v.name for v in versions if v.current), None)
         if current is None:
@@ -217,7 +217,8 @@ class Engine:
         )
         return rollback
 
-    async def _refuse_if_busy(self, service: str, env: str) -> None:
+    async def refuse_if_busy(self, service: str, env: str) -> None:
+        """Raise Conflict naming the holder when a service environment is taken."""
         found = await self.store.find(
             states=OPEN_STATES | ACTIVE_STATES, service=service, environment=env
         )
