@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     roll.add_argument("--reason", default="Slack unavailable", help="recorded break-glass reason")
     roll.add_argument("--override-reason", help="required when the matrix says fix forward")
     roll.add_argument("--yes", action="store_true", help="confirm; without it nothing runs")
+    roll.add_argument(
+        "--confirm-data-loss",
+        action="store_true",
+        help="also confirm a plan that deletes data (a Redis FLUSHDB step)",
+    )
     return parser
 
 
@@ -120,16 +125,20 @@ async def terminal_rollback(
             f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} -> "
             f"{rb.target_version}"
         )
-        for i, step in enumerate(rb.plan, 1):
-            print(f"  {i}. {step}")
-        for warning in rb.warnings:
-            print(f"  ! {warning}")
+        for i, step in enumerate(rb.steps, 1):
+            print(f"  Step {i}: {step.heading}")
+            for line in step.plan:
+                print(f"    - {line}")
+            for warning in step.warnings:
+                print(f"    ! {warning}")
         rb = await engine.confirm_severity(rb.id, args.issue, operator, args.override_reason)
         if rb.dry_run:
             print("Dry run: nothing was changed. Add --yes to roll back.")
             return 0
         if rb.state is State.AWAITING_APPROVAL:
-            rb = await engine.approve_from_terminal(rb.id, operator, args.reason)
+            rb = await engine.approve_from_terminal(
+                rb.id, operator, args.reason, danger_confirmed=args.confirm_data_loss
+            )
         result = await engine.execute(rb.id, TerminalReporter())
         return 0 if result and result.state is State.SUCCEEDED else 1
     finally:

@@ -26,16 +26,18 @@ from bot.models import (
     Event,
     Rollback,
     State,
+    StepStatus,
     utcnow,
 )
-from bot.names import NAME_PATTERN, VERSION_PATTERN
+from bot.names import COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
+from bot.planning import describe, plan_first, plan_later, run_step
 from bot.pool import ProviderPool
 from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.store.base import Store
 from bot.text import mention
 from bot.verification import CheckResult, all_passed, run_checks
-from providers.base import Provider, ProviderError, Version
+from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +45,11 @@ log = structlog.get_logger(__name__)
 def new_rollback_id() -> str:
     """Return a short, unguessable rollback id."""
     return f"rb-{secrets.token_hex(4)}"
+
+
+def failure_text(rollback: Rollback) -> str:
+    """Render what failed, where each target stands and the guide's options."""
+    return render("rollback_failed.md.j2", rb=rollback, restorable=rollback.touched_database)
 
 
 class Engine:
@@ -158,6 +165,7 @@ class Engine:
         dry_run: bool = False,
         channel_id: str | None = None,
         from_terminal: bool = False,
+        bad_commit: str | None = None,
     ) -> Rollback:
         """Create a rollback after checking the policy, the locks and the target version.
 
@@ -170,6 +178,7 @@ class Engine:
             ("service", service, NAME_PATTERN),
             ("environment", environment, NAME_PATTERN),
             ("version", version, VERSION_PATTERN),
+            ("commit", bad_commit, COMMIT_PATTERN),
         ):
             if value is not None and not pattern.fullmatch(value):
                 raise InvalidRequest(f"{value[:40]!r} is not a valid {what}.")
@@ -184,14 +193,16 @@ class Engine:
         current = next((v.name for v in versions if v.current), None)
         if current is None:
             raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
-        target = self._pick_target(service, env, version, current, versions)
-        provider = self.providers.get(service, env)
-        try:
-            plan = await provider.plan(target)
-        except ProviderError as exc:
-            raise InvalidRequest(
-                f"Cannot plan the rollback of {service}/{env}: {exc.message}"
-            ) from exc
+        if bad_commit is None:
+            target = self._pick_target(service, env, version, current, versions)
+        elif version is not None:
+            raise InvalidRequest("Name either a version or a commit to revert, not both.")
+        else:
+            target = f"revert {bad_commit}"
+        first = await plan_first(self.providers, service, env, current, target, bad_commit)
+        later = await plan_later(
+            self.providers, service, env, self.config.environment(service, env).steps, target
+        )
         rollback = Rollback(
             id=new_rollback_id(),
             service=service,
@@ -200,8 +211,10 @@ class Engine:
             current_version=current,
             target_version=target,
             dry_run=dry_run,
-            plan=plan.steps,
-            warnings=plan.warnings,
+            plan=first.plan,
+            warnings=first.warnings,
+            steps=[first, *later],
+            bad_commit=bad_commit,
             channel_id=channel_id,
         )
         await self.store.create(rollback)
@@ -313,7 +326,8 @@ class Engine:
             await self.record(rollback, user, "dry_run", "Dry run complete: nothing was changed.")
             return rollback
         rollback = await self._move(rollback, [State.SEVERITY_CONFIRMED], State.AWAITING_APPROVAL)
-        if self.policy(rollback).required_approvals == 0:
+        # A plan that deletes data waits for someone to confirm that, whatever the policy.
+        if self.policy(rollback).required_approvals == 0 and not rollback.danger:
             return await self._approve_now(rollback, [], "policy")
         return rollback
 
@@ -322,7 +336,12 @@ class Engine:
         return approvers.anyone or await self.is_member(approvers, user)
 
     async def approve(
-        self, rollback_id: str, user: str, break_glass_reason: str | None = None
+        self,
+        rollback_id: str,
+        user: str,
+        break_glass_reason: str | None = None,
+        *,
+        danger_confirmed: bool = False,
     ) -> Rollback:
         """Record an approval; when enough have come, take the lock and mark it approved."""
         rollback = await self.get(rollback_id)
@@ -332,6 +351,10 @@ class Engine:
             raise Conflict(f"Rollback {rollback.id} is already {rollback.state.label}{tail}.")
         policy = self.policy(rollback)
         reason = (break_glass_reason or "").strip() or None
+        if rollback.danger:
+            await self._confirm_danger(rollback, user, danger_confirmed)
+            if policy.required_approvals == 0:
+                return await self._approve_now(rollback, [], user)
         if user == rollback.requested_by:
             self._check_break_glass(rollback, policy)
             if not await self._may_approve(rollback, user):
@@ -358,9 +381,29 @@ class Engine:
             return await self.store.update(rollback.id, approved_by=approvers)
         return await self._approve_now(rollback, approvers, user)
 
-    async def approve_from_terminal(self, rollback_id: str, operator: str, reason: str) -> Rollback:
+    async def _confirm_danger(self, rollback: Rollback, user: str, confirmed: bool) -> None:
+        """Refuse a plan that destroys data unless this approval says so explicitly."""
+        what = "; ".join(rollback.danger)
+        if not confirmed:
+            raise InvalidRequest(
+                f"This plan cannot be fully undone: {what}. Approve it with the red "
+                "“Approve, data will be deleted” button and confirm."
+            )
+        allowed = user == rollback.requested_by or await self._may_approve(rollback, user)
+        if not allowed:
+            raise NotAllowed(
+                f"You are not an approver for {rollback.service}/{rollback.environment}."
+            )
+        text = f"Confirmed by {mention(user)}: {what}"
+        await self.record(rollback, user, "danger_confirmed", text)
+
+    async def approve_from_terminal(
+        self, rollback_id: str, operator: str, reason: str, *, danger_confirmed: bool = False
+    ) -> Rollback:
         """Approve from the terminal (break-glass for when Slack is down), recorded as such."""
         rollback = await self.get(rollback_id)
+        if rollback.danger:
+            await self._confirm_danger(rollback, operator, danger_confirmed)
         await self.record(
             rollback,
             operator,
@@ -436,6 +479,63 @@ class Engine:
         await self.record(rollback, user, "cancelled", f"Cancelled by {mention(user)}")
         return rollback
 
+    async def retry(self, rollback_id: str, user: str) -> Rollback:
+        """Approve a rollback that failed in a step to run again from that step."""
+        rollback = await self.get(rollback_id)
+        if user != rollback.requested_by and not await self._may_approve(rollback, user):
+            raise NotAllowed("Only the requester or an approver can retry this rollback.")
+        index = rollback.failed_step
+        if rollback.state is not State.FAILED or index is None:
+            raise Conflict(
+                f"Rollback {rollback.id} is {rollback.state.label}; only a rollback that failed "
+                "in a step can be retried."
+            )
+        await self.refuse_if_busy(rollback.service, rollback.environment)
+        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
+        lock = await self.store.acquire_lock(rollback.lock_key, user, rollback.id, ttl)
+        if lock.rollback_id != rollback.id:
+            raise Conflict(f"{rollback.lock_key} is locked by rollback {lock.rollback_id}.")
+        again = {StepStatus.FAILED, StepStatus.NOT_RUN}
+        steps = [
+            s.model_copy(update={"status": StepStatus.PENDING, "result": None})
+            if s.status in again
+            else s
+            for s in rollback.steps
+        ]
+        moved = await self.store.transition(
+            rollback.id,
+            [State.FAILED],
+            State.APPROVED,
+            steps=steps,
+            failed_step=None,
+            error=None,
+            target_state=None,
+            verification=None,
+            finished_at=None,
+        )
+        if moved is None:
+            await self.store.release_lock(rollback.lock_key, rollback.id)
+            current = await self.get(rollback.id)
+            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}.")
+        name = rollback.steps[index].name if rollback.steps else rollback.service
+        await self.record(
+            moved, user, "retry", f"Retry from step {index + 1} ({name}) by {mention(user)}"
+        )
+        return moved
+
+    async def decide_fix_forward(self, rollback_id: str, user: str) -> Rollback:
+        """Record the decision to leave a failed rollback as it is and fix forward."""
+        rollback = await self.get(rollback_id)
+        if user != rollback.requested_by and not await self._may_approve(rollback, user):
+            raise NotAllowed("Only the requester or an approver can decide this.")
+        if rollback.state not in {State.FAILED, State.INTERRUPTED}:
+            raise Conflict(f"Rollback {rollback.id} is {rollback.state.label}.")
+        if rollback.fix_forward_by:
+            raise Conflict(f"{mention(rollback.fix_forward_by)} already decided to fix forward.")
+        rollback = await self.store.update(rollback.id, fix_forward_by=user)
+        await self.record(rollback, user, "fix_forward", f"Decided to fix forward: {mention(user)}")
+        return rollback
+
     async def execute(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
         """Run an approved rollback and verify it; None when it does not run here."""
         guarded = Guarded(reporter)
@@ -483,17 +583,22 @@ class Engine:
 
     async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:
         """Cancel an approved rollback whose service was redeployed since the request."""
+        first_done = bool(rollback.steps) and rollback.steps[0].status is StepStatus.DONE
+        if first_done and rollback.bad_commit:
+            return False  # a reverted commit leaves no version name to compare with
+        expected = rollback.target_version if first_done else rollback.current_version
         provider = self.providers.get(rollback.service, rollback.environment)
         try:
             running = await provider.current_version()
         except ProviderError:
             return False  # the rollback itself will meet and report the same problem
-        if running == rollback.current_version:
+        if running == expected:
             return False
         why = (
             f"{rollback.service}/{rollback.environment} now runs {running}, not "
-            f"{rollback.current_version} as when this was requested. Nothing was changed; "
-            "request the rollback again if it is still needed."
+            f"{expected} as when this was "
+            + ("retried" if first_done else "requested")
+            + ". Nothing was changed; request the rollback again if it is still needed."
         )
         moved = await self.store.transition(
             rollback.id,
@@ -509,18 +614,17 @@ class Engine:
         return True
 
     async def _interrupted(self, rollback: Rollback, reporter: Reporter) -> None:
-        provider = self.providers.get(rollback.service, rollback.environment)
         moved = await self.store.transition(
             rollback.id,
             list(ACTIVE_STATES),
             State.INTERRUPTED,
             error="rollbot stopped in the middle of this rollback.",
-            target_state=await self._describe(provider),
+            target_state=await self.state_now(await self.get(rollback.id)),
         )
         await self.store.release_lock(rollback.lock_key, rollback.id)
         if moved:
             await self.record(moved, "rollbot", "interrupted", moved.error or "")
-            await reporter.finished(moved, render("rollback_failed.md.j2", rb=moved))
+            await reporter.finished(moved, failure_text(moved))
 
     async def drain(self, wait_seconds: float, cancel_seconds: float) -> None:
         """Wait for running rollbacks to end; then cancel them and let them clean up."""
@@ -536,36 +640,22 @@ class Engine:
             await asyncio.wait(pending, timeout=cancel_seconds)
 
     async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
-        provider = self.providers.get(rollback.service, rollback.environment)
-
-        async def progress(text: str) -> None:
-            await self.record(rollback, "rollbot", "step", text)
-            await reporter.progress(rollback, text)
-
+        steps = f" in {len(rollback.steps)} steps" if rollback.multi_step else ""
         await self.record(
             rollback,
             "rollbot",
             "started",
-            f"Rolling back {rollback.service}/{rollback.environment} to {rollback.target_version}",
+            f"Rolling back {rollback.service}/{rollback.environment} to "
+            f"{rollback.target_version}{steps}",
         )
-        try:
-            async with asyncio.timeout(self.config.runtime.rollback_timeout_seconds):
-                outcome = await provider.rollback(rollback.target_version, progress)
-        except (ProviderError, TimeoutError) as exc:
-            message = (
-                exc.message
-                if isinstance(exc, ProviderError)
-                else (
-                    f"The rollback did not finish within "
-                    f"{self.config.runtime.rollback_timeout_seconds:g} s."
-                )
-            )
-            state = getattr(exc, "target_state", None) or await self._describe(provider)
-            return await self._fail(rollback, reporter, message, state)
-        for note in [outcome.summary, *outcome.notes]:
-            await progress(note)
+        for index, step in enumerate(rollback.steps):
+            if step.status in {StepStatus.DONE, StepStatus.SKIPPED}:
+                continue
+            failed = await self._run_step(rollback, reporter, index)
+            if failed is not None:
+                return failed
+            await self._refresh_lock(rollback)
         rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
-        await self._refresh_lock(rollback)
         results = await self.verify(rollback)
         rollback = await self.store.update(
             rollback.id,
@@ -578,11 +668,19 @@ class Engine:
         if results:
             await reporter.verified(rollback, results)
         else:
-            await progress("No verification checks are configured here: health was NOT checked.")
+            await self._progress(
+                rollback,
+                reporter,
+                "No verification checks are configured here: health was NOT checked.",
+            )
         if not all_passed(results):
-            failed = ", ".join(r.name for r in results if not r.ok)
-            state = await self._describe(provider)
-            return await self._fail(rollback, reporter, f"Verification failed: {failed}.", state)
+            failed_checks = ", ".join(r.name for r in results if not r.ok)
+            return await self._fail(
+                rollback,
+                reporter,
+                f"Verification failed: {failed_checks}.",
+                await self.state_now(rollback),
+            )
         rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
         await self.store.release_lock(rollback.lock_key, rollback.id)
         await self.record(
@@ -594,6 +692,68 @@ class Engine:
         )
         await reporter.finished(rollback, self.notification(rollback, verified=bool(results)))
         return rollback
+
+    async def _progress(self, rollback: Rollback, reporter: Reporter, text: str) -> None:
+        await self.record(rollback, "rollbot", "step", text)
+        await reporter.progress(rollback, text)
+
+    async def _run_step(
+        self, rollback: Rollback, reporter: Reporter, index: int
+    ) -> Rollback | None:
+        """Run one step; on failure mark it and the later ones, and fail the rollback."""
+        step = rollback.steps[index]
+        target = self.providers.step(rollback.service, rollback.environment, index)
+        count = len(rollback.steps)
+        prefix = f"Step {index + 1}/{count} ({step.name}): " if rollback.multi_step else ""
+
+        async def progress(text: str) -> None:
+            await self._progress(rollback, reporter, prefix + text)
+
+        await self._set_step(rollback.id, index, status=StepStatus.RUNNING)
+        if rollback.multi_step:
+            await progress(f"starting: {step.heading}")
+        timeout = self.config.runtime.rollback_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                commit = rollback.bad_commit if index == 0 else None
+                outcome = await run_step(target, step, commit, progress)
+        except (ProviderError, TimeoutError) as exc:
+            message = (
+                exc.message
+                if isinstance(exc, ProviderError)
+                else f"The rollback did not finish within {timeout:g} s."
+            )
+            state = getattr(exc, "target_state", None) or await describe(target)
+            await self._set_step(rollback.id, index, status=StepStatus.FAILED, result=message)
+            for later in range(index + 1, count):
+                await self._set_step(rollback.id, later, status=StepStatus.NOT_RUN)
+            if rollback.multi_step:
+                message = f"Step {index + 1} of {count} ({step.name}) failed: {message}"
+                state = await self.state_now(await self.get(rollback.id), {index: state})
+            return await self._fail(rollback, reporter, message, state, failed_step=index)
+        for note in [outcome.summary, *outcome.notes]:
+            await progress(note)
+        await self._set_step(rollback.id, index, status=StepStatus.DONE, result=outcome.summary)
+        return None
+
+    async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
+        rollback = await self.get(rollback_id)
+        steps = list(rollback.steps)
+        steps[index] = steps[index].model_copy(update=fields)
+        return await self.store.update(rollback_id, steps=steps)
+
+    async def state_now(self, rollback: Rollback, known: dict[int, str] | None = None) -> str:
+        """Say what each step's target holds now, asked from it (`known`: already asked)."""
+        known = known or {}
+        lines = []
+        for index, step in enumerate(rollback.steps or [None]):
+            state = known.get(index) or await describe(
+                self.providers.step(rollback.service, rollback.environment, index)
+            )
+            if step is None or not rollback.multi_step:
+                return state
+            lines.append(f"{index + 1}. {step.name} ({step.status.value}): {state}")
+        return "\n".join(lines)
 
     async def _refresh_lock(self, rollback: Rollback) -> None:
         # Each phase may take the whole of its own budget: restart the TTL.
@@ -618,23 +778,26 @@ class Engine:
         )
         return results
 
-    @staticmethod
-    async def _describe(provider: Provider) -> str:
-        try:
-            return await provider.describe_state()
-        except ProviderError as exc:
-            return f"unknown: the provider could not be asked ({exc.message})"
-
     async def _fail(
-        self, rollback: Rollback, reporter: Reporter, message: str, target_state: str
+        self,
+        rollback: Rollback,
+        reporter: Reporter,
+        message: str,
+        target_state: str,
+        failed_step: int | None = None,
     ) -> Rollback:
         rollback = await self._move(
-            rollback, list(ACTIVE_STATES), State.FAILED, error=message, target_state=target_state
+            rollback,
+            list(ACTIVE_STATES),
+            State.FAILED,
+            error=message,
+            target_state=target_state,
+            failed_step=failed_step,
         )
         # Free the service before saying so: whoever reads "retry" can retry at once.
         await self.store.release_lock(rollback.lock_key, rollback.id)
         await self.record(rollback, "rollbot", "failed", f"Rollback failed: {message}")
-        await reporter.finished(rollback, render("rollback_failed.md.j2", rb=rollback))
+        await reporter.finished(rollback, failure_text(rollback))
         return rollback
 
     def notification(self, rollback: Rollback, *, verified: bool = True) -> str:
@@ -678,9 +841,7 @@ class Engine:
             if rollback.id in self._running:
                 continue
             if starting or rollback.id not in held:
-                state = await self._describe(
-                    self.providers.get(rollback.service, rollback.environment)
-                )
+                state = await self.state_now(rollback)
                 moved += await self._abandon(
                     rollback,
                     State.INTERRUPTED,

@@ -51,6 +51,43 @@ FINAL_STATES = frozenset(
 )
 
 
+# Step kinds whose rollback takes a database backup that `/rollback restore database` restores.
+DATABASE_KINDS = frozenset({"postgres_migrations"})
+
+
+class StepStatus(StrEnum):
+    """Where one step of a plan stands."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    NOT_RUN = "not run"
+
+
+class PlanStep(BaseModel):
+    """One step of a rollback plan: a provider or state target and what it will do."""
+
+    name: str
+    kind: str
+    current: str | None = None
+    target: str | None = None
+    plan: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    danger: str | None = None
+    status: StepStatus = StepStatus.PENDING
+    result: str | None = None
+
+    @property
+    def heading(self) -> str:
+        """Say in a few words what the step changes, e.g. "database 0003_x → 0001_y"."""
+        kind = f" ({self.kind})" if self.kind != self.name else ""
+        if self.target is None:
+            return f"{self.name}{kind}"
+        return f"{self.name}{kind}: {self.current or '?'} → {self.target}"
+
+
 class Rollback(BaseModel):
     """One rollback request and everything decided about it."""
 
@@ -64,6 +101,10 @@ class Rollback(BaseModel):
     dry_run: bool = False
     plan: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    steps: list[PlanStep] = Field(default_factory=list)
+    failed_step: int | None = None
+    bad_commit: str | None = None
+    fix_forward_by: str | None = None
     issue: str | None = None
     severity: str | None = None
     action: str | None = None
@@ -79,6 +120,22 @@ class Rollback(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+
+    @property
+    def multi_step(self) -> bool:
+        """Return True when the plan has more than one step."""
+        return len(self.steps) > 1
+
+    @property
+    def danger(self) -> list[str]:
+        """Return what the plan destroys beyond recall, which needs an explicit confirmation."""
+        return [step.danger for step in self.steps if step.danger]
+
+    @property
+    def touched_database(self) -> bool:
+        """Return True when a database step ran (taking its backup first), wholly or in part."""
+        ran = {StepStatus.DONE, StepStatus.FAILED}
+        return any(s.kind in DATABASE_KINDS and s.status in ran for s in self.steps)
 
     @property
     def lock_key(self) -> str:

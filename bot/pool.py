@@ -26,6 +26,10 @@ class ProviderPool:
             self._providers[key] = build_provider(settings)
         return self._providers[key]
 
+    def kind(self, service: str, environment: str) -> str:
+        """Return the provider kind of an environment, e.g. "docker_compose"."""
+        return self._config.environment(service, environment).provider.provider
+
     def step(self, service: str, environment: str, index: int) -> Target:
         """Return the target of step `index` (0 is the provider) of an environment's plan."""
         if index == 0:

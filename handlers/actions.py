@@ -10,10 +10,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
 from bot.errors import InvalidRequest, Purpose, ReasonRequired, UsageError
-from bot.models import State
+from bot.models import State, StepStatus
+from bot.text import mention
 from handlers.blocks import reason_modal
 from handlers.errors import acked, report
-from handlers.flow import advance
+from handlers.flow import advance, run_approved
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 from handlers.thread import SlackThread
 
@@ -69,16 +70,56 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             return
         await advance(engine, thread, rb, user)
 
+    async def approve(body: dict[str, Any], client: AsyncWebClient, danger: bool) -> None:
+        user, rollback_id = body["user"]["id"], _rollback_id(body)
+        try:
+            rb = await engine.approve(rollback_id, user, danger_confirmed=danger)
+        except ReasonRequired as asked:
+            extra = {"danger": "confirmed"} if danger else {}
+            await open_reason(client, body["trigger_id"], rollback_id, asked, extra)
+            return
+        await advance(engine, thread, rb, user)
+
     @app.action(ActionId.APPROVE)
     @acked
     async def on_approve(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
-        user, rollback_id = body["user"]["id"], _rollback_id(body)
-        try:
-            rb = await engine.approve(rollback_id, user)
-        except ReasonRequired as asked:
-            await open_reason(client, body["trigger_id"], rollback_id, asked, {})
-            return
-        await advance(engine, thread, rb, user)
+        await approve(body, client, danger=False)
+
+    @app.action(ActionId.APPROVE_DANGER)
+    @acked
+    async def on_approve_danger(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        # The button's Slack confirm dialog named what gets deleted: that click is the
+        # explicit confirmation the engine asks for.
+        await approve(body, client, danger=True)
+
+    @app.action(ActionId.RETRY_STEP)
+    @acked
+    async def on_retry(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        user = body["user"]["id"]
+        rb = await engine.retry(_rollback_id(body), user)
+        chosen = f"Retry chosen by {mention(user)}."
+        await thread.close_options(body["channel"]["id"], body["container"]["message_ts"], chosen)
+        index = next((i for i, s in enumerate(rb.steps) if s.status is StepStatus.PENDING), 0)
+        name = rb.steps[index].name if rb.steps else rb.service
+        await run_approved(
+            engine,
+            thread,
+            rb,
+            f":repeat: Retry by {mention(user)}: running again from step {index + 1} ({name}); "
+            "steps already done are not run again.",
+        )
+
+    @app.action(ActionId.FIX_FORWARD)
+    @acked
+    async def on_fix_forward(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        user = body["user"]["id"]
+        rb = await engine.decide_fix_forward(_rollback_id(body), user)
+        text = (
+            f":wrench: {mention(user)} decided to fix forward: {rb.service}/{rb.environment} "
+            "stays as it is now; keep the incident open until the fix is deployed."
+        )
+        await thread.close_options(body["channel"]["id"], body["container"]["message_ts"], text)
+        await thread.reply(rb, text)
 
     @app.action(ActionId.REJECT)
     @acked
@@ -115,7 +156,12 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     rb.id, meta["issue"], user, override_reason=reason
                 )
             elif meta["purpose"] == Purpose.BREAK_GLASS:
-                rb = await engine.approve(rb.id, user, break_glass_reason=reason)
+                rb = await engine.approve(
+                    rb.id,
+                    user,
+                    break_glass_reason=reason,
+                    danger_confirmed=meta.get("danger") == "confirmed",
+                )
             else:
                 raise InvalidRequest("Unknown reason form.")
             await advance(engine, thread, rb, user)

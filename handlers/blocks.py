@@ -26,7 +26,7 @@ from slack_sdk.models.views import View
 from bot.config import ApprovalPolicy
 from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
-from bot.models import FINAL_STATES, Rollback, State
+from bot.models import FINAL_STATES, Rollback, State, StepStatus
 from bot.text import escape, mention
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
@@ -44,6 +44,16 @@ STATE_ICONS = {
     State.REJECTED: ":no_entry:",
     State.EXPIRED: ":hourglass:",
     State.INTERRUPTED: ":warning:",
+}
+
+
+STEP_ICONS = {
+    StepStatus.PENDING: ":white_circle:",
+    StepStatus.RUNNING: ":arrows_counterclockwise:",
+    StepStatus.DONE: ":white_check_mark:",
+    StepStatus.SKIPPED: ":heavy_minus_sign:",
+    StepStatus.FAILED: ":x:",
+    StepStatus.NOT_RUN: ":black_square_button:",
 }
 
 
@@ -90,7 +100,7 @@ def card(
                 _md(f"*Status*\n{STATE_ICONS[rb.state]} {rb.state.label}"),
             ]
         ),
-        SectionBlock(text=_md(_plan_text(rb))),
+        *_plan_blocks(rb),
         DividerBlock(),
     ]
     blocks += _decision_blocks(rb, matrix, policy, preview_issue)
@@ -99,10 +109,27 @@ def card(
     return dump(blocks)
 
 
-def _plan_text(rb: Rollback) -> str:
-    lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
-    lines += [f":warning: {escape(w)}" for w in rb.warnings]
-    return "\n".join(lines)
+def _plan_blocks(rb: Rollback) -> list[Block]:
+    if not rb.multi_step:
+        lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
+        lines += [f":warning: {escape(w)}" for w in rb.warnings]
+        return [SectionBlock(text=_md("\n".join(lines)))]
+    # One section per step: each has Slack's 3000-character room of its own.
+    blocks: list[Block] = [
+        SectionBlock(
+            text=_md(
+                f"*Plan: {len(rb.steps)} steps, run in order.* "
+                "If one fails, the steps after it do not run."
+            )
+        )
+    ]
+    for i, step in enumerate(rb.steps, 1):
+        status = "" if step.status is StepStatus.PENDING else f" ({step.status.value})"
+        lines = [f"{STEP_ICONS[step.status]} *{i}. {escape(step.heading)}*{status}"]
+        lines += [f"        • {escape(line)}" for line in step.plan]
+        lines += [f"        :warning: {escape(w)}" for w in step.warnings]
+        blocks.append(SectionBlock(text=_md("\n".join(lines))))
+    return blocks
 
 
 def _decision_blocks(
@@ -175,22 +202,13 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
                 else "."
             )
         )
+        if rb.danger:
+            text += "\n:warning: *This plan deletes data:* " + escape("; ".join(rb.danger))
         return [
             SectionBlock(text=_md(text)),
             ActionsBlock(
                 elements=[
-                    ButtonElement(
-                        text="Approve",
-                        action_id=ActionId.APPROVE,
-                        value=rb.id,
-                        style="primary",
-                        confirm=ConfirmObject(
-                            title="Approve rollback?",
-                            text=f"Roll {rb.service}/{rb.environment} back to {rb.target_version}.",
-                            confirm="Approve",
-                            deny="Not yet",
-                        ),
-                    ),
+                    _approve_button(rb),
                     ButtonElement(
                         text="Reject", action_id=ActionId.REJECT, value=rb.id, style="danger"
                     ),
@@ -215,6 +233,62 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
     if rb.dry_run and rb.state is State.CANCELLED:
         lines.append(f"Approval would be needed from {_people(policy)}.")
     return [SectionBlock(text=_md("\n".join(lines)))] if lines else []
+
+
+def _approve_button(rb: Rollback) -> ButtonElement:
+    what = f"Roll {rb.service}/{rb.environment} back to {rb.target_version}."
+    if not rb.danger:
+        return ButtonElement(
+            text="Approve",
+            action_id=ActionId.APPROVE,
+            value=rb.id,
+            style="primary",
+            confirm=ConfirmObject(
+                title="Approve rollback?", text=what, confirm="Approve", deny="Not yet"
+            ),
+        )
+    danger = "; ".join(rb.danger)
+    return ButtonElement(
+        text="Approve, data will be deleted",
+        action_id=ActionId.APPROVE_DANGER,
+        value=rb.id,
+        style="danger",
+        confirm=ConfirmObject(
+            title="Delete data?",
+            text=f"{what} This plan cannot be fully undone: {danger}"[:300],
+            confirm="Approve and delete",
+            deny="Not yet",
+            style="danger",
+        ),
+    )
+
+
+def failure_options(rb: Rollback) -> list[dict[str, Any]]:
+    """Build the guide's options after a failure: retry the step, restore the db, fix forward."""
+    buttons = []
+    if rb.failed_step is not None:
+        step = rb.steps[rb.failed_step].name if rb.steps else rb.service
+        buttons.append(
+            ButtonElement(
+                text=f"Retry step {rb.failed_step + 1} ({step})"[:75],
+                action_id=ActionId.RETRY_STEP,
+                value=rb.id,
+                style="primary",
+            )
+        )
+    if rb.touched_database:
+        buttons.append(
+            ButtonElement(
+                text="Restore database…", action_id=ActionId.RESTORE_DATABASE, value=rb.id
+            )
+        )
+    buttons.append(ButtonElement(text="Fix forward", action_id=ActionId.FIX_FORWARD, value=rb.id))
+    return dump(
+        [
+            SectionBlock(block_id=f"{BlockId.OPTIONS}:{rb.id}", text=_md("*What now?*")),
+            ActionsBlock(elements=buttons),
+        ]
+    )
 
 
 def reason_modal(rollback_id: str, purpose: Purpose, prompt: str, extra: dict[str, str]) -> View:

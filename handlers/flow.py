@@ -18,7 +18,12 @@ log = structlog.get_logger(__name__)
 async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) -> None:
     """Show a transition on the card and in the thread; run the rollback once approved."""
     if rb.state is State.APPROVED:
-        await _run(engine, thread, rb, actor)
+        if not rb.approved_by:
+            said = "No approval is required here by policy."
+        else:
+            glass = " (break-glass)" if rb.break_glass_reason else ""
+            said = f"Approved by {mention(actor)}{glass}."
+        await run_approved(engine, thread, rb, f":rocket: {said} Rolling back now…")
         return
     await thread.update_card(rb)
     who = mention(actor)
@@ -45,17 +50,13 @@ async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str)
         )
 
 
-async def _run(engine: Engine, thread: SlackThread, rb: Rollback, actor: str) -> None:
+async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: str) -> None:
+    """Say why an approved rollback starts, then run it."""
     # An approved rollback runs even when Slack cannot show it: the engine records every
     # step, and its own reports to Slack are best effort too.
-    if not rb.approved_by:
-        said = "No approval is required here by policy."
-    else:
-        glass = " (break-glass)" if rb.break_glass_reason else ""
-        said = f"Approved by {mention(actor)}{glass}."
     try:
         await thread.update_card(rb)
-        await thread.reply(rb, f":rocket: {said} Rolling back now…")
+        await thread.reply(rb, said)
     except Exception as exc:
         log.warning("slack unavailable before running", error=type(exc).__name__)
     await engine.execute(rb.id, thread)

@@ -13,6 +13,10 @@ class ActionId(StrEnum):
     APPROVE = "rollbot_approve"
     REJECT = "rollbot_reject"
     CANCEL = "rollbot_cancel"
+    APPROVE_DANGER = "rollbot_approve_danger"
+    RETRY_STEP = "rollbot_retry_step"
+    RESTORE_DATABASE = "rollbot_restore_database"
+    FIX_FORWARD = "rollbot_fix_forward"
 
 
 class CallbackId(StrEnum):
@@ -26,6 +30,7 @@ class BlockId(StrEnum):
 
     MATRIX = "rollbot_matrix"
     REASON = "rollbot_reason_input"
+    OPTIONS = "rollbot_failure_options"
 
 
 REASON_INPUT = "reason"

@@ -8,7 +8,7 @@ from bot.engine import Engine
 from bot.models import Rollback, State
 from bot.text import escape
 from bot.verification import CheckResult, render_table
-from handlers.blocks import card
+from handlers.blocks import card, failure_options
 
 
 class SlackThread:
@@ -90,3 +90,14 @@ class SlackThread:
         if rb.state is State.SUCCEEDED and channel and channel != rb.channel_id:
             await self.client.chat_postMessage(channel=channel, text=summary)
         await self.update_card(rb)
+        if rb.state is State.FAILED and rb.channel_id and rb.thread_ts:
+            await self.client.chat_postMessage(
+                channel=rb.channel_id,
+                thread_ts=rb.thread_ts,
+                text=f"What now for rollback {rb.id}? Retry, restore the database or fix forward.",
+                blocks=failure_options(rb),
+            )
+
+    async def close_options(self, channel: str, ts: str, text: str) -> None:
+        """Replace the buttons of a failure's options with what was chosen."""
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=[])

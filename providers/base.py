@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -143,6 +143,19 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class RevertsCommits(Protocol):
+    """A target that can undo one named bad commit instead of going back to a version."""
+
+    async def plan_revert(self, commit: str) -> Plan:
+        """Describe reverting `commit`, changing nothing."""
+        ...
+
+    async def revert(self, commit: str, progress: Progress) -> Outcome:
+        """Revert `commit` and publish the result."""
         ...
 
 
