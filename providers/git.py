@@ -1,4 +1,4 @@
-"""Git provider: revert the bad commits on a branch, or push a rollback tag, to redeploy.
+"""Git provider: revert bad commits on a branch, or push a rollback tag, to redeploy.
 
 What this module relies on, and the choices it makes:
 
@@ -22,6 +22,13 @@ What this module relies on, and the choices it makes:
   ``git revert`` each, merges against their first parent (``-m 1``: the branch as it was
   before the merge). A conflict aborts, resets the clone and pushes nothing. The push is a
   normal one: if someone pushed meanwhile it is refused and nothing changes.
+- *revert* of one named commit (``plan_revert``, ``revert``; revert mode only): the sha,
+  7 to 40 lowercase hex digits (``COMMIT_PATTERN``), must name exactly one commit in the
+  history of the fetched branch head, that changes files and that no later commit reverts
+  already (``This reverts commit <sha>`` in its message; a revert of that revert puts it
+  back). One ``git revert`` on top of the remote head (``-m 1`` for a merge), pushed as
+  above; a conflict or a refused push changes nothing, and the error says what the remote
+  holds, read back from it. The workflow's ``version`` input is the revert commit's sha.
 - *tag* pushes an annotated ``<version>-rollback`` tag at the target's commit; one that
   exists on the remote already is refused (Conflicting).
 - An optional workflow_dispatch follows the push, sent once, never retried.
@@ -71,6 +78,9 @@ log = structlog.get_logger(__name__)
 
 ROLLBACK_SUFFIX = "-rollback"
 SHORT_SHA = 7
+# A commit sha as users give it: abbreviated (as git log --oneline shows it) or whole.
+COMMIT_PATTERN = re.compile(r"[0-9a-f]{7,40}")
+REVERTS = re.compile(r"This reverts commit ([0-9a-f]{40})")
 LISTED_COMMITS = 10
 MAX_ERROR_TEXT = 400
 REDACTED = "[redacted]"
@@ -226,6 +236,7 @@ class Commit:
     subject: str
     merge: bool = False
     empty: bool = False
+    authored_at: datetime | None = None
 
     def describe(self) -> str:
         """Say which commit this is in a few words."""
@@ -340,6 +351,61 @@ class GitProvider:
         )
         return Outcome(summary=summary, notes=notes)
 
+    async def plan_revert(self, commit: str) -> Plan:
+        """Say which commit will be reverted and pushed, changing nothing."""
+        self._refuse_named_revert(commit)
+        async with self._lock:
+            await retrying(self._fetch)
+            bad = await self._named_commit(commit)
+        mainline = " -m 1" if bad.merge else ""
+        steps = [
+            f"Revert {bad.describe()}, authored {_stamp(bad.authored_at)}, with one revert "
+            f"commit on top of {self._branch} (git revert --no-edit{mainline}).",
+            self._push_step(),
+        ]
+        warnings = (
+            [
+                f"{bad.describe()} is a merge: it is reverted against its first parent (-m 1), "
+                f"which takes out of {self._branch} everything the merge brought in."
+            ]
+            if bad.merge
+            else []
+        )
+        return Plan(
+            steps=steps + self._dispatch_steps("<the revert commit's sha>"), warnings=warnings
+        )
+
+    async def revert(self, commit: str, progress: Progress) -> Outcome:
+        """Revert one named commit of the branch and push; then dispatch the workflow if set."""
+        self._refuse_named_revert(commit)
+        started = time.monotonic()
+        async with self._lock:
+            await retrying(self._fetch)
+            bad = await self._named_commit(commit)
+            since = (
+                await self._git("rev-parse", self._remote_head, what="branch head")
+            ).out.strip()
+            await self._checkout_head()
+            await say(progress, f"Reverting {bad.describe()} on {self._branch}…")
+            await self._revert(bad, since=since)
+            made = await self._push_branch(
+                progress,
+                again="ask for the revert again (it is made on top of what the branch holds then)",
+                since=since,
+            )
+            summary = (
+                f"Pushed revert commit {made[:SHORT_SHA]} to {self._branch} of {self._shown}: "
+                f"it reverts {bad.describe()}."
+            )
+            notes = await self._dispatch(made, summary, progress)
+        log.info(
+            "git.revert_commit",
+            commit=bad.sha,
+            revert=made,
+            seconds=round(time.monotonic() - started, 2),
+        )
+        return Outcome(summary=summary, notes=notes)
+
     async def describe_state(self) -> str:
         """Say what the branch (and, in tag mode, the last rollback tag) holds, from the remote."""
         return self._state_line(await self._snapshot())
@@ -441,17 +507,7 @@ class GitProvider:
 
     async def _commits_after(self, tag: Tag) -> list[Commit]:
         """Return the branch's first-parent commits after `tag`, newest first."""
-        ancestor = await self._git(
-            "merge-base",
-            "--is-ancestor",
-            tag.commit,
-            self._remote_head,
-            what="ancestry",
-            check=False,
-        )
-        if ancestor.code not in (0, 1):
-            raise self._failure(ancestor, "Reading the history", network=False)
-        if ancestor.code == 1:
+        if not await self._on_branch(tag.commit):
             raise Refused(
                 f"{tag.name} is not in the history of {self._branch}: there is nothing to revert "
                 "back to it (use mode tag to deploy it)."
@@ -477,6 +533,95 @@ class GitProvider:
                 rows, trees.out.split(), strict=True
             )
         ]
+
+    async def _on_branch(self, sha: str) -> bool:
+        """Return True when the commit is in the history of the fetched branch head."""
+        ancestor = await self._git(
+            "merge-base",
+            "--is-ancestor",
+            sha,
+            self._remote_head,
+            what="ancestry",
+            check=False,
+        )
+        if ancestor.code not in (0, 1):
+            raise self._failure(ancestor, "Reading the history", network=False)
+        return ancestor.code == 0
+
+    async def _named_commit(self, commit: str) -> Commit:
+        """Return the one commit on the branch that `commit` names, if it can be reverted."""
+        branch = self._branch
+        listed = await self._git(
+            "rev-parse", f"--disambiguate={commit}", what=f"Looking up commit {commit}"
+        )
+        commits = [
+            sha
+            for sha in listed.out.split()
+            if (await self._git("cat-file", "-t", sha, what="object type")).out.strip() == "commit"
+        ]
+        if not commits:
+            raise NotFound(f"No commit {commit} on {branch} of {self._shown}.")
+        mine = [sha for sha in commits if await self._on_branch(sha)]
+        if not mine:
+            raise Refused(
+                f"Commit {commit} is not in the history of {branch}: only a commit of {branch} "
+                "can be reverted there."
+            )
+        if len(mine) > 1:
+            raise Refused(
+                f"{commit} is ambiguous on {branch}: it starts "
+                f"{', '.join(sha[:12] for sha in mine)}. Give more of the sha."
+            )
+        sha = mine[0]
+        shown = await self._git(
+            "log", "-1", "--format=%P%x00%T%x00%aI%x00%s", sha, "--", what="the commit"
+        )
+        parents, tree, authored, subject = shown.out.rstrip("\n").split("\0", 3)
+        first = parents.split()[:1]
+        parent_tree = (
+            await self._git("rev-parse", f"{first[0]}^{{tree}}", what="tree of the parent")
+            if first
+            else None
+        )
+        found = Commit(
+            sha,
+            subject,
+            merge=len(parents.split()) > 1,
+            empty=parent_tree is not None and parent_tree.out.strip() == tree,
+            authored_at=_parse_time(authored),
+        )
+        if found.empty:
+            raise Refused(f"{found.describe()} changes no file on {branch}: nothing to revert.")
+        reverter = await self._reverted_by(found)
+        if reverter is not None:
+            raise Refused(
+                f"{found.describe()} is reverted on {branch} already, by "
+                f"{reverter.describe()}: nothing to revert."
+            )
+        return found
+
+    async def _reverted_by(self, commit: Commit) -> Commit | None:
+        """Return the later commit of the branch that undoes `commit`, if one still does."""
+        ran = await self._git(
+            "log",
+            "--topo-order",
+            "--reverse",
+            "--fixed-strings",
+            "--grep=This reverts commit ",
+            "--format=%H%x00%s%x00%B%x1e",
+            f"{commit.sha}..{self._remote_head}",
+            "--",
+            what="later reverts",
+        )
+        # Oldest first: each revert of the last link flips the commit out of or back into
+        # the branch (a revert of its revert re-applies it).
+        last, reverter = commit.sha, None
+        for record in filter(None, (r.strip("\n") for r in ran.out.split("\x1e"))):
+            sha, subject, body = record.split("\0", 2)
+            if last in REVERTS.findall(body):
+                reverter = None if reverter else Commit(sha, subject)
+                last = sha
+        return reverter
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -517,11 +662,23 @@ class GitProvider:
         ]
         if len(commits) > LISTED_COMMITS:
             steps.append(f"… and {len(commits) - LISTED_COMMITS} more")
-        steps.append(
+        steps.append(self._push_step())
+        return steps
+
+    def _push_step(self) -> str:
+        return (
             f"Push {self._branch} to {self._shown} (a normal push: refused, with nothing "
             "changed, if someone pushed meanwhile; a conflicting revert pushes nothing)."
         )
-        return steps
+
+    def _refuse_named_revert(self, commit: str) -> None:
+        if COMMIT_PATTERN.fullmatch(commit) is None:
+            raise Refused("A commit to revert is named by its sha: 7 to 40 lowercase hex digits.")
+        if self._settings.mode != "revert":
+            raise Refused(
+                f"{self._branch} of {self._shown} is rolled back in mode tag (rollback tags): "
+                "reverting a named commit needs mode revert."
+            )
 
     def _dispatch_steps(self, target: str) -> list[str]:
         settings = self._settings
@@ -575,6 +732,22 @@ class GitProvider:
     async def _revert_and_push(self, tag: Tag, progress: Progress) -> str:
         commits = await self._commits_after(tag)
         self._revert_plan(tag, commits)  # refuses an empty revert
+        await self._checkout_head()
+        reverted = sum(not c.empty for c in commits)
+        await say(progress, f"Reverting {reverted} commit(s) on {self._branch} after {tag.name}…")
+        for commit in commits:
+            if not commit.empty:  # git refuses to revert a commit that changed nothing
+                await self._revert(commit)
+        head = await self._push_branch(
+            progress, again="request the rollback again to revert on top of the new commits"
+        )
+        return (
+            f"Pushed {reverted} revert commit(s) to {self._branch} of {self._shown}: it is "
+            f"now at {head[:SHORT_SHA]} with the files of {tag.name}."
+        )
+
+    async def _checkout_head(self) -> None:
+        """Put the clone's work branch at the fetched branch head, clean."""
         # A rollback cancelled half-way may have left a revert in progress.
         await self._git("revert", "--quit", what="Forgetting an old revert", check=False)
         await self._git(
@@ -587,11 +760,9 @@ class GitProvider:
             what="Checking out the branch",
         )
         await self._git("clean", "-ffdxq", what="Cleaning the clone")
-        reverted = sum(not c.empty for c in commits)
-        await say(progress, f"Reverting {reverted} commit(s) on {self._branch} after {tag.name}…")
-        for commit in commits:
-            if not commit.empty:  # git refuses to revert a commit that changed nothing
-                await self._revert(commit)
+
+    async def _push_branch(self, progress: Progress, again: str, since: str | None = None) -> str:
+        """Push the clone's HEAD to the branch and return its sha; a refusal changes nothing."""
         await say(progress, f"Pushing {self._branch} to {self._shown}…")
         pushed = await self._push(f"HEAD:refs/heads/{self._branch}", f"Pushing {self._branch}")
         if pushed.code != 0:
@@ -603,16 +774,13 @@ class GitProvider:
             )
             raise RollbackFailed(
                 f"{self._shown} refused the push of {self._branch}: {why}. Nothing was pushed; "
-                "request the rollback again to revert on top of the new commits.",
-                target_state=await self._state_or_unknown(),
+                f"{again}.",
+                target_state=await self._state_or_unknown(since),
             )
         head = await self._git("rev-parse", "HEAD", what="new head")
-        return (
-            f"Pushed {reverted} revert commit(s) to {self._branch} of {self._shown}: it is "
-            f"now at {head.out.strip()[:SHORT_SHA]} with the files of {tag.name}."
-        )
+        return head.out.strip()
 
-    async def _revert(self, commit: Commit) -> None:
+    async def _revert(self, commit: Commit, since: str | None = None) -> None:
         """Revert one commit; on a conflict abort, reset and raise naming the files."""
         mainline = ["-m", "1"] if commit.merge else []
         ran = await self._git(
@@ -635,7 +803,7 @@ class GitProvider:
         raise RollbackFailed(
             f"Reverting {commit.describe()} failed: {detail}. The revert was aborted and "
             "nothing was pushed; revert by hand or fix forward.",
-            target_state=await self._state_or_unknown(),
+            target_state=await self._state_or_unknown(since),
         )
 
     async def _reset(self) -> None:
@@ -825,12 +993,22 @@ class GitProvider:
             f"{self._settings.tag_pattern} is on it."
         )
 
-    async def _state_or_unknown(self) -> str:
-        """Describe the state for an error message without raising a second error."""
+    async def _state_or_unknown(self, since: str | None = None) -> str:
+        """Describe the state for an error message without raising a second error.
+
+        With `since` (the branch head the operation started from), also say whether the
+        remote's branch is still there.
+        """
         try:
-            return self._state_line(await self._fetched())
+            snapshot = await self._fetched()
         except ProviderError as exc:
             return f"unknown ({exc.message})"
+        line = self._state_line(snapshot)
+        if since is None:
+            return line
+        if snapshot.head.sha == since:
+            return f"Unchanged on the remote: {line}"
+        return f"{self._branch} moved on from {since[:SHORT_SHA]} by another push: {line}"
 
 
 def _split_credentials(repository: str) -> tuple[str, str | None]:
@@ -937,7 +1115,11 @@ def _tag_message(tag: Tag) -> str:
 
 def _when(tag: Tag, what: str = "committed") -> str:
     moment = tag.created_at if what == "created" else tag.committed_at
-    return f"{what} {moment:%Y-%m-%d %H:%M %Z}".rstrip() if moment else f"{what} at an unknown time"
+    return f"{what} {_stamp(moment)}" if moment else f"{what} at an unknown time"
+
+
+def _stamp(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M %Z}".rstrip() if moment else "at an unknown time"
 
 
 def _rejected(pushed: Ran) -> bool:
