@@ -706,12 +706,15 @@ class Engine:
         count = len(rollback.steps)
         prefix = f"Step {index + 1}/{count} ({step.name}): " if rollback.multi_step else ""
 
+        said: set[str] = set()
+
         async def progress(text: str) -> None:
+            said.add(text)
             await self._progress(rollback, reporter, prefix + text)
 
         await self._set_step(rollback.id, index, status=StepStatus.RUNNING)
         if rollback.multi_step:
-            await progress(f"starting: {step.heading}")
+            await self._progress(rollback, reporter, f"Step {index + 1}/{count}: {step.heading}")
         timeout = self.config.runtime.rollback_timeout_seconds
         try:
             async with asyncio.timeout(timeout):
@@ -732,7 +735,8 @@ class Engine:
                 state = await self.state_now(await self.get(rollback.id), {index: state})
             return await self._fail(rollback, reporter, message, state, failed_step=index)
         for note in [outcome.summary, *outcome.notes]:
-            await progress(note)
+            if note not in said:  # providers often report their last line as the summary too
+                await progress(note)
         await self._set_step(rollback.id, index, status=StepStatus.DONE, result=outcome.summary)
         return None
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,42 +18,13 @@ from providers.redis_state import RedisStateProvider, RedisStateSettings
 from tests.support.progress import Recorder
 
 PASSWORD = "s3cr3t-Pa55word"
-# Databases 1-15 of the test Redis; each test claims a free one through a key in db 0.
-SCRATCH_DATABASES = range(1, 16)
 ProviderFactory = Callable[..., RedisStateProvider]
-
-
-def database_url(redis_url: str, db: int) -> str:
-    return f"{redis_url.rsplit('/', 1)[0]}/{db}"
 
 
 def where(url: str) -> str:
     """How the provider names the database of a URL in its messages."""
     address, db = url.split("//", 1)[1].split("/", 1)
     return f"redis {address} db {db}"
-
-
-@pytest.fixture
-def scratch_db(redis_url: str) -> Iterator[str]:
-    """URL of an empty logical database claimed for this test, emptied after it."""
-    claims = redis.Redis.from_url(redis_url, socket_timeout=5)
-    owner = uuid.uuid4().hex
-    try:
-        for db in SCRATCH_DATABASES:
-            claim = f"rollbot-test:scratch-db:{db}"
-            if not claims.set(claim, owner, nx=True, ex=900):
-                continue
-            url = database_url(redis_url, db)
-            with redis.Redis.from_url(url, socket_timeout=5) as client:
-                if client.dbsize() == 0:
-                    yield url
-                    client.flushdb()
-                    claims.delete(claim)
-                    return
-            claims.delete(claim)
-        pytest.fail("no empty Redis database among 1-15 to test in")
-    finally:
-        claims.close()
 
 
 @pytest.fixture

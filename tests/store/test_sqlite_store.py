@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import AuditEntry, Event, Rollback, State
+from bot.models import AuditEntry, Event, PlanStep, Rollback, State, StepStatus
 from bot.store import open_store
 from bot.store.sqlite import SQLiteStore
 
@@ -104,6 +104,20 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
         dry_run=True,
         plan=["stop v1.2.4", "start v1.2.3"],
         warnings=["database migrations ahead"],
+        steps=[
+            PlanStep(name="compose", kind="docker_compose", current="v1.2.4", target="v1.2.3"),
+            PlanStep(
+                name="sessions",
+                kind="redis_state",
+                plan=["clear session:*"],
+                danger="FLUSHDB",
+                status=StepStatus.NOT_RUN,
+                result="not run",
+            ),
+        ],
+        failed_step=1,
+        bad_commit="abc1234",
+        fix_forward_by="U4",
         issue="critical bug affecting all users",
         severity="critical",
         action="immediate rollback",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Awaitable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -164,3 +165,34 @@ async def http_server() -> AsyncIterator[HttpServerFactory]:
     yield make
     for server in servers:
         await server.close()
+
+
+# Databases 1-15 of the test Redis; each test claims a free one through a key in db 0.
+SCRATCH_DATABASES = range(1, 16)
+
+
+def database_url(redis_url: str, db: int) -> str:
+    return f"{redis_url.rsplit('/', 1)[0]}/{db}"
+
+
+@pytest.fixture
+def scratch_db(redis_url: str) -> Iterator[str]:
+    """URL of an empty logical database claimed for this test, emptied after it."""
+    claims = redis.Redis.from_url(redis_url, socket_timeout=5)
+    owner = uuid.uuid4().hex
+    try:
+        for db in SCRATCH_DATABASES:
+            claim = f"rollbot-test:scratch-db:{db}"
+            if not claims.set(claim, owner, nx=True, ex=900):
+                continue
+            url = database_url(redis_url, db)
+            with redis.Redis.from_url(url, socket_timeout=5) as client:
+                if client.dbsize() == 0:
+                    yield url
+                    client.flushdb()
+                    claims.delete(claim)
+                    return
+            claims.delete(claim)
+        pytest.fail("no empty Redis database among 1-15 to test in")
+    finally:
+        claims.close()
