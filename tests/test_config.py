@@ -143,3 +143,43 @@ def test_a_service_named_like_a_provider_keeps_its_key_path(tmp_path: Path) -> N
     assert "services.git.environments.production.provider.service_id: Field required" in (
         result.stderr
     )
+
+
+def test_plan_step_problems_are_named_with_their_key_path(tmp_path: Path) -> None:
+    redis_step = {
+        "provider": "redis_state",
+        "pattern": "session:*",
+        "backup_dir": str(tmp_path),
+    }
+    path = broken(
+        tmp_path,
+        {
+            "steps": [
+                {"provider": redis_step, "target": "v1.2.3"},
+                {"name": "Bad Name", "provider": redis_step},
+            ]
+        },
+    )
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    err = result.stderr
+    assert (
+        "services.backend.environments.production.steps[0]: Value error, redis_state has no "
+        in (err)
+    )
+    assert "steps[1]: Value error, step name 'Bad Name' must match" in err
+
+
+def test_steps_need_distinct_names_and_state_steps_are_not_providers(tmp_path: Path) -> None:
+    redis_step = {"provider": "redis_state", "pattern": "session:*", "backup_dir": str(tmp_path)}
+    path = broken(tmp_path, {"steps": [{"provider": redis_step}, {"provider": redis_step}]})
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    assert "give `name:` to the steps called ['redis_state']" in result.stderr
+
+    path = broken(tmp_path, {"provider": redis_step, "steps": []})
+    result = rollbot("check-config", str(path), env=SECRETS)
+    assert result.returncode == 1
+    assert "services.backend.environments.production.provider: Input tag 'redis_state'" in (
+        result.stderr
+    )

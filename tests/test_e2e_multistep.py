@@ -18,15 +18,21 @@ from tests.e2e_helpers import (
     REQUESTER,
     backend_config,
     cards,
+    confirm,
     ephemeral_text,
     has_action,
     ready_to_approve,
+    request_card,
     running_image,
+    service_config,
     thread_text,
+    wait_card,
 )
 from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
+from tests.support.gitrepos import GitRemote
 from tests.support.migrations import ADD_POSTS, ADD_ROLE, INIT, PrismaProject
+from tests.support.services import HttpServerFactory
 from tests.support.slack import text_of
 
 SESSIONS = 25
@@ -174,3 +180,59 @@ async def test_failed_middle_step_stops_the_plan_and_retry_finishes_it(
     kinds = [e.kind for e in await bot.store.events(rb.id)]
     assert kinds.count("retry") == 1 and kinds.count("failed") == 1
     assert len(cards(bot.fake)) == 1
+
+
+async def test_a_plan_that_flushes_redis_is_approved_only_with_the_danger_button(
+    start_rollbot: StartBot,
+    git_remote: GitRemote,
+    http_server: HttpServerFactory,
+    scratch_db: str,
+    tmp_path: Path,
+) -> None:
+    client = redis.asyncio.Redis.from_url(scratch_db)
+    await client.set("cache:home", "stale", px=600_000)
+    health = await http_server(200, "ok")
+    provider = {
+        "provider": "git",
+        "repository": str(git_remote.bare),
+        "branch": "main",
+        "mode": "tag",
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    config = service_config("web", provider, health.url)
+    config["services"]["web"]["environments"]["production"]["steps"] = [
+        {
+            "name": "cache",
+            "provider": {
+                "provider": "redis_state",
+                "flush_database": True,
+                "backup_dir": str(tmp_path / "redis"),
+            },
+        }
+    ]
+    bot = await start_rollbot(config, extra_env={"REDIS_URL": scratch_db})
+    try:
+        card = await request_card(bot, "web v1.2.3")
+        await confirm(bot, card, "critical_bug")
+        card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE_DANGER))
+        assert not has_action(card, ActionId.APPROVE)
+        assert "This plan deletes data" in text_of(card)
+        (button,) = [
+            e
+            for b in card["blocks"]
+            for e in b.get("elements") or []
+            if e.get("action_id") == ActionId.APPROVE_DANGER
+        ]
+        assert button["style"] == "danger"
+        assert "FLUSHDB empties the whole Redis database" in button["confirm"]["text"]["text"]
+
+        await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE_DANGER, user=APPROVER)
+        await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+        assert await client.dbsize() == 0
+        assert git_remote.refs().get("refs/tags/v1.2.3-rollback") is not None
+        thread = thread_text(bot.fake, card)
+        assert "Step 2/2 (cache)" in thread
+        kinds = [e.kind for e in await bot.store.events((await bot.store.find())[0].id)]
+        assert "danger_confirmed" in kinds
+    finally:
+        await client.aclose()

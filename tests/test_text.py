@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bot.config import parse_config
+from bot.engine import failure_text
 from bot.errors import ConfigError
-from bot.render import render
+from bot.models import PlanStep, Rollback, State, StepStatus
 from bot.text import escape
 from tests.e2e_helpers import backend_config
 
@@ -19,16 +20,27 @@ def test_escape_keeps_user_mentions_and_defuses_the_rest() -> None:
 
 
 def test_templates_escape_values_from_outside() -> None:
-    class Rb:
-        id = "rb-00000001"
-        service = "backend"
-        environment = "production"
-        target_version = "v1.2.3"
-        target_state = "backend runs v1.2.4 again"
-        error = "container said <!channel> panic"
-
-    text = render("rollback_failed.md.j2", rb=Rb())
+    rb = Rollback(
+        id="rb-00000001",
+        service="backend",
+        environment="production",
+        requested_by="U1",
+        current_version="v1.2.4",
+        target_version="v1.2.3",
+        state=State.FAILED,
+        target_state="backend runs v1.2.4 again",
+        error="container said <!channel> panic",
+        steps=[
+            PlanStep(name="compose", kind="docker_compose", status=StepStatus.DONE, result="ok"),
+            PlanStep(
+                name="db", kind="postgres_migrations", status=StepStatus.FAILED, result="<!here>"
+            ),
+        ],
+        failed_step=1,
+    )
+    text = failure_text(rb)
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "Retry step 2" in text and "/rollback restore database backend" in text
 
 
 def test_lock_ttl_must_outlive_a_rollback() -> None:
