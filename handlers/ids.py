@@ -13,6 +13,8 @@ class ActionId(StrEnum):
     APPROVE = "rollbot_approve"
     REJECT = "rollbot_reject"
     CANCEL = "rollbot_cancel"
+    RESTORE_CONFIRM = "rollbot_restore_confirm"
+    RESTORE_CANCEL = "rollbot_restore_cancel"
 
 
 class CallbackId(StrEnum):
