@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from bot.errors import UsageError
-from bot.names import NAME_PATTERN, ROLLBACK_ID_PATTERN, VERSION_PATTERN
+from bot.names import (
+    BACKUP_PATTERN,
+    COMMIT_PATTERN,
+    NAME_PATTERN,
+    ROLLBACK_ID_PATTERN,
+    VERSION_PATTERN,
+)
 
 USAGE = """\
 /rollback SERVICE [VERSION] [env=ENV] [--dry-run]   roll SERVICE back (no VERSION: previous stable)
+/rollback SERVICE commit=SHA [env=ENV] [--dry-run]  revert that one bad commit (git)
 /rollback list SERVICE [env=ENV]                    list versions SERVICE can roll back to
+/rollback backups database|redis [SERVICE] [env=ENV]
+                                                    list the backups a restore can use
+/rollback restore database|redis [SERVICE] [BACKUP] [env=ENV]
+                                                    restore a backup (no BACKUP: the latest)
 /rollback status                                    rollbacks in flight and held locks
 /rollback cancel ID                                 cancel a rollback that has not started
 /rollback help                                      this help"""
 
 MAX_TEXT = 500
 
+Kind = Literal["database", "redis"]
+KINDS: dict[str, Kind] = {"database": "database", "redis": "redis"}
+SUBCOMMANDS = frozenset({"help", "status", "cancel", "list", "backups", "restore"})
+
 
 @dataclass(frozen=True)
 class RequestRollback:
-    """Roll a service back."""
+    """Roll a service back (to a version, or by reverting one bad commit)."""
 
     service: str
     version: str | None = None
     environment: str | None = None
     dry_run: bool = False
+    bad_commit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +49,25 @@ class ListVersions:
     """List the versions a service can roll back to."""
 
     service: str
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class Backups:
+    """List the backups of a database or a Redis."""
+
+    kind: Kind
+    service: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Restore a backup of a database or a Redis (the latest fitting one when none is named)."""
+
+    kind: Kind
+    service: str | None = None
+    backup: str | None = None
     environment: str | None = None
 
 
@@ -52,7 +88,7 @@ class Help:
     """Show the usage."""
 
 
-Command = RequestRollback | ListVersions | Status | Cancel | Help
+Command = RequestRollback | ListVersions | Backups | Restore | Status | Cancel | Help
 
 
 def shown(value: str, limit: int = 40) -> str:
@@ -65,66 +101,87 @@ def _fail(problem: str) -> UsageError:
     return UsageError(f"{problem}\n\nUsage:\n{USAGE}")
 
 
+NAMES_ALLOWED = "lowercase letters, digits, '-' and '_'"
+BACKUPS_ALLOWED = "letters, digits, '.', '_' and '-', at most 128, not starting with '.'"
+PATTERNS = {
+    "service": (NAME_PATTERN, NAMES_ALLOWED),
+    "environment": (NAME_PATTERN, NAMES_ALLOWED),
+    "version": (VERSION_PATTERN, "letters, digits, '.', '_', '+' and '-', at most 128"),
+    "rollback id": (ROLLBACK_ID_PATTERN, "like rb-1a2b3c4d"),
+    "commit": (COMMIT_PATTERN, "7 to 40 lowercase hex digits of its sha"),
+}
+
+
 def _check(pattern_name: str, value: str) -> str:
-    patterns = {
-        "service": (NAME_PATTERN, "lowercase letters, digits, '-' and '_'"),
-        "environment": (NAME_PATTERN, "lowercase letters, digits, '-' and '_'"),
-        "version": (VERSION_PATTERN, "letters, digits, '.', '_', '+' and '-', at most 128"),
-        "rollback id": (ROLLBACK_ID_PATTERN, "like rb-1a2b3c4d"),
-    }
-    pattern, allowed = patterns[pattern_name]
+    pattern, allowed = PATTERNS[pattern_name]
     if not pattern.fullmatch(value):
         raise _fail(f"{shown(value)} is not a valid {pattern_name} ({allowed}).")
     return value
 
 
-def _split_options(words: list[str]) -> tuple[list[str], str | None, bool, list[str]]:
-    """Separate `env=ENV`, `--dry-run` and unknown options from positional words."""
-    positional: list[str] = []
-    unknown: list[str] = []
+@dataclass
+class _Words:
+    """The words of a command, options taken out."""
+
+    positional: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
     environment: str | None = None
-    dry_run = False
+    commit: str | None = None
+    dry_run: bool = False
+
+
+def _split_options(words: list[str]) -> _Words:
+    """Separate `env=ENV`, `commit=SHA`, `--dry-run` and unknown options from positional words."""
+    found = _Words()
     for word in words:
         if word.startswith("env="):
-            if environment is not None:
+            if found.environment is not None:
                 raise _fail("env= is given twice.")
-            environment = _check("environment", word.removeprefix("env="))
+            found.environment = _check("environment", word.removeprefix("env="))
+        elif word.startswith("commit="):
+            if found.commit is not None:
+                raise _fail("commit= is given twice.")
+            found.commit = _check("commit", word.removeprefix("commit="))
         elif word == "--dry-run":
-            dry_run = True
+            found.dry_run = True
         elif word.startswith("-") or "=" in word:
-            unknown.append(word)
+            found.unknown.append(word)
         else:
-            positional.append(word)
-    return positional, environment, dry_run, unknown
+            found.positional.append(word)
+    return found
 
 
 def _reject_unknown(unknown: list[str]) -> None:
     if unknown:
-        raise _fail(f"Unknown option {shown(unknown[0])}; only env=ENV and --dry-run exist.")
+        raise _fail(
+            f"Unknown option {shown(unknown[0])}; only env=ENV, commit=SHA and --dry-run exist."
+        )
 
 
 def parse(text: str) -> Command:
     """Parse the text after `/rollback`; raise UsageError saying what is wrong."""
     if len(text) > MAX_TEXT:
         raise _fail(f"The command is {len(text)} characters long; at most {MAX_TEXT}.")
-    positional, environment, dry_run, unknown = _split_options(text.split())
-    if not positional:
-        _reject_unknown(unknown)
-        if environment or dry_run:
+    words = _split_options(text.split())
+    if not words.positional:
+        _reject_unknown(words.unknown)
+        if words.environment or words.dry_run or words.commit:
             raise _fail("Name the service to roll back.")
         return Help()
-    head, args = positional[0], positional[1:]
-    command = _parse_words(head, args, environment, dry_run)
-    _reject_unknown(unknown)
+    command = _parse_words(words.positional[0], words.positional[1:], words)
+    _reject_unknown(words.unknown)
     return command
 
 
-def _parse_words(head: str, args: list[str], environment: str | None, dry_run: bool) -> Command:
+def _parse_words(head: str, args: list[str], words: _Words) -> Command:
+    environment, dry_run = words.environment, words.dry_run
+    if head in SUBCOMMANDS and words.commit:
+        raise _fail(f"commit= does not apply to {head}; it goes with /rollback SERVICE.")
     if head in {"help", "status"}:
         if args or environment or dry_run:
             raise _fail(f"{head} takes no arguments.")
         return Help() if head == "help" else Status()
-    if head in {"cancel", "list"} and dry_run:
+    if head in SUBCOMMANDS and dry_run:
         raise _fail(f"--dry-run does not apply to {head}.")
     if head == "cancel":
         if len(args) != 1 or environment:
@@ -134,8 +191,42 @@ def _parse_words(head: str, args: list[str], environment: str | None, dry_run: b
         if len(args) != 1:
             raise _fail("list takes exactly one service.")
         return ListVersions(_check("service", args[0]), environment)
+    if head in {"backups", "restore"}:
+        return _parse_restore(head, args, environment)
     service = _check("service", head)
     version = _check("version", args[0]) if args else None
     if len(args) > 1:
         raise _fail(f"Too many arguments: {shown(' '.join(args[1:]))}.")
-    return RequestRollback(service, version, environment, dry_run)
+    if version and words.commit:
+        raise _fail("Give a version or commit=SHA, not both.")
+    return RequestRollback(service, version, environment, dry_run, words.commit)
+
+
+def _parse_restore(head: str, args: list[str], environment: str | None) -> Backups | Restore:
+    """Parse `backups|restore database|redis [SERVICE] [BACKUP]`."""
+    if not args:
+        raise _fail(f"Say what: `{head} database` or `{head} redis`.")
+    kind = KINDS.get(args[0])
+    if kind is None:
+        raise _fail(f"{head} takes database or redis, not {shown(args[0])}.")
+    service: str | None = None
+    backup: str | None = None
+    for word in args[1:]:
+        if NAME_PATTERN.fullmatch(word):
+            if service is not None:
+                raise _fail(f"Two services given: {shown(service)} and {shown(word)}.")
+            service = word
+        elif head == "backups":
+            raise _fail(f"backups takes a service ({NAMES_ALLOWED}), not {shown(word)}.")
+        elif not BACKUP_PATTERN.fullmatch(word):
+            raise _fail(
+                f"{shown(word)} is neither a service ({NAMES_ALLOWED}) nor a backup name "
+                f"({BACKUPS_ALLOWED})."
+            )
+        elif backup is not None:
+            raise _fail(f"Two backups given: {shown(backup)} and {shown(word)}.")
+        else:
+            backup = word
+    if head == "backups":
+        return Backups(kind, service, environment)
+    return Restore(kind, service, backup, environment)

@@ -19,7 +19,7 @@ from providers import REGISTRY, STATE_STEPS, ProviderSettings, StepSettings
 # Names pydantic puts in an error's location for the union member it tried; the user
 # never wrote them as keys, so they are left out of the key path.
 _UNION_TAGS = frozenset(REGISTRY) | frozenset(STATE_STEPS) | {"http", "postgres", "redis", "tcp"}
-RESERVED_SERVICE_NAMES = frozenset({"list", "status", "cancel", "help"})
+RESERVED_SERVICE_NAMES = frozenset({"list", "status", "cancel", "help", "backups", "restore"})
 
 
 class _Strict(BaseModel):

@@ -16,6 +16,7 @@ from handlers.blocks import reason_modal
 from handlers.errors import acked, report
 from handlers.flow import advance, run_approved
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
+from handlers.restores import offer_restore
 from handlers.thread import SlackThread
 
 
@@ -107,6 +108,24 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             rb,
             f":repeat: Retry by {mention(user)}: running again from step {index + 1} ({name}); "
             "steps already done are not run again.",
+        )
+
+    @app.action(ActionId.RESTORE_DATABASE)
+    @acked
+    async def on_restore_database(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        rb = await engine.get(_rollback_id(body))
+        if not (rb.channel_id and rb.thread_ts):
+            raise InvalidRequest(f"Rollback {rb.id} has no thread to offer the restore in.")
+        # The offer carries its own, second confirmation; the options stay until then.
+        await offer_restore(
+            engine,
+            client,
+            rb.channel_id,
+            body["user"]["id"],
+            "database",
+            rb.service,
+            rb.environment,
+            thread_ts=rb.thread_ts,
         )
 
     @app.action(ActionId.FIX_FORWARD)

@@ -7,13 +7,25 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.commands import USAGE, Cancel, Help, ListVersions, RequestRollback, Status, parse
+from bot.commands import (
+    USAGE,
+    Backups,
+    Cancel,
+    Help,
+    ListVersions,
+    RequestRollback,
+    Restore,
+    Status,
+    parse,
+)
 from bot.engine import Engine
 from bot.models import ACTIVE_STATES, OPEN_STATES
 from bot.render import render
+from bot.restores import Restores
 from bot.text import mention
 from handlers.errors import acked
 from handlers.flow import advance, sweep
+from handlers.restores import offer_restore
 from handlers.thread import SlackThread
 from providers.base import Version
 
@@ -28,7 +40,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
     ) -> None:
         user, channel = command["user_id"], command["channel_id"]
         match parse(command.get("text") or ""):
-            case RequestRollback(service, version, environment, dry_run):
+            case RequestRollback(service, version, environment, dry_run, bad_commit):
                 await sweep(engine, thread)
                 requested = await engine.request(
                     service=service,
@@ -37,6 +49,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     user=user,
                     dry_run=dry_run,
                     channel_id=channel,
+                    bad_commit=bad_commit,
                 )
                 target = engine.config.slack.incident_channel or channel
                 try:
@@ -53,6 +66,20 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             case ListVersions(service, environment):
                 env, versions = await engine.versions(service, environment)
                 await respond(text=versions_text(service, env, versions), response_type="ephemeral")
+            case Backups(kind, service, environment):
+                text = await Restores(engine).backups(kind, service, environment)
+                await respond(text=text, response_type="ephemeral")
+            case Restore(kind, service, backup, environment):
+                # Closes expired and orphaned rollbacks, so they do not block the restore.
+                await sweep(engine, thread)
+                target = engine.config.slack.incident_channel or channel
+                await offer_restore(
+                    engine, client, target, user, kind, service, environment, backup
+                )
+                if target != channel:
+                    await respond(
+                        text=f"The restore is offered in <#{target}>.", response_type="ephemeral"
+                    )
             case Status():
                 await sweep(engine, thread)
                 await respond(text=await status_text(engine), response_type="ephemeral")

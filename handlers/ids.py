@@ -17,6 +17,8 @@ class ActionId(StrEnum):
     RETRY_STEP = "rollbot_retry_step"
     RESTORE_DATABASE = "rollbot_restore_database"
     FIX_FORWARD = "rollbot_fix_forward"
+    RESTORE_CONFIRM = "rollbot_restore_confirm"
+    RESTORE_CANCEL = "rollbot_restore_cancel"
 
 
 class CallbackId(StrEnum):

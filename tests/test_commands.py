@@ -7,21 +7,31 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.commands import (
+    SUBCOMMANDS,
     USAGE,
+    Backups,
     Cancel,
     Help,
+    Kind,
     ListVersions,
     RequestRollback,
+    Restore,
     Status,
     parse,
 )
+from bot.config import RESERVED_SERVICE_NAMES
 from bot.errors import UsageError
-from bot.names import NAME_PATTERN, VERSION_PATTERN
+from bot.names import BACKUP_PATTERN, COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
 
-names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(
-    lambda s: s not in {"list", "status", "cancel", "help"}
-)
+names = st.from_regex(NAME_PATTERN, fullmatch=True).filter(lambda s: s not in SUBCOMMANDS)
 versions = st.from_regex(VERSION_PATTERN, fullmatch=True)
+# Backup names are whatever the pattern allows that is not also a service name.
+backups = st.from_regex(BACKUP_PATTERN, fullmatch=True).filter(
+    lambda s: not NAME_PATTERN.fullmatch(s)
+)
+commits = st.from_regex(COMMIT_PATTERN, fullmatch=True)
+kinds: st.SearchStrategy[Kind] = st.sampled_from(["database", "redis"])
+DUMP = "20240301120000.123Z_shop_pre-rollback.dump"
 
 
 @pytest.mark.parametrize(
@@ -36,6 +46,18 @@ versions = st.from_regex(VERSION_PATTERN, fullmatch=True)
         ("list backend env=staging", ListVersions("backend", "staging")),
         ("status", Status()),
         ("cancel rb-0a1b2c3d", Cancel("rb-0a1b2c3d")),
+        ("backend commit=0a1b2c3", RequestRollback("backend", bad_commit="0a1b2c3")),
+        (
+            "backend commit=" + "f" * 40 + " env=prod --dry-run",
+            RequestRollback("backend", None, "prod", True, "f" * 40),
+        ),
+        ("backups database", Backups("database")),
+        ("backups redis shop env=staging", Backups("redis", "shop", "staging")),
+        ("restore database", Restore("database")),
+        ("restore redis shop", Restore("redis", "shop")),
+        (f"restore database shop {DUMP}", Restore("database", "shop", DUMP)),
+        (f"restore database {DUMP} env=prod", Restore("database", None, DUMP, "prod")),
+        (f"env=prod restore database {DUMP} shop", Restore("database", "shop", DUMP, "prod")),
         ("", Help()),
         ("help", Help()),
     ],
@@ -64,6 +86,28 @@ def test_examples(text: str, expected: object) -> None:
         ("status now", "status takes no arguments"),
         ("--dry-run", "Name the service"),
         ("list backend --dry-run", "--dry-run does not apply to list"),
+        ("backend commit=xyz1234", "'xyz1234' is not a valid commit"),
+        ("backend commit=0A1B2C3", "is not a valid commit"),
+        ("backend commit=0a1b2c", "is not a valid commit"),
+        ("backend commit=" + "0" * 41, "is not a valid commit"),
+        ("backend commit=0a1b2c3 commit=0a1b2c4", "commit= is given twice"),
+        ("backend v1.2.3 commit=0a1b2c3", "Give a version or commit=SHA, not both"),
+        ("list backend commit=0a1b2c3", "commit= does not apply to list"),
+        ("restore database commit=0a1b2c3", "commit= does not apply to restore"),
+        ("commit=0a1b2c3", "Name the service"),
+        ("backups", "Say what: `backups database` or `backups redis`"),
+        ("restore", "Say what: `restore database` or `restore redis`"),
+        ("restore mysql", "restore takes database or redis, not 'mysql'"),
+        ("restore Database", "restore takes database or redis"),
+        ("restore database --dry-run", "--dry-run does not apply to restore"),
+        ("backups database a b", "Two services given: 'a' and 'b'"),
+        (f"backups database {DUMP}", "backups takes a service"),
+        (f"restore database {DUMP} {DUMP}", "Two backups given"),
+        ("restore database shop ../etc/passwd", "'../etc/passwd' is neither a service"),
+        ("restore database .hidden.dump", "is neither a service"),
+        ("restore database dump;rm", "is neither a service"),
+        ("restore database " + "B" * 129, "is neither a service"),
+        ("restore redis shop x=1", "Unknown option 'x=1'"),
     ],
 )
 def test_bad_input_says_what_is_wrong_and_shows_usage(text: str, says: str) -> None:
@@ -88,6 +132,40 @@ def test_round_trip(service: str, version: str | None, env: str | None, dry: boo
     assert parse(" ".join(words)) == RequestRollback(service, version, env, dry)
 
 
+@given(
+    restore=st.booleans(),
+    kind=kinds,
+    service=st.none() | names,
+    backup=st.none() | backups,
+    env=st.none() | names,
+    order=st.permutations(range(3)),
+)
+def test_restore_words_round_trip(
+    restore: bool,
+    kind: Kind,
+    service: str | None,
+    backup: str | None,
+    env: str | None,
+    order: list[int],
+) -> None:
+    head = "restore" if restore else "backups"
+    backup = backup if restore else None
+    extra = [service, backup, f"env={env}" if env else None]
+    words = [head, kind] + [w for i in order if (w := extra[i])]
+    expected = Restore(kind, service, backup, env) if restore else Backups(kind, service, env)
+    assert parse(" ".join(words)) == expected
+
+
+@given(service=names, commit=commits, env=st.none() | names)
+def test_commit_round_trip(service: str, commit: str, env: str | None) -> None:
+    text = f"{service} commit={commit}" + (f" env={env}" if env else "")
+    assert parse(text) == RequestRollback(service, None, env, False, commit)
+
+
+def test_subcommands_cannot_be_service_names() -> None:
+    assert SUBCOMMANDS <= RESERVED_SERVICE_NAMES
+
+
 @given(st.text(max_size=600))
 def test_any_text_parses_or_raises_usage_error(text: str) -> None:
     try:
@@ -99,6 +177,13 @@ def test_any_text_parses_or_raises_usage_error(text: str) -> None:
         assert NAME_PATTERN.fullmatch(command.service)
         assert command.version is None or VERSION_PATTERN.fullmatch(command.version)
         assert command.environment is None or NAME_PATTERN.fullmatch(command.environment)
+        assert command.bad_commit is None or COMMIT_PATTERN.fullmatch(command.bad_commit)
+    if isinstance(command, Backups | Restore):
+        assert command.service is None or NAME_PATTERN.fullmatch(command.service)
+        assert command.environment is None or NAME_PATTERN.fullmatch(command.environment)
+    if isinstance(command, Restore) and command.backup is not None:
+        assert BACKUP_PATTERN.fullmatch(command.backup)
+        assert "/" not in command.backup and not command.backup.startswith(".")
 
 
 @given(st.text(alphabet=";|&$`'\"<>\\(){}*?! \n", min_size=1, max_size=20), names)
@@ -109,3 +194,13 @@ def test_shell_metacharacters_never_reach_a_version(junk: str, service: str) -> 
         return
     assert isinstance(command, RequestRollback)
     assert command.version is None or not set(command.version) & set(";|&$`'\"<>\\(){}*?! ")
+
+
+@given(st.text(alphabet="./\\;|&$`'\"<>(){}*?! \n~", min_size=1, max_size=20))
+def test_paths_and_shell_metacharacters_never_reach_a_backup(junk: str) -> None:
+    try:
+        command = parse(f"restore database shop 2024{junk}.dump")
+    except UsageError:
+        return
+    assert isinstance(command, Restore)
+    assert command.backup is None or not set(command.backup) & set("/\\;|&$`'\"<>(){}*?! ~")

@@ -134,3 +134,28 @@ async def test_a_rejected_workflow_dispatch_fails_the_rollback_and_says_the_tag_
     assert len(fake_github.dispatches) == 1
     assert git_remote.refs()["refs/tags/v1.2.3-rollback^{}"] == git_remote.commit_of("v1.2.3")
     assert "ghp_revoked_token" not in bot.log() + thread
+
+
+async def test_revert_a_named_bad_commit_conversation(
+    start_rollbot: StartBot,
+    git_remote: GitRemote,
+    http_server: HttpServerFactory,
+    tmp_path: Path,
+) -> None:
+    health = await http_server(200, "ok")
+    config = git_config(git_remote, tmp_path / "cache", health.url)
+    config["services"]["web"]["environments"]["production"]["provider"]["mode"] = "revert"
+    bot = await start_rollbot(config)
+    bad = git_remote.commit_of("main~1")  # "Rework search", released in v1.2.4
+
+    card = await ready_to_approve(bot, f"web commit={bad[:9]}", "critical_bug")
+    shown = text_of(card)
+    assert f"revert {bad[:9]}" in shown and "Rework search" in shown
+
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+    assert git_remote.file("search.txt") == "fast search\n"
+    assert git_remote.file("app.txt") == "1.2.4\n"
+    assert git_remote.subjects()[:2] == ['Revert "Rework search"', "Release 1.2.4"]
+    (rb,) = await bot.store.find()
+    assert (rb.state, rb.bad_commit) == (State.SUCCEEDED, bad[:9])

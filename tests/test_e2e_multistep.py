@@ -94,14 +94,15 @@ async def start(
     return container, await start_rollbot(config, extra_env=env)
 
 
+def in_thread(bot: RunningBot, card: dict[str, Any], action: ActionId) -> dict[str, Any] | None:
+    """Return the last message of the card's thread that shows this action, if any."""
+    found = [m for m in bot.fake.thread(card["channel"], card["ts"]) if has_action(m, action)]
+    return found[-1] if found else None
+
+
 def options(bot: RunningBot, card: dict[str, Any]) -> dict[str, Any] | None:
     """Return the thread message offering the guide's options after a failure, if any."""
-    found = [
-        m
-        for m in bot.fake.thread(card["channel"], card["ts"])
-        if has_action(m, ActionId.RETRY_STEP)
-    ]
-    return found[-1] if found else None
+    return in_thread(bot, card, ActionId.RETRY_STEP)
 
 
 async def test_failed_middle_step_stops_the_plan_and_retry_finishes_it(
@@ -152,6 +153,23 @@ async def test_failed_middle_step_stops_the_plan_and_retry_finishes_it(
     (rb,) = await bot.store.find()
     assert (rb.state, rb.failed_step) == (State.FAILED, 1)
     assert [s.status for s in rb.steps] == [StepStatus.DONE, StepStatus.FAILED, StepStatus.NOT_RUN]
+    assert await bot.store.locks() == []
+
+    # "Restore database…" offers the backup step 2 took, behind its own confirmation.
+    await bot.slack.click(
+        offered["channel"], offered["ts"], ActionId.RESTORE_DATABASE, user=REQUESTER
+    )
+    offer = await bot.fake.wait_for(lambda: in_thread(bot, card, ActionId.RESTORE_CONFIRM))
+    (backup,) = (tmp_path / "pg").iterdir()
+    assert f"Restore backend/production database `database` from backup `{backup.name}`" in (
+        text_of(offer)
+    )
+    await prisma_db.execute("DELETE FROM posts")
+    await bot.slack.click(offer["channel"], offer["ts"], ActionId.RESTORE_CONFIRM, user=APPROVER)
+    await bot.fake.wait_for(
+        lambda: f"Restored {backup.name}: database" in thread_text(bot.fake, card)
+    )
+    assert await prisma_db.snapshot() == before
     assert await bot.store.locks() == []
 
     # Someone without rights cannot retry; the requester can, once down.sql is fixed.
