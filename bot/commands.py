@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from bot.errors import UsageError
@@ -17,12 +19,16 @@ from bot.names import (
 USAGE = """\
 /rollback SERVICE [VERSION] [env=ENV] [--dry-run]   roll SERVICE back (no VERSION: previous stable)
 /rollback SERVICE commit=SHA [env=ENV] [--dry-run]  revert that one bad commit (git)
+  … detected=HH:MM                                  when the issue was seen (UTC; default: now)
 /rollback list SERVICE [env=ENV]                    list versions SERVICE can roll back to
 /rollback backups database|redis [SERVICE] [env=ENV]
                                                     list the backups a restore can use
 /rollback restore database|redis [SERVICE] [BACKUP] [env=ENV]
                                                     restore a backup (no BACKUP: the latest)
-/rollback status                                    rollbacks in flight and held locks
+/rollback history [SERVICE] [env=ENV]               recent rollbacks and drills
+/rollback report ID                                 the incident report of a rollback
+/rollback drill SERVICE [env=ENV]                   the quarterly drill (never production)
+/rollback status                                    rollbacks in flight, locks, monitoring
 /rollback cancel ID                                 cancel a rollback that has not started
 /rollback help                                      this help"""
 
@@ -30,7 +36,10 @@ MAX_TEXT = 500
 
 Kind = Literal["database", "redis"]
 KINDS: dict[str, Kind] = {"database": "database", "redis": "redis"}
-SUBCOMMANDS = frozenset({"help", "status", "cancel", "list", "backups", "restore"})
+SUBCOMMANDS = frozenset(
+    {"help", "status", "cancel", "list", "backups", "restore", "history", "report", "drill"}
+)
+DETECTED = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,15 @@ class RequestRollback:
     environment: str | None = None
     dry_run: bool = False
     bad_commit: str | None = None
+    detected: str | None = None
+
+    def detected_at(self, now: datetime) -> datetime | None:
+        """Return when the issue was seen: today at `detected` (UTC), or yesterday if later."""
+        if self.detected is None:
+            return None
+        hours, minutes = map(int, self.detected.split(":"))
+        seen = now.astimezone(UTC).replace(hour=hours, minute=minutes, second=0, microsecond=0)
+        return seen - timedelta(days=1) if seen > now else seen
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,29 @@ class Restore:
 
 
 @dataclass(frozen=True)
+class History:
+    """List recent rollbacks and drills, of one service or all."""
+
+    service: str | None = None
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Render a rollback's incident report again, with its latest state."""
+
+    rollback_id: str
+
+
+@dataclass(frozen=True)
+class Drill:
+    """Run the guide's rollback drill on a non-production environment."""
+
+    service: str
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
 class Status:
     """Show rollbacks in flight and held locks."""
 
@@ -88,7 +129,18 @@ class Help:
     """Show the usage."""
 
 
-Command = RequestRollback | ListVersions | Backups | Restore | Status | Cancel | Help
+Command = (
+    RequestRollback
+    | ListVersions
+    | Backups
+    | Restore
+    | History
+    | Report
+    | Drill
+    | Status
+    | Cancel
+    | Help
+)
 
 
 def shown(value: str, limit: int = 40) -> str:
@@ -127,6 +179,7 @@ class _Words:
     unknown: list[str] = field(default_factory=list)
     environment: str | None = None
     commit: str | None = None
+    detected: str | None = None
     dry_run: bool = False
 
 
@@ -142,6 +195,12 @@ def _split_options(words: list[str]) -> _Words:
             if found.commit is not None:
                 raise _fail("commit= is given twice.")
             found.commit = _check("commit", word.removeprefix("commit="))
+        elif word.startswith("detected="):
+            if found.detected is not None:
+                raise _fail("detected= is given twice.")
+            found.detected = word.removeprefix("detected=")
+            if not DETECTED.fullmatch(found.detected):
+                raise _fail(f"{shown(found.detected)} is not a time like 03:12 (UTC, 24-hour).")
         elif word == "--dry-run":
             found.dry_run = True
         elif word.startswith("-") or "=" in word:
@@ -154,7 +213,8 @@ def _split_options(words: list[str]) -> _Words:
 def _reject_unknown(unknown: list[str]) -> None:
     if unknown:
         raise _fail(
-            f"Unknown option {shown(unknown[0])}; only env=ENV, commit=SHA and --dry-run exist."
+            f"Unknown option {shown(unknown[0])}; only env=ENV, commit=SHA, detected=HH:MM "
+            "and --dry-run exist."
         )
 
 
@@ -165,7 +225,7 @@ def parse(text: str) -> Command:
     words = _split_options(text.split())
     if not words.positional:
         _reject_unknown(words.unknown)
-        if words.environment or words.dry_run or words.commit:
+        if words.environment or words.dry_run or words.commit or words.detected:
             raise _fail("Name the service to roll back.")
         return Help()
     command = _parse_words(words.positional[0], words.positional[1:], words)
@@ -177,6 +237,8 @@ def _parse_words(head: str, args: list[str], words: _Words) -> Command:
     environment, dry_run = words.environment, words.dry_run
     if head in SUBCOMMANDS and words.commit:
         raise _fail(f"commit= does not apply to {head}; it goes with /rollback SERVICE.")
+    if head in SUBCOMMANDS and words.detected:
+        raise _fail(f"detected= does not apply to {head}; it goes with /rollback SERVICE.")
     if head in {"help", "status"}:
         if args or environment or dry_run:
             raise _fail(f"{head} takes no arguments.")
@@ -193,13 +255,25 @@ def _parse_words(head: str, args: list[str], words: _Words) -> Command:
         return ListVersions(_check("service", args[0]), environment)
     if head in {"backups", "restore"}:
         return _parse_restore(head, args, environment)
+    if head == "history":
+        if len(args) > 1:
+            raise _fail("history takes at most one service.")
+        return History(_check("service", args[0]) if args else None, environment)
+    if head == "report":
+        if len(args) != 1 or environment:
+            raise _fail("report takes exactly one rollback id.")
+        return Report(_check("rollback id", args[0]))
+    if head == "drill":
+        if len(args) != 1:
+            raise _fail("drill takes exactly one service.")
+        return Drill(_check("service", args[0]), environment)
     service = _check("service", head)
     version = _check("version", args[0]) if args else None
     if len(args) > 1:
         raise _fail(f"Too many arguments: {shown(' '.join(args[1:]))}.")
     if version and words.commit:
         raise _fail("Give a version or commit=SHA, not both.")
-    return RequestRollback(service, version, environment, dry_run, words.commit)
+    return RequestRollback(service, version, environment, dry_run, words.commit, words.detected)
 
 
 def _parse_restore(head: str, args: list[str], environment: str | None) -> Backups | Restore:

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bot.commands import SUBCOMMANDS
 from bot.errors import ConfigError
 from bot.matrix import ISSUES, MatrixRow, Severity
 from bot.names import NAME_PATTERN, VERSION_PATTERN
@@ -19,7 +20,7 @@ from providers import REGISTRY, STATE_STEPS, ProviderSettings, StepSettings
 # Names pydantic puts in an error's location for the union member it tried; the user
 # never wrote them as keys, so they are left out of the key path.
 _UNION_TAGS = frozenset(REGISTRY) | frozenset(STATE_STEPS) | {"http", "postgres", "redis", "tcp"}
-RESERVED_SERVICE_NAMES = frozenset({"list", "status", "cancel", "help", "backups", "restore"})
+RESERVED_SERVICE_NAMES = SUBCOMMANDS
 
 
 class _Strict(BaseModel):

@@ -10,7 +10,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -166,6 +166,7 @@ class Engine:
         channel_id: str | None = None,
         from_terminal: bool = False,
         bad_commit: str | None = None,
+        detected_at: datetime | None = None,
     ) -> Rollback:
         """Create a rollback after checking the policy, the locks and the target version.
 
@@ -216,6 +217,7 @@ class Engine:
             steps=[first, *later],
             bad_commit=bad_commit,
             channel_id=channel_id,
+            detected_at=detected_at,
         )
         await self.store.create(rollback)
         what = "Dry run requested" if dry_run else "Rollback requested"

@@ -105,6 +105,8 @@ class Rollback(BaseModel):
     failed_step: int | None = None
     bad_commit: str | None = None
     fix_forward_by: str | None = None
+    drill: bool = False
+    detected_at: datetime | None = None
     issue: str | None = None
     severity: str | None = None
     action: str | None = None

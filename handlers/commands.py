@@ -19,7 +19,7 @@ from bot.commands import (
     parse,
 )
 from bot.engine import Engine
-from bot.models import ACTIVE_STATES, OPEN_STATES
+from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
 from bot.restores import Restores
 from bot.text import mention
@@ -40,7 +40,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
     ) -> None:
         user, channel = command["user_id"], command["channel_id"]
         match parse(command.get("text") or ""):
-            case RequestRollback(service, version, environment, dry_run, bad_commit):
+            case RequestRollback(service, version, environment, dry_run, bad_commit) as asked:
                 await sweep(engine, thread)
                 requested = await engine.request(
                     service=service,
@@ -50,6 +50,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     dry_run=dry_run,
                     channel_id=channel,
                     bad_commit=bad_commit,
+                    detected_at=asked.detected_at(utcnow()),
                 )
                 target = engine.config.slack.incident_channel or channel
                 try:
@@ -58,6 +59,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                     # Without a card nobody can act on it; don't let it block the service.
                     await engine.cancel(requested.id, user)
                     raise
+                await thread.hooks.moved(rb)
                 if rb.channel_id != channel:
                     await respond(
                         text=f"Rollback {rb.id} is in <#{rb.channel_id}>.",

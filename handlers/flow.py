@@ -48,6 +48,7 @@ async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str)
         await thread.reply(
             rb, f":no_entry_sign: {escape(rb.error or rb.state.label)}. Nothing was changed."
         )
+    await thread.hooks.moved(rb)
 
 
 async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: str) -> None:
@@ -57,6 +58,7 @@ async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: 
     try:
         await thread.update_card(rb)
         await thread.reply(rb, said)
+        await thread.hooks.moved(rb)
     except Exception as exc:
         log.warning("slack unavailable before running", error=type(exc).__name__)
     await engine.execute(rb.id, thread)
@@ -77,6 +79,7 @@ async def sweep(engine: Engine, thread: SlackThread, *, starting: bool = False) 
         try:
             await thread.update_card(rb)
             await thread.reply(rb, f":hourglass: {escape(rb.error or rb.state.label)}{where}")
+            await thread.hooks.moved(rb)
         except Exception as exc:
             log.warning("could not announce", rollback_id=rb.id, error=type(exc).__name__)
 

@@ -9,6 +9,7 @@ from bot.models import Rollback, State
 from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
+from handlers.hooks import Hooks
 
 
 class SlackThread:
@@ -17,6 +18,7 @@ class SlackThread:
     def __init__(self, client: AsyncWebClient, engine: Engine) -> None:
         self.client = client
         self.engine = engine
+        self.hooks = Hooks()
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -97,6 +99,7 @@ class SlackThread:
                 text=f"What now for rollback {rb.id}? Retry, restore the database or fix forward.",
                 blocks=failure_options(rb),
             )
+        await self.hooks.moved(rb)
 
     async def close_options(self, channel: str, ts: str, text: str) -> None:
         """Replace the buttons of a failure's options with what was chosen."""

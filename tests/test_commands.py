@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,9 +13,12 @@ from bot.commands import (
     USAGE,
     Backups,
     Cancel,
+    Drill,
     Help,
+    History,
     Kind,
     ListVersions,
+    Report,
     RequestRollback,
     Restore,
     Status,
@@ -58,6 +63,12 @@ DUMP = "20240301120000.123Z_shop_pre-rollback.dump"
         (f"restore database shop {DUMP}", Restore("database", "shop", DUMP)),
         (f"restore database {DUMP} env=prod", Restore("database", None, DUMP, "prod")),
         (f"env=prod restore database {DUMP} shop", Restore("database", "shop", DUMP, "prod")),
+        ("backend detected=03:12", RequestRollback("backend", detected="03:12")),
+        ("history", History()),
+        ("history backend env=staging", History("backend", "staging")),
+        ("report rb-0a1b2c3d", Report("rb-0a1b2c3d")),
+        ("drill backend", Drill("backend")),
+        ("drill backend env=staging", Drill("backend", "staging")),
         ("", Help()),
         ("help", Help()),
     ],
@@ -108,6 +119,16 @@ def test_examples(text: str, expected: object) -> None:
         ("restore database dump;rm", "is neither a service"),
         ("restore database " + "B" * 129, "is neither a service"),
         ("restore redis shop x=1", "Unknown option 'x=1'"),
+        ("backend detected=3:12", "'3:12' is not a time like 03:12"),
+        ("backend detected=24:00", "is not a time like 03:12"),
+        ("backend detected=03:12 detected=03:13", "detected= is given twice"),
+        ("history detected=03:12", "detected= does not apply to history"),
+        ("history a b", "history takes at most one service"),
+        ("report", "report takes exactly one rollback id"),
+        ("report rb-0a1b2c3d env=prod", "report takes exactly one rollback id"),
+        ("report 42", "is not a valid rollback id"),
+        ("drill", "drill takes exactly one service"),
+        ("drill backend --dry-run", "--dry-run does not apply to drill"),
     ],
 )
 def test_bad_input_says_what_is_wrong_and_shows_usage(text: str, says: str) -> None:
@@ -160,6 +181,15 @@ def test_restore_words_round_trip(
 def test_commit_round_trip(service: str, commit: str, env: str | None) -> None:
     text = f"{service} commit={commit}" + (f" env={env}" if env else "")
     assert parse(text) == RequestRollback(service, None, env, False, commit)
+
+
+def test_detected_is_today_or_yesterday_in_utc() -> None:
+    asked = RequestRollback("backend", detected="23:50")
+    just_after_midnight = datetime(2026, 11, 25, 0, 10, tzinfo=UTC)
+    assert asked.detected_at(just_after_midnight) == datetime(2026, 11, 24, 23, 50, tzinfo=UTC)
+    evening = datetime(2026, 11, 25, 23, 55, tzinfo=UTC)
+    assert asked.detected_at(evening) == datetime(2026, 11, 25, 23, 50, tzinfo=UTC)
+    assert RequestRollback("backend").detected_at(evening) is None
 
 
 def test_subcommands_cannot_be_service_names() -> None:

@@ -118,6 +118,8 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
         failed_step=1,
         bad_commit="abc1234",
         fix_forward_by="U4",
+        drill=True,
+        detected_at=T0 - timedelta(minutes=7),
         issue="critical bug affecting all users",
         severity="critical",
         action="immediate rollback",
