@@ -184,6 +184,11 @@ class SlackConfig(_Strict):
     notification_channel: str | None = Field(
         default=None, description="Also receives the internal notification."
     )
+    oncall_group: str | None = Field(
+        default=None,
+        description="Slack user group (S...) of the on-call rotation: mentioned when the "
+        "matrix says roll back immediately, and on escalations.",
+    )
 
 
 LOCK_MARGIN = 300
