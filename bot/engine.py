@@ -351,12 +351,22 @@ class Engine:
             by = ", ".join(mention(u) for u in rollback.approved_by)
             tail = f" by {by}" if by and rollback.state is not State.CANCELLED else ""
             raise Conflict(f"Rollback {rollback.id} is already {rollback.state.label}{tail}.")
-        policy = self.policy(rollback)
         reason = (break_glass_reason or "").strip() or None
-        if rollback.danger:
-            await self._confirm_danger(rollback, user, danger_confirmed)
-            if policy.required_approvals == 0:
-                return await self._approve_now(rollback, [], user)
+        if not rollback.danger:
+            return await self._approve_as(rollback, user, reason)
+        await self._check_danger(rollback, user, danger_confirmed)
+        approved = await self._approve_as(rollback, user, reason)
+        # Recorded once the approval counts: a refused click confirmed nothing.
+        what = "; ".join(rollback.danger)
+        await self.record(
+            rollback, user, "danger_confirmed", f"Confirmed by {mention(user)}: {what}"
+        )
+        return approved
+
+    async def _approve_as(self, rollback: Rollback, user: str, reason: str | None) -> Rollback:
+        policy = self.policy(rollback)
+        if rollback.danger and policy.required_approvals == 0:
+            return await self._approve_now(rollback, [], user)
         if user == rollback.requested_by:
             self._check_break_glass(rollback, policy)
             if not await self._may_approve(rollback, user):
@@ -383,7 +393,7 @@ class Engine:
             return await self.store.update(rollback.id, approved_by=approvers)
         return await self._approve_now(rollback, approvers, user)
 
-    async def _confirm_danger(self, rollback: Rollback, user: str, confirmed: bool) -> None:
+    async def _check_danger(self, rollback: Rollback, user: str, confirmed: bool) -> None:
         """Refuse a plan that destroys data unless this approval says so explicitly."""
         what = "; ".join(rollback.danger)
         if not confirmed:
@@ -396,8 +406,6 @@ class Engine:
             raise NotAllowed(
                 f"You are not an approver for {rollback.service}/{rollback.environment}."
             )
-        text = f"Confirmed by {mention(user)}: {what}"
-        await self.record(rollback, user, "danger_confirmed", text)
 
     async def approve_from_terminal(
         self, rollback_id: str, operator: str, reason: str, *, danger_confirmed: bool = False
@@ -405,12 +413,13 @@ class Engine:
         """Approve from the terminal (break-glass for when Slack is down), recorded as such."""
         rollback = await self.get(rollback_id)
         if rollback.danger:
-            await self._confirm_danger(rollback, operator, danger_confirmed)
+            await self._check_danger(rollback, operator, danger_confirmed)
         await self.record(
             rollback,
             operator,
             "break_glass",
-            f"Approved from the terminal: {reason}",
+            f"Approved from the terminal: {reason}"
+            + (f" (data loss confirmed: {'; '.join(rollback.danger)})" if rollback.danger else ""),
             reason=reason,
         )
         return await self._approve_now(rollback, [operator], operator, break_glass_reason=reason)
