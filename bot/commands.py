@@ -154,7 +154,7 @@ def _fail(problem: str) -> UsageError:
 
 
 NAMES_ALLOWED = "lowercase letters, digits, '-' and '_'"
-BACKUPS_ALLOWED = "letters, digits, '.', '_' and '-', at most 128, not starting with '.'"
+BACKUPS_ALLOWED = "letters, digits, '.', '_' and '-', at most 128, not starting with '.' or '-'"
 PATTERNS = {
     "service": (NAME_PATTERN, NAMES_ALLOWED),
     "environment": (NAME_PATTERN, NAMES_ALLOWED),

@@ -12,7 +12,8 @@ VERSION_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 # Rollback ids the bot hands out.
 ROLLBACK_ID_PATTERN = re.compile(r"rb-[0-9a-f]{8}")
 # Backup file names as providers write them (a timestamp, a label, a suffix): no path
-# separators, no leading dot (hidden and partial files), nothing a shell would read.
-BACKUP_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+# separators, no leading dot (hidden and partial files) or dash (an option), nothing a shell
+# would read.
+BACKUP_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 # A commit named by its (abbreviated) hex sha.
 COMMIT_PATTERN = re.compile(r"[0-9a-f]{7,40}")
