@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,60 @@ class SlackConfig(_Strict):
     )
 
 
+# A header name (RFC 9110 token) and an environment variable name.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_CHANNEL = re.compile(r"[CGD][A-Z0-9_]{1,30}")
+
+
+class StatusPageConfig(_Strict):
+    """A status-page webhook told "investigating" and "resolved" for each rollback."""
+
+    url: str = Field(description="http(s) URL that receives the JSON POST.")
+    secret_header: str | None = Field(
+        default=None, description="Header that carries the secret, e.g. Authorization."
+    )
+    secret_env: str | None = Field(
+        default=None, description="Environment variable holding the secret header's value."
+    )
+    timeout_seconds: float = Field(default=5, gt=0, le=60, description="Timeout of one attempt.")
+    attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries in all when it answers 5xx or 429."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> StatusPageConfig:
+        if not self.url.startswith(("https://", "http://")):
+            raise ValueError("url must start with https:// or http://")
+        if (self.secret_header is None) != (self.secret_env is None):
+            raise ValueError("give both secret_header and secret_env, or neither")
+        if self.secret_header is not None and not _HEADER_NAME.fullmatch(self.secret_header):
+            raise ValueError(f"secret_header {self.secret_header!r} is not a header name")
+        if self.secret_env is not None and not _VARIABLE.fullmatch(self.secret_env):
+            raise ValueError(f"secret_env {self.secret_env!r} is not a variable name")
+        return self
+
+
+class NotificationsConfig(_Strict):
+    """The guide's user notification and the status page."""
+
+    user_channel: str | None = Field(
+        default=None,
+        description="Channel id where users read service updates; the draft's Post button "
+        "posts there. Without it the draft only says where it would go.",
+    )
+    status_page: StatusPageConfig | None = Field(
+        default=None, description="Webhook told investigating/resolved; none by default."
+    )
+
+    @field_validator("user_channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None and not _CHANNEL.fullmatch(value):
+            raise ValueError(f"{value!r} is not a channel id (C…)")
+        return value
+
+
 LOCK_MARGIN = 300
 
 
@@ -225,6 +280,7 @@ class RollbotConfig(_Strict):
     slack: SlackConfig = Field(default_factory=SlackConfig)
     approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     decision_matrix: dict[str, MatrixRow] = Field(
         default_factory=lambda: dict(ISSUES), description="Overrides the guide's matrix."
     )
@@ -289,6 +345,12 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
                     var = check.url_env
                 if var and not environ.get(var):
                     problems.append(f"{path}.checks[{i}]: environment variable {var} is not set")
+    page = config.notifications.status_page
+    if page and page.secret_env and not environ.get(page.secret_env):
+        problems.append(
+            f"notifications.status_page.secret_env: environment variable {page.secret_env} "
+            "is not set"
+        )
     return problems
 
 

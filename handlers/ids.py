@@ -19,12 +19,17 @@ class ActionId(StrEnum):
     FIX_FORWARD = "rollbot_fix_forward"
     RESTORE_CONFIRM = "rollbot_restore_confirm"
     RESTORE_CANCEL = "rollbot_restore_cancel"
+    # Checklists and notifications
+    CHECKLIST = "rollbot_checklist"
+    POST_USER_NOTIFICATION = "rollbot_post_user_notification"
+    EDIT_USER_NOTIFICATION = "rollbot_edit_user_notification"
 
 
 class CallbackId(StrEnum):
     """callback_id of the modals."""
 
     REASON = "rollbot_reason"
+    USER_NOTIFICATION = "rollbot_user_notification"
 
 
 class BlockId(StrEnum):
@@ -33,6 +38,9 @@ class BlockId(StrEnum):
     MATRIX = "rollbot_matrix"
     REASON = "rollbot_reason_input"
     OPTIONS = "rollbot_failure_options"
+    CHECKLIST = "rollbot_checklist"
+    USER_NOTIFICATION = "rollbot_user_notification_text"
 
 
 REASON_INPUT = "reason"
+NOTIFICATION_INPUT = "notification"

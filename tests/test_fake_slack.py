@@ -12,7 +12,13 @@ import pytest
 from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
-from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    ButtonElement,
+    CheckboxesElement,
+    Option,
+    SectionBlock,
+)
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -232,3 +238,30 @@ async def test_modal_opens_with_a_fresh_trigger_and_submits(
     }
     with pytest.raises(AssertionError, match="closed"):
         await slack.submit_view("reason", {"why": {"text": "again"}}, user="U_REQ")
+
+
+async def test_checkbox_click_carries_every_ticked_box(
+    fake_slack: FakeSlack, client: AsyncWebClient, bot_stub: BotStub
+) -> None:
+    slack = SignedSlack(bot_stub.url, SECRET, fake_slack)
+    boxes = CheckboxesElement(
+        action_id="tick",
+        options=[Option(value=v, label=v.upper()) for v in ("a", "b", "c")],
+        initial_options=[Option(value="a", label="A")],
+    )
+    blocks = [ActionsBlock(block_id="list", elements=[boxes]).to_dict()]
+    ts = (await client.chat_postMessage(channel="C_OPS", text="x", blocks=blocks))["ts"]
+
+    await slack.toggle_checkbox("C_OPS", ts, "tick", "c", user="U_REQ")
+    await slack.toggle_checkbox("C_OPS", ts, "tick", "a", user="U_REQ")
+
+    first, second = (bot_stub.payload(i) for i in (0, 1))
+    assert first["actions"][0]["type"] == "checkboxes"
+    assert [o["value"] for o in first["actions"][0]["selected_options"]] == ["a", "c"]
+    action = second["actions"][0]
+    assert (action["action_id"], action["block_id"]) == ("tick", "list")
+    assert [o["value"] for o in action["selected_options"]] == ["c"]
+    state = second["state"]["values"]["list"]["tick"]
+    assert state["type"] == "checkboxes" and state["selected_options"] == action["selected_options"]
+    with pytest.raises(AssertionError, match="no 'tick' box 'z'"):
+        await slack.toggle_checkbox("C_OPS", ts, "tick", "z", user="U_REQ")

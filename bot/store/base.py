@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from bot.models import AuditEntry, Event, Lock, Rollback, State
+from bot.records import ChecklistMark, Delivery
 
 
 class Store(Protocol):
@@ -86,4 +87,38 @@ class Store(Protocol):
         limit: int = 50,
     ) -> list[Rollback]:
         """Return rollbacks matching the filters, newest first."""
+        ...
+
+    # -- checklists and one-time deliveries (notifications, the checklist message) ------
+
+    async def add_checklist_mark(self, mark: ChecklistMark) -> None:
+        """Append a person's tick or untick; marks are never changed or deleted."""
+        ...
+
+    async def checklist_marks(self, rollback_id: str) -> list[ChecklistMark]:
+        """Return a rollback's checklist marks, oldest first."""
+        ...
+
+    async def claim_delivery(self, delivery: Delivery) -> bool:
+        """Claim (rollback_id, key) for this delivery; False when it was claimed already."""
+        ...
+
+    async def update_delivery(
+        self,
+        rollback_id: str,
+        key: str,
+        *,
+        channel: str | None = None,
+        ts: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        """Set the given fields of a claimed delivery (where it was posted, its text)."""
+        ...
+
+    async def delivery(self, rollback_id: str, key: str) -> Delivery | None:
+        """Return a claimed delivery, or None."""
+        ...
+
+    async def release_delivery(self, rollback_id: str, key: str) -> None:
+        """Drop a claim whose work failed, so it can be tried again."""
         ...

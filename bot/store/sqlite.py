@@ -14,6 +14,7 @@ import aiosqlite
 from pydantic import TypeAdapter
 
 from bot.models import FINAL_STATES, AuditEntry, Event, Lock, Rollback, State, utcnow
+from bot.records import ChecklistMark, Delivery
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -87,6 +88,35 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     rollback_id TEXT NOT NULL,
     expires_at TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS checklist (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
+    item TEXT NOT NULL,
+    done INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checklist_rollback ON checklist (rollback_id, seq);
+CREATE TRIGGER IF NOT EXISTS checklist_no_update BEFORE UPDATE ON checklist
+BEGIN
+    SELECT RAISE(ABORT, 'checklist history is append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS checklist_no_delete BEFORE DELETE ON checklist
+BEGIN
+    SELECT RAISE(ABORT, 'checklist history is append-only');
+END;
+
+CREATE TABLE IF NOT EXISTS deliveries (
+    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
+    key TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at TEXT NOT NULL,
+    channel TEXT,
+    ts TEXT,
+    body TEXT,
+    PRIMARY KEY (rollback_id, key)
 );
 """
 
@@ -385,6 +415,111 @@ class SQLiteStore:
         async with self._transaction("DEFERRED") as conn:
             return await self._select(
                 conn, f"{where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]
+            )
+
+    # -- checklists and one-time deliveries -----------------------------------------
+
+    async def add_checklist_mark(self, mark: ChecklistMark) -> None:
+        """Append a person's tick or untick; marks are never changed or deleted."""
+        async with self._transaction() as conn:
+            try:
+                await conn.execute(
+                    "INSERT INTO checklist (rollback_id, item, done, actor, at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [mark.rollback_id, mark.item, int(mark.done), mark.actor, _iso(mark.at)],
+                )
+            except aiosqlite.IntegrityError as exc:
+                raise KeyError(mark.rollback_id) from exc
+
+    async def checklist_marks(self, rollback_id: str) -> list[ChecklistMark]:
+        """Return a rollback's checklist marks, oldest first."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT * FROM checklist WHERE rollback_id = ? ORDER BY seq", [rollback_id]
+            )
+        return [
+            ChecklistMark(
+                rollback_id=row["rollback_id"],
+                item=row["item"],
+                done=bool(row["done"]),
+                actor=row["actor"],
+                at=_when(row["at"]),
+            )
+            for row in rows
+        ]
+
+    async def claim_delivery(self, delivery: Delivery) -> bool:
+        """Claim (rollback_id, key) for this delivery; False when it was claimed already."""
+        async with self._transaction() as conn:
+            try:
+                cursor = await conn.execute(
+                    "INSERT OR IGNORE INTO deliveries "
+                    "(rollback_id, key, actor, at, channel, ts, body) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        delivery.rollback_id,
+                        delivery.key,
+                        delivery.actor,
+                        _iso(delivery.at),
+                        delivery.channel,
+                        delivery.ts,
+                        delivery.body,
+                    ],
+                )
+            except aiosqlite.IntegrityError as exc:
+                raise KeyError(delivery.rollback_id) from exc
+            return cursor.rowcount == 1
+
+    async def update_delivery(
+        self,
+        rollback_id: str,
+        key: str,
+        *,
+        channel: str | None = None,
+        ts: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        """Set the given fields of a claimed delivery (where it was posted, its text)."""
+        given = {"channel": channel, "ts": ts, "body": body}
+        fields = {name: value for name, value in given.items() if value is not None}
+        if not fields:
+            return
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE deliveries SET {sets} WHERE rollback_id = ? AND key = ?",  # noqa: S608
+                [*fields.values(), rollback_id, key],
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"{rollback_id}/{key}")
+
+    async def delivery(self, rollback_id: str, key: str) -> Delivery | None:
+        """Return a claimed delivery, or None."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT * FROM deliveries WHERE rollback_id = ? AND key = ?",
+                    [rollback_id, key],
+                )
+            )
+        if not rows:
+            return None
+        row = rows[0]
+        return Delivery(
+            rollback_id=row["rollback_id"],
+            key=row["key"],
+            actor=row["actor"],
+            at=_when(row["at"]),
+            channel=row["channel"],
+            ts=row["ts"],
+            body=row["body"],
+        )
+
+    async def release_delivery(self, rollback_id: str, key: str) -> None:
+        """Drop a claim whose work failed, so it can be tried again."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "DELETE FROM deliveries WHERE rollback_id = ? AND key = ?", [rollback_id, key]
             )
 
     async def _update(

@@ -9,12 +9,14 @@ need it instead of skipping them, so a green run always means they ran.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import asyncpg
 import pytest
@@ -81,6 +83,20 @@ async def _postgres_error(dsn: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Received:
+    """One request a FakeHttpServer received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
 class FakeHttpServer:
     """An HTTP server on 127.0.0.1 whose answer to every path a test changes as it runs."""
 
@@ -92,6 +108,7 @@ class FakeHttpServer:
         self.port: int = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}/health"
         self.requests = 0
+        self.received: list[Received] = []  # every request, in the order it came
         self.in_flight = 0
         self.max_in_flight = 0
         self._answer = (status, body)
@@ -127,6 +144,9 @@ class FakeHttpServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.requests += 1
+        self.received.append(
+            Received(request.method, request.path, dict(request.headers), await request.read())
+        )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -805,6 +805,34 @@ class UserActions(ABC):
         payload = self._block_actions(channel, message, ephemeral, user, _without_none(action))
         return await self.send_payload(payload)
 
+    async def toggle_checkbox(
+        self, channel: str, ts: str, action_id: str, option_value: str, *, user: str
+    ) -> tuple[int, str]:
+        """Tick or untick one box of a checkboxes element the message at (channel, ts) shows.
+
+        As in Slack, the action and state.values carry every box of that element ticked
+        after the click (`selected_options`), not only the one clicked. The boxes start from
+        what the user's client holds: their own earlier clicks on the same block, else the
+        element's initial_options as the message shows them now.
+        """
+        message, ephemeral = self._shown_message(channel, ts, user)
+        block, element = _find_checkbox(message, action_id, option_value)
+        key = (block["block_id"], action_id)
+        chosen = self._selections.setdefault((channel, ts), {})
+        before = {o["value"] for o in chosen.get(key, element.get("initial_options") or [])}
+        after = before ^ {option_value}
+        selected = [dict(o) for o in element["options"] if o["value"] in after]
+        chosen[key] = selected
+        action = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block["block_id"],
+            "selected_options": selected,
+            "action_ts": _action_ts(),
+        }
+        payload = self._block_actions(channel, message, ephemeral, user, action)
+        return await self.send_payload(payload)
+
     async def submit_view(
         self, view_id_or_callback_id: str, values: Mapping[str, Mapping[str, Any]], *, user: str
     ) -> tuple[int, str]:
@@ -1027,6 +1055,17 @@ def _find_element(message: Json, action_id: str) -> tuple[Json, Json]:
                 return block, element
             shown.append(element["action_id"])
     raise AssertionError(f"message {message['ts']} shows no {action_id!r}; it shows {shown}")
+
+
+def _find_checkbox(message: Json, action_id: str, value: str) -> tuple[Json, Json]:
+    """The block and checkboxes element with `action_id` that offers the option `value`."""
+    for block in message["blocks"]:
+        for element in _interactive(block):
+            if element["action_id"] != action_id or element["type"] != "checkboxes":
+                continue
+            if any(o["value"] == value for o in element.get("options", [])):
+                return block, element
+    raise AssertionError(f"message {message['ts']} shows no {action_id!r} box {value!r}")
 
 
 def _option(element: Json, value: str) -> Json:
