@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import Engine
 from bot.models import State
 from bot.settings import Settings
-from handlers import actions, commands, restores
+from handlers import actions, commands, incident_report, restores
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
@@ -40,7 +40,8 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
         request_verification_enabled=http,
     )
     thread = SlackThread(client, engine)
-    commands.register(app, engine, thread)
+    reports = incident_report.register(thread)
+    commands.register(app, engine, thread, reports=reports)
     actions.register(app, engine, thread)
     restores.register(app, engine)
 
