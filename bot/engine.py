@@ -36,7 +36,7 @@ from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.store.base import Store
 from bot.text import mention
-from bot.verification import CheckResult, all_passed, run_checks
+from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
@@ -522,6 +522,7 @@ class Engine:
             error=None,
             target_state=None,
             verification=None,
+            verification_table=None,
             finished_at=None,
         )
         if moved is None:
@@ -675,6 +676,7 @@ class Engine:
                 if results
                 else "no checks configured"
             ),
+            verification_table=render_table(results) if results else None,
         )
         if results:
             await reporter.verified(rollback, results)

@@ -116,6 +116,11 @@ class Rollback(BaseModel):
     error: str | None = None
     target_state: str | None = None
     verification: str | None = None
+    # The incident report's part of the record: the verification table as posted, the
+    # live timeline reply in the thread, and which ending the report was uploaded for.
+    verification_table: str | None = None
+    timeline_ts: str | None = None
+    reported: str | None = None
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None

@@ -9,10 +9,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.checklists import ChecklistSection, checklist_sections
 from bot.engine import Engine
-from bot.models import State
+from bot.models import Rollback, State
 from bot.settings import Settings
-from handlers import actions, checklists, commands, notifications, restores
+from handlers import actions, checklists, commands, incident_report, notifications, restores
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
@@ -28,8 +29,8 @@ def web_client(settings: Settings) -> AsyncWebClient:
     return client
 
 
-def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
-    """Build the Bolt app with every listener registered on the given engine."""
+def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[AsyncApp, SlackThread]:
+    """Build the Bolt app with every listener registered, and the thread they all use."""
     settings.require("SLACK_BOT_TOKEN", *(["SLACK_SIGNING_SECRET"] if http else []))
     client = web_client(settings)
     engine.directory = SlackDirectory(client)
@@ -40,7 +41,13 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
         request_verification_enabled=http,
     )
     thread = SlackThread(client, engine)
-    commands.register(app, engine, thread)
+
+    async def checklist_of(rb: Rollback) -> list[ChecklistSection]:
+        return await checklist_sections(engine.store, rb.id)
+
+    # The timeline registers its hook first so that it stays the thread's first reply.
+    reports = incident_report.register(thread, checklist=checklist_of)
+    commands.register(app, engine, thread, reports=reports)
     actions.register(app, engine, thread)
     restores.register(app, engine)
     checklist = checklists.register(app, engine, thread)
@@ -52,7 +59,7 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
     ) -> None:
         await report(error, body, respond, client)
 
-    return app
+    return app, thread
 
 
 def web_app(app: AsyncApp, engine: Engine) -> web.Application:

@@ -13,6 +13,7 @@ from bot.commands import (
     Cancel,
     Help,
     ListVersions,
+    Report,
     RequestRollback,
     Restore,
     Status,
@@ -25,13 +26,17 @@ from bot.restores import Restores
 from bot.text import mention
 from handlers.errors import acked
 from handlers.flow import advance, sweep
+from handlers.incident_report import IncidentReports
 from handlers.restores import offer_restore
 from handlers.thread import SlackThread
 from providers.base import Version
 
 
-def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
+def register(
+    app: AsyncApp, engine: Engine, thread: SlackThread, *, reports: IncidentReports | None = None
+) -> None:
     """Register the slash command listener."""
+    reports = reports or IncidentReports(thread)
 
     @app.command("/rollback")
     @acked
@@ -85,6 +90,9 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             case Status():
                 await sweep(engine, thread)
                 await respond(text=await status_text(engine), response_type="ephemeral")
+            case Report(rollback_id):
+                where = await reports.again(rollback_id, channel)
+                await respond(text=where, response_type="ephemeral")
             case Cancel(rollback_id):
                 rb = await engine.cancel(rollback_id, user)
                 await advance(engine, thread, rb, user)

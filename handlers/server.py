@@ -21,7 +21,6 @@ from bot.settings import Settings
 from bot.store import open_store
 from handlers import flow
 from handlers.app import create_app, web_app
-from handlers.thread import SlackThread
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +49,8 @@ async def serve(
     try:
         await store.open()
         engine = Engine(config, store, providers)
-        app = create_app(settings, engine, http=http)
-        thread = SlackThread(app.client, engine)
+        # One thread for listeners and the sweeper alike, so hooks run for swept rollbacks.
+        app, thread = create_app(settings, engine, http=http)
         await flow.sweep(engine, thread, starting=True)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         if http:

@@ -78,6 +78,8 @@ async def test_full_rollback_conversation(
     }
     assert await bot.store.locks() == []
 
+    # The thread hears of the outcome before the run's last log line is written.
+    await fake.wait_for(lambda: "rollback finished" in bot.log())
     lines = [json.loads(line) for line in bot.log().splitlines() if line.startswith("{")]
     steps = [line for line in lines if line["event"] == "step"]
     assert steps and all(

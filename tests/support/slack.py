@@ -52,6 +52,7 @@ POLL_INTERVAL = 0.02
 # Methods called with an app-level token (xapp-); every other method wants xoxb- or xoxp-.
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 SOCKET_PATH = "/link"
+UPLOAD_PATH = "/upload/v1/"  # where files.getUploadURLExternal sends the bytes
 
 # Slack accepts these as JSON strings inside form-encoded bodies.
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
@@ -119,6 +120,7 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.users: dict[str, Json] = {}  # overrides merged into users.info answers
         self.channels: dict[str, Json] = {}  # overrides merged into conversations.info answers
+        self.files: dict[str, Json] = {}  # file id -> the file, its bytes and where it went
         self.url = ""
         self._messages: dict[tuple[str, str], Json] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -149,6 +151,8 @@ class FakeSlack:
             "usergroups.users.list": self._usergroup_users,
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }
 
     @property
@@ -161,6 +165,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{token}", self._response)
+        app.router.add_post(UPLOAD_PATH + "{token}", self._upload)
         app.router.add_get(SOCKET_PATH, self._socket)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -323,6 +328,16 @@ class FakeSlack:
             raise AssertionError(f"no message {channel}/{ts}; have {list(self._messages)}")
         return copy.deepcopy(found)
 
+    def uploads(self, channel: str | None = None, thread_ts: str | None = None) -> list[Json]:
+        """Files shared with files.completeUploadExternal, in order, with their `content`."""
+        return [
+            copy.deepcopy(f)
+            for f in self.files.values()
+            if f["shared"]
+            and (channel is None or f["channel"] == channel)
+            and (thread_ts is None or f["thread_ts"] == thread_ts)
+        ]
+
     def calls_of(self, method: str) -> list[Call]:
         """Calls of one Web API method, in order."""
         return [c for c in self.calls if c.method == method]
@@ -421,6 +436,27 @@ class FakeSlack:
         except SlackError as exc:
             return web.Response(status=400, text=exc.error)
         return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: raw bytes or a multipart form; Slack answers 200 once it has them."""
+        file = next(
+            (f for f in self.files.values() if f["upload_token"] == request.match_info["token"]),
+            None,
+        )
+        if file is None or file["shared"]:
+            return web.Response(status=404, text="upload_url_not_found")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            fields = [v for v in form.values() if isinstance(v, web.FileField)]
+            if not fields:
+                return web.Response(status=400, text="no_file_data")
+            data = fields[0].file.read()
+        else:
+            data = await request.read()
+        file["content"] = data.decode("utf-8", errors="replace")
+        file["size"] = len(data)
+        file["uploaded"] = True
+        return web.Response(text=f"OK - {len(data)}")
 
     async def _socket(self, request: web.Request) -> web.StreamResponse:
         """A Socket Mode connection: hello, then envelopes out and acks in."""
@@ -634,6 +670,85 @@ class FakeSlack:
             "is_member": True,
         }
         return {"channel": {**channel, **self.channels.get(channel_id, {})}}
+
+    def _get_upload_url(self, args: Json) -> Json:
+        filename = _require(args, "filename")
+        try:
+            length = int(_require(args, "length"))
+        except ValueError:
+            raise SlackError("invalid_arguments", "length must be an integer") from None
+        if length < 1:
+            raise SlackError("invalid_arguments", "length must be a positive integer")
+        file_id = f"F{next(self._ids):08d}"
+        token = secrets.token_urlsafe(12)
+        self.files[file_id] = {
+            "id": file_id,
+            "name": filename,
+            "title": filename,
+            "length": length,
+            "size": 0,
+            "content": None,
+            "upload_token": token,
+            "uploaded": False,
+            "shared": False,
+            "channel": None,
+            "thread_ts": None,
+            "initial_comment": None,
+        }
+        return {"upload_url": f"{self.url}{UPLOAD_PATH}{token}", "file_id": file_id}
+
+    def _complete_upload(self, args: Json) -> Json:
+        files = _require(args, "files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                raise SlackError("invalid_arguments", "files must be a JSON array") from None
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict) and f.get("id") for f in files
+        ):
+            raise SlackError("invalid_arguments", "files must be an array of objects with an id")
+        channel = args.get("channel_id") or None
+        channels = [c for c in str(args.get("channels") or "").split(",") if c]
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts and len([c for c in [channel, *channels] if c]) != 1:
+            raise SlackError("invalid_arguments", "thread_ts needs exactly one channel")
+        found = [self.files.get(str(f["id"])) for f in files]
+        # Completing works once per upload, and only after the bytes reached the upload URL.
+        if any(f is None or f["shared"] or not f["uploaded"] for f in found):
+            raise SlackError("file_not_found")
+        target = channel or (channels[0] if channels else None)
+        shared: list[Json] = []
+        for given, file in zip(files, found, strict=True):
+            assert file is not None
+            file.update(
+                shared=True,
+                title=given.get("title") or file["name"],
+                channel=target,
+                thread_ts=thread_ts,
+                initial_comment=args.get("initial_comment"),
+            )
+            shared.append({"id": file["id"], "title": file["title"]})
+        if target is not None:
+            ts = self._next_ts()
+            self._messages[(target, ts)] = {
+                "type": "message",
+                "subtype": "file_share",
+                "channel": target,
+                "ts": ts,
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": args.get("initial_comment") or "",
+                "blocks": [],
+                "files": [
+                    {"id": f["id"], "name": f["name"], "title": f["title"], "size": f["size"]}
+                    for f in found
+                    if f is not None
+                ],
+                "thread_ts": thread_ts,
+                "reply_broadcast": False,
+            }
+        return {"files": shared}
 
     # --- state helpers ---------------------------------------------------------------------
 

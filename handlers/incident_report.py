@@ -1,0 +1,140 @@
+"""The incident report in Slack: uploaded to the thread when a rollback ends, and on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.incident import REPORTED_STATES, filename, people, render_report, report_key, summary
+from bot.models import Rollback
+from bot.text import escape
+from bot.timeline import build
+from handlers.thread import SlackThread
+from handlers.timeline import KeyedLocks, LiveTimeline
+
+log = structlog.get_logger(__name__)
+
+# Sections of the rollback checklist (title, items of label/done/by) for the report.
+ChecklistSource = Callable[[Rollback], Awaitable[Sequence[Any] | None]]
+NAME_CACHE_SECONDS = 600.0
+
+
+class UserNames:
+    """Readable names of Slack users from `users.info`, cached; an unknown user keeps its id."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._cache: dict[str, tuple[float, str]] = {}
+
+    async def lookup(self, users: Iterable[str]) -> dict[str, str]:
+        """Return a name for each user id."""
+        now = time.monotonic()
+        wanted = sorted(set(users))
+        stale = [u for u in wanted if now - self._cache.get(u, (-1e9, ""))[0] > NAME_CACHE_SECONDS]
+        for user, name in zip(stale, await asyncio.gather(*map(self._ask, stale)), strict=True):
+            if name is not None:
+                self._cache[user] = (now, name)
+        return {u: self._cache[u][1] if u in self._cache else u for u in wanted}
+
+    async def _ask(self, user: str) -> str | None:
+        try:
+            response = await self._client.users_info(user=user)
+        except SlackApiError as exc:
+            # A report with an id in it beats no report.
+            log.warning("user name unreadable", user=user, error=exc.response.get("error"))
+            return None
+        info = response.get("user") or {}
+        profile = info.get("profile") or {}
+        for name in (profile.get("real_name"), info.get("real_name"), info.get("name")):
+            if name:
+                return str(name)
+        return None
+
+
+class IncidentReports:
+    """Keeps a rollback's timeline live and uploads its incident report once per ending."""
+
+    def __init__(self, thread: SlackThread, checklist: ChecklistSource | None = None) -> None:
+        self.client = thread.client
+        self.engine = thread.engine
+        self.timeline = LiveTimeline(thread.client, thread.engine)
+        self.checklist = checklist
+        self.names = UserNames(thread.client)
+        # One upload at a time per rollback: two hook calls for one ending upload once.
+        self._lock = KeyedLocks()
+
+    async def finished(self, rollback: Rollback) -> None:
+        """Upload the report when a rollback has ended (a hook listener; idempotent).
+
+        Drills are practice, not incidents: their reports are made on demand only.
+        """
+        if rollback.state not in REPORTED_STATES or rollback.drill:
+            return
+        async with self._lock(rollback.id):
+            rb = await self.engine.get(rollback.id)
+            key = report_key(rb)
+            if rb.state not in REPORTED_STATES or rb.reported == key:
+                return
+            if not (rb.channel_id and rb.thread_ts):
+                return
+            await self.upload(rb, rb.channel_id, rb.thread_ts)
+            await self.engine.store.update(rb.id, reported=key)
+
+    async def again(self, rollback_id: str, channel: str) -> str:
+        """Render the report with the latest state and upload it again; say where it went."""
+        rb = await self.engine.get(rollback_id)
+        try:
+            await self.timeline.refresh(rb)
+        except Exception as exc:
+            log.warning("timeline not refreshed", rollback_id=rb.id, error=type(exc).__name__)
+        if rb.channel_id and rb.thread_ts:
+            await self.upload(rb, rb.channel_id, rb.thread_ts)
+            return f"The incident report of {rb.id} is in its thread in <#{rb.channel_id}>."
+        await self.upload(rb, channel, None)
+        return f"Rollback {rb.id} has no thread; its incident report is here."
+
+    async def render(self, rollback: Rollback) -> str:
+        """Render the incident report of a rollback as it stands."""
+        events = await self.engine.store.events(rollback.id)
+        checklist = await self.checklist(rollback) if self.checklist else None
+        names = await self.names.lookup(people(rollback, events, checklist))
+        return render_report(
+            rollback,
+            events,
+            matrix=self.engine.config.decision_matrix,
+            names=names,
+            checklist=checklist,
+        )
+
+    async def upload(self, rollback: Rollback, channel: str, thread_ts: str | None) -> None:
+        """Upload the report as `incident-<id>.md` with a one-line summary."""
+        content = await self.render(rollback)
+        timeline = build(rollback, await self.engine.store.events(rollback.id))
+        comment = (
+            f":page_facing_up: {escape(summary(rollback, timeline))} "
+            "People fill in the rest: the parts marked _To be written_."
+        )
+        await self.client.files_upload_v2(
+            channel=channel,
+            thread_ts=thread_ts,
+            filename=filename(rollback),
+            content=content,
+            title=f"Incident report: {rollback.service}/{rollback.environment} {rollback.id}",
+            initial_comment=comment,
+        )
+        log.info("incident report uploaded", rollback_id=rollback.id, state=rollback.state.value)
+
+
+def register(thread: SlackThread, checklist: ChecklistSource | None = None) -> IncidentReports:
+    """Keep every rollback's timeline live and upload its report when it ends."""
+    reports = IncidentReports(thread, checklist)
+    # The timeline first: it is the thread's first reply, and the report follows it.
+    thread.hooks.add(reports.timeline.refresh)
+    thread.hooks.add(reports.finished)
+    return reports
