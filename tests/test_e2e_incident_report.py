@@ -102,6 +102,10 @@ async def test_report_and_live_timeline_of_a_rollback(
     assert [h for h in SECTIONS if h in report] == SECTIONS
     assert in_order(report, SECTIONS)
     assert "<@" not in report
+    checklist = section(report, "## Checklist")
+    for done in ["Execute rollback procedure", "Verify all services healthy", "Run smoke tests"]:
+        assert f"- [x] {done} (rollbot)" in checklist, checklist
+    assert "- [ ] Notify team" in checklist and "- [ ] Document incident" in checklist
     summary = section(report, "## Summary")
     for row in [
         "| Service | backend |",
