@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import Engine
 from bot.models import State
 from bot.settings import Settings
-from handlers import actions, commands, restores
+from handlers import actions, commands, jobs, restores
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
@@ -28,10 +28,16 @@ def web_client(settings: Settings) -> AsyncWebClient:
     return client
 
 
-def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
-    """Build the Bolt app with every listener registered on the given engine."""
+def create_app(
+    settings: Settings, engine: Engine, *, http: bool, thread: SlackThread | None = None
+) -> AsyncApp:
+    """Build the Bolt app with every listener registered on the given engine.
+
+    `thread`: the reporter whose hooks the listeners join; serve() passes the one its
+    sweeper and scheduler use, so every listener hears every move.
+    """
     settings.require("SLACK_BOT_TOKEN", *(["SLACK_SIGNING_SECRET"] if http else []))
-    client = web_client(settings)
+    client = thread.client if thread else web_client(settings)
     engine.directory = SlackDirectory(client)
     secret = settings.SLACK_SIGNING_SECRET
     app = AsyncApp(
@@ -39,10 +45,11 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=http,
     )
-    thread = SlackThread(client, engine)
+    thread = thread or SlackThread(client, engine)
     commands.register(app, engine, thread)
     actions.register(app, engine, thread)
     restores.register(app, engine)
+    jobs.register(engine, thread)
 
     @app.error
     async def on_error(
