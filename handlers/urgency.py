@@ -28,8 +28,9 @@ class Urgency:
             await self.engine.store.cancel_jobs(rb.id, [JobKind.ESCALATE])
             return
         deadline = self.engine.config.urgency.deadline(rb.action)
-        if deadline is None:
-            return
+        current = await self.engine.store.get(rb.id)
+        if deadline is None or current is None or current.state is not State.AWAITING_APPROVAL:
+            return  # no deadline, or approved (or stopped) while this hook was on its way
         immediate = deadline == timedelta(0)
         job = Job(
             id=job_id(JobKind.ESCALATE, rb.id),

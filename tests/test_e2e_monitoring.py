@@ -4,6 +4,7 @@ bot process (restarted on the same store), the fake Vercel API and a health endp
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -47,9 +48,9 @@ def frontend_config(
     return config
 
 
-async def rolled_back(bot: RunningBot, issue: str = "critical_bug") -> dict[str, Any]:
-    """Roll the frontend back to v1.2.3 through Slack and return the card."""
-    card = await ready_to_approve(bot, "frontend v1.2.3", issue)
+async def rolled_back(bot: RunningBot) -> dict[str, Any]:
+    """Roll the frontend back to v1.2.3 (a critical bug) through Slack and return the card."""
+    card = await ready_to_approve(bot, "frontend v1.2.3", "critical_bug")
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
     await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
     return card
@@ -87,7 +88,9 @@ async def test_a_check_going_bad_in_the_window_alerts_once_then_monitoring_compl
     assert f"<@{REQUESTER}>" in alert
     assert "*frontend home* started failing" in alert and "HTTP 503 (expected 200)" in alert
     (done,) = replies(bot, card, "Monitoring complete")
-    assert "Monitoring complete: 6 checks over 4 seconds, 1 change" in done
+    # Six rounds, unless a slow machine made the bot skip one it was late for.
+    counted = re.search(r"Monitoring complete: ([56]) checks over 4 seconds, 1 change;", done)
+    assert counted, done
     assert "still failing: frontend home" in done and f"<@{REQUESTER}>" in done
 
     events = [(e.kind, e.text) for e in await bot.store.events(rb.id)]
@@ -99,7 +102,8 @@ async def test_a_check_going_bad_in_the_window_alerts_once_then_monitoring_compl
         events
     )
     job = await bot.store.get_job(job_id(JobKind.MONITOR, rb.id))
-    assert job is not None and job.state is JobState.DONE and job.payload["rounds"] == 6
+    assert job is not None and job.state is JobState.DONE
+    assert job.payload["rounds"] == int(counted.group(1))
 
 
 async def test_a_restart_in_the_middle_of_the_window_resumes_it(
@@ -159,7 +163,9 @@ async def test_a_deadline_passing_without_approval_escalates_once(
     (escalation,) = await bot.fake.wait_for(lambda: replies(bot, card, ":rotating_light:"))
     assert f"<!subteam^{ONCALL}>" in escalation and f"<@{APPROVER}>" in escalation
     assert escalation.count(f"<!subteam^{ONCALL}>") == 1  # on call and approvers: once
-    assert "has waited 3 seconds for approval (0 of 1 approval(s) so far)" in escalation
+    assert re.search(
+        r"has waited \d seconds for approval \(0 of 1 approval\(s\) so far\)", escalation
+    )
     assert "*rollback within 15 min* for performance degradation &gt; 50%" in escalation
     await asyncio.sleep(TICK * 5)
     assert len(replies(bot, card, ":rotating_light:")) == 1
@@ -185,7 +191,10 @@ async def test_approval_before_the_deadline_disarms_it_and_a_new_rollback_ends_t
     config = frontend_config(vercel, site, urgency={"within_15_min": 0.03})  # 1.8 s
     bot = await start_rollbot(config, extra_env={"VERCEL_TOKEN": vercel.token})
 
-    card = await rolled_back(bot, "performance_degradation")
+    card = await ready_to_approve(bot, "frontend v1.2.3", "performance_degradation")
+    await bot.fake.wait_for(lambda: replies(bot, card, ":alarm_clock:"))  # armed
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
     (rb,) = await bot.store.find()
     escalation = await bot.store.get_job(job_id(JobKind.ESCALATE, rb.id))
     assert escalation is not None and escalation.state is JobState.CANCELLED
@@ -203,6 +212,7 @@ async def test_approval_before_the_deadline_disarms_it_and_a_new_rollback_ends_t
     assert "frontend/production changes what this window watched" in stopped
     first = await bot.store.get_job(job_id(JobKind.MONITOR, rb.id))
     assert first is not None and first.state is JobState.CANCELLED
+    await bot.fake.wait_for(lambda: replies(bot, newer, "Monitoring frontend/production for"))
     (latest,) = [r for r in await bot.store.find() if r.id != rb.id]
     windows = await bot.store.pending_jobs([JobKind.MONITOR])
     assert [job.rollback_id for job in windows] == [latest.id]
