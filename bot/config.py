@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.commands import SUBCOMMANDS
 from bot.errors import ConfigError
-from bot.matrix import ISSUES, MatrixRow, Severity
+from bot.matrix import ISSUES, Action, MatrixRow, Severity
 from bot.names import NAME_PATTERN, VERSION_PATTERN
 from bot.verification import Check, PostgresCheck, RedisCheck
 from providers import REGISTRY, STATE_STEPS, ProviderSettings, StepSettings
@@ -108,6 +109,61 @@ class StepConfig(_Strict):
         return self
 
 
+class MonitoringConfig(_Strict):
+    """The guide's "monitor for 30 minutes": health checks re-run after a rollback succeeds."""
+
+    enabled: bool = Field(default=True, description="Watch services after a rollback.")
+    interval_minutes: float = Field(
+        default=5, gt=0, description="Minutes between two rounds of the environment's checks."
+    )
+    window_minutes: float = Field(
+        default=30, gt=0, description="Minutes the window lasts after the rollback succeeded."
+    )
+
+    @model_validator(mode="after")
+    def _window_holds_a_round(self) -> MonitoringConfig:
+        if self.window_minutes < self.interval_minutes:
+            raise ValueError(
+                f"window_minutes ({self.window_minutes:g}) must be at least interval_minutes "
+                f"({self.interval_minutes:g})"
+            )
+        return self
+
+
+class UrgencyConfig(_Strict):
+    """How long a request may wait for approval when the decision matrix sets a deadline."""
+
+    enabled: bool = Field(
+        default=True, description="Mention the on-call group and escalate late approvals."
+    )
+    within_15_min: float = Field(
+        default=15,
+        gt=0,
+        description="Minutes after the request before a 'rollback within 15 min' escalates.",
+    )
+    within_1_hour: float = Field(
+        default=60,
+        gt=0,
+        description="Minutes after the request before a 'rollback within 1 hour' escalates.",
+    )
+
+    def deadline(self, action: str | None) -> timedelta | None:
+        """Return how long a request with this matrix action may wait for approval.
+
+        Zero: call the on-call group at once. None: no deadline (fix forward, or off).
+        """
+        if not self.enabled:
+            return None
+        match action:
+            case Action.IMMEDIATE | Action.RESTORE_DATABASE:
+                return timedelta(0)
+            case Action.WITHIN_15_MIN:
+                return timedelta(minutes=self.within_15_min)
+            case Action.WITHIN_1_HOUR:
+                return timedelta(minutes=self.within_1_hour)
+        return None
+
+
 class EnvironmentConfig(_Strict):
     """One environment of a service: where it runs and how to check it."""
 
@@ -119,6 +175,9 @@ class EnvironmentConfig(_Strict):
     checks: list[Check] = Field(default_factory=list, description="Verification after rollback.")
     approval: ApprovalPolicy | None = Field(
         default=None, description="Overrides the top-level approval policy."
+    )
+    monitoring: MonitoringConfig | None = Field(
+        default=None, description="Overrides the top-level monitoring settings."
     )
 
     @model_validator(mode="after")
@@ -259,6 +318,9 @@ class RuntimeConfig(_Strict):
     sweep_interval_seconds: float = Field(
         default=30, gt=0, description="How often expired and orphaned rollbacks are closed."
     )
+    scheduler_tick_seconds: float = Field(
+        default=5, gt=0, description="How often due monitoring checks and escalations are run."
+    )
 
     @model_validator(mode="after")
     def _lock_outlives_rollback(self) -> RuntimeConfig:
@@ -284,6 +346,8 @@ class RollbotConfig(_Strict):
     decision_matrix: dict[str, MatrixRow] = Field(
         default_factory=lambda: dict(ISSUES), description="Overrides the guide's matrix."
     )
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    urgency: UrgencyConfig = Field(default_factory=UrgencyConfig)
     services: dict[str, ServiceConfig]
 
     @field_validator("services")
@@ -304,6 +368,10 @@ class RollbotConfig(_Strict):
     def environment(self, service: str, environment: str) -> EnvironmentConfig:
         """Return one environment's config."""
         return self.services[service].environments[environment]
+
+    def monitoring_for(self, service: str, environment: str) -> MonitoringConfig:
+        """Return the monitoring settings of one service environment."""
+        return self.environment(service, environment).monitoring or self.monitoring
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

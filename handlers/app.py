@@ -13,7 +13,15 @@ from bot.checklists import ChecklistSection, checklist_sections
 from bot.engine import Engine
 from bot.models import Rollback, State
 from bot.settings import Settings
-from handlers import actions, checklists, commands, incident_report, notifications, restores
+from handlers import (
+    actions,
+    checklists,
+    commands,
+    incident_report,
+    jobs,
+    notifications,
+    restores,
+)
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
@@ -52,6 +60,7 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[Async
     restores.register(app, engine)
     checklist = checklists.register(app, engine, thread)
     notifications.register(app, engine, thread, on_status=checklist.refresh)
+    jobs.register(engine, thread)
 
     @app.error
     async def on_error(

@@ -27,6 +27,7 @@ from bot.text import mention
 from handlers.errors import acked
 from handlers.flow import advance, sweep
 from handlers.incident_report import IncidentReports
+from handlers.jobs import status_lines
 from handlers.restores import offer_restore
 from handlers.thread import SlackThread
 from providers.base import Version
@@ -120,11 +121,12 @@ def versions_text(service: str, env: str, versions: list[Version]) -> str:
 
 
 async def status_text(engine: Engine) -> str:
-    """Describe rollbacks in flight and locks held."""
+    """Describe rollbacks in flight, locks held, monitoring windows and escalations."""
     rollbacks = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=20)
     locks = await engine.store.locks()
-    if not rollbacks and not locks:
-        return "No rollbacks in flight and no locks held."
+    scheduled = await status_lines(engine)
+    if not rollbacks and not locks and not scheduled:
+        return "No rollbacks in flight, no locks held and no monitoring windows open."
     lines = ["*In flight:*"] if rollbacks else []
     for rb in rollbacks:
         lines.append(
@@ -138,4 +140,5 @@ async def status_text(engine: Engine) -> str:
             f"until {lock.expires_at:%H:%M} UTC"
             for lock in locks
         ]
+    lines += scheduled
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from bot.errors import ConfigError
 from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import open_store
-from handlers import flow
+from handlers import flow, jobs
 from handlers.app import create_app, web_app
 
 log = structlog.get_logger(__name__)
@@ -46,6 +46,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sweeper: asyncio.Future[None] | None = None
+    scheduled: asyncio.Future[None] | None = None
     try:
         await store.open()
         engine = Engine(config, store, providers)
@@ -53,6 +54,9 @@ async def serve(
         app, thread = create_app(settings, engine, http=http)
         await flow.sweep(engine, thread, starting=True)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
+        # Started after the start-up sweep; it first runs whatever fell due while stopped.
+        tick = config.runtime.scheduler_tick_seconds
+        scheduled = asyncio.ensure_future(jobs.scheduler(engine, thread).run_every(tick, stop))
         if http:
             runner = web.AppRunner(web_app(app, engine))
             await runner.setup()
@@ -78,6 +82,8 @@ async def serve(
         stop.set()
         if sweeper is not None:
             await sweeper
+        if scheduled is not None:
+            await scheduled
         await providers.aclose()
         await store.close()
 

@@ -132,7 +132,8 @@ async def test_group_member_approves_and_health_and_metrics_answer(
     assert health.json() == {"status": "ok"}
     assert 'rollbot_rollbacks{state="succeeded"} 1' in metrics.text
     assert "rollbot_locks_held 0" in metrics.text
-    assert APPROVER not in thread_text(bot.fake, card)
+    thread = thread_text(bot.fake, card)
+    assert "Approved by <@U_ONCALL>" in thread and f"Approved by <@{APPROVER}>" not in thread
 
 
 async def test_an_unapproved_request_expires_and_frees_the_service(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from bot.jobs import Job, JobKind, JobState
 from bot.models import AuditEntry, Event, Lock, Rollback, State
 from bot.records import ChecklistMark, Delivery
 
@@ -121,4 +122,52 @@ class Store(Protocol):
 
     async def release_delivery(self, rollback_id: str, key: str) -> None:
         """Drop a claim whose work failed, so it can be tried again."""
+        ...
+
+    # -- scheduled jobs (monitoring windows, escalations) ------------------------------
+
+    async def schedule_job(self, job: Job) -> bool:
+        """Insert a job unless one with its id exists (in any state); return True if inserted."""
+        ...
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return the job with this id, or None."""
+        ...
+
+    async def due_jobs(self, now: datetime, limit: int = 50) -> list[Job]:
+        """Return pending jobs due by `now` and running ones whose lease has passed, by due time."""
+        ...
+
+    async def claim_job(self, job_id: str, now: datetime, lease: timedelta) -> Job | None:
+        """Atomically take a due job (or one whose lease has passed) for one run.
+
+        Sets it running with a new claim token and `lease_until = now + lease`, counts
+        the attempt, and returns it; None when it is not due or someone else holds it.
+        """
+        ...
+
+    async def finish_job(
+        self,
+        claimed: Job,
+        state: JobState,
+        *,
+        due_at: datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Job | None:
+        """End a run: leave the job `state` (pending again at `due_at`, done or failed).
+
+        Only the run holding the claim can do this, and only while the job is running
+        (a job cancelled meanwhile stays cancelled): otherwise returns None. A new
+        `payload` means the run did its work, so the attempts count starts again at 0.
+        """
+        ...
+
+    async def cancel_jobs(
+        self, rollback_id: str, kinds: Collection[JobKind] | None = None
+    ) -> list[Job]:
+        """Cancel a rollback's pending and running jobs (of these kinds); return those cancelled."""
+        ...
+
+    async def pending_jobs(self, kinds: Collection[JobKind] | None = None) -> list[Job]:
+        """Return the pending and running jobs (of these kinds), soonest due first."""
         ...

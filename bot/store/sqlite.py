@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ from typing import Any
 import aiosqlite
 from pydantic import TypeAdapter
 
+from bot.jobs import LIVE_JOB_STATES, Job, JobKind, JobState
 from bot.models import FINAL_STATES, AuditEntry, Event, Lock, Rollback, State, utcnow
 from bot.records import ChecklistMark, Delivery
 
@@ -118,6 +120,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
     body TEXT,
     PRIMARY KEY (rollback_id, key)
 );
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
+    kind TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claim TEXT,
+    lease_until TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at);
+CREATE INDEX IF NOT EXISTS jobs_rollback ON jobs (rollback_id, kind);
 """
 
 
@@ -591,3 +609,160 @@ class SQLiteStore:
             )
             for row in rows
         ]
+
+    # -- scheduled jobs (monitoring windows, escalations) ------------------------------
+
+    async def schedule_job(self, job: Job) -> bool:
+        """Insert a job unless one with its id exists (in any state); return True if inserted."""
+        async with self._transaction() as conn:
+            try:
+                cursor = await conn.execute(
+                    "INSERT OR IGNORE INTO jobs (id, rollback_id, kind, due_at, state, payload, "
+                    "attempts, claim, lease_until, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, ?)",
+                    [
+                        job.id,
+                        job.rollback_id,
+                        job.kind.value,
+                        _iso(job.due_at),
+                        job.state.value,
+                        json.dumps(job.payload),
+                        _iso(job.created_at),
+                        _iso(job.updated_at),
+                    ],
+                )
+            except aiosqlite.IntegrityError as exc:
+                raise KeyError(job.rollback_id) from exc
+            return cursor.rowcount == 1
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """Return the job with this id, or None."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = list(await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id]))
+        return _job(rows[0]) if rows else None
+
+    async def due_jobs(self, now: datetime, limit: int = 50) -> list[Job]:
+        """Return pending jobs due by `now` and running ones whose lease has passed."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT * FROM jobs WHERE {_CLAIMABLE} ORDER BY due_at, id LIMIT ?",  # noqa: S608
+                [_iso(now), _iso(now), limit],
+            )
+        return [_job(row) for row in rows]
+
+    async def claim_job(self, job_id: str, now: datetime, lease: timedelta) -> Job | None:
+        """Atomically take a due job (or one whose lease has passed) for one run."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE jobs SET state = ?, claim = ?, lease_until = ?, "  # noqa: S608
+                f"attempts = attempts + 1, updated_at = ? WHERE id = ? AND {_CLAIMABLE}",
+                [
+                    JobState.RUNNING.value,
+                    secrets.token_hex(8),
+                    _iso(now + lease),
+                    _iso(utcnow()),
+                    job_id,
+                    _iso(now),
+                    _iso(now),
+                ],
+            )
+            if cursor.rowcount != 1:
+                return None
+            rows = await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id])
+            return _job(next(iter(rows)))
+
+    async def finish_job(
+        self,
+        claimed: Job,
+        state: JobState,
+        *,
+        due_at: datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Job | None:
+        """End a run: leave the job `state` (pending again at `due_at`, done or failed)."""
+        state = JobState(state)
+        if state not in {JobState.PENDING, JobState.DONE, JobState.FAILED}:
+            raise ValueError(f"a run cannot leave a job {state.value}: use cancel_jobs()")
+        sets = ["state = ?", "claim = NULL", "lease_until = NULL", "updated_at = ?"]
+        params: list[Any] = [state.value, _iso(utcnow())]
+        if due_at is not None:
+            sets.append("due_at = ?")
+            params.append(_iso(due_at))
+        if payload is not None:
+            sets += ["payload = ?", "attempts = 0"]
+            params.append(json.dumps(payload))
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                f"UPDATE jobs SET {', '.join(sets)} "  # noqa: S608
+                "WHERE id = ? AND state = ? AND claim = ?",
+                [*params, claimed.id, JobState.RUNNING.value, claimed.claim],
+            )
+            if cursor.rowcount != 1:
+                return None
+            rows = await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [claimed.id])
+            return _job(next(iter(rows)))
+
+    async def cancel_jobs(
+        self, rollback_id: str, kinds: Collection[JobKind] | None = None
+    ) -> list[Job]:
+        """Cancel a rollback's pending and running jobs (of these kinds); return those cancelled."""
+        where, params = _live_jobs(kinds)
+        async with self._transaction() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT * FROM jobs WHERE rollback_id = ? AND {where}",  # noqa: S608
+                    [rollback_id, *params],
+                )
+            )
+            ids = [row["id"] for row in rows]
+            if ids:
+                await conn.execute(
+                    "UPDATE jobs SET state = ?, claim = NULL, "  # noqa: S608
+                    f"lease_until = NULL, updated_at = ? WHERE id IN ({_placeholders(ids)})",
+                    [JobState.CANCELLED.value, _iso(utcnow()), *ids],
+                )
+        return [_job(row).model_copy(update={"state": JobState.CANCELLED}) for row in rows]
+
+    async def pending_jobs(self, kinds: Collection[JobKind] | None = None) -> list[Job]:
+        """Return the pending and running jobs (of these kinds), soonest due first."""
+        where, params = _live_jobs(kinds)
+        async with self._transaction("DEFERRED") as conn:
+            rows = await conn.execute_fetchall(
+                f"SELECT * FROM jobs WHERE {where} ORDER BY due_at, id",  # noqa: S608
+                params,
+            )
+        return [_job(row) for row in rows]
+
+
+# A job a run may take: pending and due, or running under a lease that has passed (its
+# process died). Parameters: now, now.
+_CLAIMABLE = "((state = 'pending' AND due_at <= ?) OR (state = 'running' AND lease_until < ?))"
+
+
+def _live_jobs(kinds: Collection[JobKind] | None) -> tuple[str, list[Any]]:
+    """Return an SQL condition (and its parameters) for pending and running jobs of kinds."""
+    states = [state.value for state in LIVE_JOB_STATES]
+    where = f"state IN ({_placeholders(states)})"
+    params: list[Any] = list(states)
+    if kinds is not None:
+        wanted = [JobKind(kind).value for kind in kinds] or [""]
+        where += f" AND kind IN ({_placeholders(wanted)})"
+        params += wanted
+    return where, params
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    """Build a Job from its row."""
+    return Job(
+        id=row["id"],
+        rollback_id=row["rollback_id"],
+        kind=row["kind"],
+        due_at=_when(row["due_at"]),
+        state=row["state"],
+        payload=json.loads(row["payload"]),
+        attempts=row["attempts"],
+        claim=row["claim"],
+        lease_until=_when(row["lease_until"]) if row["lease_until"] else None,
+        created_at=_when(row["created_at"]),
+        updated_at=_when(row["updated_at"]),
+    )

@@ -48,6 +48,14 @@ class RunningBot:
         """Return what the process logged so far."""
         return self.log_path.read_text(errors="replace")
 
+    async def stop(self) -> None:
+        """Stop the process as a platform would (SIGTERM) and wait until it has exited.
+
+        A bot started afterwards by the same fixture uses the same store: a restart.
+        """
+        self.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.process.wait, timeout=15)
+
 
 StartBot = Callable[..., Awaitable[RunningBot]]
 
