@@ -12,7 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import Engine
 from bot.models import State
 from bot.settings import Settings
-from handlers import actions, commands, restores
+from handlers import actions, commands, incident_channel, restores
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
@@ -43,6 +43,7 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> AsyncApp:
     commands.register(app, engine, thread)
     actions.register(app, engine, thread)
     restores.register(app, engine)
+    incident_channel.register(thread)
 
     @app.error
     async def on_error(
