@@ -179,6 +179,11 @@ class EnvironmentConfig(_Strict):
     monitoring: MonitoringConfig | None = Field(
         default=None, description="Overrides the top-level monitoring settings."
     )
+    production: bool = Field(
+        default=False,
+        description="Treat as production whatever its name (an environment named "
+        "`production` always is): rollback drills refuse it.",
+    )
 
     @model_validator(mode="after")
     def _unique_step_names(self) -> EnvironmentConfig:
@@ -235,6 +240,37 @@ class ServiceConfig(_Strict):
         return None
 
 
+CHANNEL_PREFIX_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,19}")
+
+
+class ChannelPerIncident(_Strict):
+    """A dedicated Slack channel opened for a rollback once its severity is confirmed."""
+
+    severities: list[Severity] = Field(
+        default_factory=list,
+        description="Confirmed severities that get a channel of their own; empty: never.",
+    )
+    prefix: str = Field(
+        default="inc",
+        description="Start of the channel's name: PREFIX-YYYYMMDD-SERVICE-ROLLBACKID.",
+    )
+    private: bool = Field(
+        default=False,
+        description="Open a private channel (scope groups:write) instead of a public one "
+        "(scope channels:manage).",
+    )
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not CHANNEL_PREFIX_PATTERN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a channel-name prefix: lowercase letters, digits, '-' and "
+                "'_', at most 20"
+            )
+        return value
+
+
 class SlackConfig(_Strict):
     """Where rollbot talks."""
 
@@ -248,6 +284,10 @@ class SlackConfig(_Strict):
         default=None,
         description="Slack user group (S...) of the on-call rotation: mentioned when the "
         "matrix says roll back immediately, and on escalations.",
+    )
+    channel_per_incident: ChannelPerIncident = Field(
+        default_factory=ChannelPerIncident,
+        description="Open a channel of its own for rollbacks of these severities.",
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -40,6 +40,12 @@ from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
+
+
+NO_CHECKS = "no checks configured"
+
+# What runs an approved rollback once it is "running", up to its outcome.
+Runner = Callable[[Rollback, Reporter], Awaitable[Rollback]]
 
 
 def new_rollback_id() -> str:
@@ -548,8 +554,14 @@ class Engine:
         await self.record(rollback, user, "fix_forward", f"Decided to fix forward: {mention(user)}")
         return rollback
 
-    async def execute(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
-        """Run an approved rollback and verify it; None when it does not run here."""
+    async def execute(
+        self, rollback_id: str, reporter: Reporter, run: Runner | None = None
+    ) -> Rollback | None:
+        """Run an approved rollback and verify it; None when it does not run here.
+
+        `run` replaces what runs between "running" and the outcome (a drill runs two legs);
+        the checks, the lock, the shutdown and the crash handling around it stay the same.
+        """
         guarded = Guarded(reporter)
         approved = await self.store.get(rollback_id)
         if approved is None or approved.state is not State.APPROVED:
@@ -574,7 +586,7 @@ class Engine:
                 environment=rollback.environment,
             ):
                 log.info("rollback started", user=rollback.requested_by)
-                rollback = await self._run(rollback, guarded)
+                rollback = await (run or self._run)(rollback, guarded)
         except BaseException:
             # Whatever escaped (a bug, a shutdown) must not leave the rollback
             # "running" forever nor the service locked, nor the thread silent.
@@ -667,6 +679,24 @@ class Engine:
             if failed is not None:
                 return failed
             await self._refresh_lock(rollback)
+        rollback = await self._verified(rollback, reporter)
+        if rollback.state is not State.VERIFYING:
+            return rollback
+        checked = rollback.verification != NO_CHECKS
+        rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
+        await self.store.release_lock(rollback.lock_key, rollback.id)
+        await self.record(
+            rollback,
+            "rollbot",
+            "succeeded",
+            f"Rolled back to {rollback.target_version}; "
+            + ("verification passed" if checked else "no checks configured"),
+        )
+        await reporter.finished(rollback, self.notification(rollback, verified=checked))
+        return rollback
+
+    async def _verified(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        """Verify a rollback whose steps ran: VERIFYING when the checks pass, else FAILED."""
         rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
         results = await self.verify(rollback)
         rollback = await self.store.update(
@@ -674,7 +704,7 @@ class Engine:
             verification=(
                 f"{sum(r.ok for r in results)}/{len(results)} checks passed"
                 if results
-                else "no checks configured"
+                else NO_CHECKS
             ),
             verification_table=render_table(results) if results else None,
         )
@@ -694,16 +724,6 @@ class Engine:
                 f"Verification failed: {failed_checks}.",
                 await self.state_now(rollback),
             )
-        rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        await self.record(
-            rollback,
-            "rollbot",
-            "succeeded",
-            f"Rolled back to {rollback.target_version}; "
-            + ("verification passed" if results else "no checks configured"),
-        )
-        await reporter.finished(rollback, self.notification(rollback, verified=bool(results)))
         return rollback
 
     async def _progress(self, rollback: Rollback, reporter: Reporter, text: str) -> None:
@@ -878,3 +898,18 @@ class Engine:
             return []
         await self.record(moved, "rollbot", state.value, why)
         return [moved]
+
+    # -- drills: bot/drill.py runs a rollback there and back with these -----------------
+
+    async def run_leg(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        """Run step 1 of a running rollback to its target, then verify; the lock stays held.
+
+        Returns the rollback verifying (its checks passed) or failed, as a rollback's own
+        run leaves it, so a drill can go on to its next leg or stop where it failed.
+        """
+        await self._refresh_lock(rollback)
+        failed = await self._run_step(rollback, reporter, 0)
+        if failed is not None:
+            return failed
+        await self._refresh_lock(rollback)
+        return await self._verified(await self.get(rollback.id), reporter)

@@ -106,6 +106,9 @@ class Rollback(BaseModel):
     bad_commit: str | None = None
     fix_forward_by: str | None = None
     drill: bool = False
+    # A drill's two legs, each from its start to its passed verification.
+    drill_back_seconds: float | None = None
+    drill_forward_seconds: float | None = None
     detected_at: datetime | None = None
     issue: str | None = None
     severity: str | None = None

@@ -17,6 +17,7 @@ from handlers import (
     actions,
     checklists,
     commands,
+    incident_channel,
     incident_report,
     jobs,
     notifications,
@@ -61,6 +62,7 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[Async
     checklist = checklists.register(app, engine, thread)
     notifications.register(app, engine, thread, on_status=checklist.refresh)
     jobs.register(engine, thread)
+    incident_channel.register(thread)
 
     @app.error
     async def on_error(

@@ -11,7 +11,9 @@ from bot.commands import (
     USAGE,
     Backups,
     Cancel,
+    Drill,
     Help,
+    History,
     ListVersions,
     Report,
     RequestRollback,
@@ -20,10 +22,12 @@ from bot.commands import (
     parse,
 )
 from bot.engine import Engine
+from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
 from bot.restores import Restores
 from bot.text import mention
+from handlers.drill import run_drill
 from handlers.errors import acked
 from handlers.flow import advance, sweep
 from handlers.incident_report import IncidentReports
@@ -94,6 +98,20 @@ def register(
             case Report(rollback_id):
                 where = await reports.again(rollback_id, channel)
                 await respond(text=where, response_type="ephemeral")
+            case History(service, environment):
+                text = await history_text(engine, service, environment)
+                await respond(text=text, response_type="ephemeral")
+            case Drill(service, environment):
+                # Closes expired and orphaned rollbacks, so they do not block the drill.
+                await sweep(engine, thread)
+                await run_drill(
+                    engine,
+                    thread,
+                    channel=channel,
+                    user=user,
+                    service=service,
+                    environment=environment,
+                )
             case Cancel(rollback_id):
                 rb = await engine.cancel(rollback_id, user)
                 await advance(engine, thread, rb, user)

@@ -119,6 +119,8 @@ async def test_create_get_round_trips_every_field(store: SQLiteStore) -> None:
         bad_commit="abc1234",
         fix_forward_by="U4",
         drill=True,
+        drill_back_seconds=4.25,
+        drill_forward_seconds=3.5,
         detected_at=T0 - timedelta(minutes=7),
         issue="critical bug affecting all users",
         severity="critical",

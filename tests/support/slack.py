@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import secrets
 import time
 import urllib.parse
@@ -48,6 +49,14 @@ TRIGGER_TTL = 3.0  # a trigger_id expires this long after the interaction
 RESPONSE_URL_USES = 5  # a response_url accepts this many posts
 MESSAGE_BLOCKS_MAX = 50  # slack_sdk does not check this one, Slack does
 POLL_INTERVAL = 0.02
+
+# conversations.create: "Channel names may only contain lowercase letters, numbers, hyphens,
+# and underscores, and must be 80 characters or less"; these words are Slack's own mentions.
+CHANNEL_NAME_MAX = 80
+CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
+RESERVED_CHANNEL_NAMES = frozenset({"here", "channel", "everyone", "group"})
+INVITE_USERS_MAX = 1000
+USER_ID = re.compile(r"[UW][A-Z0-9_]{1,20}")
 
 # Methods called with an app-level token (xapp-); every other method wants xoxb- or xoxp-.
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
@@ -102,6 +111,18 @@ class SlackError(Exception):
         return body
 
 
+class _InviteError(SlackError):
+    """conversations.invite refused: the first user's error, and each user's in `errors`."""
+
+    def __init__(self, errors: list[Json]) -> None:
+        super().__init__(str(errors[0]["error"]))
+        self.errors = errors
+
+    def body(self) -> Json:
+        """The body with the per-user errors Slack lists."""
+        return {**super().body(), "errors": self.errors}
+
+
 @dataclass
 class _Failure:
     error: str
@@ -121,6 +142,8 @@ class FakeSlack:
         self.users: dict[str, Json] = {}  # overrides merged into users.info answers
         self.channels: dict[str, Json] = {}  # overrides merged into conversations.info answers
         self.files: dict[str, Json] = {}  # file id -> the file, its bytes and where it went
+        self.conversations: dict[str, Json] = {}  # channels that exist: created, or made by a test
+        self._members: dict[str, set[str]] = {}
         self.url = ""
         self._messages: dict[tuple[str, str], Json] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -153,6 +176,8 @@ class FakeSlack:
             "conversations.info": self._conversations_info,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "conversations.create": self._conversations_create,
+            "conversations.invite": self._conversations_invite,
         }
 
     @property
@@ -203,6 +228,29 @@ class FakeSlack:
         self._failures.setdefault(method, []).extend(
             _Failure(error, status, retry_after) for _ in range(times)
         )
+
+    def create_channel(
+        self,
+        name: str,
+        *,
+        members: tuple[str, ...] = (BOT_USER_ID,),
+        is_private: bool = False,
+        is_archived: bool = False,
+        creator: str = "U_SOMEONE",
+    ) -> str:
+        """Make a channel exist, as a person would have created it; return its id."""
+        channel = self._new_channel(name, is_private=is_private, creator=creator)
+        channel["is_archived"] = is_archived
+        self._members[channel["id"]] = set(members)
+        return str(channel["id"])
+
+    def members(self, channel: str) -> set[str]:
+        """Who is in a channel now (the bot included when it is)."""
+        return set(self._members.get(channel, set()))
+
+    def channel_named(self, name: str) -> Json | None:
+        """The channel with this name, if one exists."""
+        return next((dict(c) for c in self.conversations.values() if c["name"] == name), None)
 
     def new_trigger_id(self) -> str:
         """Issue a trigger_id, as Slack does with every interaction."""
@@ -669,7 +717,89 @@ class FakeSlack:
             "is_archived": False,
             "is_member": True,
         }
-        return {"channel": {**channel, **self.channels.get(channel_id, {})}}
+        known = self.conversations.get(channel_id, {})
+        return {"channel": {**channel, **known, **self.channels.get(channel_id, {})}}
+
+    def _conversations_create(self, args: Json) -> Json:
+        """Create a channel as Slack does, naming its errors the way the method documents them."""
+        name = str(args.get("name") or "")
+        if not name:
+            raise SlackError("invalid_name_required")
+        if len(name) > CHANNEL_NAME_MAX:
+            raise SlackError("invalid_name_maxlength")
+        if not CHANNEL_NAME.fullmatch(name):
+            raise SlackError("invalid_name_specials")
+        if not name.strip("-_"):
+            raise SlackError("invalid_name_punctuation")
+        if name in RESERVED_CHANNEL_NAMES:
+            raise SlackError("invalid_name")
+        if self.channel_named(name) is not None:
+            raise SlackError("name_taken")
+        channel = self._new_channel(name, is_private=_flag(args.get("is_private")))
+        self._members[channel["id"]] = {BOT_USER_ID}  # the creator is its first member
+        return {"channel": copy.deepcopy(channel)}
+
+    def _conversations_invite(self, args: Json) -> Json:
+        """Invite users: one that cannot be invited fails the call for all, unless `force`."""
+        channel_id = _require(args, "channel")
+        users = [u.strip() for u in str(args.get("users") or "").split(",") if u.strip()]
+        if not users:
+            raise SlackError("no_user")
+        if len(users) > INVITE_USERS_MAX:
+            raise SlackError("too_many_users")
+        channel = self.conversations.get(channel_id)
+        if channel is None:
+            raise SlackError("channel_not_found")
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
+        members = self._members.setdefault(channel_id, set())
+        if BOT_USER_ID not in members:
+            raise SlackError("not_in_channel")
+        errors = [
+            {"user": user, "ok": False, "error": error}
+            for user in users
+            if (error := self._invite_error(user, members))
+        ]
+        failed = {e["user"] for e in errors}
+        if errors and not _flag(args.get("force")):
+            raise _InviteError(errors)
+        members.update(u for u in users if u not in failed)
+        answer: Json = {"channel": {**copy.deepcopy(channel), "num_members": len(members)}}
+        if errors:
+            answer["errors"] = errors
+        return answer
+
+    def _invite_error(self, user: str, members: set[str]) -> str | None:
+        if user == BOT_USER_ID:
+            return "cant_invite_self"
+        if not USER_ID.fullmatch(user) or self.users.get(user, {}).get("deleted"):
+            return "user_not_found"
+        if user in members:
+            return "already_in_channel"
+        return None
+
+    def _new_channel(self, name: str, *, is_private: bool, creator: str = BOT_USER_ID) -> Json:
+        channel_id = f"C{next(self._ids):08d}"
+        self.conversations[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "name_normalized": name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": is_private,
+            "is_archived": False,
+            "is_general": False,
+            "is_shared": False,
+            "is_member": True,
+            "created": int(time.time()),
+            "creator": creator,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+        return self.conversations[channel_id]
 
     def _get_upload_url(self, args: Json) -> Json:
         filename = _require(args, "filename")

@@ -1,0 +1,237 @@
+"""The guide's quarterly rollback drill: back to the previous version and forward again.
+
+A drill is a Rollback with `drill=True`, so the store, the history and the service lock
+treat it as they treat any rollback; the engine runs each leg (`Engine.run_leg`) the way
+it runs a rollback's first step and its verification. A drill never runs in production,
+so it needs no approval: anyone allowed to request rollbacks of the service may start
+one. It takes the service's lock when it starts and holds it through both legs. It
+exercises the environment's provider only: later plan steps (migrations, state clears)
+cannot be rolled forward again, so they are not part of a drill.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from bot.engine import Engine, new_rollback_id
+from bot.errors import Conflict, InvalidRequest, NotAllowed
+from bot.history import duration
+from bot.models import PlanStep, Rollback, State
+from bot.names import NAME_PATTERN
+from bot.planning import plan_first
+from bot.render import render
+from bot.reporting import Reporter
+from bot.text import mention
+from bot.verification import CheckResult
+
+DEFAULT_ENVIRONMENT = "staging"
+PRODUCTION = "production"
+
+
+def drill_failure_text(rollback: Rollback) -> str:
+    """Say where a drill stopped, what runs now and what to do."""
+    return render("drill_failed.md.j2", rb=rollback, back=rollback.drill_back_seconds is None)
+
+
+def drill_summary(rollback: Rollback) -> str:
+    """Say that a drill passed, with the time of each leg."""
+    back = duration(rollback.drill_back_seconds or 0)
+    forward = duration(rollback.drill_forward_seconds or 0)
+    return (
+        f":white_check_mark: *Drill {rollback.id} passed* on {rollback.service}/"
+        f"{rollback.environment}: back to {rollback.target_version} in {back}, forward to "
+        f"{rollback.current_version} in {forward}, both verified. It runs "
+        f"{rollback.current_version} again, as before the drill."
+    )
+
+
+class _DrillReport:
+    """A Reporter that tells a drill's outcome in a drill's words."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self._inner = inner
+
+    async def progress(self, rollback: Rollback, text: str) -> None:
+        await self._inner.progress(rollback, text)
+
+    async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
+        await self._inner.verified(rollback, results)
+
+    async def finished(self, rollback: Rollback, summary: str) -> None:
+        if rollback.state in {State.FAILED, State.INTERRUPTED}:
+            summary = drill_failure_text(rollback)
+        await self._inner.finished(rollback, summary)
+
+
+class Drills:
+    """Starts and runs drills with the engine's store, locks, providers and checks."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    def environment(self, service: str, environment: str | None) -> str:
+        """Return the environment a drill means (staging by default); refuse production."""
+        svc = self.engine.config.services.get(service)
+        if environment is None and svc is not None and DEFAULT_ENVIRONMENT not in svc.environments:
+            others = [
+                name for name in sorted(svc.environments) if not self.is_production(service, name)
+            ]
+            raise InvalidRequest(
+                f"{service} has no {DEFAULT_ENVIRONMENT} environment; name the one to drill "
+                f"with env=ENV ({', '.join(others) or 'it has only production'})."
+            )
+        env = self.engine.resolve(service, environment or DEFAULT_ENVIRONMENT)
+        if self.is_production(service, env):
+            raise NotAllowed(
+                f"Drills never run in production: {service}/{env} is production. "
+                "Drill in staging (or another non-production environment) with env=ENV."
+            )
+        return env
+
+    def is_production(self, service: str, environment: str) -> bool:
+        """Return True for an environment named production or marked `production: true`."""
+        config = self.engine.config.environment(service, environment)
+        return environment == PRODUCTION or config.production
+
+    async def start(
+        self,
+        *,
+        service: str,
+        environment: str | None,
+        user: str,
+        channel_id: str | None = None,
+    ) -> Rollback:
+        """Check the request, record the drill and take the service's lock for it."""
+        for what, value in (("service", service), ("environment", environment)):
+            if value is not None and not NAME_PATTERN.fullmatch(value):
+                raise InvalidRequest(f"{value[:40]!r} is not a valid {what}.")
+        env = self.environment(service, environment)
+        engine = self.engine
+        policy = engine.config.policy_for(service, env)
+        if not policy.requesters.anyone and not await engine.is_member(policy.requesters, user):
+            raise NotAllowed(f"You are not allowed to run drills of {service}/{env}.")
+        await engine.refuse_if_busy(service, env)
+        env, versions = await engine.versions(service, env)
+        current = next((v.name for v in versions if v.current), None)
+        if current is None:
+            raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
+        previous = next((v.name for v in versions if v.previous_stable), None)
+        if previous is None:
+            raise InvalidRequest(
+                f"{service}/{env} runs {current} and has no earlier version to drill with."
+            )
+        back = await plan_first(engine.providers, service, env, current, previous, None)
+        drill = Rollback(
+            id=new_rollback_id(),
+            service=service,
+            environment=env,
+            requested_by=user,
+            current_version=current,
+            target_version=previous,
+            drill=True,
+            plan=[
+                *back.plan,
+                f"Verify, then roll forward to {current} the same way and verify again.",
+            ],
+            warnings=back.warnings,
+            steps=[back],
+            channel_id=channel_id,
+        )
+        await engine.store.create(drill)
+        await engine.record(
+            drill,
+            user,
+            "requested",
+            f"Drill requested: {service}/{env} {current} → {previous} → {current}",
+            current=current,
+            target=previous,
+            drill="True",
+        )
+        return await self._take_lock(drill)
+
+    async def _take_lock(self, drill: Rollback) -> Rollback:
+        engine = self.engine
+        ttl = timedelta(seconds=engine.config.runtime.lock_ttl_seconds)
+        lock = await engine.store.acquire_lock(drill.lock_key, drill.requested_by, drill.id, ttl)
+        if lock.rollback_id != drill.id:
+            why = (
+                f"{drill.lock_key} is locked by rollback {lock.rollback_id} of "
+                f"{mention(lock.holder)}; the drill did not start."
+            )
+            await engine.store.transition(drill.id, [State.REQUESTED], State.CANCELLED, error=why)
+            raise Conflict(why)
+        moved = await engine.store.transition(drill.id, [State.REQUESTED], State.APPROVED)
+        if moved is None:
+            await engine.store.release_lock(drill.lock_key, drill.id)
+            raise Conflict(f"Drill {drill.id} was closed before it could start.")
+        await engine.record(
+            moved,
+            "rollbot",
+            "approved",
+            "No approval needed: drills never run in production. Lock taken.",
+        )
+        return moved
+
+    async def run(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
+        """Run a started drill to its outcome; None when it does not run here."""
+        return await self.engine.execute(rollback_id, _DrillReport(reporter), run=self._legs)
+
+    async def _legs(self, drill: Rollback, reporter: Reporter) -> Rollback:
+        """Go back to the previous version, verify, go forward again, verify."""
+        engine = self.engine
+        original, previous = drill.current_version, drill.target_version
+        where = f"{drill.service}/{drill.environment}"
+        await self._say(drill, reporter, f"Leg 1/2: rolling {where} back to {previous}")
+        started = self._clock()
+        drill = await engine.run_leg(drill, reporter)
+        if drill.state is not State.VERIFYING:
+            return drill
+        back = self._clock() - started
+        forward = PlanStep(
+            name=drill.steps[0].name, kind=drill.steps[0].kind, current=previous, target=original
+        )
+        drill = await engine.store.update(drill.id, drill_back_seconds=back, steps=[forward])
+        await engine.record(
+            drill,
+            "rollbot",
+            "drill_back",
+            f"Back at {previous}, verified, in {duration(back)}",
+            seconds=f"{back:.3f}",
+        )
+        moved = await engine.store.transition(drill.id, [State.VERIFYING], State.RUNNING)
+        if moved is None:
+            return await engine.get(drill.id)
+        await self._say(moved, reporter, f"Leg 2/2: rolling {where} forward to {original}")
+        started = self._clock()
+        drill = await engine.run_leg(moved, reporter)
+        if drill.state is not State.VERIFYING:
+            return drill
+        ahead = self._clock() - started
+        done = await engine.store.transition(
+            drill.id, [State.VERIFYING], State.SUCCEEDED, drill_forward_seconds=ahead
+        )
+        await engine.store.release_lock(drill.lock_key, drill.id)
+        if done is None:
+            return await engine.get(drill.id)
+        await engine.record(
+            done,
+            "rollbot",
+            "drill_forward",
+            f"Forward at {original}, verified, in {duration(ahead)}",
+            seconds=f"{ahead:.3f}",
+        )
+        await engine.record(
+            done,
+            "rollbot",
+            "succeeded",
+            f"Drill passed: back {duration(back)}, forward {duration(ahead)}",
+        )
+        await reporter.finished(done, drill_summary(done))
+        return done
+
+    async def _say(self, drill: Rollback, reporter: Reporter, text: str) -> None:
+        await self.engine.record(drill, "rollbot", "step", text)
+        await reporter.progress(drill, text)
