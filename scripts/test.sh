@@ -23,10 +23,10 @@ export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres
 export ROLLBOT_TEST_REDIS_URL=redis://127.0.0.1:56379/0
 
 echo "== ruff"
-.venv/bin/ruff check bot handlers providers tests bench
-.venv/bin/ruff format --check bot handlers providers tests bench
+.venv/bin/ruff check bot handlers playground providers tests bench
+.venv/bin/ruff format --check bot handlers playground providers tests bench
 echo "== mypy"
-.venv/bin/mypy bot handlers providers
+.venv/bin/mypy bot handlers playground providers
 echo "== pytest"
 # A leaked aiosqlite thread could keep a failed run alive after its summary: bound it.
 timeout --signal=INT --kill-after=60 1800 .venv/bin/pytest "$@"

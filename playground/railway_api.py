@@ -1,0 +1,555 @@
+"""A local fake of Railway's public GraphQL API (v2), for the railway provider's tests.
+
+`FakeRailway` is an aiohttp server on 127.0.0.1 that executes the queries it receives
+against a real GraphQL schema (graphql-core) holding the part of Railway's schema rollbot
+uses: `deployments(input: DeploymentListInput!, first: Int)`, `deployment(id)`,
+`deploymentRollback(id: String!): Boolean!`, the `Deployment` type and the
+`DeploymentStatus` enum. So a query with an unknown field, a missing variable or a wrong
+type fails here the way it fails at Railway.
+
+It answers like Railway does: errors as HTTP 200 with `errors: [{message, locations, path}]`
+and `data: null`, "Not Authorized" for a missing or wrong token (a project token must come
+in `Project-Access-Token` and only sees its own environment; an account token comes in
+`Authorization: Bearer`), HTTP 429 with Retry-After when rate limited. Where Railway's docs
+are silent, it chose: unknown project, service, environment and deployment ids answer
+"<Kind> not found"; a document that does not parse or validate answers HTTP 400.
+
+`deploymentRollback` creates a deployment from the target's image and meta that walks
+through `rollback_statuses`, one step every `step_seconds` (QUEUED -> BUILDING -> DEPLOYING
+-> SUCCESS by default); when it reaches SUCCESS the deployment served before becomes
+REMOVED, as Railway's docs say. A new deployment that fails (CRASHED before going live)
+leaves the old one serving. Knobs: `fail` (HTTP errors), `fail_graphql` (GraphQL errors),
+`delay` (slow answers), `rollback_statuses`/`step_seconds`, `rollback_answer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from inspect import isawaitable
+from typing import Any
+
+from aiohttp import web
+from graphql import (
+    GraphQLError,
+    GraphQLResolveInfo,
+    OperationDefinitionNode,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
+
+Json = dict[str, Any]
+
+SCHEMA = build_schema(
+    """
+    scalar DateTime
+    "Railway's DeploymentMeta: free-form JSON."
+    scalar DeploymentMeta
+
+    enum DeploymentStatus {
+      BUILDING CRASHED DEPLOYING FAILED INITIALIZING NEEDS_APPROVAL QUEUED REMOVED
+      REMOVING SKIPPED SLEEPING SUCCESS WAITING
+    }
+
+    input DeploymentStatusInput {
+      in: [DeploymentStatus!]
+      notIn: [DeploymentStatus!]
+      successfulOnly: Boolean
+    }
+
+    input DeploymentListInput {
+      projectId: String
+      environmentId: String
+      serviceId: String
+      includeDeleted: Boolean
+      status: DeploymentStatusInput
+    }
+
+    type Deployment {
+      id: ID!
+      status: DeploymentStatus!
+      createdAt: DateTime!
+      updatedAt: DateTime!
+      canRollback: Boolean!
+      canRedeploy: Boolean!
+      meta: DeploymentMeta
+      staticUrl: String
+      url: String
+      projectId: String!
+      serviceId: String
+      environmentId: String!
+    }
+
+    type PageInfo {
+      hasNextPage: Boolean!
+      hasPreviousPage: Boolean!
+      startCursor: String
+      endCursor: String
+    }
+
+    type QueryDeploymentsConnectionEdge {
+      cursor: String!
+      node: Deployment!
+    }
+
+    type QueryDeploymentsConnection {
+      edges: [QueryDeploymentsConnectionEdge!]!
+      pageInfo: PageInfo!
+    }
+
+    type Query {
+      deployments(
+        input: DeploymentListInput!, first: Int, after: String, last: Int, before: String
+      ): QueryDeploymentsConnection!
+      deployment(id: String!): Deployment!
+    }
+
+    type Mutation {
+      deploymentRollback(id: String!): Boolean!
+    }
+    """
+)
+
+ENDPOINT_PATH = "/graphql/v2"
+SUCCEEDS = ("QUEUED", "BUILDING", "DEPLOYING", "SUCCESS")
+CRASHES = ("QUEUED", "BUILDING", "DEPLOYING", "CRASHED")
+NEVER_READY = ("QUEUED", "BUILDING", "DEPLOYING")
+LIVE = ("SUCCESS", "SLEEPING")
+IMAGE = "ghcr.io/acme/api"
+
+
+@dataclass
+class FakeDeployment:
+    """One deployment the fake holds."""
+
+    id: str
+    project_id: str
+    service_id: str
+    environment_id: str
+    status: str
+    created_at: datetime
+    can_rollback: bool
+    meta: Json
+    # A deployment made by deploymentRollback walks these statuses, one per step.
+    schedule: tuple[str, ...] = ()
+    started: float = 0.0
+    step_seconds: float = 0.0
+
+    @property
+    def tag(self) -> str:
+        """Return the tag of its image."""
+        return str(self.meta.get("image", "")).rpartition(":")[2]
+
+    def node(self) -> Json:
+        """Return it as the GraphQL Deployment type."""
+        stamp = _iso(self.created_at)
+        return {
+            "id": self.id,
+            "status": self.status,
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "canRollback": self.can_rollback,
+            "canRedeploy": self.status in (*LIVE, "FAILED", "CRASHED", "REMOVED"),
+            "meta": self.meta,
+            "staticUrl": f"api-{self.id[:8]}.up.railway.app",
+            "url": None,
+            "projectId": self.project_id,
+            "serviceId": self.service_id,
+            "environmentId": self.environment_id,
+        }
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the fake received: its root fields, variables and answer."""
+
+    fields: tuple[str, ...]
+    variables: Json
+    status: int
+    errors: tuple[str, ...] = ()
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    field: str | None
+    retry_after: float | None = None
+    message: str | None = None
+
+
+@dataclass
+class _Scope:
+    """What a token may see: everything (account) or one environment of one project."""
+
+    project_id: str | None = None
+    environment_id: str | None = None
+
+    def allows(self, project_id: str | None, environment_id: str | None) -> bool:
+        if self.project_id is None:
+            return True
+        return project_id == self.project_id and environment_id == self.environment_id
+
+
+@dataclass
+class _Context:
+    scope: _Scope | None
+
+
+class FakeRailway:
+    """Railway's GraphQL API with one project, one service and one environment in memory."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}{ENDPOINT_PATH}"
+        self.project_id = str(uuid.uuid4())
+        self.service_id = str(uuid.uuid4())
+        self.environment_id = str(uuid.uuid4())
+        self.token = f"rw-project-{secrets.token_hex(16)}"
+        self.account_token = f"rw-account-{secrets.token_hex(16)}"
+        self.deployments: list[FakeDeployment] = []
+        self.calls: list[Call] = []
+        self.delay = 0.0
+        self.rollback_statuses: tuple[str, ...] = SUCCEEDS
+        self.step_seconds = 0.3
+        self.rollback_answer = True
+        self._failures: list[_Failure] = []
+        self._graphql_failures: list[_Failure] = []
+        app = web.Application()
+        app.router.add_post(ENDPOINT_PATH, self._handle)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start accepting connections."""
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+
+    async def close(self) -> None:
+        """Stop the server and release its port."""
+        if self._runner.server is not None:
+            await self._runner.cleanup()
+        self._sock.close()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def add(
+        self,
+        tag: str,
+        status: str,
+        *,
+        age: timedelta,
+        can_rollback: bool = True,
+        message: str | None = None,
+    ) -> FakeDeployment:
+        """Add a deployment of the service built from commit and image `tag`."""
+        deployment = FakeDeployment(
+            id=str(uuid.uuid4()),
+            project_id=self.project_id,
+            service_id=self.service_id,
+            environment_id=self.environment_id,
+            status=status,
+            created_at=datetime.now(UTC) - age,
+            can_rollback=can_rollback,
+            meta={
+                "commitHash": commit_of(tag),
+                "commitMessage": message or f"Release {tag}",
+                "branch": "main",
+                "image": f"{IMAGE}:{tag}",
+                "reason": "deploy",
+            },
+        )
+        self.deployments.append(deployment)
+        return deployment
+
+    def seed(self) -> None:
+        """Hold the history the tests start from: v1.2.4 serves, v1.2.3 before it."""
+        self.add("v1.1.0", "REMOVED", age=timedelta(days=120), can_rollback=False)
+        self.add("v1.2.2", "REMOVED", age=timedelta(days=2))
+        self.add("v1.2.3", "REMOVED", age=timedelta(days=1), message="Fix login\n\nDetails")
+        self.add("v1.2.4-rc1", "FAILED", age=timedelta(hours=2), can_rollback=False)
+        self.add("v1.2.4", "SUCCESS", age=timedelta(hours=1), message="Add export button")
+
+    def by_tag(self, tag: str) -> FakeDeployment:
+        """Return the oldest deployment of an image tag (the seeded one)."""
+        return next(d for d in self._ordered(newest_first=False) if d.tag == tag)
+
+    def serving(self) -> FakeDeployment | None:
+        """Return the deployment that serves now."""
+        self._advance()
+        return next((d for d in self._ordered() if d.status in LIVE), None)
+
+    def newest(self) -> FakeDeployment:
+        """Return the newest deployment."""
+        self._advance()
+        return self._ordered()[0]
+
+    def dump(self) -> str:
+        """Describe what the fake holds and received, for assertion messages."""
+        rows = [
+            {"id": d.id, "status": d.status, "tag": d.tag, "canRollback": d.can_rollback}
+            for d in self._ordered()
+        ]
+        calls = [(c.fields, c.status, c.errors) for c in self.calls[-20:]]
+        return json.dumps({"deployments": rows, "calls": calls}, indent=1)
+
+    def count(self, root_field: str) -> int:
+        """Return how many requests asked for a root field (answered or failed)."""
+        return sum(root_field in c.fields for c in self.calls)
+
+    # -- knobs ------------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int,
+        *,
+        times: int = 1,
+        field: str | None = None,
+        retry_after: float | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests (for `field`, or any) with this HTTP status."""
+        self._failures.append(_Failure(status, times, field, retry_after, message))
+
+    def fail_graphql(self, message: str, *, times: int = 1, field: str | None = None) -> None:
+        """Answer the next `times` requests (for `field`, or any) with a GraphQL error."""
+        self._graphql_failures.append(_Failure(200, times, field, message=message))
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        try:
+            body = await request.json()
+            query = str(body["query"])
+            variables = body.get("variables") or {}
+        except (ValueError, KeyError, TypeError):
+            return self._answer((), {}, 400, {"errors": [{"message": "Bad request body"}]})
+        try:
+            document = parse(query)
+        except GraphQLError as exc:
+            return self._answer((), variables, 400, {"errors": [exc.formatted]})
+        fields = _root_fields(document, body.get("operationName"))
+        failure = _take(self._failures, fields)
+        if failure is not None:
+            return self._failed(fields, variables, failure)
+        problems = validate(SCHEMA, document)
+        if problems:
+            return self._answer(fields, variables, 400, {"errors": [p.formatted for p in problems]})
+        injected = _take(self._graphql_failures, fields)
+        if injected is not None:
+            error = {"message": injected.message, "path": list(fields[:1])}
+            return self._answer(fields, variables, 200, {"data": None, "errors": [error]})
+        self._advance()
+        result = execute(
+            SCHEMA,
+            document,
+            root_value=_Root(self),
+            context_value=_Context(self._scope(request)),
+            variable_values=variables,
+            operation_name=body.get("operationName"),
+        )
+        if isawaitable(result):
+            result = await result
+        payload: Json = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [e.formatted for e in result.errors]
+        return self._answer(fields, variables, 200, payload)
+
+    def _answer(
+        self,
+        fields: tuple[str, ...],
+        variables: Json,
+        status: int,
+        payload: Json,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        errors = tuple(str(e.get("message")) for e in payload.get("errors") or [])
+        self.calls.append(Call(fields, variables, status, errors))
+        return web.json_response(payload, status=status, headers=headers)
+
+    def _failed(self, fields: tuple[str, ...], variables: Json, failure: _Failure) -> web.Response:
+        headers = {}
+        if failure.retry_after is not None:
+            headers["Retry-After"] = f"{failure.retry_after:g}"
+        default = {401: "Not Authorized", 429: "Too Many Requests"}.get(failure.status)
+        message = failure.message or default or f"HTTP {failure.status}"
+        payload = {"errors": [{"message": message}]}
+        return self._answer(fields, variables, failure.status, payload, headers)
+
+    def _scope(self, request: web.Request) -> _Scope | None:
+        """Return what the request's token may see, or None when it carries no valid one."""
+        project_token = request.headers.get("Project-Access-Token")
+        if project_token is not None:
+            if secrets.compare_digest(project_token, self.token):
+                return _Scope(self.project_id, self.environment_id)
+            return None
+        bearer = request.headers.get("Authorization", "")
+        if secrets.compare_digest(bearer, f"Bearer {self.account_token}"):
+            return _Scope()
+        return None
+
+    # -- resolvers of the root fields ------------------------------------------------------
+
+    def _resolve_deployments(
+        self, info: GraphQLResolveInfo, input: Json, first: int | None = None, **_: Any
+    ) -> Json:
+        """Resolve `deployments`: the filtered deployments, newest first."""
+        context: _Context = info.context
+        project, environment = input.get("projectId"), input.get("environmentId")
+        _authorize(context, project, environment)
+        self._require_known(input)
+        if first is not None and first < 0:
+            raise GraphQLError("first must be a non-negative integer")
+        found = [
+            d
+            for d in self._ordered()
+            if all(
+                value is None or getattr(d, attribute) == value
+                for attribute, value in (
+                    ("project_id", project),
+                    ("environment_id", environment),
+                    ("service_id", input.get("serviceId")),
+                )
+            )
+        ]
+        found = found[:first] if first is not None else found
+        return {
+            "edges": [{"cursor": d.id, "node": d.node()} for d in found],
+            "pageInfo": {
+                "hasNextPage": False,
+                "hasPreviousPage": False,
+                "startCursor": found[0].id if found else None,
+                "endCursor": found[-1].id if found else None,
+            },
+        }
+
+    def _resolve_deployment(self, info: GraphQLResolveInfo, id: str) -> Json:
+        """Resolve `deployment(id)`."""
+        return self._deployment_for(info.context, id).node()
+
+    def _resolve_rollback(self, info: GraphQLResolveInfo, id: str) -> bool:
+        """Resolve `deploymentRollback`: start a new deployment from the target's image."""
+        target = self._deployment_for(info.context, id)
+        if not target.can_rollback:
+            raise GraphQLError("Deployment cannot be rolled back")
+        if not self.rollback_answer:
+            return False
+        now = time.monotonic()
+        self.deployments.append(
+            FakeDeployment(
+                id=str(uuid.uuid4()),
+                project_id=target.project_id,
+                service_id=target.service_id,
+                environment_id=target.environment_id,
+                status=self.rollback_statuses[0],
+                created_at=datetime.now(UTC),
+                can_rollback=False,
+                meta={**target.meta, "reason": "rollback"},
+                schedule=self.rollback_statuses,
+                started=now,
+                step_seconds=self.step_seconds,
+            )
+        )
+        return True
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _deployment_for(self, context: _Context, deployment_id: str) -> FakeDeployment:
+        if context.scope is None:
+            raise GraphQLError("Not Authorized")
+        found = next((d for d in self.deployments if d.id == deployment_id), None)
+        if found is None:
+            raise GraphQLError("Deployment not found")
+        _authorize(context, found.project_id, found.environment_id)
+        return found
+
+    def _require_known(self, input: Json) -> None:
+        for key, known, kind in (
+            ("projectId", self.project_id, "Project"),
+            ("environmentId", self.environment_id, "Environment"),
+            ("serviceId", self.service_id, "Service"),
+        ):
+            if input.get(key) is not None and input[key] != known:
+                raise GraphQLError(f"{kind} not found")
+
+    def _ordered(self, *, newest_first: bool = True) -> list[FakeDeployment]:
+        return sorted(self.deployments, key=lambda d: d.created_at, reverse=newest_first)
+
+    def _advance(self) -> None:
+        """Move deployments made by deploymentRollback along their schedule."""
+        for deployment in self._ordered(newest_first=False):
+            if not deployment.schedule:
+                continue
+            step = int((time.monotonic() - deployment.started) / deployment.step_seconds)
+            status = deployment.schedule[min(step, len(deployment.schedule) - 1)]
+            if status == deployment.status:
+                continue
+            deployment.status = status
+            if status in LIVE:
+                deployment.can_rollback = True
+                self._retire_older_than(deployment)
+
+    def _retire_older_than(self, live: FakeDeployment) -> None:
+        for other in self.deployments:
+            if other is not live and other.status in LIVE and other.created_at < live.created_at:
+                other.status = "REMOVED"
+
+
+class _Root:
+    """The root value: graphql-core resolves each root field with the attribute of its name."""
+
+    def __init__(self, fake: FakeRailway) -> None:
+        self.deployments = fake._resolve_deployments
+        self.deployment = fake._resolve_deployment
+        self.deploymentRollback = fake._resolve_rollback
+
+
+def commit_of(tag: str) -> str:
+    """Return the (made-up) commit hash a tag was built from."""
+    return hashlib.sha1(tag.encode(), usedforsecurity=False).hexdigest()
+
+
+def _authorize(context: _Context, project_id: str | None, environment_id: str | None) -> None:
+    if context.scope is None or not context.scope.allows(project_id, environment_id):
+        raise GraphQLError("Not Authorized")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _root_fields(document: Any, operation_name: str | None) -> tuple[str, ...]:
+    """Return the root field names of the operation a request runs."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = next(
+        (o for o in operations if operation_name and o.name and o.name.value == operation_name),
+        operations[0] if operations else None,
+    )
+    if chosen is None:
+        return ()
+    return tuple(s.name.value for s in chosen.selection_set.selections if hasattr(s, "name"))
+
+
+def _take(failures: list[_Failure], fields: tuple[str, ...]) -> _Failure | None:
+    """Use up one matching failure, if any."""
+    for failure in failures:
+        if failure.field is None or failure.field in fields:
+            failure.times -= 1
+            if failure.times <= 0:
+                failures.remove(failure)
+            return failure
+    return None

@@ -1,0 +1,1400 @@
+"""A local fake of Slack: the Web API the bot calls, and what Slack sends the bot.
+
+`FakeSlack` is an aiohttp server that answers `/api/<method>` the way Slack does (HTTP 200
+with `ok: false` for errors, 429 with Retry-After when rate limited), keeps the state the
+bot builds (messages, ephemerals, modals), serves `response_url`s and Socket Mode
+(`apps.connections.open` and the websocket it hands out). `UserActions` plays the user's
+Slack client: it builds slash commands, clicks, selects and view submissions from what the
+fake really holds. `SignedSlack` delivers them as signed HTTP requests, `SocketSlack` as
+Socket Mode envelopes whose acks it awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import re
+import secrets
+import time
+import urllib.parse
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import WSCloseCode, WSMsgType, web
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+T = TypeVar("T")
+Json = dict[str, Any]
+
+TEAM_ID = "T1"
+TEAM_DOMAIN = "rollbot-test"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+APP_ID = "A_ROLLBOT"
+VERIFICATION_TOKEN = "legacy-verification-token"  # Slack's deprecated field, not a secret
+
+ACK_DEADLINE = 3.0  # Slack shows the user "operation_timeout" after this
+TRIGGER_TTL = 3.0  # a trigger_id expires this long after the interaction
+RESPONSE_URL_USES = 5  # a response_url accepts this many posts
+MESSAGE_BLOCKS_MAX = 50  # slack_sdk does not check this one, Slack does
+POLL_INTERVAL = 0.02
+
+# conversations.create: "Channel names may only contain lowercase letters, numbers, hyphens,
+# and underscores, and must be 80 characters or less"; these words are Slack's own mentions.
+CHANNEL_NAME_MAX = 80
+CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
+RESERVED_CHANNEL_NAMES = frozenset({"here", "channel", "everyone", "group"})
+INVITE_USERS_MAX = 1000
+USER_ID = re.compile(r"[UW][A-Z0-9_]{1,20}")
+
+# Methods called with an app-level token (xapp-); every other method wants xoxb- or xoxp-.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+SOCKET_PATH = "/link"
+UPLOAD_PATH = "/upload/v1/"  # where files.getUploadURLExternal sends the bytes
+
+# Slack accepts these as JSON strings inside form-encoded bodies.
+JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
+
+# What each stateful element reports in state.values; buttons and overflows report nothing.
+STATE_KEYS = {
+    "static_select": "selected_option",
+    "radio_buttons": "selected_option",
+    "multi_static_select": "selected_options",
+    "checkboxes": "selected_options",
+    "users_select": "selected_user",
+    "conversations_select": "selected_conversation",
+    "channels_select": "selected_channel",
+    "datepicker": "selected_date",
+    "timepicker": "selected_time",
+    "plain_text_input": "value",
+    "number_input": "value",
+    "email_text_input": "value",
+    "url_text_input": "value",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """One Web API call the fake received, with what it answered."""
+
+    method: str
+    args: Json
+    time: float
+    status: int
+    response: Json
+
+
+class SlackError(Exception):
+    """An error Slack reports in the body: `ok: false` with an error code."""
+
+    def __init__(self, error: str, *messages: str) -> None:
+        super().__init__(error)
+        self.error = error
+        self.messages = messages
+
+    def body(self) -> Json:
+        """The JSON body Slack answers with."""
+        body: Json = {"ok": False, "error": self.error}
+        if self.messages:
+            body["response_metadata"] = {"messages": [f"[ERROR] {m}" for m in self.messages]}
+        return body
+
+
+class _InviteError(SlackError):
+    """conversations.invite refused: the first user's error, and each user's in `errors`."""
+
+    def __init__(self, errors: list[Json]) -> None:
+        super().__init__(str(errors[0]["error"]))
+        self.errors = errors
+
+    def body(self) -> Json:
+        """The body with the per-user errors Slack lists."""
+        return {**super().body(), "errors": self.errors}
+
+
+@dataclass
+class _Failure:
+    error: str
+    status: int
+    retry_after: int
+
+
+class FakeSlack:
+    """Slack's Web API and response URLs on 127.0.0.1, recording every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.responses: list[tuple[str, Json]] = []
+        self.ephemerals: list[Json] = []
+        self.views: dict[str, Json] = {}
+        self.usergroups: dict[str, list[str]] = {}
+        self.users: dict[str, Json] = {}  # overrides merged into users.info answers
+        self.channels: dict[str, Json] = {}  # overrides merged into conversations.info answers
+        self.files: dict[str, Json] = {}  # file id -> the file, its bytes and where it went
+        self.conversations: dict[str, Json] = {}  # channels that exist: created, or made by a test
+        self._members: dict[str, set[str]] = {}
+        self.url = ""
+        self._messages: dict[tuple[str, str], Json] = {}
+        self._failures: dict[str, list[_Failure]] = {}
+        self._triggers: dict[str, float] = {}
+        self._used_triggers: set[str] = set()
+        self._response_targets: dict[str, Json] = {}
+        self._closed_views: set[str] = set()
+        self._ids = itertools.count(1)
+        self._ts_counter = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        # Socket Mode: what went over the websockets, and the open ones.
+        self.envelopes: list[Json] = []  # envelopes sent to the app, in order
+        self.acks: dict[str, Json] = {}  # envelope_id -> the first ack the app sent for it
+        self.socket_received: list[Json] = []  # every message the app sent, acks included
+        self.connections_opened = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._tickets: set[str] = set()
+        self._ack_waiters: dict[str, asyncio.Future[Json]] = {}
+        self._handlers: dict[str, Callable[[Json], Json]] = {
+            "apps.connections.open": self._connections_open,
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.delete": self._delete,
+            "chat.postEphemeral": self._post_ephemeral,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "usergroups.users.list": self._usergroup_users,
+            "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
+            "conversations.create": self._conversations_create,
+            "conversations.invite": self._conversations_invite,
+        }
+
+    @property
+    def base_url(self) -> str:
+        """What `AsyncWebClient(base_url=...)` takes."""
+        return f"{self.url}/api/"
+
+    async def start(self) -> None:
+        """Listen on a free port of 127.0.0.1."""
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{token}", self._response)
+        app.router.add_post(UPLOAD_PATH + "{token}", self._upload)
+        app.router.add_get(SOCKET_PATH, self._socket)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        port = self._runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        """Close the server and its connections, websockets first (they would hold it open)."""
+        for socket in list(self._sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- test controls -------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        status: int = 429,
+        retry_after: int = 1,
+        *,
+        times: int = 1,
+    ) -> None:
+        """Make the next `times` calls of `method` fail the way Slack fails them."""
+        self._failures.setdefault(method, []).extend(
+            _Failure(error, status, retry_after) for _ in range(times)
+        )
+
+    def create_channel(
+        self,
+        name: str,
+        *,
+        members: tuple[str, ...] = (BOT_USER_ID,),
+        is_private: bool = False,
+        is_archived: bool = False,
+        creator: str = "U_SOMEONE",
+    ) -> str:
+        """Make a channel exist, as a person would have created it; return its id."""
+        channel = self._new_channel(name, is_private=is_private, creator=creator)
+        channel["is_archived"] = is_archived
+        self._members[channel["id"]] = set(members)
+        return str(channel["id"])
+
+    def members(self, channel: str) -> set[str]:
+        """Who is in a channel now (the bot included when it is)."""
+        return set(self._members.get(channel, set()))
+
+    def channel_named(self, name: str) -> Json | None:
+        """The channel with this name, if one exists."""
+        return next((dict(c) for c in self.conversations.values() if c["name"] == name), None)
+
+    def new_trigger_id(self) -> str:
+        """Issue a trigger_id, as Slack does with every interaction."""
+        trigger_id = f"{next(self._ids)}.{int(time.time())}.{secrets.token_hex(8)}"
+        self._triggers[trigger_id] = time.monotonic()
+        return trigger_id
+
+    def response_url_for(self, token: str) -> str:
+        """The URL a response_url with this token has on this server."""
+        return f"{self.url}/response/{token}"
+
+    def new_response_url(
+        self, *, channel: str, user: str, message_ts: str | None = None, ephemeral: bool = False
+    ) -> str:
+        """Issue a response_url whose posts act on this channel and, if given, message."""
+        token = f"R{next(self._ids):06d}"
+        self._response_targets[token] = {
+            "channel": channel,
+            "user": user,
+            "message_ts": message_ts,
+            "ephemeral": ephemeral,
+            "uses": 0,
+        }
+        return self.response_url_for(token)
+
+    def settle_submission(self, view_id: str, status: int, body: str) -> None:
+        """Apply the bot's answer to a view_submission as Slack does: close, update or keep."""
+        answer = json.loads(body) if status == 200 and body.strip() else {}
+        action = answer.get("response_action")
+        if action == "update":
+            self.views[view_id] = self._stored_view(answer["view"], view_id)
+        elif action == "push":
+            new_id = self._new_view_id()
+            self.views[new_id] = self._stored_view(answer["view"], new_id)
+        elif action == "clear":
+            self._closed_views.update(self.views)
+        elif action != "errors" and status == 200:
+            self._closed_views.add(view_id)
+
+    # --- Socket Mode -----------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        """How many Socket Mode connections are open now."""
+        return sum(not s.closed for s in self._sockets)
+
+    @property
+    def connected(self) -> bool:
+        """Whether an app holds an open Socket Mode connection."""
+        return self.open_connections > 0
+
+    async def wait_connected(self, timeout: float = 10.0, *, opened: int = 1) -> None:
+        """Wait until `opened` connections were made in all and one of them is open."""
+        await self.wait_for(
+            lambda: self.connections_opened >= opened and self.connected, timeout=timeout
+        )
+
+    async def push_envelope(
+        self, kind: str, payload: Json, *, timeout: float = ACK_DEADLINE
+    ) -> Json:
+        """Send the app an envelope over Socket Mode and return its ack, due within `timeout`."""
+        socket = self._open_socket()
+        envelope_id = str(uuid.uuid4())
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "accepts_response_payload": True,
+            "payload": payload,
+        }
+        waiter = asyncio.get_running_loop().create_future()
+        self._ack_waiters[envelope_id] = waiter
+        self.envelopes.append(envelope)
+        try:
+            await socket.send_json(envelope)
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"the app did not ack {kind} envelope {envelope_id} within {timeout} s; "
+                f"Slack would show the user operation_timeout\n{self.dump()}"
+            ) from None
+        finally:
+            self._ack_waiters.pop(envelope_id, None)
+
+    async def disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the app to reconnect, as Slack does every few hours ("refresh_requested")."""
+        await self._open_socket().send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake"}}
+        )
+
+    def unacked(self) -> list[Json]:
+        """Envelopes sent that the app never acked."""
+        return [e for e in self.envelopes if e["envelope_id"] not in self.acks]
+
+    def _open_socket(self) -> web.WebSocketResponse:
+        """The newest open connection: Slack sends each envelope over one of them."""
+        for socket in reversed(self._sockets):
+            if not socket.closed:
+                return socket
+        raise AssertionError(f"no app holds a Socket Mode connection\n{self.dump()}")
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def messages(self, channel: str | None = None) -> list[Json]:
+        """Messages as they are now (thread replies included), in the order they were posted."""
+        return [
+            copy.deepcopy(m)
+            for (c, _), m in self._messages.items()
+            if channel is None or c == channel
+        ]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Json]:
+        """Replies in a thread, oldest first, without the parent."""
+        return [
+            m
+            for m in self.messages(channel)
+            if m["thread_ts"] == thread_ts and m["ts"] != thread_ts
+        ]
+
+    def message(self, channel: str, ts: str) -> Json:
+        """The message at (channel, ts) as it is now."""
+        found = self._messages.get((channel, ts))
+        if found is None:
+            raise AssertionError(f"no message {channel}/{ts}; have {list(self._messages)}")
+        return copy.deepcopy(found)
+
+    def uploads(self, channel: str | None = None, thread_ts: str | None = None) -> list[Json]:
+        """Files shared with files.completeUploadExternal, in order, with their `content`."""
+        return [
+            copy.deepcopy(f)
+            for f in self.files.values()
+            if f["shared"]
+            and (channel is None or f["channel"] == channel)
+            and (thread_ts is None or f["thread_ts"] == thread_ts)
+        ]
+
+    def calls_of(self, method: str) -> list[Call]:
+        """Calls of one Web API method, in order."""
+        return [c for c in self.calls if c.method == method]
+
+    def ephemerals_for(self, user: str) -> list[Json]:
+        """Ephemeral messages only `user` sees, in order."""
+        return [copy.deepcopy(e) for e in self.ephemerals if e["user"] == user]
+
+    def find_view(self, view_id_or_callback_id: str) -> Json:
+        """An open view by id, or the latest open one with that callback_id."""
+        if view_id_or_callback_id in self.views:
+            view = self.views[view_id_or_callback_id]
+        else:
+            matches = [v for v in self.views.values() if v["callback_id"] == view_id_or_callback_id]
+            if not matches:
+                raise AssertionError(f"no view {view_id_or_callback_id!r}; have {self._view_ids()}")
+            view = matches[-1]
+        if view["id"] in self._closed_views:
+            raise AssertionError(f"view {view['id']} ({view['callback_id']}) is closed")
+        return copy.deepcopy(view)
+
+    async def wait_for(self, predicate: Callable[[], T | None], timeout: float = 20.0) -> T:
+        """Poll until `predicate` returns something truthy and return it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"condition not met within {timeout} s\n{self.dump()}")
+            await asyncio.sleep(POLL_INTERVAL)
+
+    def dump(self, last: int = 30) -> str:
+        """Recent calls and responses, readable in a failed assertion."""
+        lines = [f"last {min(last, len(self.calls))} of {len(self.calls)} Slack API calls:"]
+        for call in self.calls[-last:]:
+            outcome = "ok" if call.response.get("ok") else call.response.get("error")
+            lines.append(f"  {call.method} {_short(call.args)} -> {call.status} {outcome}")
+        lines.append(f"response_url posts: {len(self.responses)}")
+        lines.extend(f"  {token} {_short(body)}" for token, body in self.responses[-last:])
+        if self.connections_opened:
+            lines.append(
+                f"socket mode: {self.connections_opened} connections, {len(self.envelopes)} "
+                f"envelopes, {len(self.acks)} acked, open now: {self.connected}"
+            )
+        return "\n".join(lines)
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _read_args(request)
+        token = _bearer(request) or args.get("token")
+        args.pop("token", None)
+        status, body, headers = self._answer(method, args, token)
+        self.calls.append(Call(method, args, time.monotonic(), status, body))
+        return web.json_response(body, status=status, headers=headers)
+
+    def _answer(
+        self, method: str, args: Json, token: str | None
+    ) -> tuple[int, Json, dict[str, str]]:
+        if not token:
+            return 200, {"ok": False, "error": "not_authed"}, {}
+        allowed = ("xapp-",) if method in APP_TOKEN_METHODS else ("xoxb-", "xoxp-")
+        if not token.startswith(allowed):
+            return 200, {"ok": False, "error": "invalid_auth"}, {}
+        pending = self._failures.get(method)
+        if pending:
+            failure = pending.pop(0)
+            headers = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
+            return failure.status, {"ok": False, "error": failure.error}, headers
+        handler = self._handlers.get(method)
+        if handler is None:
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+        try:
+            return 200, {"ok": True, **handler(args)}, {}
+        except SlackError as exc:
+            return 200, exc.body(), {}
+
+    async def _response(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        self.responses.append((token, body))
+        target = self._response_targets.get(token)
+        if target is None:
+            return web.Response(text="ok")
+        target["uses"] += 1
+        if target["uses"] > RESPONSE_URL_USES:
+            # Slack documents the limit, not the exact error text.
+            return web.Response(status=404, text="used_url")
+        try:
+            self._apply_response(target, body)
+        except SlackError as exc:
+            return web.Response(status=400, text=exc.error)
+        return web.Response(text="ok")
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: raw bytes or a multipart form; Slack answers 200 once it has them."""
+        file = next(
+            (f for f in self.files.values() if f["upload_token"] == request.match_info["token"]),
+            None,
+        )
+        if file is None or file["shared"]:
+            return web.Response(status=404, text="upload_url_not_found")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            fields = [v for v in form.values() if isinstance(v, web.FileField)]
+            if not fields:
+                return web.Response(status=400, text="no_file_data")
+            data = fields[0].file.read()
+        else:
+            data = await request.read()
+        file["content"] = data.decode("utf-8", errors="replace")
+        file["size"] = len(data)
+        file["uploaded"] = True
+        return web.Response(text=f"OK - {len(data)}")
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """A Socket Mode connection: hello, then envelopes out and acks in."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid_ticket")
+        self._tickets.discard(ticket)  # a URL from apps.connections.open works once
+        socket = web.WebSocketResponse(autoping=True)  # answers the app's pings as Slack does
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        self.connections_opened += 1
+        try:
+            await socket.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": self.open_connections,
+                    "debug_info": {
+                        "host": "applink-fake",
+                        "build_number": 1,
+                        "approximate_connection_time": 18060,
+                    },
+                    "connection_info": {"app_id": APP_ID},
+                }
+            )
+            async for message in socket:
+                if message.type == WSMsgType.TEXT:
+                    self._received(message.data)
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    def _received(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+        except ValueError:
+            message = {"unparsed": data}
+        self.socket_received.append(message)
+        envelope_id = message.get("envelope_id") if isinstance(message, dict) else None
+        if not envelope_id:
+            return
+        self.acks.setdefault(envelope_id, message)
+        waiter = self._ack_waiters.get(envelope_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
+
+    def _apply_response(self, target: Json, body: Json) -> None:
+        original = self._original(target)
+        if original is not None and _flag(body.get("delete_original")):
+            if target["ephemeral"]:
+                self.ephemerals.remove(original)
+            else:
+                del self._messages[(target["channel"], target["message_ts"])]
+        elif original is not None and _flag(body.get("replace_original")):
+            original["text"] = body.get("text", "")
+            original["blocks"] = self._checked_blocks(body.get("blocks"), MESSAGE_BLOCKS_MAX)
+        elif body.get("response_type") == "in_channel":
+            self._post_message({**body, "channel": target["channel"]})
+        else:
+            self._post_ephemeral({**body, "channel": target["channel"], "user": target["user"]})
+
+    def _original(self, target: Json) -> Json | None:
+        ts = target["message_ts"]
+        if ts is None:
+            return None
+        if not target["ephemeral"]:
+            return self._messages.get((target["channel"], ts))
+        for ephemeral in self.ephemerals:
+            if (ephemeral["channel"], ephemeral["user"], ephemeral["ts"]) == (
+                target["channel"],
+                target["user"],
+                ts,
+            ):
+                return ephemeral
+        return None
+
+    # --- Web API methods -------------------------------------------------------------------
+
+    def _connections_open(self, args: Json) -> Json:
+        ticket = str(uuid.uuid4())
+        self._tickets.add(ticket)
+        ws_url = "ws" + self.url.removeprefix("http")
+        return {"url": f"{ws_url}{SOCKET_PATH}?ticket={ticket}"}
+
+    def _auth_test(self, args: Json) -> Json:
+        return {
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": "Rollbot Test",
+            "user": "rollbot",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: Json) -> Json:
+        channel = _require(args, "channel")
+        blocks = self._checked_blocks(args.get("blocks"), MESSAGE_BLOCKS_MAX)
+        if not (args.get("text") or blocks or args.get("attachments")):
+            raise SlackError("no_text")
+        ts = self._next_ts()
+        message: Json = {
+            "type": "message",
+            "channel": channel,
+            "ts": ts,
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": TEAM_ID,
+            "text": args.get("text", ""),
+            "blocks": blocks,
+            "attachments": args.get("attachments", []),
+            "thread_ts": args.get("thread_ts"),
+            "reply_broadcast": _flag(args.get("reply_broadcast")),
+        }
+        self._messages[(channel, ts)] = message
+        return {"channel": channel, "ts": ts, "message": _as_sent(message)}
+
+    def _update(self, args: Json) -> Json:
+        channel, ts = _require(args, "channel"), _require(args, "ts")
+        message = self._messages.get((channel, ts))
+        if message is None:
+            raise SlackError("message_not_found")
+        # Fields left out keep their previous value, as chat.update documents.
+        if "blocks" in args:
+            message["blocks"] = self._checked_blocks(args["blocks"], MESSAGE_BLOCKS_MAX)
+        if "text" in args:
+            message["text"] = args["text"]
+        if "attachments" in args:
+            message["attachments"] = args["attachments"]
+        return {"channel": channel, "ts": ts, "text": message["text"], "message": _as_sent(message)}
+
+    def _delete(self, args: Json) -> Json:
+        channel, ts = _require(args, "channel"), _require(args, "ts")
+        if self._messages.pop((channel, ts), None) is None:
+            raise SlackError("message_not_found")
+        return {"channel": channel, "ts": ts}
+
+    def _post_ephemeral(self, args: Json) -> Json:
+        channel, user = _require(args, "channel"), _require(args, "user")
+        blocks = self._checked_blocks(args.get("blocks"), MESSAGE_BLOCKS_MAX)
+        if not (args.get("text") or blocks or args.get("attachments")):
+            raise SlackError("no_text")
+        ts = self._next_ts()
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "ts": ts,
+                "text": args.get("text", ""),
+                "blocks": blocks,
+                "thread_ts": args.get("thread_ts"),
+            }
+        )
+        return {"message_ts": ts}
+
+    def _views_open(self, args: Json) -> Json:
+        trigger_id = str(args.get("trigger_id") or args.get("interactivity_pointer") or "")
+        if trigger_id in self._used_triggers:
+            raise SlackError("trigger_exchanged")
+        issued = self._triggers.pop(trigger_id, None)
+        if issued is None:
+            raise SlackError("invalid_trigger_id")
+        self._used_triggers.add(trigger_id)
+        if time.monotonic() - issued > TRIGGER_TTL:
+            raise SlackError("expired_trigger_id")
+        view_id = self._new_view_id()
+        self.views[view_id] = self._stored_view(_require(args, "view"), view_id)
+        return {"view": copy.deepcopy(self.views[view_id])}
+
+    def _views_update(self, args: Json) -> Json:
+        view_id = args.get("view_id") or next(
+            (v["id"] for v in self.views.values() if v["external_id"] == args.get("external_id")),
+            None,
+        )
+        if view_id not in self.views:
+            raise SlackError("not_found")
+        if args.get("hash") and args["hash"] != self.views[view_id]["hash"]:
+            raise SlackError("hash_conflict")
+        self.views[view_id] = self._stored_view(_require(args, "view"), view_id)
+        return {"view": copy.deepcopy(self.views[view_id])}
+
+    def _usergroup_users(self, args: Json) -> Json:
+        group = _require(args, "usergroup")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    def _users_info(self, args: Json) -> Json:
+        user_id = _require(args, "user")
+        name = user_id.lower()
+        user = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": name,
+            "real_name": name,
+            "deleted": False,
+            "is_bot": user_id == BOT_USER_ID,
+            "tz": "UTC",
+            "profile": {"display_name": name, "real_name": name},
+        }
+        return {"user": {**user, **self.users.get(user_id, {})}}
+
+    def _conversations_info(self, args: Json) -> Json:
+        channel_id = _require(args, "channel")
+        channel = {
+            "id": channel_id,
+            "name": channel_id.lower(),
+            "is_channel": True,
+            "is_private": False,
+            "is_archived": False,
+            "is_member": True,
+        }
+        known = self.conversations.get(channel_id, {})
+        return {"channel": {**channel, **known, **self.channels.get(channel_id, {})}}
+
+    def _conversations_create(self, args: Json) -> Json:
+        """Create a channel as Slack does, naming its errors the way the method documents them."""
+        name = str(args.get("name") or "")
+        if not name:
+            raise SlackError("invalid_name_required")
+        if len(name) > CHANNEL_NAME_MAX:
+            raise SlackError("invalid_name_maxlength")
+        if not CHANNEL_NAME.fullmatch(name):
+            raise SlackError("invalid_name_specials")
+        if not name.strip("-_"):
+            raise SlackError("invalid_name_punctuation")
+        if name in RESERVED_CHANNEL_NAMES:
+            raise SlackError("invalid_name")
+        if self.channel_named(name) is not None:
+            raise SlackError("name_taken")
+        channel = self._new_channel(name, is_private=_flag(args.get("is_private")))
+        self._members[channel["id"]] = {BOT_USER_ID}  # the creator is its first member
+        return {"channel": copy.deepcopy(channel)}
+
+    def _conversations_invite(self, args: Json) -> Json:
+        """Invite users: one that cannot be invited fails the call for all, unless `force`."""
+        channel_id = _require(args, "channel")
+        users = [u.strip() for u in str(args.get("users") or "").split(",") if u.strip()]
+        if not users:
+            raise SlackError("no_user")
+        if len(users) > INVITE_USERS_MAX:
+            raise SlackError("too_many_users")
+        channel = self.conversations.get(channel_id)
+        if channel is None:
+            raise SlackError("channel_not_found")
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
+        members = self._members.setdefault(channel_id, set())
+        if BOT_USER_ID not in members:
+            raise SlackError("not_in_channel")
+        errors = [
+            {"user": user, "ok": False, "error": error}
+            for user in users
+            if (error := self._invite_error(user, members))
+        ]
+        failed = {e["user"] for e in errors}
+        if errors and not _flag(args.get("force")):
+            raise _InviteError(errors)
+        members.update(u for u in users if u not in failed)
+        answer: Json = {"channel": {**copy.deepcopy(channel), "num_members": len(members)}}
+        if errors:
+            answer["errors"] = errors
+        return answer
+
+    def _invite_error(self, user: str, members: set[str]) -> str | None:
+        if user == BOT_USER_ID:
+            return "cant_invite_self"
+        if not USER_ID.fullmatch(user) or self.users.get(user, {}).get("deleted"):
+            return "user_not_found"
+        if user in members:
+            return "already_in_channel"
+        return None
+
+    def _new_channel(self, name: str, *, is_private: bool, creator: str = BOT_USER_ID) -> Json:
+        channel_id = f"C{next(self._ids):08d}"
+        self.conversations[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "name_normalized": name,
+            "is_channel": True,
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": is_private,
+            "is_archived": False,
+            "is_general": False,
+            "is_shared": False,
+            "is_member": True,
+            "created": int(time.time()),
+            "creator": creator,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+        return self.conversations[channel_id]
+
+    def _get_upload_url(self, args: Json) -> Json:
+        filename = _require(args, "filename")
+        try:
+            length = int(_require(args, "length"))
+        except ValueError:
+            raise SlackError("invalid_arguments", "length must be an integer") from None
+        if length < 1:
+            raise SlackError("invalid_arguments", "length must be a positive integer")
+        file_id = f"F{next(self._ids):08d}"
+        token = secrets.token_urlsafe(12)
+        self.files[file_id] = {
+            "id": file_id,
+            "name": filename,
+            "title": filename,
+            "length": length,
+            "size": 0,
+            "content": None,
+            "upload_token": token,
+            "uploaded": False,
+            "shared": False,
+            "channel": None,
+            "thread_ts": None,
+            "initial_comment": None,
+        }
+        return {"upload_url": f"{self.url}{UPLOAD_PATH}{token}", "file_id": file_id}
+
+    def _complete_upload(self, args: Json) -> Json:
+        files = _require(args, "files")
+        if isinstance(files, str):
+            try:
+                files = json.loads(files)
+            except ValueError:
+                raise SlackError("invalid_arguments", "files must be a JSON array") from None
+        if not isinstance(files, list) or not all(
+            isinstance(f, dict) and f.get("id") for f in files
+        ):
+            raise SlackError("invalid_arguments", "files must be an array of objects with an id")
+        channel = args.get("channel_id") or None
+        channels = [c for c in str(args.get("channels") or "").split(",") if c]
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts and len([c for c in [channel, *channels] if c]) != 1:
+            raise SlackError("invalid_arguments", "thread_ts needs exactly one channel")
+        found = [self.files.get(str(f["id"])) for f in files]
+        # Completing works once per upload, and only after the bytes reached the upload URL.
+        if any(f is None or f["shared"] or not f["uploaded"] for f in found):
+            raise SlackError("file_not_found")
+        target = channel or (channels[0] if channels else None)
+        shared: list[Json] = []
+        for given, file in zip(files, found, strict=True):
+            assert file is not None
+            file.update(
+                shared=True,
+                title=given.get("title") or file["name"],
+                channel=target,
+                thread_ts=thread_ts,
+                initial_comment=args.get("initial_comment"),
+            )
+            shared.append({"id": file["id"], "title": file["title"]})
+        if target is not None:
+            ts = self._next_ts()
+            self._messages[(target, ts)] = {
+                "type": "message",
+                "subtype": "file_share",
+                "channel": target,
+                "ts": ts,
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": args.get("initial_comment") or "",
+                "blocks": [],
+                "files": [
+                    {"id": f["id"], "name": f["name"], "title": f["title"], "size": f["size"]}
+                    for f in found
+                    if f is not None
+                ],
+                "thread_ts": thread_ts,
+                "reply_broadcast": False,
+            }
+        return {"files": shared}
+
+    # --- state helpers ---------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        micros = 1_700_000_000_000_000 + 100 * next(self._ts_counter)
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _new_view_id(self) -> str:
+        return f"V{next(self._ids):08d}"
+
+    def _view_ids(self) -> list[tuple[str, str]]:
+        return [(v["id"], v["callback_id"]) for v in self.views.values()]
+
+    def _stored_view(self, view: Any, view_id: str) -> Json:
+        if not isinstance(view, dict):
+            raise SlackError("invalid_arguments", "view must be a JSON object")
+        try:
+            View(**view).to_dict()
+        except (SlackObjectFormationError, TypeError) as exc:
+            raise SlackError("invalid_arguments", str(exc)) from exc
+        previous = self.views.get(view_id, {})
+        return {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "type": view.get("type", "modal"),
+            "title": view.get("title"),
+            "submit": view.get("submit"),
+            "close": view.get("close"),
+            "blocks": self._checked_blocks(view.get("blocks"), 100),
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "external_id": view.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{next(self._ids)}",
+            "clear_on_close": view.get("clear_on_close", False),
+            "notify_on_close": view.get("notify_on_close", False),
+            "root_view_id": previous.get("root_view_id", view_id),
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _checked_blocks(self, blocks: Any, limit: int) -> list[Json]:
+        """Validate blocks like Slack does and fill in the ids Slack assigns."""
+        if blocks is None:
+            return []
+        if not isinstance(blocks, list):
+            raise SlackError("invalid_blocks_format")
+        if len(blocks) > limit:
+            raise SlackError(
+                "invalid_blocks", f"no more than {limit} items allowed [json-pointer:]"
+            )
+        blocks = copy.deepcopy(blocks)
+        block_ids: set[str] = set()
+        for index, block in enumerate(blocks):
+            try:
+                parsed = Block.parse(block) if isinstance(block, dict) else None
+                if parsed is None:
+                    raise SlackObjectFormationError(f"unknown block {block!r}")
+                parsed.to_dict()
+            except (SlackObjectFormationError, TypeError) as exc:
+                raise SlackError("invalid_blocks", f"{exc} [json-pointer:/blocks/{index}]") from exc
+            block.setdefault("block_id", f"b{next(self._ids)}")
+            if block["block_id"] in block_ids:
+                raise SlackError("invalid_blocks", f"duplicate block_id {block['block_id']!r}")
+            block_ids.add(block["block_id"])
+            action_ids: set[str] = set()
+            for element in _interactive(block):
+                element.setdefault("action_id", f"a{next(self._ids)}")
+                if element["action_id"] in action_ids:
+                    raise SlackError(
+                        "invalid_blocks", f"duplicate action_id {element['action_id']!r}"
+                    )
+                action_ids.add(element["action_id"])
+        return blocks
+
+
+class UserActions(ABC):
+    """What a user does in Slack, built from what the fake shows them; subclasses deliver it.
+
+    Every delivery answers `(status, body)`: what the bot acked with, within Slack's deadline.
+    """
+
+    def __init__(self, fake: FakeSlack, *, ack_timeout: float = ACK_DEADLINE) -> None:
+        self.fake = fake
+        self.ack_timeout = ack_timeout
+        self.sent: list[Json] = []  # every payload or command form sent, for inspection
+        # (channel, ts) -> (block_id, action_id) -> state entry, as the user's client keeps it
+        self._selections: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
+
+    @abstractmethod
+    async def send_payload(self, payload: Json) -> tuple[int, str]:
+        """Deliver an interactivity payload (block_actions, view_submission) and record it."""
+
+    @abstractmethod
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """Deliver a slash command's fields."""
+
+    # --- slash commands --------------------------------------------------------------------
+
+    def command_fields(
+        self, text: str, *, user: str = "U_REQ", channel: str = "C_OPS", command: str = "/rollback"
+    ) -> dict[str, str]:
+        """The form Slack posts for a slash command."""
+        return {
+            "token": VERIFICATION_TOKEN,
+            "team_id": TEAM_ID,
+            "team_domain": TEAM_DOMAIN,
+            "channel_id": channel,
+            "channel_name": self._channel_name(channel),
+            "user_id": user,
+            "user_name": self._user_name(user),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": self.fake.new_response_url(channel=channel, user=user),
+            "trigger_id": self.fake.new_trigger_id(),
+        }
+
+    async def command(
+        self, text: str, *, user: str = "U_REQ", channel: str = "C_OPS", command: str = "/rollback"
+    ) -> tuple[int, str]:
+        """Run a slash command as `user` in `channel`."""
+        fields = self.command_fields(text, user=user, channel=channel, command=command)
+        self.sent.append(fields)
+        return await self.send_command(fields)
+
+    # --- interactivity ---------------------------------------------------------------------
+
+    async def click(
+        self, channel: str, ts: str, action_id: str, *, user: str, value: str | None = None
+    ) -> tuple[int, str]:
+        """Click a button that the message at (channel, ts) shows to `user` right now."""
+        message, ephemeral = self._shown_message(channel, ts, user)
+        block, element = _find_element(message, action_id)
+        if element["type"] in STATE_KEYS:
+            raise AssertionError(f"{action_id!r} is a {element['type']}; use select()")
+        action = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block["block_id"],
+            "text": element.get("text"),
+            "value": element.get("value") if value is None else value,
+            "style": element.get("style"),
+            "action_ts": _action_ts(),
+        }
+        payload = self._block_actions(channel, message, ephemeral, user, _without_none(action))
+        return await self.send_payload(payload)
+
+    async def select(
+        self, channel: str, ts: str, action_id: str, option_value: str, *, user: str
+    ) -> tuple[int, str]:
+        """Pick an option of a select the message at (channel, ts) shows; later clicks carry it."""
+        message, ephemeral = self._shown_message(channel, ts, user)
+        block, element = _find_element(message, action_id)
+        if STATE_KEYS.get(element["type"]) != "selected_option":
+            raise AssertionError(f"{action_id!r} is a {element['type']}, not a single select")
+        option = _option(element, option_value)
+        self._selections.setdefault((channel, ts), {})[(block["block_id"], action_id)] = option
+        action = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block["block_id"],
+            "selected_option": option,
+            "placeholder": element.get("placeholder"),
+            "action_ts": _action_ts(),
+        }
+        payload = self._block_actions(channel, message, ephemeral, user, _without_none(action))
+        return await self.send_payload(payload)
+
+    async def toggle_checkbox(
+        self, channel: str, ts: str, action_id: str, option_value: str, *, user: str
+    ) -> tuple[int, str]:
+        """Tick or untick one box of a checkboxes element the message at (channel, ts) shows.
+
+        As in Slack, the action and state.values carry every box of that element ticked
+        after the click (`selected_options`), not only the one clicked. The boxes start from
+        what the user's client holds: their own earlier clicks on the same block, else the
+        element's initial_options as the message shows them now.
+        """
+        message, ephemeral = self._shown_message(channel, ts, user)
+        block, element = _find_checkbox(message, action_id, option_value)
+        key = (block["block_id"], action_id)
+        chosen = self._selections.setdefault((channel, ts), {})
+        shown = chosen[key] if key in chosen else element.get("initial_options") or []
+        before = {o["value"] for o in shown}
+        after = before ^ {option_value}
+        selected = [dict(o) for o in element["options"] if o["value"] in after]
+        chosen[key] = selected
+        action = {
+            "type": element["type"],
+            "action_id": action_id,
+            "block_id": block["block_id"],
+            "selected_options": selected,
+            "action_ts": _action_ts(),
+        }
+        payload = self._block_actions(channel, message, ephemeral, user, action)
+        return await self.send_payload(payload)
+
+    async def submit_view(
+        self, view_id_or_callback_id: str, values: Mapping[str, Mapping[str, Any]], *, user: str
+    ) -> tuple[int, str]:
+        """Fill the inputs of an open modal and press its submit button."""
+        view = self.fake.find_view(view_id_or_callback_id)
+        inputs = {
+            (b["block_id"], b["element"]["action_id"]): b
+            for b in view["blocks"]
+            if b["type"] == "input"
+        }
+        chosen: dict[tuple[str, str], Any] = {}
+        for block_id, actions in values.items():
+            for action_id, raw in actions.items():
+                if (block_id, action_id) not in inputs:
+                    raise AssertionError(
+                        f"view {view['id']} has no input {block_id}/{action_id}; has {list(inputs)}"
+                    )
+                chosen[(block_id, action_id)] = _state_value(
+                    inputs[(block_id, action_id)]["element"], raw
+                )
+        state = _state_values(view["blocks"], chosen)
+        for (block_id, action_id), block in inputs.items():
+            entry = state[block_id][action_id]
+            if not block.get("optional") and not entry[STATE_KEYS[entry["type"]]]:
+                raise AssertionError(
+                    f"Slack would not submit: required {block_id}/{action_id} empty"
+                )
+        view["state"] = {"values": state}
+        payload = {**self._interaction("view_submission", user), "view": view, "response_urls": []}
+        status, body = await self.send_payload(payload)
+        self.fake.settle_submission(view["id"], status, body)
+        return status, body
+
+    # --- payload building ------------------------------------------------------------------
+
+    def _interaction(self, kind: str, user: str) -> Json:
+        return {
+            "type": kind,
+            "user": {
+                "id": user,
+                "username": self._user_name(user),
+                "name": self._user_name(user),
+                "team_id": TEAM_ID,
+            },
+            "api_app_id": APP_ID,
+            "token": VERIFICATION_TOKEN,
+            "trigger_id": self.fake.new_trigger_id(),
+            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
+    def _block_actions(
+        self, channel: str, message: Json, ephemeral: bool, user: str, action: Json
+    ) -> Json:
+        ts = message["ts"]
+        payload = {
+            **self._interaction("block_actions", user),
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel,
+                "is_ephemeral": ephemeral,
+            },
+            "channel": {"id": channel, "name": self._channel_name(channel)},
+            "state": {
+                "values": _state_values(message["blocks"], self._selections.get((channel, ts), {}))
+            },
+            "response_url": self.fake.new_response_url(
+                channel=channel, user=user, message_ts=ts, ephemeral=ephemeral
+            ),
+            "actions": [action],
+        }
+        # Slack leaves the message out of payloads from ephemeral messages.
+        if not ephemeral:
+            payload["message"] = _as_sent(message)
+        return payload
+
+    def _shown_message(self, channel: str, ts: str, user: str) -> tuple[Json, bool]:
+        """The message `user` sees at (channel, ts), and whether it is ephemeral."""
+        for ephemeral in self.fake.ephemerals_for(user):
+            if (ephemeral["channel"], ephemeral["ts"]) == (channel, ts):
+                return ephemeral, True
+        return self.fake.message(channel, ts), False
+
+    def _user_name(self, user: str) -> str:
+        return str(self.fake.users.get(user, {}).get("name", user.lower()))
+
+    def _channel_name(self, channel: str) -> str:
+        return str(self.fake.channels.get(channel, {}).get("name", channel.lower()))
+
+
+class SignedSlack(UserActions):
+    """Sends the bot what Slack sends it when a user acts: signed, form-encoded requests."""
+
+    def __init__(
+        self,
+        events_url: str,
+        signing_secret: str,
+        fake: FakeSlack,
+        *,
+        ack_timeout: float = ACK_DEADLINE,
+    ) -> None:
+        super().__init__(fake, ack_timeout=ack_timeout)
+        self.events_url = events_url
+        self.signing_secret = signing_secret
+
+    # --- signing and transport -------------------------------------------------------------
+
+    def signed_headers(
+        self, body: bytes, *, timestamp: int | None = None, secret: str | None = None
+    ) -> dict[str, str]:
+        """Slack's headers for `body`; pass an old timestamp or another secret to forge."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        key = (self.signing_secret if secret is None else secret).encode()
+        digest = hmac.new(key, b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+        return {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": f"v0={digest}",
+        }
+
+    async def raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        """POST `body` with exactly these headers; the bot must answer within Slack's deadline."""
+        timeout = aiohttp.ClientTimeout(total=self.ack_timeout)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.post(self.events_url, data=body, headers=dict(headers)) as response,
+            ):
+                return response.status, await response.text()
+        except TimeoutError:
+            raise AssertionError(
+                f"the bot did not answer within {self.ack_timeout} s; "
+                "Slack would show the user operation_timeout"
+            ) from None
+
+    async def send(
+        self, fields: Mapping[str, str], *, timestamp: int | None = None, secret: str | None = None
+    ) -> tuple[int, str]:
+        """Form-encode `fields`, sign and POST them."""
+        body = urllib.parse.urlencode(fields).encode()
+        return await self.raw(body, self.signed_headers(body, timestamp=timestamp, secret=secret))
+
+    async def send_payload(self, payload: Json) -> tuple[int, str]:
+        """POST an interactivity payload as Slack does: one form field `payload`."""
+        self.sent.append(payload)
+        return await self.send({"payload": json.dumps(payload)})
+
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """POST a slash command's form, signed."""
+        return await self.send(fields)
+
+
+class SocketSlack(UserActions):
+    """Sends the bot what Slack sends it in Socket Mode: envelopes over the fake's websocket.
+
+    Each delivery waits for the bot's ack (`{"envelope_id", "payload"?}`) and answers
+    `(200, the ack's payload as JSON or "")`, the way an HTTP answer would carry it.
+    """
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until the bot holds a Socket Mode connection."""
+        await self.fake.wait_connected(timeout)
+
+    async def send_payload(self, payload: Json) -> tuple[int, str]:
+        """Send an interactivity payload in an `interactive` envelope."""
+        self.sent.append(payload)
+        return await self._push("interactive", payload)
+
+    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
+        """Send a slash command in a `slash_commands` envelope."""
+        return await self._push("slash_commands", dict(fields))
+
+    async def _push(self, kind: str, payload: Json) -> tuple[int, str]:
+        ack = await self.fake.push_envelope(kind, payload, timeout=self.ack_timeout)
+        return 200, json.dumps(ack["payload"]) if ack.get("payload") is not None else ""
+
+
+def text_of(message: Json) -> str:
+    """All the text a message shows: its text and every text inside its blocks."""
+    parts = [message.get("text", "")]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("text"), str):
+                parts.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message.get("blocks", []))
+    return "\n".join(p for p in parts if p)
+
+
+def _interactive(block: Json) -> Iterator[Json]:
+    """Elements of a block that carry an action_id (not images, not rich text)."""
+    for element in [*block.get("elements", []), block.get("accessory"), block.get("element")]:
+        kind = element.get("type", "") if isinstance(element, dict) else ""
+        if kind in STATE_KEYS or kind in ("button", "overflow") or kind.endswith("select"):
+            yield element
+
+
+def _find_element(message: Json, action_id: str) -> tuple[Json, Json]:
+    """The block and element with `action_id`, or an AssertionError naming what is shown."""
+    shown = []
+    for block in message["blocks"]:
+        for element in _interactive(block):
+            if element["action_id"] == action_id:
+                return block, element
+            shown.append(element["action_id"])
+    raise AssertionError(f"message {message['ts']} shows no {action_id!r}; it shows {shown}")
+
+
+def _find_checkbox(message: Json, action_id: str, value: str) -> tuple[Json, Json]:
+    """The block and checkboxes element with `action_id` that offers the option `value`."""
+    for block in message["blocks"]:
+        for element in _interactive(block):
+            if element["action_id"] != action_id or element["type"] != "checkboxes":
+                continue
+            if any(o["value"] == value for o in element.get("options", [])):
+                return block, element
+    raise AssertionError(f"message {message['ts']} shows no {action_id!r} box {value!r}")
+
+
+def _option(element: Json, value: str) -> Json:
+    options = [*element.get("options", [])]
+    for group in element.get("option_groups", []):
+        options.extend(group["options"])
+    for option in options:
+        if option["value"] == value:
+            return dict(option)
+    raise AssertionError(
+        f"{element['action_id']!r} has no option {value!r}; has {[o['value'] for o in options]}"
+    )
+
+
+def _state_value(element: Json, raw: Any) -> Any:
+    """What state.values holds for an element given the value a user entered or picked."""
+    key = STATE_KEYS.get(element["type"])
+    if key is None:
+        raise AssertionError(f"{element['action_id']!r} is a {element['type']}, it holds no value")
+    if key == "selected_option":
+        return _option(element, raw)
+    if key == "selected_options":
+        return [_option(element, v) for v in raw]
+    return raw
+
+
+def _state_values(blocks: list[Json], chosen: Mapping[tuple[str, str], Any]) -> Json:
+    """state.values for every stateful element: the user's choice, else its initial value."""
+    values: Json = {}
+    for block in blocks:
+        for element in _interactive(block):
+            key = STATE_KEYS.get(element["type"])
+            if key is None:
+                continue
+            initial = element.get("initial_" + key.removeprefix("selected_"))
+            if initial is None and key == "selected_options":
+                initial = []
+            value = chosen.get((block["block_id"], element["action_id"]), initial)
+            values.setdefault(block["block_id"], {})[element["action_id"]] = {
+                "type": element["type"],
+                key: value,
+            }
+    return values
+
+
+async def _read_args(request: web.Request) -> Json:
+    """Arguments from the query string and a JSON or form body, JSON fields decoded."""
+    args: Json = dict(request.query)
+    if request.content_type == "application/json":
+        args.update(await request.json())
+    elif request.can_read_body:
+        args.update((await request.post()).items())
+    for key in JSON_FIELDS:
+        if isinstance(args.get(key), str):
+            try:
+                args[key] = json.loads(args[key])
+            except ValueError:
+                pass  # left as a string; the method reports it the way Slack would
+    return args
+
+
+def _bearer(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token if scheme == "Bearer" and token else None
+
+
+def _require(args: Json, name: str) -> Any:
+    if not args.get(name):
+        raise SlackError("invalid_arguments", f"missing required field: {name}")
+    return args[name]
+
+
+def _flag(value: Any) -> bool:
+    """A boolean as JSON or as a form field ("true", "1")."""
+    return value is True or value in ("true", "1", 1)
+
+
+def _as_sent(message: Json) -> Json:
+    """A message as Slack shows it in API answers and payloads."""
+    shown = {k: v for k, v in message.items() if k not in ("channel", "reply_broadcast")}
+    return _without_none(copy.deepcopy(shown))
+
+
+def _without_none(values: Json) -> Json:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _action_ts() -> str:
+    return f"{time.time():.6f}"
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
