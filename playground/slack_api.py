@@ -147,6 +147,8 @@ class FakeSlack:
         self._messages: dict[tuple[str, str], Json] = {}
         self._failures: dict[str, list[_Failure]] = {}
         self._triggers: dict[str, float] = {}
+        self._trigger_users: dict[str, str] = {}  # who acted, so their client shows the modal
+        self.view_users: dict[str, str] = {}  # view id -> the user whose client shows it
         self._used_triggers: set[str] = set()
         self._response_targets: dict[str, Json] = {}
         self._closed_views: set[str] = set()
@@ -251,11 +253,37 @@ class FakeSlack:
         """The channel with this name, if one exists."""
         return next((dict(c) for c in self.conversations.values() if c["name"] == name), None)
 
-    def new_trigger_id(self) -> str:
-        """Issue a trigger_id, as Slack does with every interaction."""
+    def new_trigger_id(self, user: str | None = None) -> str:
+        """Issue a trigger_id, as Slack does with every interaction (by `user`, if known)."""
         trigger_id = f"{next(self._ids)}.{int(time.time())}.{secrets.token_hex(8)}"
         self._triggers[trigger_id] = time.monotonic()
+        if user is not None:
+            self._trigger_users[trigger_id] = user
         return trigger_id
+
+    def register_user(self, user_id: str, name: str, *, real_name: str | None = None) -> None:
+        """Make users.info know a person by name, as their Slack profile would."""
+        shown = real_name or name
+        self.users[user_id] = {
+            **self.users.get(user_id, {}),
+            "name": name,
+            "real_name": shown,
+            "profile": {"display_name": name, "real_name": shown},
+        }
+
+    def open_views(self, user: str) -> list[Json]:
+        """Modals open in `user`'s client now, oldest first (the last one is on top)."""
+        return [
+            copy.deepcopy(v)
+            for view_id, v in self.views.items()
+            if self.view_users.get(view_id) == user and view_id not in self._closed_views
+        ]
+
+    def close_view(self, view_id: str) -> Json:
+        """Close a modal as its Close button does, and return it as it was."""
+        view = self.find_view(view_id)
+        self._closed_views.add(view_id)
+        return view
 
     def response_url_for(self, token: str) -> str:
         """The URL a response_url with this token has on this server."""
@@ -284,6 +312,8 @@ class FakeSlack:
         elif action == "push":
             new_id = self._new_view_id()
             self.views[new_id] = self._stored_view(answer["view"], new_id)
+            if view_id in self.view_users:
+                self.view_users[new_id] = self.view_users[view_id]
         elif action == "clear":
             self._closed_views.update(self.views)
         elif action != "errors" and status == 200:
@@ -671,6 +701,9 @@ class FakeSlack:
             raise SlackError("expired_trigger_id")
         view_id = self._new_view_id()
         self.views[view_id] = self._stored_view(_require(args, "view"), view_id)
+        user = self._trigger_users.pop(trigger_id, None)
+        if user is not None:
+            self.view_users[view_id] = user
         return {"view": copy.deepcopy(self.views[view_id])}
 
     def _views_update(self, args: Json) -> Json:
@@ -995,7 +1028,7 @@ class UserActions(ABC):
             "api_app_id": APP_ID,
             "is_enterprise_install": "false",
             "response_url": self.fake.new_response_url(channel=channel, user=user),
-            "trigger_id": self.fake.new_trigger_id(),
+            "trigger_id": self.fake.new_trigger_id(user),
         }
 
     async def command(
@@ -1078,6 +1111,19 @@ class UserActions(ABC):
         payload = self._block_actions(channel, message, ephemeral, user, action)
         return await self.send_payload(payload)
 
+    def selections(self, channel: str, ts: str) -> dict[tuple[str, str], Any]:
+        """What the client holds for the message at (channel, ts): (block_id, action_id) -> pick."""
+        return copy.deepcopy(self._selections.get((channel, ts), {}))
+
+    async def close_view(self, view_id: str, *, user: str) -> tuple[int, str] | None:
+        """Press a modal's Close; Slack tells the app only when the view asked (notify_on_close)."""
+        view = self.fake.close_view(view_id)
+        if not view.get("notify_on_close"):
+            return None
+        payload = {**self._interaction("view_closed", user), "view": view, "is_cleared": False}
+        del payload["trigger_id"]  # view_closed payloads carry none
+        return await self.send_payload(payload)
+
     async def submit_view(
         self, view_id_or_callback_id: str, values: Mapping[str, Mapping[str, Any]], *, user: str
     ) -> tuple[int, str]:
@@ -1124,7 +1170,7 @@ class UserActions(ABC):
             },
             "api_app_id": APP_ID,
             "token": VERIFICATION_TOKEN,
-            "trigger_id": self.fake.new_trigger_id(),
+            "trigger_id": self.fake.new_trigger_id(user),
             "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
             "enterprise": None,
             "is_enterprise_install": False,

@@ -14,6 +14,14 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 
+# The browser test drives Debian's Chromium (test tools' browser downloads fail here); the
+# emoji font lets its screenshots show what Slack shows. Screenshots go to artifacts/, or to
+# $ROLLBOT_TEST_ARTIFACTS.
+if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-noto-color-emoji
+fi
+
 bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
 bash scripts/start-redis.sh

@@ -1,0 +1,337 @@
+"""The playground in a real browser: Debian's Chromium driven by Playwright, a real bot behind it.
+
+The page is served by `playground_app` over the FakeSlack a real `rollbot serve --http`
+talks to; every click in the browser reaches the bot as a signed Slack request.
+Screenshots are written to $ROLLBOT_TEST_ARTIFACTS, or to artifacts/ at the repository root
+(git-ignored); the test prints where.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, Error, Page, async_playwright, expect
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from playground.web import Person, playground_app
+from tests.e2e_helpers import APPROVER, CHANNEL, OUTSIDER, REQUESTER, backend_config, running_image
+from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
+from tests.support.docker import ComposeContainerFactory, free_port, unique_project, wait_http
+from tests.support.slack import FakeSlack, SignedSlack, UserActions
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless in a container: no sandbox (no user namespaces), no GPU, nothing fetched at start.
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS = Path(
+    os.environ.get("ROLLBOT_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts"
+)
+PEOPLE = [
+    Person(REQUESTER, "Riya", "requester"),
+    Person(APPROVER, "Sam", "approver"),
+    Person(OUTSIDER, "Nico", "no rights"),
+]
+LONG = 60_000  # ms: a rollback replaces a container and verifies it
+
+ServePlayground = Callable[[FakeSlack, UserActions], Awaitable[str]]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless; the test fails (never skips) when it cannot start."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)")
+    async with async_playwright() as playwright:
+        try:
+            started = await playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS
+            )
+        except Error as exc:
+            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}")
+        try:
+            yield started
+        finally:
+            await started.close()
+
+
+@pytest.fixture
+async def serve_playground() -> AsyncIterator[ServePlayground]:
+    """Serve the playground over a fake and the actions aimed at a bot; return its URL."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(fake: FakeSlack, slack: UserActions) -> str:
+        notes = {"backend": "real: Docker containers"}
+        runner = web.AppRunner(playground_app(fake, slack, PEOPLE, CHANNEL, notes))
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}/"
+
+    try:
+        yield serve
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def open_page(browser: Browser, url: str) -> Page:
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    await page.goto(url)
+    await expect(page.get_by_role("radio", name=re.compile("Riya"))).to_be_checked()
+    return page
+
+
+async def send(page: Page, text: str) -> None:
+    await page.get_by_role("textbox", name="Message").fill(text)
+    await page.get_by_role("textbox", name="Message").press("Enter")
+
+
+async def become(page: Page, name: str) -> None:
+    await page.get_by_role("radio", name=re.compile(name)).click()
+    await expect(page.get_by_role("radio", name=re.compile(name))).to_be_checked()
+
+
+def screenshot_path(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    print(f"playground screenshot: {path}")
+    return path
+
+
+async def test_a_rollback_requested_and_approved_in_the_browser(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    docker_host: str,
+    browser: Browser,
+    serve_playground: ServePlayground,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    config = backend_config(container.project, container.port, approvers={"users": [APPROVER]})
+    bot = await start_rollbot(config)
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+    await expect(page.get_by_role("note")).to_contain_text("backend real: Docker containers")
+
+    await send(page, "/rollback backend v1.2.3")
+    card = page.locator(".message", has=page.get_by_role("button", name="Confirm severity"))
+    await expect(card).to_contain_text("v1.2.4")
+    await card.get_by_label("Pick the issue type").select_option("critical_bug")
+    await expect(card).to_contain_text("Severity:")
+    await card.get_by_role("button", name="Confirm severity").click()
+    card = page.locator(".message", has=page.get_by_role("button", name="Reject"))
+    await expect(card).to_contain_text("Approval needed")
+
+    await become(page, "Sam")
+    await card.get_by_role("button", name="Approve", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Approve rollback?")
+    await expect(dialog).to_contain_text("Roll backend/production back to v1.2.3.")
+    await dialog.get_by_role("button", name="Approve").click()
+
+    # The internal notification is broadcast from the thread into the channel.
+    channel = page.get_by_role("log", name="Messages")
+    notification = channel.locator(".message", has_text="replied to a thread").filter(
+        has_text="[RESOLVED]"
+    )
+    await expect(notification).to_contain_text("Rolled back to v1.2.3", timeout=LONG)
+    replies = channel.get_by_role("button", name=re.compile(r"\d+ repl"))
+    await expect(replies).to_have_count(1)
+    await replies.click()
+    thread = page.get_by_role("complementary", name="Thread")
+    await expect(thread).to_contain_text("Verification passed", timeout=LONG)
+    table = thread.locator("pre", has_text="backend health")
+    await expect(table).to_contain_text(re.compile(r"check\s+type\s+result"))
+    await expect(table).to_contain_text(re.compile(r"backend health\s+http\s+ok"))
+    await table.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground.png"))
+
+    image, _ = await running_image(docker_host, container.project)
+    assert image.endswith(":v1.2.3")
+    assert '"version":"v1.2.3"' in await wait_http(f"{container.url}/health")
+
+
+async def test_errors_show_as_slack_shows_them(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    browser: Browser,
+    serve_playground: ServePlayground,
+    fake_slack: FakeSlack,
+) -> None:
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fake_slack.base_url)
+    with pytest.raises(SlackApiError) as refused:
+        await client.api_call("rollbot.nonexistent")
+    assert refused.value.response.data == {"ok": False, "error": "unknown_method"}
+
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(container.project, container.port))
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+
+    await send(page, "hello rollbot")
+    await expect(page.get_by_role("alert")).to_contain_text("slash commands only")
+    await send(page, "/deploy backend")
+    await expect(page.get_by_role("alert")).to_contain_text("/deploy is not a valid command")
+
+    # Slack refuses the card once: the bot tells the requester, and only them.
+    fake_slack.fail_next("chat.postMessage", "channel_not_found", status=200)
+    await send(page, "/rollback backend v1.2.3")
+    refusal = page.locator(".message.ephemeral", has_text="I cannot see this channel")
+    await expect(refusal).to_contain_text("Only visible to you", timeout=LONG)
+    await expect(refusal).to_contain_text("/invite @rollbot")
+    await page.screenshot(path=screenshot_path("playground-error.png"))
+    await become(page, "Sam")
+    await expect(page.get_by_role("log", name="Messages")).not_to_contain_text("cannot see")
+
+
+async def test_break_glass_modal_checklist_and_incident_report(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    browser: Browser,
+    serve_playground: ServePlayground,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    approvers = {"users": [APPROVER, REQUESTER]}  # break-glass is for approvers only
+    bot = await start_rollbot(
+        backend_config(container.project, container.port, approvers=approvers)
+    )
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+    await send(page, "/rollback backend v1.2.3")
+    card = page.locator(".message", has=page.get_by_role("button", name="Confirm severity"))
+    await card.get_by_label("Pick the issue type").select_option("security_vulnerability")
+    await card.get_by_role("button", name="Confirm severity").click()
+    await page.get_by_role("button", name="Approve", exact=True).click()
+    await page.get_by_role("dialog", name="Approve rollback?").get_by_role("button").last.click()
+
+    modal = page.get_by_role("dialog", name="Break-glass")
+    await modal.get_by_role("textbox", name="Reason (recorded)").fill("abc")
+    await modal.get_by_role("button", name="Submit").click()
+    await expect(modal).to_contain_text("Must have at least 5 characters")
+    await become(page, "Sam")  # the modal is Riya's: Sam's client shows none
+    await expect(modal).to_be_hidden()
+    await become(page, "Riya")
+    await modal.get_by_role("textbox", name="Reason (recorded)").fill("Credentials leak")
+    await modal.get_by_role("button", name="Submit").click()
+    await expect(modal).to_be_hidden()
+
+    channel = page.get_by_role("log", name="Messages")
+    await expect(channel).to_contain_text("[RESOLVED]", timeout=LONG)
+    await channel.get_by_role("button", name=re.compile(r"\d+ repl")).click()
+    thread = page.get_by_role("complementary", name="Thread")
+    checklist = thread.locator(".message", has_text="Rollback checklist")
+    await become(page, "Sam")
+    await checklist.get_by_role("checkbox", name="Notify team of rollback decision").check()
+    await expect(checklist).to_contain_text("by @Sam")
+    report = thread.locator(".file", has_text="Incident report")
+    await report.get_by_role("button", name="View").click()
+    viewer = page.get_by_role("dialog", name=re.compile("Incident report"))
+    await expect(viewer).to_contain_text("Break-glass reason | Credentials leak")
+    await page.keyboard.press("Escape")
+    await expect(viewer).to_be_hidden()
+
+
+async def test_block_kit_and_mrkdwn_render_as_slack_shows_them(
+    fake_slack: FakeSlack, browser: Browser, serve_playground: ServePlayground
+) -> None:
+    # No bot listens: a click shows the person what Slack shows when the app is unreachable.
+    nobody = SignedSlack(f"http://127.0.0.1:{free_port()}/slack/events", SIGNING_SECRET, fake_slack)
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=fake_slack.base_url)
+    confirm = {
+        "title": {"type": "plain_text", "text": "Really stop?"},
+        "text": {"type": "plain_text", "text": "It stops the deploy."},
+        "confirm": {"type": "plain_text", "text": "Stop it"},
+        "deny": {"type": "plain_text", "text": "Keep going"},
+    }
+    option = {"text": {"type": "plain_text", "text": "Blue"}, "value": "blue"}
+    other = {"text": {"type": "plain_text", "text": "Green"}, "value": "green"}
+    await client.chat_postMessage(
+        channel=CHANNEL,
+        text="Deploy report",
+        blocks=[
+            {"type": "header", "text": {"type": "plain_text", "text": "Deploy *report*"}},
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": "*bold* _italic_ ~gone~ `x < y` <https://example.com|the docs> "
+                    "<@U_APPROVER> <!subteam^S_ONCALL|@oncall> :white_check_mark:\n> quoted",
+                },
+                "fields": [{"type": "mrkdwn", "text": "*Service*\nbackend"}],
+                "accessory": {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Stop"},
+                    "action_id": "stop",
+                    "style": "danger",
+                    "confirm": confirm,
+                },
+            },
+            {"type": "divider"},
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "```a  b\n1  2```"}]},
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "static_select",
+                        "action_id": "colour",
+                        "options": [option, other],
+                        "initial_option": other,
+                    },
+                    {
+                        "type": "checkboxes",
+                        "action_id": "done",
+                        "options": [option, other],
+                        "initial_options": [option],
+                    },
+                ],
+            },
+        ],
+    )
+    await client.chat_postEphemeral(channel=CHANNEL, user=REQUESTER, text="Just for _Riya_")
+    modal = {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Why?"},
+        "close": {"type": "plain_text", "text": "Never mind"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "A modal for Sam"}}],
+    }
+    await client.views_open(trigger_id=fake_slack.new_trigger_id(APPROVER), view=modal)
+    page = await open_page(browser, await serve_playground(fake_slack, nobody))
+
+    card = page.locator(".message", has_text="Deploy *report*")
+    section = card.locator(".block-section")
+    for tag, text in (("b", "bold"), ("i", "italic"), ("s", "gone"), ("code", "x < y")):
+        await expect(section.locator(tag).first).to_have_text(text)
+    await expect(section.get_by_role("link", name="the docs")).to_have_attribute(
+        "href", "https://example.com"
+    )
+    await expect(section).to_contain_text("@Sam @oncall ✅")
+    await expect(section.locator("blockquote")).to_have_text("quoted")
+    await expect(card.locator(".block-context pre")).to_have_text("a  b\n1  2")
+    await expect(card.get_by_role("combobox")).to_have_value("green")
+    await expect(card.get_by_role("checkbox", name="Blue")).to_be_checked()
+    await expect(card.get_by_role("checkbox", name="Green")).not_to_be_checked()
+    ephemeral = page.locator(".message.ephemeral", has_text="Just for Riya")
+    await expect(ephemeral).to_contain_text("Only visible to you")
+    await expect(page.get_by_role("dialog")).to_have_count(0)
+
+    await become(page, "Sam")
+    await expect(ephemeral).to_have_count(0)
+    dialog = page.get_by_role("dialog", name="Why?")
+    await dialog.get_by_role("button", name="Never mind").click()
+    await expect(dialog).to_have_count(0)
+    await card.get_by_role("button", name="Stop").click()
+    await (
+        page.get_by_role("dialog", name="Really stop?")
+        .get_by_role("button", name="Stop it")
+        .click()
+    )
+    notice = page.locator(".message.ephemeral", has_text="dispatch_failed")
+    await expect(notice).to_contain_text("Slackbot")
+    await become(page, "Riya")
+    await expect(notice).to_have_count(0)
