@@ -5,14 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
-fi
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/venv.sh
 
 bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
