@@ -5,14 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
-  apt-get update
-  DEBIAN_FRONTEND=noninteractive apt-get install -y python3-venv
-fi
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
-fi
-.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+bash scripts/venv.sh
 
 # The browser test drives Debian's Chromium (test tools' browser downloads fail here); the
 # emoji font lets its screenshots show what Slack shows. Screenshots go to artifacts/, or to

@@ -6,32 +6,21 @@ The engine is the one `scripts/start-dockerd.sh` starts; the test command export
 from __future__ import annotations
 
 import asyncio
-import io
-import json
 import os
 import secrets
 import shutil
 import socket
 import subprocess
-import tarfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import aiodocker
 import httpx
 import pytest
 
-BUSYBOX = Path("/usr/bin/busybox")
-APPLETS = ("sh", "httpd", "echo", "cat", "sleep", "wget", "true", "false")
-SERVE = '["/bin/sh","-c","exec httpd -f -p ${PORT:-8080} -h /www"]'
-BROKEN = '["/bin/sh","-c","echo \\"fatal: cannot connect to the database\\" >&2; exit 1"]'
-HEALTHCHECK = (
-    "HEALTHCHECK --interval=1s --timeout=2s --retries=2 "
-    "CMD wget -q -O /dev/null http://127.0.0.1:${{PORT:-8080}}/{path} || exit 1"
-)
+from playground import images as shared
+from playground.images import BROKEN, HEALTHCHECK, SERVE, DockerCommandError
 
 
 @dataclass(frozen=True)
@@ -81,16 +70,10 @@ ComposeContainerFactory = Callable[..., Awaitable[ComposeContainer]]
 
 def docker_cli(host: str, *args: str, stdin: bytes | None = None) -> str:
     """Run the docker CLI against `host` and return its output; fail with its stderr."""
-    result = subprocess.run(
-        ["docker", "-H", host, *args],
-        input=stdin,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.fail(f"docker {' '.join(args)} failed: {result.stderr.decode(errors='replace')}")
-    return result.stdout.decode()
+    try:
+        return shared.docker_cli(host, *args, stdin=stdin)
+    except DockerCommandError as exc:
+        pytest.fail(str(exc))
 
 
 def free_port() -> int:
@@ -152,67 +135,26 @@ def docker_host() -> str:
 def demo_images(docker_host: str, tmp_path_factory: pytest.TempPathFactory) -> DemoImages:
     """Build the demo images with `docker import` (no registry), unless they already exist."""
     images = DemoImages()
-    if all(_image_exists(docker_host, ref) for ref in images.all_refs()):
+    if all(shared.image_exists(docker_host, ref) for ref in images.all_refs()):
         return images
-    if not BUSYBOX.exists():
-        pytest.fail(f"{BUSYBOX} is missing: run scripts/start-dockerd.sh (installs busybox-static)")
+    if reason := shared.can_build():
+        pytest.fail(f"Cannot build the demo images: {reason}; run scripts/start-dockerd.sh")
     workdir = tmp_path_factory.mktemp("images")
-    # Created times order the versions, and the engine lists them in whole seconds.
-    for tag in images.backend_tags:
-        _import(docker_host, workdir, images.ref(images.backend, tag), tag, [f"CMD {SERVE}"])
-        time.sleep(1.1)
-    broken = images.ref(images.backend, images.broken_tag)
-    _import(docker_host, workdir, broken, images.broken_tag, [f"CMD {BROKEN}"])
-    for tag, path in (
-        (images.checked_healthy_tag, "health"),
-        (images.checked_unhealthy_tag, "nope"),
-    ):
-        time.sleep(1.1)
-        changes = [f"CMD {SERVE}", HEALTHCHECK.format(path=path)]
-        _import(docker_host, workdir, images.ref(images.checked, tag), tag, changes)
+    try:
+        shared.import_versions(docker_host, workdir, images.backend, images.backend_tags)
+        time.sleep(shared.CREATED_GAP_SECONDS)
+        broken = images.ref(images.backend, images.broken_tag)
+        shared.import_image(docker_host, workdir, broken, images.broken_tag, [f"CMD {BROKEN}"])
+        for tag, path in (
+            (images.checked_healthy_tag, "health"),
+            (images.checked_unhealthy_tag, "nope"),
+        ):
+            time.sleep(shared.CREATED_GAP_SECONDS)
+            changes = [f"CMD {SERVE}", HEALTHCHECK.format(path=path)]
+            shared.import_image(docker_host, workdir, images.ref(images.checked, tag), tag, changes)
+    except DockerCommandError as exc:
+        pytest.fail(str(exc))
     return images
-
-
-def _image_exists(host: str, ref: str) -> bool:
-    result = subprocess.run(
-        ["docker", "-H", host, "image", "inspect", ref],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode == 0
-
-
-def _import(host: str, workdir: Path, ref: str, version: str, changes: list[str]) -> None:
-    """Import a busybox root filesystem whose /www/health names `version` as image `ref`."""
-    rootfs = _rootfs(workdir / version.replace("/", "_"), version)
-    args = ["import"]
-    for change in changes:
-        args += ["-c", change]
-    docker_cli(host, *args, "-", ref, stdin=_tar(rootfs))
-
-
-def _rootfs(root: Path, version: str) -> Path:
-    """Lay out /bin/busybox with its applets and /www/health."""
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    (root / "www").mkdir(exist_ok=True)
-    (root / "tmp").mkdir(exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in APPLETS:
-        link = root / "bin" / applet
-        if not link.is_symlink():
-            link.symlink_to("busybox")
-    body = json.dumps({"status": "ok", "version": version}, separators=(",", ":"))
-    (root / "www" / "health").write_text(body)
-    return root
-
-
-def _tar(root: Path) -> bytes:
-    """Pack a directory as the tar stream `docker import -` reads."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(root, arcname=".")
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -240,7 +182,16 @@ async def compose_container(
             port = port or free_port()
             image = f"{repository or demo_images.backend}:{tag}"
             full_env = {"PORT": str(port), **(env or {})}
-            config = _compose_config(project, service, image, full_env, labels, cmd, init, network)
+            config = shared.compose_config(
+                project,
+                service,
+                image,
+                full_env,
+                labels=labels,
+                cmd=cmd,
+                init=init,
+                network=network,
+            )
             name = f"{project}-{service}-1"
             async with asyncio.timeout(30):
                 container = await docker.containers.create(config, name=name)
@@ -251,47 +202,4 @@ async def compose_container(
             yield start
         finally:
             async with asyncio.timeout(60):
-                await _remove_projects(docker, projects)
-
-
-def _compose_config(
-    project: str,
-    service: str,
-    image: str,
-    env: Mapping[str, str],
-    labels: Mapping[str, str] | None,
-    cmd: list[str] | None,
-    init: bool,
-    network: str,
-) -> dict[str, Any]:
-    """Return the create request compose would send for a service's first container."""
-    config: dict[str, Any] = {
-        "Image": image,
-        "Env": [f"{k}={v}" for k, v in env.items()],
-        "Labels": {
-            "com.docker.compose.project": project,
-            "com.docker.compose.service": service,
-            "com.docker.compose.container-number": "1",
-            "com.docker.compose.oneoff": "False",
-            **(labels or {}),
-        },
-        "HostConfig": {
-            "NetworkMode": network,
-            "Init": init,
-            "RestartPolicy": {"Name": "unless-stopped"},
-        },
-    }
-    if network != "host":
-        aliases = [service, f"{project}-{service}-1"]
-        config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": aliases}}}
-    if cmd is not None:
-        config["Cmd"] = cmd
-    return config
-
-
-async def _remove_projects(docker: aiodocker.Docker, projects: set[str]) -> None:
-    """Remove every container (the rollback's included) labelled with one of `projects`."""
-    for project in projects:
-        filters = json.dumps({"label": [f"com.docker.compose.project={project}"]})
-        for container in await docker.containers.list(all=True, filters=filters):
-            await container.delete(force=True, v=True)
+                await shared.remove_projects(docker, projects)

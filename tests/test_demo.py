@@ -1,0 +1,245 @@
+"""`python -m playground.demo` as a newcomer runs it: the banner, the page, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import httpx
+import pytest
+import yaml
+
+from tests.support.docker import free_port
+
+READY = "Ctrl-C stops everything."
+START_SECONDS = 25.0
+STOP_SECONDS = 20.0
+
+
+@dataclass
+class Demo:
+    """A running demo process and what it printed."""
+
+    process: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
+
+    @property
+    def output(self) -> str:
+        """Return what it printed so far."""
+        return "\n".join(self.lines)
+
+    def read(self) -> None:
+        """Collect its output until it closes (run in a thread)."""
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        """Wait until a line contains `text`; fail with the output if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.process.poll() is not None:
+                time.sleep(0.2)  # the reader thread may still hold the last lines
+                if any(text in line for line in self.lines):
+                    return
+                pytest.fail(f"the demo exited with {self.process.returncode}:\n{self.output}")
+            time.sleep(0.1)
+        pytest.fail(f"the demo did not print {text!r} within {timeout} s:\n{self.output}")
+
+    def shown(self, pattern: str) -> str:
+        """Return the first group of a pattern in the output."""
+        found = re.search(pattern, self.output)
+        assert found, f"{pattern!r} not in:\n{self.output}"
+        return found.group(1)
+
+    def stop(self, sig: signal.Signals) -> int:
+        """Send a signal and return the exit code; fail if it does not exit in time."""
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            pytest.fail(f"the demo did not stop on {sig.name}:\n{self.output}")
+
+
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Any:
+    """Start `python -m playground.demo` with some environment; kill it if a test left it."""
+    demos: list[Demo] = []
+
+    def start(env: dict[str, str], *args: str) -> Demo:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "playground.demo", *args],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        demo = Demo(process)
+        demo.reader = threading.Thread(target=demo.read, daemon=True)
+        demo.reader.start()
+        demos.append(demo)
+        demo.wait_for(READY, START_SECONDS)
+        return demo
+
+    yield start
+    for demo in demos:
+        if demo.process.poll() is None:
+            demo.process.kill()
+            demo.process.wait()
+        if demo.reader is not None:
+            demo.reader.join(timeout=5)
+        if demo.process.stdout is not None:
+            demo.process.stdout.close()
+
+
+def descendants(pid: int) -> set[int]:
+    """Return the processes started by `pid`, and theirs, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command name may hold spaces and parentheses: the fields follow the last ')'.
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Return True while a process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def get(url: str, **kwargs: Any) -> httpx.Response:
+    """GET with a short timeout."""
+    return httpx.get(url, timeout=5.0, **kwargs)
+
+
+def refused(url: str) -> bool:
+    """Return True when nothing listens at `url` any more."""
+    try:
+        httpx.get(url, timeout=2.0)
+    except httpx.TransportError:
+        return True
+    return False
+
+
+def unknown_method(slack_api: str) -> dict[str, Any]:
+    """Call a Web API method Slack does not have, as any client with a bot token could."""
+    headers = {"Authorization": "Bearer xoxb-any"}
+    answer = httpx.post(f"{slack_api}no.such.method", headers=headers, timeout=5.0)
+    assert answer.status_code == 200
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+async def project_containers(docker_host: str, project: str) -> list[dict[str, Any]]:
+    """Return every container (running or not) of a compose project."""
+    async with aiodocker.Docker(url=docker_host) as docker:
+        found = await docker.containers.list(
+            all=True, filters={"label": [f"com.docker.compose.project={project}"]}
+        )
+        return [await container.show() for container in found]
+
+
+async def test_demo_runs_a_real_backend_and_ctrl_c_removes_everything(
+    start_demo: Any, docker_host: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    demo = start_demo({"DOCKER_HOST": docker_host, "TMPDIR": str(tmp_path)}, "--port", str(port))
+
+    page = demo.shown(r"open (http://127\.0\.0\.1:\d+)")
+    assert page == f"http://127.0.0.1:{port}"
+    assert "/rollback backend v1.2.3" in demo.output
+    assert "Ben (approver)" in demo.output
+    assert f"backend: real, a container on the Docker engine at {docker_host}" in demo.output
+    assert re.search(r"frontend\s+simulated: fake Vercel API", demo.output)
+    assert re.search(r"worker\s+simulated: fake Railway API", demo.output)
+    assert re.search(r"release\s+real: git repository", demo.output)
+    data = Path(demo.shown(r"Data folder: (\S+) \(removed at exit\)"))
+    assert data.parent == tmp_path
+    bot = demo.shown(r"Bot: (http://127\.0\.0\.1:\d+),")
+    log = Path(demo.shown(r"log: (\S+)"))
+    slack_api = demo.shown(r"Fake Slack Web API: (\S+)")
+    project = demo.shown(r"Docker container (rollbot-demo-[0-9a-f]+)-backend-1")
+
+    response = get(page)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert get(f"{bot}/healthz").status_code == 200
+    assert unknown_method(slack_api) == {"ok": False, "error": "unknown_method"}
+    assert log.parent == data and '"event": "serving http"' in log.read_text()
+
+    # The config the bot runs names the container, and its health check reaches it.
+    config = yaml.safe_load((data / "rollbot.yaml").read_text())
+    backend = config["services"]["backend"]["environments"]["production"]
+    assert backend["provider"]["provider"] == "docker_compose"
+    assert backend["provider"]["project"] == project
+    assert '"version":"v1.2.4"' in get(backend["checks"][0]["url"]).text
+    assert config["approval"]["approvers"] == {"users": ["U_BEN"]}
+    assert config["approval"]["requesters"] == {"users": ["U_ANA", "U_BEN"]}
+    (running,) = await project_containers(docker_host, project)
+    assert running["Config"]["Image"] == "rollbot-demo/backend:v1.2.4"
+    assert running["State"]["Running"]
+
+    children = descendants(demo.process.pid)
+    assert children, "the bot runs as a child process"
+    assert demo.stop(signal.SIGINT) == 0
+    assert "Stopped." in demo.output
+
+    assert not [pid for pid in children if alive(pid)]
+    assert refused(page) and refused(f"{bot}/healthz") and refused(slack_api)
+    assert await project_containers(docker_host, project) == []
+    assert not data.exists()
+
+
+async def test_without_docker_the_backend_is_simulated(start_demo: Any, tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "kept"
+    missing = f"unix://{tmp_path}/no-docker.sock"
+    demo = start_demo({"DOCKER_HOST": missing}, "--port", str(port), "--data", str(data))
+
+    because = f"because no Docker engine answers at {missing}"
+    assert f"backend: simulated on the fake Vercel API, {because}" in demo.output
+    assert re.search(r"backend\s+simulated: fake Vercel API on 127\.0\.0\.1:\d+", demo.output)
+    assert f"Data folder: {data} (kept at exit)" in demo.output
+    assert get(f"http://127.0.0.1:{port}").status_code == 200
+
+    config = yaml.safe_load((data / "rollbot.yaml").read_text())
+    backend = config["services"]["backend"]
+    assert "simulated" in backend["description"]
+    production = backend["environments"]["production"]
+    assert production["provider"]["provider"] == "vercel"
+    assert '"version":"v1.2.4"' in get(production["checks"][0]["url"]).text
+
+    children = descendants(demo.process.pid)
+    assert demo.stop(signal.SIGTERM) == 0
+    assert not [pid for pid in children if alive(pid)]
+    # --data keeps the folder: the store and the bot's log, which holds no token.
+    assert (data / "rollbot.db").exists()
+    log = (data / "rollbot.log").read_text()
+    assert '"event": "serving http"' in log
+    assert "xoxb-" not in log
