@@ -9,7 +9,6 @@ import asyncio
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,6 +20,7 @@ import pytest
 
 from playground import images as shared
 from playground.images import BROKEN, HEALTHCHECK, SERVE, DockerCommandError
+from playground.world import free_port
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,6 @@ def docker_cli(host: str, *args: str, stdin: bytes | None = None) -> str:
         return shared.docker_cli(host, *args, stdin=stdin)
     except DockerCommandError as exc:
         pytest.fail(str(exc))
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def unique_project(prefix: str = "rbtest") -> str:
