@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
-from bot.models import Event, State, utcnow
+from bot.models import Event, Rollback, State, utcnow
 from bot.timeline import format_duration
 from handlers.ids import ActionId
 from tests.e2e_helpers import (
@@ -21,7 +22,7 @@ from tests.e2e_helpers import (
     request_card,
     wait_card,
 )
-from tests.support.bot import StartBot
+from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import ComposeContainerFactory
 from tests.support.slack import FakeSlack, text_of
 
@@ -46,6 +47,16 @@ def section(report: str, heading: str) -> str:
     start = report.index(heading + "\n")
     end = report.find("\n## ", start + 1)
     return report[start : end if end != -1 else len(report)]
+
+
+async def reported(bot: RunningBot) -> Rollback:
+    """Wait until the only rollback is marked as reported, and return it."""
+    for _ in range(100):
+        (rb,) = await bot.store.find()
+        if rb.reported:
+            return rb
+        await asyncio.sleep(0.05)
+    return rb
 
 
 def in_order(text: str, phrases: list[str]) -> bool:
@@ -90,7 +101,8 @@ async def test_report_and_live_timeline_of_a_rollback(
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
     (upload,) = await fake.wait_for(lambda: fake.uploads(CHANNEL, card["ts"]))
 
-    (rb,) = await bot.store.find()
+    # The report is marked as done once Slack has taken the upload, just after it.
+    rb = await reported(bot)
     assert rb.state is State.SUCCEEDED
     assert rb.reported and rb.reported.startswith("succeeded@")
     assert rb.timeline_ts == first["ts"]
