@@ -21,7 +21,7 @@ from bot.notifications import BOT, RESOLVED_EVENT_TEXT, STATUS_EVENT
 from bot.records import ChecklistMark
 from bot.store.base import Store
 
-# Written by another part of rollbot at the end of its post-rollback monitoring window.
+# Recorded by the post-rollback monitoring (bot/monitoring.py) when its window ends.
 MONITORING_COMPLETE = "monitoring_complete"
 
 _VERIFIED = re.compile(r"Verification: (\d+)/(\d+) checks passed")

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from bot.checklists import MONITORING_COMPLETE
 from bot.engine import Engine
 from bot.jobs import Clock, Job, JobKind, job_id, span
 from bot.models import Rollback, State, utcnow
@@ -123,7 +124,7 @@ class Monitoring:
         failing = window.failing()
         if failing:
             summary += f"; still failing: {', '.join(failing)}"
-        await self.engine.record(rb, "rollbot", "monitoring_complete", summary)
+        await self.engine.record(rb, "rollbot", MONITORING_COMPLETE, summary)
         if failing:
             line = f":warning: {mention(rb.requested_by)} {escape(summary)}."
         else:
