@@ -114,10 +114,7 @@ class Drills:
         if not policy.requesters.anyone and not await engine.is_member(policy.requesters, user):
             raise NotAllowed(f"You are not allowed to run drills of {service}/{env}.")
         await engine.refuse_if_busy(service, env)
-        env, versions = await engine.versions(service, env)
-        current = next((v.name for v in versions if v.current), None)
-        if current is None:
-            raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
+        env, versions, current = await engine.running(service, env)
         previous = next((v.name for v in versions if v.previous_stable), None)
         if previous is None:
             raise InvalidRequest(

@@ -109,6 +109,16 @@ class Engine:
                 f"Could not read versions of {service}/{env}: {exc.message}"
             ) from exc
 
+    async def running(
+        self, service: str, environment: str | None
+    ) -> tuple[str, list[Version], str]:
+        """Return the environment, its versions and the one running now."""
+        env, versions = await self.versions(service, environment)
+        current = next((v.name for v in versions if v.current), None)
+        if current is None:
+            raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
+        return env, versions, current
+
     async def is_member(self, people: People, user: str) -> bool:
         """Return True when the user is listed, directly or through a group."""
         if user in people.users:
@@ -196,10 +206,7 @@ class Engine:
             raise NotAllowed(f"You are not allowed to request rollbacks of {service}/{env}.")
         if not dry_run:
             await self.refuse_if_busy(service, env)
-        env, versions = await self.versions(service, env)
-        current = next((v.name for v in versions if v.current), None)
-        if current is None:
-            raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
+        env, versions, current = await self.running(service, env)
         if bad_commit is None:
             target = self._pick_target(service, env, version, current, versions)
         elif version is not None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
@@ -20,53 +19,23 @@ from providers.base import (
     RollbackFailed,
     Transient,
 )
-from providers.git import GitProvider, GitSettings
 from tests.support.gitrepos import (
     FakeGitHub,
+    GitProviderFactory,
     GitRemote,
     git,
     rolled_back_then_released,
+    short,
 )
 from tests.support.progress import Recorder
 
-# Until tests/conftest.py lists tests.support.gitrepos in pytest_plugins.
-
-ProviderFactory = Callable[..., GitProvider]
-
-
-@pytest.fixture
-async def make_provider(git_remote: GitRemote, tmp_path: Path) -> AsyncIterator[ProviderFactory]:
-    """Build providers for the bare remote (cached clone in tmp_path); close them after."""
-    made: list[GitProvider] = []
-
-    def make(**settings: Any) -> GitProvider:
-        values: dict[str, Any] = {
-            "provider": "git",
-            "repository": str(git_remote.bare),
-            "mode": "revert",
-            "cache_dir": str(tmp_path / "cache"),
-            "git_timeout_seconds": 20,
-            **settings,
-        }
-        provider = GitProvider(GitSettings.model_validate(values))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def short(sha: str) -> str:
-    return sha[:7]
-
 
 async def test_versions_are_tags_newest_first_with_current_and_previous_stable(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     git_remote.work.tag("nightly", annotated=False)  # not a version: outside tag_pattern
     git_remote.work.push()
-    provider = make_provider()
+    provider = make_git_provider()
 
     versions = await provider.list_versions()
 
@@ -86,24 +55,24 @@ async def test_versions_are_tags_newest_first_with_current_and_previous_stable(
 
 
 async def test_versions_of_the_same_day_sort_by_their_numbers(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     for name in ("v1.9.0", "v1.10.0"):
         git_remote.work.tag(name, annotated=False)
     git_remote.work.commit("Next", {"app.txt": "next\n"})
     git_remote.work.push()
 
-    versions = await make_provider().list_versions()
+    versions = await make_git_provider().list_versions()
 
     assert [v.name for v in versions][:3] == ["v1.10.0", "v1.9.0", "v1.2.4"]
     assert [v.name for v in versions if v.current] == ["v1.10.0"]
 
 
 async def test_revert_plan_names_each_commit_and_changes_nothing(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     before = git_remote.refs()
-    plan = await make_provider().plan("v1.2.3")
+    plan = await make_git_provider().plan("v1.2.3")
 
     bad, worse = git_remote.commit_of("main~1"), git_remote.commit_of("main")
     assert plan.steps[0].startswith("Revert the 2 commit(s) on main after v1.2.3")
@@ -117,9 +86,9 @@ async def test_revert_plan_names_each_commit_and_changes_nothing(
 
 
 async def test_revert_pushes_one_revert_per_commit_and_the_branch_holds_the_target(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
-    provider = make_provider()
+    provider = make_git_provider()
     progress = Recorder()
 
     outcome = await provider.rollback("v1.2.3", progress)
@@ -146,7 +115,7 @@ async def test_revert_pushes_one_revert_per_commit_and_the_branch_holds_the_targ
 
 
 async def test_merges_are_reverted_against_their_first_parent_and_empty_commits_skipped(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     work = git_remote.work
     git("checkout", "--quiet", "-b", "feature", cwd=work.path)
@@ -157,7 +126,7 @@ async def test_merges_are_reverted_against_their_first_parent_and_empty_commits_
     work.merge("feature", "Merge feature")
     work.commit("Trigger deploy")  # an empty commit, as CI triggers often are
     work.push()
-    provider = make_provider()
+    provider = make_git_provider()
 
     plan = await provider.plan("v1.2.3")
     assert plan.steps[0].startswith("Revert the 5 commit(s) on main after v1.2.3")
@@ -180,10 +149,10 @@ async def test_merges_are_reverted_against_their_first_parent_and_empty_commits_
 
 
 async def test_a_push_rejected_because_someone_pushed_meanwhile_changes_nothing(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     other = git_remote.clone()
-    provider = make_provider()
+    provider = make_git_provider()
 
     async def someone_pushes(text: str) -> None:
         # Between our fetch and our push, another engineer pushes a fix.
@@ -212,9 +181,9 @@ async def test_a_push_rejected_because_someone_pushed_meanwhile_changes_nothing(
 
 
 async def test_a_revert_that_fails_half_way_aborts_and_pushes_nothing(
-    make_provider: ProviderFactory, git_remote: GitRemote, tmp_path: Path
+    make_git_provider: GitProviderFactory, git_remote: GitRemote, tmp_path: Path
 ) -> None:
-    provider = make_provider()
+    provider = make_git_provider()
     await provider.current_version()  # makes the cached clone
     before = git_remote.refs()
     # A hook that lets the first revert through and refuses the second one.
@@ -246,14 +215,14 @@ async def test_a_revert_that_fails_half_way_aborts_and_pushes_nothing(
 
 
 async def test_revert_refuses_a_version_outside_the_branch_history(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     work = git_remote.work
     git("checkout", "--quiet", "-b", "experiment", "v1.2.2", cwd=work.path)
     work.commit("Experiment", {"app.txt": "experiment\n"})
     work.tag("v1.3.0-rc1")
     git("push", "--quiet", "origin", "--tags", cwd=work.path)
-    provider = make_provider()
+    provider = make_git_provider()
 
     with pytest.raises(Refused, match=r"v1\.3\.0-rc1 is not in the history of main"):
         await provider.plan("v1.3.0-rc1")
@@ -262,9 +231,9 @@ async def test_revert_refuses_a_version_outside_the_branch_history(
 
 
 async def test_tag_mode_pushes_an_annotated_rollback_tag_at_the_target(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
-    provider = make_provider(mode="tag")
+    provider = make_git_provider(mode="tag")
     main_before = git_remote.commit_of("main")
     target = git_remote.commit_of("v1.2.3")
 
@@ -291,10 +260,10 @@ async def test_tag_mode_pushes_an_annotated_rollback_tag_at_the_target(
 
 
 async def test_tag_mode_refuses_a_rollback_tag_that_exists_on_the_remote(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     rolled_back_then_released(git_remote)
-    provider = make_provider(mode="tag")
+    provider = make_git_provider(mode="tag")
     before = git_remote.refs()
 
     assert await provider.current_version() == "v1.2.5"
@@ -306,10 +275,10 @@ async def test_tag_mode_refuses_a_rollback_tag_that_exists_on_the_remote(
 
 
 async def test_a_rollback_tag_pushed_by_someone_else_meanwhile_is_a_conflict(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     other = git_remote.clone()
-    provider = make_provider(mode="tag")
+    provider = make_git_provider(mode="tag")
 
     async def someone_tags(text: str) -> None:
         if text.startswith("Pushing tag"):
@@ -323,13 +292,13 @@ async def test_a_rollback_tag_pushed_by_someone_else_meanwhile_is_a_conflict(
 
 
 async def test_workflow_dispatch_follows_the_push_once(
-    make_provider: ProviderFactory,
+    make_git_provider: GitProviderFactory,
     git_remote: GitRemote,
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", fake_github.token)
-    provider = make_provider(
+    provider = make_git_provider(
         mode="tag",
         github_repository="acme/web",
         workflow="deploy.yml",
@@ -352,13 +321,13 @@ async def test_workflow_dispatch_follows_the_push_once(
 
 
 async def test_a_rejected_dispatch_says_the_push_happened_and_hides_the_token(
-    make_provider: ProviderFactory,
+    make_git_provider: GitProviderFactory,
     git_remote: GitRemote,
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong_token_value")
-    provider = make_provider(
+    provider = make_git_provider(
         mode="tag", github_repository="acme/web", workflow="deploy.yml", api_url=fake_github.url
     )
 
@@ -400,16 +369,16 @@ async def http_remote(git_remote: GitRemote) -> AsyncIterator[str]:
 
 
 async def test_the_token_is_sent_as_the_https_credential_outside_the_url(
-    make_provider: ProviderFactory, http_remote: str, monkeypatch: pytest.MonkeyPatch
+    make_git_provider: GitProviderFactory, http_remote: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_http_token")
-    assert await make_provider(repository=http_remote, https_token=True).current_version() == (
+    assert await make_git_provider(repository=http_remote, https_token=True).current_version() == (
         "v1.2.4"
     )
 
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong_token")
     with pytest.raises(AuthRejected) as caught:
-        await make_provider(repository=http_remote, https_token=True).current_version()
+        await make_git_provider(repository=http_remote, https_token=True).current_version()
     assert "ghp_wrong_token" not in caught.value.message
     assert caught.value.message.startswith(f"Fetching main from {http_remote}: ")
 
@@ -421,12 +390,12 @@ def closed_port() -> int:
 
 
 async def test_credentials_never_appear_in_messages_or_the_clone(
-    make_provider: ProviderFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    make_git_provider: GitProviderFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret_token_123")
     url = f"https://deploy:pa%40ss-in-url@127.0.0.1:{closed_port()}/acme/web.git"
     for https_token in (False, True):
-        provider = make_provider(repository=url, https_token=https_token)
+        provider = make_git_provider(repository=url, https_token=https_token)
 
         with pytest.raises(ProviderError) as caught:
             await provider.list_versions()

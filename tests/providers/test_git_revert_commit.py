@@ -4,46 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import web
 
 from providers.base import NotFound, ProviderError, Refused, RollbackFailed
-from providers.git import COMMIT_PATTERN, GitProvider, GitSettings
-from tests.support.gitrepos import FakeGitHub, GitRemote, git
+from providers.git import COMMIT_PATTERN
+from tests.support.gitrepos import FakeGitHub, GitProviderFactory, GitRemote, git, short
 from tests.support.progress import Recorder
-
-ProviderFactory = Callable[..., GitProvider]
-
-
-@pytest.fixture
-async def make_provider(git_remote: GitRemote, tmp_path: Path) -> AsyncIterator[ProviderFactory]:
-    """Build revert-mode providers for the bare remote (cached clone in tmp_path)."""
-    made: list[GitProvider] = []
-
-    def make(**settings: Any) -> GitProvider:
-        values: dict[str, Any] = {
-            "provider": "git",
-            "repository": str(git_remote.bare),
-            "mode": "revert",
-            "cache_dir": str(tmp_path / "cache"),
-            "git_timeout_seconds": 20,
-            **settings,
-        }
-        provider = GitProvider(GitSettings.model_validate(values))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def short(sha: str) -> str:
-    return sha[:7]
 
 
 def on_branch(remote: GitRemote, sha: str) -> bool:
@@ -60,9 +30,9 @@ def refuse_pushes(remote: GitRemote, reason: str) -> None:
 
 
 async def test_a_named_commit_is_reverted_on_top_of_the_branch_and_pushed(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
-    provider = make_provider()
+    provider = make_git_provider()
     bad = git_remote.commit_of("main~1")
     head = git_remote.commit_of("main")
     before = git_remote.refs()
@@ -103,13 +73,13 @@ async def test_a_named_commit_is_reverted_on_top_of_the_branch_and_pushed(
 
 
 async def test_an_abbreviated_sha_is_reverted_and_the_workflow_started_with_the_revert(
-    make_provider: ProviderFactory,
+    make_git_provider: GitProviderFactory,
     git_remote: GitRemote,
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", fake_github.token)
-    provider = make_provider(
+    provider = make_git_provider(
         github_repository="acme/web", workflow="deploy.yml", api_url=fake_github.url
     )
     bad = git_remote.commit_of("main~1")
@@ -135,7 +105,7 @@ async def test_an_abbreviated_sha_is_reverted_and_the_workflow_started_with_the_
 
 
 async def test_commits_that_are_not_on_the_branch_or_not_shas_are_refused(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     work = git_remote.work
     git("checkout", "--quiet", "-b", "experiment", "v1.2.2", cwd=work.path)
@@ -146,7 +116,7 @@ async def test_commits_that_are_not_on_the_branch_or_not_shas_are_refused(
     git("checkout", "--quiet", "main", cwd=work.path)
     work.commit("Trigger deploy")  # changes no file
     work.push()
-    provider = make_provider()
+    provider = make_git_provider()
     before = git_remote.refs()
 
     with pytest.raises(Refused, match=r"is not in the history of main"):
@@ -169,7 +139,7 @@ async def test_commits_that_are_not_on_the_branch_or_not_shas_are_refused(
 
 
 async def test_a_commit_reverted_already_is_refused_naming_the_revert(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     other = git_remote.clone()
     bad = git_remote.commit_of("main~1")
@@ -177,7 +147,7 @@ async def test_a_commit_reverted_already_is_refused_naming_the_revert(
     other.commit("Unrelated", {"notes.txt": "x\n"})
     other.push()
     reverting = git_remote.commit_of("main~1")
-    provider = make_provider()
+    provider = make_git_provider()
     before = git_remote.refs()
 
     with pytest.raises(Refused) as caught:
@@ -199,12 +169,12 @@ async def test_a_commit_reverted_already_is_refused_naming_the_revert(
 
 
 async def test_a_conflicting_revert_is_aborted_and_the_remote_is_unchanged(
-    make_provider: ProviderFactory, git_remote: GitRemote, tmp_path: Path
+    make_git_provider: GitProviderFactory, git_remote: GitRemote, tmp_path: Path
 ) -> None:
     bad = git_remote.commit_of("main~1")
     git_remote.work.commit("Tune search", {"search.txt": "tuned broken search\n"})
     git_remote.work.push()
-    provider = make_provider()
+    provider = make_git_provider()
     plan = await provider.plan_revert(bad)  # the plan cannot know; the revert finds out
     assert plan.steps[0].startswith(f"Revert {short(bad)} “Rework search”")
     before = git_remote.refs()
@@ -233,10 +203,10 @@ async def test_a_conflicting_revert_is_aborted_and_the_remote_is_unchanged(
 
 
 async def test_a_push_refused_by_a_hook_changes_nothing_and_says_so(
-    make_provider: ProviderFactory, git_remote: GitRemote, tmp_path: Path
+    make_git_provider: GitProviderFactory, git_remote: GitRemote, tmp_path: Path
 ) -> None:
     refuse_pushes(git_remote, "main is frozen for the release")
-    provider = make_provider()
+    provider = make_git_provider()
     bad = git_remote.commit_of("main~1")
     before = git_remote.refs()
 
@@ -258,10 +228,10 @@ async def test_a_push_refused_by_a_hook_changes_nothing_and_says_so(
 
 
 async def test_a_push_refused_because_someone_pushed_meanwhile_changes_nothing(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     other = git_remote.clone()
-    provider = make_provider()
+    provider = make_git_provider()
     bad = git_remote.commit_of("main~1")
     started = git_remote.commit_of("main")
 
@@ -290,9 +260,9 @@ async def test_a_push_refused_because_someone_pushed_meanwhile_changes_nothing(
 
 
 async def test_tag_mode_refuses_to_revert_a_named_commit(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
-    provider = make_provider(mode="tag")
+    provider = make_git_provider(mode="tag")
     bad = git_remote.commit_of("main~1")
     before = git_remote.refs()
 
@@ -304,7 +274,7 @@ async def test_tag_mode_refuses_to_revert_a_named_commit(
 
 
 async def test_a_merge_commit_is_reverted_against_its_first_parent(
-    make_provider: ProviderFactory, git_remote: GitRemote
+    make_git_provider: GitProviderFactory, git_remote: GitRemote
 ) -> None:
     work = git_remote.work
     git("checkout", "--quiet", "-b", "feature", cwd=work.path)
@@ -316,7 +286,7 @@ async def test_a_merge_commit_is_reverted_against_its_first_parent(
     merge = work.merge("feature", "Merge feature")
     work.commit("After the merge", {"later.txt": "later\n"})
     work.push()
-    provider = make_provider()
+    provider = make_git_provider()
 
     plan = await provider.plan_revert(short(merge))
 
@@ -381,10 +351,10 @@ async def smart_http(git_remote: GitRemote) -> AsyncIterator[str]:
 
 
 async def test_a_token_in_the_repository_url_never_appears_in_a_message(
-    make_provider: ProviderFactory, git_remote: GitRemote, smart_http: str
+    make_git_provider: GitProviderFactory, git_remote: GitRemote, smart_http: str
 ) -> None:
     token = "ghp_url_token_123"
-    provider = make_provider(repository=f"http://x-access-token:{token}@{smart_http}")
+    provider = make_git_provider(repository=f"http://x-access-token:{token}@{smart_http}")
     shown = f"http://{smart_http}"
     bad = git_remote.commit_of("main~1")
     said: list[str] = []

@@ -8,13 +8,15 @@ or system config.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+
+from providers.git import GitProvider, GitSettings
 
 BRANCH = "main"
 IDENTITY = {
@@ -211,3 +213,36 @@ async def fake_github() -> AsyncIterator[FakeGitHub]:
     await github.start()
     yield github
     await github.close()
+
+
+GitProviderFactory = Callable[..., GitProvider]
+
+
+@pytest.fixture
+async def make_git_provider(
+    git_remote: GitRemote, tmp_path: Path
+) -> AsyncIterator[GitProviderFactory]:
+    """Build revert-mode providers for the bare remote (cached clone in tmp_path); close them."""
+    made: list[GitProvider] = []
+
+    def make(**settings: Any) -> GitProvider:
+        values: dict[str, Any] = {
+            "provider": "git",
+            "repository": str(git_remote.bare),
+            "mode": "revert",
+            "cache_dir": str(tmp_path / "cache"),
+            "git_timeout_seconds": 20,
+            **settings,
+        }
+        provider = GitProvider(GitSettings.model_validate(values))
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+def short(sha: str) -> str:
+    """Return the 7-character abbreviation git shows."""
+    return sha[:7]
