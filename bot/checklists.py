@@ -199,11 +199,11 @@ class Applied:
 
 async def may_tick(engine: Engine, rb: Rollback, user: str) -> bool:
     """Return True for people who may request or approve rollbacks of the service."""
-    policy = engine.policy(rb)
-    if user == rb.requested_by or policy.requesters.anyone or policy.approvers.anyone:
-        return True
-    return await engine.is_member(policy.requesters, user) or await engine.is_member(
-        policy.approvers, user
+    access = engine.access
+    return (
+        user == rb.requested_by
+        or await access.requester(rb.service, rb.environment, user)
+        or await access.approver(rb.service, rb.environment, user)
     )
 
 

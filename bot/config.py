@@ -51,11 +51,16 @@ class BreakGlass(_Strict):
 
 
 class ApprovalPolicy(_Strict):
-    """Who may request and who may approve."""
+    """Who may request, read and approve; an environment's `approval:` overrides key by key."""
 
     requesters: People = Field(default_factory=People, description="Empty: anyone may request.")
     approvers: People = Field(
-        default_factory=People, description="Empty: anyone but the requester."
+        default_factory=People,
+        description="Empty: anyone but the requester, and only outside protected environments.",
+    )
+    readers: People = Field(
+        default_factory=People,
+        description="Also may read status, history and reports (requesters and approvers may).",
     )
     required_approvals: int = Field(
         default=1, ge=0, le=5, description="Approvals needed; 0 runs right after severity."
@@ -64,6 +69,28 @@ class ApprovalPolicy(_Strict):
     expires_after_minutes: float = Field(
         default=60, gt=0, description="An unapproved request expires after this long."
     )
+
+    def merged(self, override: ApprovalPolicy | None) -> ApprovalPolicy:
+        """Return this policy with the keys `override` sets replaced, the rest inherited.
+
+        A list of people is replaced whole: an environment that names its approvers means
+        exactly those, never those plus the top level's.
+        """
+        if override is None:
+            return self
+        changes: dict[str, Any] = {}
+        for name in override.model_fields_set:
+            mine, theirs = getattr(self, name), getattr(override, name)
+            if isinstance(theirs, BreakGlass):
+                theirs = mine.model_copy(
+                    update={key: getattr(theirs, key) for key in theirs.model_fields_set}
+                )
+            changes[name] = theirs
+        return self.model_copy(update=changes)
+
+
+# Environment names protected unless the environment says `protected: false`.
+PROTECTED_NAMES = ("production", "prod", "prd", "live")
 
 
 PREVIOUS = "previous"
@@ -174,15 +201,19 @@ class EnvironmentConfig(_Strict):
     )
     checks: list[Check] = Field(default_factory=list, description="Verification after rollback.")
     approval: ApprovalPolicy | None = Field(
-        default=None, description="Overrides the top-level approval policy."
+        default=None, description="Overrides the keys it sets of the top-level approval policy."
     )
     monitoring: MonitoringConfig | None = Field(
         default=None, description="Overrides the top-level monitoring settings."
     )
+    protected: bool | None = Field(
+        default=None,
+        description="Protected: approvers must be listed and at least one approval is "
+        "needed, drills refuse it, a restore needs a second person. Default: true for the "
+        "names in `protected_environments`.",
+    )
     production: bool = Field(
-        default=False,
-        description="Treat as production whatever its name (an environment named "
-        "`production` always is): rollback drills refuse it.",
+        default=False, description="Older spelling of `protected: true`; kept for old configs."
     )
 
     @model_validator(mode="after")
@@ -345,13 +376,15 @@ class NotificationsConfig(_Strict):
         return value
 
 
-LOCK_MARGIN = 300
-
-
 class RuntimeConfig(_Strict):
-    """Deadlines and TTLs."""
+    """Deadlines and leases."""
 
-    lock_ttl_seconds: int = Field(default=1800, gt=0, description="A held lock expires after.")
+    lock_ttl_seconds: float = Field(
+        default=60,
+        ge=3,
+        description="A service lock is a lease, renewed every third of this while its rollback "
+        "runs; one not renewed for this long (its process died) is taken over.",
+    )
     rollback_timeout_seconds: float = Field(default=600, gt=0, description="Provider deadline.")
     verify_deadline_seconds: float = Field(default=60, gt=0, description="Checks retry until.")
     verify_interval_seconds: float = Field(default=2, gt=0, description="Pause between tries.")
@@ -361,19 +394,6 @@ class RuntimeConfig(_Strict):
     scheduler_tick_seconds: float = Field(
         default=5, gt=0, description="How often due monitoring checks and escalations are run."
     )
-
-    @model_validator(mode="after")
-    def _lock_outlives_rollback(self) -> RuntimeConfig:
-        # The lock is renewed between phases; the margin covers Slack posts and the
-        # provider's state read after a failure, which run outside both budgets.
-        needed = max(self.rollback_timeout_seconds, self.verify_deadline_seconds) + LOCK_MARGIN
-        if self.lock_ttl_seconds < needed:
-            raise ValueError(
-                f"lock_ttl_seconds ({self.lock_ttl_seconds}) must be at least {needed:g}: the "
-                f"longer of rollback_timeout_seconds and verify_deadline_seconds plus "
-                f"{LOCK_MARGIN} s, or a running rollback could lose its lock"
-            )
-        return self
 
 
 class RollbotConfig(_Strict):
@@ -388,6 +408,10 @@ class RollbotConfig(_Strict):
     )
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     urgency: UrgencyConfig = Field(default_factory=UrgencyConfig)
+    protected_environments: list[str] = Field(
+        default_factory=lambda: list(PROTECTED_NAMES),
+        description="Environment names that are protected unless they say `protected: false`.",
+    )
     services: dict[str, ServiceConfig]
 
     @field_validator("services")
@@ -401,9 +425,16 @@ class RollbotConfig(_Strict):
         return value
 
     def policy_for(self, service: str, environment: str) -> ApprovalPolicy:
-        """Return the approval policy that governs one service environment."""
+        """Return the approval policy of one service environment, inherited key by key."""
         env = self.services[service].environments[environment]
-        return env.approval or self.approval
+        return self.approval.merged(env.approval)
+
+    def is_protected(self, service: str, environment: str) -> bool:
+        """Return True for a protected environment (by its name, or as it says)."""
+        env = self.services[service].environments[environment]
+        if env.protected is not None:
+            return env.protected or env.production
+        return env.production or environment in self.protected_environments
 
     def environment(self, service: str, environment: str) -> EnvironmentConfig:
         """Return one environment's config."""
@@ -462,15 +493,40 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
     return problems
 
 
+def unprotected_problems(config: RollbotConfig) -> list[str]:
+    """List protected environments whose policy would let anyone approve, or nobody need to."""
+    problems = []
+    for service, svc in config.services.items():
+        for name in svc.environments:
+            if not config.is_protected(service, name):
+                continue
+            policy = config.policy_for(service, name)
+            where = f"services.{service}.environments.{name}"
+            if policy.approvers.anyone:
+                problems.append(
+                    f"{where}: a protected environment must list its approvers "
+                    "(approval.approvers.users or .groups), or say `protected: false`"
+                )
+            if policy.required_approvals < 1:
+                problems.append(
+                    f"{where}: a protected environment needs at least one approval "
+                    "(approval.required_approvals), or say `protected: false`"
+                )
+    return problems
+
+
 def parse_config(data: Any) -> RollbotConfig:
     """Validate loaded YAML data, raising ConfigError with every problem."""
     if not isinstance(data, dict):
         raise ConfigError(["(top level): expected a mapping with a 'services' key"])
     try:
-        return RollbotConfig.model_validate(data)
+        config = RollbotConfig.model_validate(data)
     except ValidationError as exc:
         problems = [f"{_key_path(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError(problems) from None
+    if problems := unprotected_problems(config):
+        raise ConfigError(problems)
+    return config
 
 
 def load_config(path: str | Path, *, check_secrets: bool = False) -> RollbotConfig:

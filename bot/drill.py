@@ -2,9 +2,9 @@
 
 A drill is a Rollback with `drill=True`, so the store, the history and the service lock
 treat it as they treat any rollback; the engine runs each leg (`Engine.run_leg`) the way
-it runs a rollback's first step and its verification. A drill never runs in production,
-so it needs no approval: anyone allowed to request rollbacks of the service may start
-one. It takes the service's lock when it starts and holds it through both legs. It
+it runs a rollback's first step and its verification. A drill never runs in a protected
+environment, so it needs no approval: anyone allowed to request rollbacks of the service
+may start one. It takes the service's lease when it starts and holds it through both legs. It
 exercises the environment's provider only: later plan steps (migrations, state clears)
 cannot be rolled forward again, so they are not part of a drill.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 from bot.engine import Engine, new_rollback_id
 from bot.errors import Conflict, InvalidRequest, NotAllowed
@@ -23,11 +22,10 @@ from bot.names import NAME_PATTERN
 from bot.planning import plan_first
 from bot.render import render
 from bot.reporting import Reporter
-from bot.text import mention
+from bot.states import Trigger
 from bot.verification import CheckResult
 
 DEFAULT_ENVIRONMENT = "staging"
-PRODUCTION = "production"
 
 
 def drill_failure_text(rollback: Rollback) -> str:
@@ -66,35 +64,26 @@ class _DrillReport:
 
 
 class Drills:
-    """Starts and runs drills with the engine's store, locks, providers and checks."""
+    """Starts and runs drills with the engine's store, leases, providers and checks."""
 
     def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self._clock = clock
 
     def environment(self, service: str, environment: str | None) -> str:
-        """Return the environment a drill means (staging by default); refuse production."""
+        """Return the environment a drill means (staging by default)."""
         svc = self.engine.config.services.get(service)
         if environment is None and svc is not None and DEFAULT_ENVIRONMENT not in svc.environments:
             others = [
-                name for name in sorted(svc.environments) if not self.is_production(service, name)
+                name
+                for name in sorted(svc.environments)
+                if not self.engine.access.protected(service, name)
             ]
             raise InvalidRequest(
                 f"{service} has no {DEFAULT_ENVIRONMENT} environment; name the one to drill "
-                f"with env=ENV ({', '.join(others) or 'it has only production'})."
+                f"with env=ENV ({', '.join(others) or 'it has only protected ones'})."
             )
-        env = self.engine.resolve(service, environment or DEFAULT_ENVIRONMENT)
-        if self.is_production(service, env):
-            raise NotAllowed(
-                f"Drills never run in production: {service}/{env} is production. "
-                "Drill in staging (or another non-production environment) with env=ENV."
-            )
-        return env
-
-    def is_production(self, service: str, environment: str) -> bool:
-        """Return True for an environment named production or marked `production: true`."""
-        config = self.engine.config.environment(service, environment)
-        return environment == PRODUCTION or config.production
+        return self.engine.resolve(service, environment or DEFAULT_ENVIRONMENT)
 
     async def start(
         self,
@@ -104,16 +93,17 @@ class Drills:
         user: str,
         channel_id: str | None = None,
     ) -> Rollback:
-        """Check the request, record the drill and take the service's lock for it."""
+        """Check the request, record the drill and take the service's lease for it."""
         for what, value in (("service", service), ("environment", environment)):
             if value is not None and not NAME_PATTERN.fullmatch(value):
                 raise InvalidRequest(f"{value[:40]!r} is not a valid {what}.")
-        env = self.environment(service, environment)
         engine = self.engine
-        policy = engine.config.policy_for(service, env)
-        if not policy.requesters.anyone and not await engine.is_member(policy.requesters, user):
-            raise NotAllowed(f"You are not allowed to run drills of {service}/{env}.")
-        await engine.refuse_if_busy(service, env)
+        env = self.environment(service, environment)
+        try:
+            await engine.access.check_drill(service, env, user)
+            await engine.refuse_if_busy(service, env)
+        except (NotAllowed, Conflict) as exc:
+            raise await engine.refused(None, user, "drill", exc) from None
         env, versions, current = await engine.running(service, env)
         previous = next((v.name for v in versions if v.previous_stable), None)
         if previous is None:
@@ -137,40 +127,20 @@ class Drills:
             steps=[back],
             channel_id=channel_id,
         )
-        await engine.store.create(drill)
-        await engine.record(
-            drill,
-            user,
-            "requested",
-            f"Drill requested: {service}/{env} {current} → {previous} → {current}",
-            current=current,
-            target=previous,
-            drill="True",
+        drill = await engine.create(
+            drill, f"{service}/{env} {current} → {previous} → {current}", drill="True"
         )
-        return await self._take_lock(drill)
-
-    async def _take_lock(self, drill: Rollback) -> Rollback:
-        engine = self.engine
-        ttl = timedelta(seconds=engine.config.runtime.lock_ttl_seconds)
-        lock = await engine.store.acquire_lock(drill.lock_key, drill.requested_by, drill.id, ttl)
-        if lock.rollback_id != drill.id:
-            why = (
-                f"{drill.lock_key} is locked by rollback {lock.rollback_id} of "
-                f"{mention(lock.holder)}; the drill did not start."
+        try:
+            return await engine.apply(
+                drill,
+                Trigger.START_DRILL,
+                user,
+                "No approval needed: drills never run in protected environments. Lock taken.",
             )
-            await engine.store.transition(drill.id, [State.REQUESTED], State.CANCELLED, error=why)
-            raise Conflict(why)
-        moved = await engine.store.transition(drill.id, [State.REQUESTED], State.APPROVED)
-        if moved is None:
-            await engine.store.release_lock(drill.lock_key, drill.id)
-            raise Conflict(f"Drill {drill.id} was closed before it could start.")
-        await engine.record(
-            moved,
-            "rollbot",
-            "approved",
-            "No approval needed: drills never run in production. Lock taken.",
-        )
-        return moved
+        except Conflict as exc:
+            # Someone took the service between the request and now: close the drill.
+            await engine.apply(drill, Trigger.CANCEL, user, exc.message, error=exc.message)
+            raise
 
     async def run(self, rollback_id: str, reporter: Reporter) -> Rollback | None:
         """Run a started drill to its outcome; None when it does not run here."""
@@ -190,7 +160,7 @@ class Drills:
         forward = PlanStep(
             name=drill.steps[0].name, kind=drill.steps[0].kind, current=previous, target=original
         )
-        drill = await engine.store.update(drill.id, drill_back_seconds=back, steps=[forward])
+        drill = await engine.write(drill, drill_back_seconds=back, steps=[forward])
         await engine.record(
             drill,
             "rollbot",
@@ -198,33 +168,26 @@ class Drills:
             f"Back at {previous}, verified, in {duration(back)}",
             seconds=f"{back:.3f}",
         )
-        moved = await engine.store.transition(drill.id, [State.VERIFYING], State.RUNNING)
-        if moved is None:
-            return await engine.get(drill.id)
+        moved = await engine.apply(drill, Trigger.ROLL_FORWARD, "rollbot", None)
         await self._say(moved, reporter, f"Leg 2/2: rolling {where} forward to {original}")
         started = self._clock()
         drill = await engine.run_leg(moved, reporter)
         if drill.state is not State.VERIFYING:
             return drill
         ahead = self._clock() - started
-        done = await engine.store.transition(
-            drill.id, [State.VERIFYING], State.SUCCEEDED, drill_forward_seconds=ahead
-        )
-        await engine.store.release_lock(drill.lock_key, drill.id)
-        if done is None:
-            return await engine.get(drill.id)
         await engine.record(
-            done,
+            drill,
             "rollbot",
             "drill_forward",
             f"Forward at {original}, verified, in {duration(ahead)}",
             seconds=f"{ahead:.3f}",
         )
-        await engine.record(
-            done,
+        done = await engine.apply(
+            drill,
+            Trigger.SUCCEED,
             "rollbot",
-            "succeeded",
             f"Drill passed: back {duration(back)}, forward {duration(ahead)}",
+            drill_forward_seconds=ahead,
         )
         await reporter.finished(done, drill_summary(done))
         return done

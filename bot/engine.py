@@ -1,51 +1,50 @@
-"""The rollback engine: the state machine of DESIGN.md, free of Slack types.
+"""The rollback engine: the state machine of `bot/states.py`, free of Slack types.
 
-Every transition is a compare-and-set in the store, so a double click, a retry or a
-second process can never move a rollback twice or run it twice.
+A rollback changes state only through `Engine.apply`, which applies one entry of the
+transition table: who may cause it is asked of `bot/access.py`, and the store writes the
+state, the lock change (a fenced lease) and the audit record in one atomic step. So a
+double click, a Slack retry or a second process can never move a rollback twice or run
+it twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import structlog
 
-from bot.config import ApprovalPolicy, People, RollbotConfig
-from bot.directory import Directory, NoDirectory
-from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired
+from bot.access import Access
+from bot.config import ApprovalPolicy, RollbotConfig
+from bot.directory import Directory
+from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired, RollbotError
+from bot.execution import Execution
+from bot.leases import Owner, this_process
 from bot.matrix import Action
 from bot.models import (
     ACTIVE_STATES,
-    FINAL_STATES,
     OPEN_STATES,
     AuditEntry,
     Event,
+    Lock,
     Rollback,
     State,
     StepStatus,
-    utcnow,
 )
 from bot.names import COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
-from bot.planning import describe, plan_first, plan_later, run_step
+from bot.planning import plan_first, plan_later
 from bot.pool import ProviderPool
-from bot.render import render
-from bot.reporting import Guarded, Reporter
-from bot.store.base import Store
+from bot.states import TRANSITIONS, LockChange, Transition, Trigger, Who
+from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, Store
 from bot.text import mention
-from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
 
-
-NO_CHECKS = "no checks configured"
-
-# What runs an approved rollback once it is "running", up to its outcome.
-Runner = Callable[[Rollback, Reporter], Awaitable[Rollback]]
+# Called after every transition with the moved rollback and what moved it.
+Moved = Callable[[Rollback, Trigger, str], Awaitable[None]]
 
 
 def new_rollback_id() -> str:
@@ -53,12 +52,18 @@ def new_rollback_id() -> str:
     return f"rb-{secrets.token_hex(4)}"
 
 
-def failure_text(rollback: Rollback) -> str:
-    """Render what failed, where each target stands and the guide's options."""
-    return render("rollback_failed.md.j2", rb=rollback, restorable=rollback.touched_database)
+def held_by(lock: Lock) -> str:
+    """Say what holds a lock: "rollback rb-… of @ana", "restore restore-… of @ben"."""
+    what = "restore" if lock.rollback_id.startswith("restore-") else "rollback"
+    return f"{what} {lock.rollback_id} of {mention(lock.holder)}"
 
 
-class Engine:
+def where_it_is(rollback: Rollback) -> str:
+    """Say where a rollback's card is, for people who are refused because of it."""
+    return f" Its card is in <#{rollback.channel_id}>." if rollback.channel_id else ""
+
+
+class Engine(Execution):
     """Drives rollbacks from request to verified result."""
 
     def __init__(
@@ -68,14 +73,26 @@ class Engine:
         providers: ProviderPool,
         directory: Directory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owner: Owner | None = None,
     ) -> None:
+        super().__init__(clock)
         self.config = config
         self.store = store
         self.providers = providers
-        self.directory = directory or NoDirectory()
-        self._clock = clock
-        self._active: set[asyncio.Task[object]] = set()
-        self._running: set[str] = set()
+        self.access = Access(config, directory)
+        self.owner = owner or this_process()
+        # The leases this process holds, by rollback id: their tokens fence its writes.
+        self.leases: dict[str, Lock] = {}
+        self.listeners: list[Moved] = []
+
+    @property
+    def directory(self) -> Directory:
+        """Return where user groups are looked up."""
+        return self.access.directory
+
+    @directory.setter
+    def directory(self, directory: Directory) -> None:
+        self.access.directory = directory
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -119,18 +136,9 @@ class Engine:
             raise InvalidRequest(f"Could not tell which version of {service}/{env} is running.")
         return env, versions, current
 
-    async def is_member(self, people: People, user: str) -> bool:
-        """Return True when the user is listed, directly or through a group."""
-        if user in people.users:
-            return True
-        for group in people.groups:
-            if user in await self.directory.members(group):
-                return True
-        return False
-
     def policy(self, rollback: Rollback) -> ApprovalPolicy:
         """Return the approval policy that governs a rollback."""
-        return self.config.policy_for(rollback.service, rollback.environment)
+        return self.access.policy(rollback.service, rollback.environment)
 
     async def get(self, rollback_id: str) -> Rollback:
         """Return a rollback or raise InvalidRequest."""
@@ -144,30 +152,152 @@ class Engine:
     async def record(
         self, rollback: Rollback, actor: str, kind: str, text: str, **details: str
     ) -> None:
-        """Add a timeline line and an audit record."""
+        """Add a timeline line and an audit record that are not a transition."""
         await self.store.add_event(
             Event(rollback_id=rollback.id, actor=actor, kind=kind, text=text)
         )
         await self.store.audit(
             AuditEntry(actor=actor, action=kind, rollback_id=rollback.id, details=details)
         )
-        log.info(
-            kind,
+        log.info(kind, rollback_id=rollback.id, user=actor, text=text)
+
+    async def refused(
+        self, rollback_id: str | None, actor: str, what: str, error: RollbotError
+    ) -> RollbotError:
+        """Audit a refusal and return the error to raise."""
+        await self.store.audit(
+            AuditEntry(
+                actor=actor,
+                action="refused",
+                rollback_id=rollback_id,
+                details={"what": what, "reason": error.message[:500]},
+            )
+        )
+        log.info("refused", rollback_id=rollback_id, user=actor, what=what)
+        return error
+
+    async def allowed(self, trigger: Trigger, rollback: Rollback, user: str) -> None:
+        """Raise NotAllowed (audited) unless `user` may cause `trigger` on this rollback."""
+        entry = TRANSITIONS[trigger]
+        await self.check(entry.who, rollback, user, entry.doing, trigger.value)
+
+    async def check(self, who: Who, rollback: Rollback, user: str, doing: str, what: str) -> None:
+        """Raise NotAllowed (audited) unless `user` is `who` for this rollback."""
+        try:
+            await self.access.check(who, rollback, user, doing)
+        except NotAllowed as exc:
+            raise await self.refused(rollback.id, user, what, exc) from None
+
+    async def apply(
+        self,
+        rollback: Rollback,
+        trigger: Trigger,
+        actor: str,
+        text: str | None,
+        *,
+        notes: list[tuple[str, str, str]] | None = None,
+        details: dict[str, str] | None = None,
+        **fields: object,
+    ) -> Rollback:
+        """Apply one entry of the transition table, or raise why it cannot be applied.
+
+        `text` is the transition's timeline line (None: audit only); `notes` are further
+        (actor, kind, text) lines recorded in the same atomic write, before it.
+        """
+        entry = TRANSITIONS[trigger]
+        await self.allowed(trigger, rollback, actor)
+        held = self.leases.get(rollback.id)
+        token = held.token if held and entry.lock in {LockChange.KEEP, LockChange.RELEASE} else None
+        if entry.lock is LockChange.KEEP and token is None:
+            raise Conflict(f"Rollback {rollback.id} is not running in this process.")
+        grant = None
+        if entry.lock is LockChange.TAKE:
+            ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
+            grant = LeaseGrant(holder=rollback.requested_by, owner=str(self.owner), ttl=ttl)
+        change = Change(
             rollback_id=rollback.id,
-            service=rollback.service,
-            environment=rollback.environment,
+            sources=entry.sources,
+            target=entry.target,
+            lock=entry.lock,
+            audit=[
+                *(self._audit(rollback, who, kind, line) for who, kind, line in notes or []),
+                self._audit(rollback, actor, entry.records, text, trigger, details),
+            ],
+            events=[
+                Event(rollback_id=rollback.id, actor=who, kind=kind, text=line)
+                for who, kind, line in [*(notes or []), (actor, entry.records, text)]
+                if line is not None
+            ],
+            fields=dict(fields),
+            token=token,
+            grant=grant,
+        )
+        applied = await self.store.apply(change)
+        if applied.rollback is None:
+            raise await self.refused(
+                rollback.id, actor, trigger.value, self._refusal(entry, applied)
+            )
+        if applied.lease is not None:
+            self.leases[rollback.id] = applied.lease
+        else:
+            self.leases.pop(rollback.id, None)
+        moved = applied.rollback
+        log.info(
+            entry.records,
+            rollback_id=moved.id,
+            service=moved.service,
+            environment=moved.environment,
             user=actor,
+            state=moved.state.value,
             text=text,
         )
-
-    async def _move(
-        self, rollback: Rollback, expected: Sequence[State], new: State, **fields: object
-    ) -> Rollback:
-        moved = await self.store.transition(rollback.id, expected, new, **fields)
-        if moved is None:
-            current = await self.get(rollback.id)
-            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}.")
+        for listener in self.listeners:
+            await listener(moved, trigger, actor)
         return moved
+
+    @staticmethod
+    def _audit(
+        rollback: Rollback,
+        actor: str,
+        kind: str,
+        text: str | None,
+        trigger: Trigger | None = None,
+        details: dict[str, str] | None = None,
+    ) -> AuditEntry:
+        extra = {"trigger": trigger.value} if trigger else {}
+        return AuditEntry(
+            actor=actor,
+            action=kind,
+            rollback_id=rollback.id,
+            details={**extra, **({"text": text} if text else {}), **(details or {})},
+        )
+
+    @staticmethod
+    def _refusal(entry: Transition, applied: Applied) -> RollbotError:
+        """Say why the store refused a transition."""
+        current, blocker = applied.current, applied.blocker
+        assert current is not None
+        match applied.refusal:
+            case Refusal.BUSY if isinstance(blocker, Lock):
+                return Conflict(
+                    f"{current.lock_key} is locked by {held_by(blocker)} until "
+                    f"{blocker.expires_at:%H:%M} UTC; rollback {current.id} stays "
+                    f"{current.state.label}."
+                )
+            case Refusal.TAKEN if isinstance(blocker, Rollback):
+                return Conflict(
+                    f"{current.lock_key} already has rollback {blocker.id} by "
+                    f"{mention(blocker.requested_by)} ({blocker.state.label})."
+                    + where_it_is(blocker)
+                )
+            case Refusal.FENCED:
+                return Conflict(
+                    f"Rollback {current.id} was taken over by another rollbot process; "
+                    "this one stops here."
+                )
+        by = ", ".join(mention(u) for u in current.approved_by)
+        tail = f" by {by}" if by and current.state in {State.APPROVED, *ACTIVE_STATES} else ""
+        return Conflict(f"Rollback {current.id} is already {current.state.label}{tail}.")
 
     # -- the flow --------------------------------------------------------------------
 
@@ -186,8 +316,9 @@ class Engine:
     ) -> Rollback:
         """Create a rollback after checking the policy, the locks and the target version.
 
-        A terminal operator is trusted as a requester: shell access to the bot's host is
-        the stronger credential, and the terminal is the path for when Slack is down.
+        A terminal operator (`cli:NAME`) is trusted as a requester: shell access to the
+        bot's host is the stronger credential, and the terminal is the path for when Slack
+        is down.
         """
         # The Slack parser checks these already; the terminal and any future caller
         # go through the same gate before anything reaches a provider.
@@ -200,12 +331,14 @@ class Engine:
             if value is not None and not pattern.fullmatch(value):
                 raise InvalidRequest(f"{value[:40]!r} is not a valid {what}.")
         env = self.resolve(service, environment)
-        policy = self.config.policy_for(service, env)
-        allowed = from_terminal or policy.requesters.anyone
-        if not allowed and not await self.is_member(policy.requesters, user):
-            raise NotAllowed(f"You are not allowed to request rollbacks of {service}/{env}.")
-        if not dry_run:
-            await self.refuse_if_busy(service, env)
+        if from_terminal and not user.startswith("cli:"):
+            raise NotAllowed("Terminal requests are made as cli:NAME.")
+        try:
+            await self.access.check_request(service, env, user, "rollbacks")
+            if not dry_run:
+                await self.refuse_if_busy(service, env)
+        except (NotAllowed, Conflict) as exc:
+            raise await self.refused(None, user, "request", exc) from None
         env, versions, current = await self.running(service, env)
         if bad_commit is None:
             target = self._pick_target(service, env, version, current, versions)
@@ -232,17 +365,36 @@ class Engine:
             channel_id=channel_id,
             detected_at=detected_at,
         )
-        await self.store.create(rollback)
-        what = "Dry run requested" if dry_run else "Rollback requested"
-        await self.record(
-            rollback,
-            user,
-            "requested",
-            f"{what}: {service}/{env} {current} → {target}",
-            current=current,
-            target=target,
-            dry_run=str(dry_run),
+        return await self.create(rollback, f"{service}/{env} {current} → {target}")
+
+    async def create(self, rollback: Rollback, what: str, **details: str) -> Rollback:
+        """Store a new rollback in its open slot, with its request recorded, or refuse."""
+        entry = TRANSITIONS[Trigger.REQUEST]
+        kind = "Drill" if rollback.drill else "Dry run" if rollback.dry_run else "Rollback"
+        text = f"{kind} requested: {what}"
+        details = {
+            "current": rollback.current_version,
+            "target": rollback.target_version,
+            "dry_run": str(rollback.dry_run),
+            **details,
+        }
+        audit = self._audit(rollback, rollback.requested_by, entry.records, text, None, details)
+        event = Event(
+            rollback_id=rollback.id, actor=rollback.requested_by, kind=entry.records, text=text
         )
+        try:
+            await self.store.create(rollback, audit, event)
+        except OpenSlotTaken as taken:
+            other = taken.other
+            error = Conflict(
+                f"{rollback.lock_key} already has rollback {other.id} by "
+                f"{mention(other.requested_by)} ({other.state.label}); it was asked for "
+                "first." + where_it_is(other)
+            )
+            raise await self.refused(None, rollback.requested_by, "request", error) from None
+        log.info(entry.records, rollback_id=rollback.id, user=rollback.requested_by, text=text)
+        for listener in self.listeners:
+            await listener(rollback, Trigger.REQUEST, rollback.requested_by)
         return rollback
 
     async def refuse_if_busy(self, service: str, env: str) -> None:
@@ -261,12 +413,13 @@ class Engine:
             raise Conflict(
                 f"{service}/{env} already has rollback {other.id} by "
                 f"{mention(other.requested_by)} ({other.state.label}). {advice}"
+                + where_it_is(other)
             )
         for lock in await self.store.locks():
             if lock.key == f"{service}/{env}":
                 raise Conflict(
-                    f"{service}/{env} is locked by rollback {lock.rollback_id} of "
-                    f"{mention(lock.holder)} until {lock.expires_at:%H:%M} UTC."
+                    f"{service}/{env} is locked by {held_by(lock)} until "
+                    f"{lock.expires_at:%H:%M} UTC."
                 )
 
     @staticmethod
@@ -301,8 +454,7 @@ class Engine:
         row = self.config.decision_matrix.get(issue)
         if row is None:
             raise InvalidRequest(f"Unknown issue type {issue!r}.")
-        if user != rollback.requested_by and not await self._may_approve(rollback, user):
-            raise NotAllowed("Only the requester or an approver can confirm the severity.")
+        await self.allowed(Trigger.CONFIRM_SEVERITY, rollback, user)
         reason = (override_reason or "").strip() or None
         if row.action is Action.FIX_FORWARD and reason is None and not rollback.dry_run:
             raise ReasonRequired(
@@ -310,45 +462,40 @@ class Engine:
                 "Give a reason to roll back anyway.",
                 purpose=Purpose.OVERRIDE,
             )
-        rollback = await self._move(
+        rollback = await self.apply(
             rollback,
-            [State.REQUESTED],
-            State.SEVERITY_CONFIRMED,
+            Trigger.CONFIRM_SEVERITY,
+            user,
+            f"Severity confirmed: {row.severity.value} ({row.label}) → {row.action.value}",
+            details={"issue": issue, "severity": row.severity.value},
             issue=issue,
             severity=row.severity.value,
             action=row.action.value,
             override_reason=reason,
-        )
-        await self.record(
-            rollback,
-            user,
-            "severity",
-            f"Severity confirmed: {row.severity.value} ({row.label}) → {row.action.value}",
-            issue=issue,
-            severity=row.severity.value,
         )
         if reason:
             await self.record(
                 rollback, user, "override", f"Fix-forward overridden: {reason}", reason=reason
             )
         if rollback.dry_run:
-            rollback = await self._move(
+            return await self.apply(
                 rollback,
-                [State.SEVERITY_CONFIRMED],
-                State.CANCELLED,
+                Trigger.FINISH_DRY_RUN,
+                "rollbot",
+                "Dry run complete: nothing was changed.",
                 error="Dry run: stopped before approval; nothing was changed.",
             )
-            await self.record(rollback, user, "dry_run", "Dry run complete: nothing was changed.")
-            return rollback
-        rollback = await self._move(rollback, [State.SEVERITY_CONFIRMED], State.AWAITING_APPROVAL)
+        rollback = await self.apply(rollback, Trigger.AWAIT_APPROVAL, "rollbot", None)
         # A plan that deletes data waits for someone to confirm that, whatever the policy.
         if self.policy(rollback).required_approvals == 0 and not rollback.danger:
-            return await self._approve_now(rollback, [], "policy")
+            return await self.apply(
+                rollback,
+                Trigger.APPROVE_BY_POLICY,
+                "policy",
+                "Approved: lock taken, starting the rollback",
+                approved_by=[],
+            )
         return rollback
-
-    async def _may_approve(self, rollback: Rollback, user: str) -> bool:
-        approvers = self.policy(rollback).approvers
-        return approvers.anyone or await self.is_member(approvers, user)
 
     async def approve(
         self,
@@ -361,50 +508,89 @@ class Engine:
         """Record an approval; when enough have come, take the lock and mark it approved."""
         rollback = await self.get(rollback_id)
         if rollback.state is not State.AWAITING_APPROVAL:
-            by = ", ".join(mention(u) for u in rollback.approved_by)
-            tail = f" by {by}" if by and rollback.state is not State.CANCELLED else ""
-            raise Conflict(f"Rollback {rollback.id} is already {rollback.state.label}{tail}.")
+            raise await self.refused(
+                rollback.id,
+                user,
+                "approve",
+                self._refusal(
+                    TRANSITIONS[Trigger.APPROVE],
+                    Applied(None, refusal=Refusal.STATE, current=rollback),
+                ),
+            )
         reason = (break_glass_reason or "").strip() or None
-        if not rollback.danger:
-            return await self._approve_as(rollback, user, reason)
-        await self._check_danger(rollback, user, danger_confirmed)
-        approved = await self._approve_as(rollback, user, reason)
-        # Recorded once the approval counts: a refused click confirmed nothing.
-        what = "; ".join(rollback.danger)
-        await self.record(
-            rollback, user, "danger_confirmed", f"Confirmed by {mention(user)}: {what}"
-        )
-        return approved
-
-    async def _approve_as(self, rollback: Rollback, user: str, reason: str | None) -> Rollback:
+        notes: list[tuple[str, str, str]] = []
+        if rollback.danger:
+            await self._check_danger(rollback, user, danger_confirmed)
+            # Recorded with the approval that counts: a refused click confirmed nothing.
+            what = "; ".join(rollback.danger)
+            notes.append((user, "danger_confirmed", f"Confirmed by {mention(user)}: {what}"))
         policy = self.policy(rollback)
         if rollback.danger and policy.required_approvals == 0:
-            return await self._approve_now(rollback, [], user)
+            return await self.apply(
+                rollback,
+                Trigger.APPROVE_BY_POLICY,
+                "policy",
+                "Approved: lock taken, starting the rollback",
+                notes=notes,
+                approved_by=[],
+            )
         if user == rollback.requested_by:
-            self._check_break_glass(rollback, policy)
-            if not await self._may_approve(rollback, user):
-                raise NotAllowed(
-                    "Break-glass self-approval is only for approvers; ask one to approve."
+            return await self._break_glass(rollback, user, reason, notes)
+        await self.allowed(Trigger.APPROVE, rollback, user)
+        approvers = await self.store.add_approval(
+            rollback.id,
+            user,
+            self._audit(rollback, user, "approval", f"Approved by {mention(user)}"),
+            Event(
+                rollback_id=rollback.id,
+                actor=user,
+                kind="approval",
+                text=f"Approved by {mention(user)}",
+            ),
+        )
+        if approvers is None:
+            current = await self.get(rollback.id)
+            error = (
+                Conflict(f"You have approved rollback {rollback.id} already.")
+                if current.state is State.AWAITING_APPROVAL
+                else self._refusal(
+                    TRANSITIONS[Trigger.APPROVE],
+                    Applied(None, refusal=Refusal.STATE, current=current),
                 )
-            if reason is None:
-                raise ReasonRequired(
-                    "Break-glass: you are approving your own critical rollback. "
-                    "Give the reason; it is recorded.",
-                    purpose=Purpose.BREAK_GLASS,
-                )
-            await self.record(
-                rollback, user, "break_glass", f"Break-glass self-approval: {reason}", reason=reason
             )
-            return await self._approve_now(rollback, [user], user, break_glass_reason=reason)
-        if not await self._may_approve(rollback, user):
-            raise NotAllowed(
-                f"You are not an approver for {rollback.service}/{rollback.environment}."
-            )
-        approvers = await self.store.add_approval(rollback.id, user)
-        await self.record(rollback, user, "approval", f"Approved by {mention(user)}")
+            raise await self.refused(rollback.id, user, "approve", error)
         if len(approvers) < policy.required_approvals:
-            return await self.store.update(rollback.id, approved_by=approvers)
-        return await self._approve_now(rollback, approvers, user)
+            return await self.get(rollback.id)
+        return await self.apply(
+            rollback,
+            Trigger.APPROVE,
+            user,
+            "Approved: lock taken, starting the rollback",
+            notes=notes,
+            approved_by=approvers,
+        )
+
+    async def _break_glass(
+        self, rollback: Rollback, user: str, reason: str | None, notes: list[tuple[str, str, str]]
+    ) -> Rollback:
+        """Approve one's own rollback, where the policy allows it, with a reason."""
+        await self.allowed(Trigger.BREAK_GLASS, rollback, user)
+        if reason is None:
+            raise ReasonRequired(
+                "Break-glass: you are approving your own critical rollback. "
+                "Give the reason; it is recorded.",
+                purpose=Purpose.BREAK_GLASS,
+            )
+        return await self.apply(
+            rollback,
+            Trigger.BREAK_GLASS,
+            user,
+            "Approved: lock taken, starting the rollback",
+            notes=[*notes, (user, "break_glass", f"Break-glass self-approval: {reason}")],
+            details={"reason": reason},
+            approved_by=[user],
+            break_glass_reason=reason,
+        )
 
     async def _check_danger(self, rollback: Rollback, user: str, confirmed: bool) -> None:
         """Refuse a plan that destroys data unless this approval says so explicitly."""
@@ -414,10 +600,9 @@ class Engine:
                 f"This plan cannot be fully undone: {what}. Approve it with the red "
                 "“Approve, data will be deleted” button and confirm."
             )
-        allowed = user == rollback.requested_by or await self._may_approve(rollback, user)
-        if not allowed:
-            raise NotAllowed(
-                f"You are not an approver for {rollback.service}/{rollback.environment}."
+        if not user.startswith("cli:"):
+            await self.check(
+                Who.REQUESTER_OR_APPROVER, rollback, user, "confirm the data loss", "approve"
             )
 
     async def approve_from_terminal(
@@ -427,98 +612,53 @@ class Engine:
         rollback = await self.get(rollback_id)
         if rollback.danger:
             await self._check_danger(rollback, operator, danger_confirmed)
-        await self.record(
+        loss = f" (data loss confirmed: {'; '.join(rollback.danger)})" if rollback.danger else ""
+        return await self.apply(
             rollback,
+            Trigger.APPROVE_FROM_TERMINAL,
             operator,
-            "break_glass",
-            f"Approved from the terminal: {reason}"
-            + (f" (data loss confirmed: {'; '.join(rollback.danger)})" if rollback.danger else ""),
-            reason=reason,
+            "Approved: lock taken, starting the rollback",
+            notes=[(operator, "break_glass", f"Approved from the terminal: {reason}{loss}")],
+            details={"reason": reason},
+            approved_by=[operator],
+            break_glass_reason=reason,
         )
-        return await self._approve_now(rollback, [operator], operator, break_glass_reason=reason)
-
-    @staticmethod
-    def _check_break_glass(rollback: Rollback, policy: ApprovalPolicy) -> None:
-        allowed = policy.break_glass.enabled and rollback.severity in {
-            s.value for s in policy.break_glass.severities
-        }
-        if not allowed:
-            severities = ", ".join(s.value for s in policy.break_glass.severities)
-            when = f"only for {severities} severity" if policy.break_glass.enabled else "never"
-            raise NotAllowed(
-                "You requested this rollback, so someone else must approve it "
-                f"(self-approval is allowed {when})."
-            )
-
-    async def _approve_now(
-        self, rollback: Rollback, approvers: list[str], actor: str, **fields: object
-    ) -> Rollback:
-        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
-        lock = await self.store.acquire_lock(
-            rollback.lock_key, rollback.requested_by, rollback.id, ttl
-        )
-        if lock.rollback_id != rollback.id:
-            raise Conflict(
-                f"{rollback.lock_key} is locked by rollback {lock.rollback_id} of "
-                f"{mention(lock.holder)}; this one stays awaiting approval."
-            )
-        moved = await self.store.transition(
-            rollback.id, [State.AWAITING_APPROVAL], State.APPROVED, approved_by=approvers, **fields
-        )
-        if moved is None:
-            current = await self.get(rollback.id)
-            if current.state not in ACTIVE_STATES | {State.APPROVED}:
-                await self.store.release_lock(rollback.lock_key, rollback.id)
-            by = ", ".join(mention(u) for u in current.approved_by)
-            tail = f" by {by}" if by and current.state not in FINAL_STATES else ""
-            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}{tail}.")
-        await self.record(moved, actor, "approved", "Approved: lock taken, starting the rollback")
-        return moved
 
     async def reject(self, rollback_id: str, user: str, reason: str | None = None) -> Rollback:
         """Reject a rollback awaiting approval (approvers only)."""
         rollback = await self.get(rollback_id)
-        if user == rollback.requested_by or not await self._may_approve(rollback, user):
-            raise NotAllowed("Only an approver other than the requester can reject.")
-        rollback = await self._move(
-            rollback,
-            [State.REQUESTED, State.SEVERITY_CONFIRMED, State.AWAITING_APPROVAL],
-            State.REJECTED,
-            error=f"Rejected by {mention(user)}" + (f": {reason}" if reason else ""),
-        )
-        await self.record(rollback, user, "rejected", rollback.error or "Rejected")
-        return rollback
+        error = f"Rejected by {mention(user)}" + (f": {reason}" if reason else "")
+        return await self.apply(rollback, Trigger.REJECT, user, error, error=error)
 
     async def cancel(self, rollback_id: str, user: str) -> Rollback:
         """Cancel a rollback that has not started (requester or approver)."""
         rollback = await self.get(rollback_id)
-        if user != rollback.requested_by and not await self._may_approve(rollback, user):
-            raise NotAllowed("Only the requester or an approver can cancel this rollback.")
+        await self.allowed(Trigger.CANCEL, rollback, user)
         if rollback.state in ACTIVE_STATES:
-            raise Conflict(f"Rollback {rollback.id} is already running; it cannot be cancelled.")
-        rollback = await self._move(
-            rollback, list(OPEN_STATES), State.CANCELLED, error=f"Cancelled by {mention(user)}"
-        )
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        await self.record(rollback, user, "cancelled", f"Cancelled by {mention(user)}")
-        return rollback
+            raise await self.refused(
+                rollback.id,
+                user,
+                "cancel",
+                Conflict(f"Rollback {rollback.id} is already running; it cannot be cancelled."),
+            )
+        said = f"Cancelled by {mention(user)}"
+        return await self.apply(rollback, Trigger.CANCEL, user, said, error=said)
 
     async def retry(self, rollback_id: str, user: str) -> Rollback:
         """Approve a rollback that failed in a step to run again from that step."""
         rollback = await self.get(rollback_id)
-        if user != rollback.requested_by and not await self._may_approve(rollback, user):
-            raise NotAllowed("Only the requester or an approver can retry this rollback.")
+        await self.allowed(Trigger.RETRY, rollback, user)
         index = rollback.failed_step
         if rollback.state is not State.FAILED or index is None:
-            raise Conflict(
-                f"Rollback {rollback.id} is {rollback.state.label}; only a rollback that failed "
-                "in a step can be retried."
+            raise await self.refused(
+                rollback.id,
+                user,
+                "retry",
+                Conflict(
+                    f"Rollback {rollback.id} is {rollback.state.label}; only a rollback that "
+                    "failed in a step can be retried."
+                ),
             )
-        await self.refuse_if_busy(rollback.service, rollback.environment)
-        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
-        lock = await self.store.acquire_lock(rollback.lock_key, user, rollback.id, ttl)
-        if lock.rollback_id != rollback.id:
-            raise Conflict(f"{rollback.lock_key} is locked by rollback {lock.rollback_id}.")
         again = {StepStatus.FAILED, StepStatus.NOT_RUN}
         steps = [
             s.model_copy(update={"status": StepStatus.PENDING, "result": None})
@@ -526,10 +666,12 @@ class Engine:
             else s
             for s in rollback.steps
         ]
-        moved = await self.store.transition(
-            rollback.id,
-            [State.FAILED],
-            State.APPROVED,
+        name = rollback.steps[index].name if rollback.steps else rollback.service
+        return await self.apply(
+            rollback,
+            Trigger.RETRY,
+            user,
+            f"Retry from step {index + 1} ({name}) by {mention(user)}",
             steps=steps,
             failed_step=None,
             error=None,
@@ -538,21 +680,13 @@ class Engine:
             verification_table=None,
             finished_at=None,
         )
-        if moved is None:
-            await self.store.release_lock(rollback.lock_key, rollback.id)
-            current = await self.get(rollback.id)
-            raise Conflict(f"Rollback {rollback.id} is already {current.state.label}.")
-        name = rollback.steps[index].name if rollback.steps else rollback.service
-        await self.record(
-            moved, user, "retry", f"Retry from step {index + 1} ({name}) by {mention(user)}"
-        )
-        return moved
 
     async def decide_fix_forward(self, rollback_id: str, user: str) -> Rollback:
         """Record the decision to leave a failed rollback as it is and fix forward."""
         rollback = await self.get(rollback_id)
-        if user != rollback.requested_by and not await self._may_approve(rollback, user):
-            raise NotAllowed("Only the requester or an approver can decide this.")
+        await self.check(
+            Who.REQUESTER_OR_APPROVER, rollback, user, "decide this", "fix_forward"
+        )
         if rollback.state not in {State.FAILED, State.INTERRUPTED}:
             raise Conflict(f"Rollback {rollback.id} is {rollback.state.label}.")
         if rollback.fix_forward_by:
@@ -560,363 +694,3 @@ class Engine:
         rollback = await self.store.update(rollback.id, fix_forward_by=user)
         await self.record(rollback, user, "fix_forward", f"Decided to fix forward: {mention(user)}")
         return rollback
-
-    async def execute(
-        self, rollback_id: str, reporter: Reporter, run: Runner | None = None
-    ) -> Rollback | None:
-        """Run an approved rollback and verify it; None when it does not run here.
-
-        `run` replaces what runs between "running" and the outcome (a drill runs two legs);
-        the checks, the lock, the shutdown and the crash handling around it stay the same.
-        """
-        guarded = Guarded(reporter)
-        approved = await self.store.get(rollback_id)
-        if approved is None or approved.state is not State.APPROVED:
-            if approved and approved.state in FINAL_STATES:
-                # Cancelled or swept between approval and now: free the service.
-                await self.store.release_lock(approved.lock_key, approved.id)
-            return None
-        if await self._stale(approved, guarded):
-            return None
-        rollback = await self.store.transition(rollback_id, [State.APPROVED], State.RUNNING)
-        if rollback is None:
-            return None
-        task = asyncio.current_task()
-        if task:
-            self._active.add(task)
-        self._running.add(rollback.id)
-        started = self._clock()
-        try:
-            with structlog.contextvars.bound_contextvars(
-                rollback_id=rollback.id,
-                service=rollback.service,
-                environment=rollback.environment,
-            ):
-                log.info("rollback started", user=rollback.requested_by)
-                rollback = await (run or self._run)(rollback, guarded)
-        except BaseException:
-            # Whatever escaped (a bug, a shutdown) must not leave the rollback
-            # "running" forever nor the service locked, nor the thread silent.
-            await asyncio.shield(self._interrupted(rollback, guarded))
-            raise
-        finally:
-            await self.store.release_lock(rollback.lock_key, rollback.id)
-            self._running.discard(rollback.id)
-            if task:
-                self._active.discard(task)
-        log.info(
-            "rollback finished",
-            rollback_id=rollback.id,
-            state=rollback.state.value,
-            duration_s=round(self._clock() - started, 2),
-        )
-        return rollback
-
-    async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:
-        """Cancel an approved rollback whose service was redeployed since the request."""
-        first_done = bool(rollback.steps) and rollback.steps[0].status is StepStatus.DONE
-        if first_done and rollback.bad_commit:
-            return False  # a reverted commit leaves no version name to compare with
-        expected = rollback.target_version if first_done else rollback.current_version
-        provider = self.providers.get(rollback.service, rollback.environment)
-        try:
-            running = await provider.current_version()
-        except ProviderError:
-            return False  # the rollback itself will meet and report the same problem
-        if running == expected:
-            return False
-        why = (
-            f"{rollback.service}/{rollback.environment} now runs {running}, not "
-            f"{expected} as when this was "
-            + ("retried" if first_done else "requested")
-            + ". Nothing was changed; request the rollback again if it is still needed."
-        )
-        moved = await self.store.transition(
-            rollback.id,
-            [State.APPROVED],
-            State.CANCELLED,
-            error=why,
-            target_state=f"unchanged: runs {running}",
-        )
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        if moved:
-            await self.record(moved, "rollbot", "cancelled", why)
-            await reporter.finished(moved, f":information_source: {why}")
-        return True
-
-    async def _interrupted(self, rollback: Rollback, reporter: Reporter) -> None:
-        moved = await self.store.transition(
-            rollback.id,
-            list(ACTIVE_STATES),
-            State.INTERRUPTED,
-            error="rollbot stopped in the middle of this rollback.",
-            target_state=await self.state_now(await self.get(rollback.id)),
-        )
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        if moved:
-            await self.record(moved, "rollbot", "interrupted", moved.error or "")
-            await reporter.finished(moved, failure_text(moved))
-
-    async def drain(self, wait_seconds: float, cancel_seconds: float) -> None:
-        """Wait for running rollbacks to end; then cancel them and let them clean up."""
-        if not self._active:
-            return
-        log.info("waiting for running rollbacks", count=len(self._active))
-        _, pending = await asyncio.wait(set(self._active), timeout=wait_seconds)
-        for task in pending:
-            task.cancel()
-        if pending:
-            # Cancelled rollbacks put the old containers back and record themselves
-            # as interrupted; they get a short, separate budget for that.
-            await asyncio.wait(pending, timeout=cancel_seconds)
-
-    async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
-        steps = f" in {len(rollback.steps)} steps" if rollback.multi_step else ""
-        await self.record(
-            rollback,
-            "rollbot",
-            "started",
-            f"Rolling back {rollback.service}/{rollback.environment} to "
-            f"{rollback.target_version}{steps}",
-        )
-        for index, step in enumerate(rollback.steps):
-            if step.status in {StepStatus.DONE, StepStatus.SKIPPED}:
-                continue
-            failed = await self._run_step(rollback, reporter, index)
-            if failed is not None:
-                return failed
-            await self._refresh_lock(rollback)
-        rollback = await self._verified(rollback, reporter)
-        if rollback.state is not State.VERIFYING:
-            return rollback
-        checked = rollback.verification != NO_CHECKS
-        rollback = await self._move(rollback, [State.VERIFYING], State.SUCCEEDED)
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        await self.record(
-            rollback,
-            "rollbot",
-            "succeeded",
-            f"Rolled back to {rollback.target_version}; "
-            + ("verification passed" if checked else "no checks configured"),
-        )
-        await reporter.finished(rollback, self.notification(rollback, verified=checked))
-        return rollback
-
-    async def _verified(self, rollback: Rollback, reporter: Reporter) -> Rollback:
-        """Verify a rollback whose steps ran: VERIFYING when the checks pass, else FAILED."""
-        rollback = await self._move(rollback, [State.RUNNING], State.VERIFYING)
-        results = await self.verify(rollback)
-        rollback = await self.store.update(
-            rollback.id,
-            verification=(
-                f"{sum(r.ok for r in results)}/{len(results)} checks passed"
-                if results
-                else NO_CHECKS
-            ),
-            verification_table=render_table(results) if results else None,
-        )
-        if results:
-            await reporter.verified(rollback, results)
-        else:
-            await self._progress(
-                rollback,
-                reporter,
-                "No verification checks are configured here: health was NOT checked.",
-            )
-        if not all_passed(results):
-            failed_checks = ", ".join(r.name for r in results if not r.ok)
-            return await self._fail(
-                rollback,
-                reporter,
-                f"Verification failed: {failed_checks}.",
-                await self.state_now(rollback),
-            )
-        return rollback
-
-    async def _progress(self, rollback: Rollback, reporter: Reporter, text: str) -> None:
-        await self.record(rollback, "rollbot", "step", text)
-        await reporter.progress(rollback, text)
-
-    async def _run_step(
-        self, rollback: Rollback, reporter: Reporter, index: int
-    ) -> Rollback | None:
-        """Run one step; on failure mark it and the later ones, and fail the rollback."""
-        step = rollback.steps[index]
-        target = self.providers.step(rollback.service, rollback.environment, index)
-        count = len(rollback.steps)
-        prefix = f"Step {index + 1}/{count} ({step.name}): " if rollback.multi_step else ""
-
-        said: set[str] = set()
-
-        async def progress(text: str) -> None:
-            said.add(text)
-            await self._progress(rollback, reporter, prefix + text)
-
-        await self._set_step(rollback.id, index, status=StepStatus.RUNNING)
-        if rollback.multi_step:
-            await self._progress(rollback, reporter, f"Step {index + 1}/{count}: {step.heading}")
-        timeout = self.config.runtime.rollback_timeout_seconds
-        try:
-            async with asyncio.timeout(timeout):
-                commit = rollback.bad_commit if index == 0 else None
-                outcome = await run_step(target, step, commit, progress)
-        except (ProviderError, TimeoutError) as exc:
-            message = (
-                exc.message
-                if isinstance(exc, ProviderError)
-                else f"The rollback did not finish within {timeout:g} s."
-            )
-            state = getattr(exc, "target_state", None) or await describe(target)
-            await self._set_step(rollback.id, index, status=StepStatus.FAILED, result=message)
-            for later in range(index + 1, count):
-                await self._set_step(rollback.id, later, status=StepStatus.NOT_RUN)
-            if rollback.multi_step:
-                message = f"Step {index + 1} of {count} ({step.name}) failed: {message}"
-                state = await self.state_now(await self.get(rollback.id), {index: state})
-            return await self._fail(rollback, reporter, message, state, failed_step=index)
-        for note in [outcome.summary, *outcome.notes]:
-            if note not in said:  # providers often report their last line as the summary too
-                await progress(note)
-        await self._set_step(rollback.id, index, status=StepStatus.DONE, result=outcome.summary)
-        return None
-
-    async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
-        rollback = await self.get(rollback_id)
-        steps = list(rollback.steps)
-        steps[index] = steps[index].model_copy(update=fields)
-        return await self.store.update(rollback_id, steps=steps)
-
-    async def state_now(self, rollback: Rollback, known: dict[int, str] | None = None) -> str:
-        """Say what each step's target holds now, asked from it (`known`: already asked)."""
-        known = known or {}
-        lines = []
-        for index, step in enumerate(rollback.steps or [None]):
-            state = known.get(index) or await describe(
-                self.providers.step(rollback.service, rollback.environment, index)
-            )
-            if step is None or not rollback.multi_step:
-                return state
-            lines.append(f"{index + 1}. {step.name} ({step.status.value}): {state}")
-        return "\n".join(lines)
-
-    async def _refresh_lock(self, rollback: Rollback) -> None:
-        # Each phase may take the whole of its own budget: restart the TTL.
-        ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
-        await self.store.acquire_lock(rollback.lock_key, rollback.requested_by, rollback.id, ttl)
-
-    async def verify(self, rollback: Rollback) -> list[CheckResult]:
-        """Run the environment's checks and record the outcome."""
-        checks = self.config.environment(rollback.service, rollback.environment).checks
-        runtime = self.config.runtime
-        results = await run_checks(
-            checks,
-            deadline_seconds=runtime.verify_deadline_seconds,
-            interval_seconds=runtime.verify_interval_seconds,
-        )
-        passed = sum(r.ok for r in results)
-        await self.record(
-            rollback,
-            "rollbot",
-            "verification",
-            f"Verification: {passed}/{len(results)} checks passed",
-        )
-        return results
-
-    async def _fail(
-        self,
-        rollback: Rollback,
-        reporter: Reporter,
-        message: str,
-        target_state: str,
-        failed_step: int | None = None,
-    ) -> Rollback:
-        rollback = await self._move(
-            rollback,
-            list(ACTIVE_STATES),
-            State.FAILED,
-            error=message,
-            target_state=target_state,
-            failed_step=failed_step,
-        )
-        # Free the service before saying so: whoever reads "retry" can retry at once.
-        await self.store.release_lock(rollback.lock_key, rollback.id)
-        await self.record(rollback, "rollbot", "failed", f"Rollback failed: {message}")
-        await reporter.finished(rollback, failure_text(rollback))
-        return rollback
-
-    def notification(self, rollback: Rollback, *, verified: bool = True) -> str:
-        """Render the guide's internal notification for a finished rollback."""
-        finished = rollback.finished_at or utcnow()
-        row = self.config.decision_matrix.get(rollback.issue or "")
-        impact = f"{row.severity.value} severity: {row.label}" if row else "not assessed"
-        return render(
-            "internal_notification.md.j2",
-            rb=rollback,
-            date=finished.strftime("%Y-%m-%d"),
-            impact=impact,
-            status=(
-                "All systems operational."
-                if verified
-                else "Rolled back; no health checks are configured, so verify by hand."
-            ),
-            minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
-        )
-
-    async def sweep(self, *, starting: bool = False) -> list[Rollback]:
-        """Expire stale requests and mark rollbacks orphaned by a crash as interrupted.
-
-        `starting`: this process has just started, so nothing in flight is its own and
-        every unfinished rollback was orphaned by the previous run (one bot per store).
-        Returns the rollbacks it moved, so their cards and threads can say so.
-        """
-        moved: list[Rollback] = []
-        now = utcnow()
-        for rollback in await self.store.find(states=OPEN_STATES - {State.APPROVED}, limit=500):
-            limit = timedelta(minutes=self.policy(rollback).expires_after_minutes)
-            if now - rollback.created_at > limit:
-                moved += await self._abandon(
-                    rollback, State.EXPIRED, "Expired without approval; nothing was changed."
-                )
-        # Rollbacks first, then locks: a rollback approved in between has its lock by
-        # the time the locks are read, so it is never mistaken for an orphan.
-        in_flight = await self.store.find(states=ACTIVE_STATES | {State.APPROVED}, limit=500)
-        held = {lock.rollback_id for lock in await self.store.locks()}
-        for rollback in in_flight:
-            if rollback.id in self._running:
-                continue
-            if starting or rollback.id not in held:
-                state = await self.state_now(rollback)
-                moved += await self._abandon(
-                    rollback,
-                    State.INTERRUPTED,
-                    "Interrupted: rollbot stopped while this rollback was in flight.",
-                    target_state=state,
-                )
-                await self.store.release_lock(rollback.lock_key, rollback.id)
-        return moved
-
-    async def _abandon(
-        self, rollback: Rollback, state: State, why: str, target_state: str | None = None
-    ) -> list[Rollback]:
-        moved = await self.store.transition(
-            rollback.id, [rollback.state], state, error=why, target_state=target_state
-        )
-        if moved is None:
-            return []
-        await self.record(moved, "rollbot", state.value, why)
-        return [moved]
-
-    # -- drills: bot/drill.py runs a rollback there and back with these -----------------
-
-    async def run_leg(self, rollback: Rollback, reporter: Reporter) -> Rollback:
-        """Run step 1 of a running rollback to its target, then verify; the lock stays held.
-
-        Returns the rollback verifying (its checks passed) or failed, as a rollback's own
-        run leaves it, so a drill can go on to its next leg or stop where it failed.
-        """
-        await self._refresh_lock(rollback)
-        failed = await self._run_step(rollback, reporter, 0)
-        if failed is not None:
-            return failed
-        await self._refresh_lock(rollback)
-        return await self._verified(await self.get(rollback.id), reporter)

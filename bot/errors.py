@@ -53,6 +53,7 @@ class Purpose(StrEnum):
 
     OVERRIDE = "override"
     BREAK_GLASS = "break_glass"
+    RESTORE_BREAK_GLASS = "restore_break_glass"
 
 
 class ReasonRequired(RollbotError):

@@ -152,6 +152,11 @@ class Rollback(BaseModel):
         """Return the key of the service+environment lock."""
         return f"{self.service}/{self.environment}"
 
+    @property
+    def open_key(self) -> str | None:
+        """Return the one-open-rollback slot this rollback occupies, or None."""
+        return None if self.dry_run or self.state in FINAL_STATES else self.lock_key
+
 
 class Event(BaseModel):
     """One line of a rollback's timeline."""
@@ -174,9 +179,16 @@ class AuditEntry(BaseModel):
 
 
 class Lock(BaseModel):
-    """A held service+environment lock."""
+    """A service+environment lock: a lease with an owner, an expiry and a fencing token."""
 
     key: str
     holder: str
     rollback_id: str
     expires_at: datetime
+    # The process that holds it (bot/leases.py), and the number that grows on every grant.
+    owner: str = ""
+    token: int = 0
+
+    def live(self, now: datetime) -> bool:
+        """Return True while the lease has not expired."""
+        return self.expires_at >= now

@@ -21,10 +21,13 @@ import structlog
 
 from bot.commands import KINDS, Kind
 from bot.config import People
-from bot.engine import Engine
-from bot.errors import Conflict, InvalidRequest, NotAllowed, RollbotError
-from bot.models import AuditEntry
+from bot.engine import Engine, held_by
+from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired, RollbotError
+from bot.leases import renewing
+from bot.models import AuditEntry, Lock
 from bot.names import BACKUP_PATTERN, NAME_PATTERN
+from bot.pool import Target
+from bot.store.base import LeaseGrant
 from bot.text import SLACK_USER, escape, mention
 from providers.base import Outcome, Progress, ProviderError, human_size, state_or_unknown
 from providers.postgres_migrations import PRE_ROLLBACK, PostgresMigrationsProvider
@@ -330,12 +333,13 @@ class Restores:
     ) -> RestorePlan:
         """Check the requester, pick the backup and describe the restore; record the offer."""
         target = self.find(kind, service, environment)
-        policy = self.engine.config.policy_for(target.service, target.environment)
-        if not policy.requesters.anyone and not await self.engine.is_member(
-            policy.requesters, user
-        ):
-            raise NotAllowed(f"You are not allowed to request restores of {target.key}.")
-        await self.engine.refuse_if_busy(target.service, target.environment)
+        try:
+            await self.engine.access.check_request(
+                target.service, target.environment, user, "restores"
+            )
+            await self.engine.refuse_if_busy(target.service, target.environment)
+        except (NotAllowed, Conflict) as exc:
+            raise await self.engine.refused(None, user, REQUESTED, exc) from None
         chosen = self._pick(target, await self._backups(target), backup)
         request = RestoreRequest(
             id=new_restore_id(),
@@ -381,13 +385,19 @@ class Restores:
                 "was backed up (keys that had expired then are skipped).",
                 "A key of the same name is overwritten; keys not in the backup are left alone.",
             ]
-        policy = self.engine.config.policy_for(target.service, target.environment)
+        access = self.engine.access
+        policy = access.policy(target.service, target.environment)
+        second = (
+            " (a second person: the environment is protected)"
+            if access.protected(target.service, target.environment)
+            else ""
+        )
         text = "\n".join(
             [
                 f"*Restore {target.label}* from backup {escape(chosen.describe())}",
                 f"Requested by {mention(request.requested_by)}. Now: {escape(now)}.",
                 *(f"{i}. {step}" for i, step in enumerate(steps, 1)),
-                f"Needs confirmation by {_people(policy.approvers)}.",
+                f"Needs confirmation by {_people(policy.approvers)}{second}.",
             ]
         )
         return RestorePlan(request, target, chosen, summary, text)
@@ -396,8 +406,7 @@ class Restores:
 
     async def may_confirm(self, target: RestoreTarget, user: str) -> bool:
         """Return True when the user is an approver of the target's service environment."""
-        approvers = self.engine.config.policy_for(target.service, target.environment).approvers
-        return approvers.anyone or await self.engine.is_member(approvers, user)
+        return await self.engine.access.approver(target.service, target.environment, user)
 
     async def cancel(self, request: RestoreRequest, user: str) -> None:
         """Withdraw an offer (its requester or an approver); nothing is changed."""
@@ -417,38 +426,79 @@ class Restores:
         progress: Progress,
         *,
         started: Callable[[], Awaitable[None]] | None = None,
+        break_glass_reason: str | None = None,
     ) -> Outcome:
-        """Run a confirmed restore under the service lock; `started` is called once it begins.
+        """Run a confirmed restore under the service lease; `started` is called once it begins.
 
-        Raises NotAllowed or Conflict with nothing changed, or RestoreFailed after it began.
+        Raises NotAllowed, ReasonRequired or Conflict with nothing changed, or RestoreFailed
+        after it began.
         """
         target, request = plan.target, plan.request
-        if not await self.may_confirm(target, user):
-            raise NotAllowed(f"Only an approver of {target.key} can confirm this restore.")
-        await self.engine.refuse_if_busy(target.service, target.environment)
-        runtime = self.engine.config.runtime
-        ttl = timedelta(seconds=runtime.lock_ttl_seconds)
+        engine = self.engine
+        reason = (break_glass_reason or "").strip() or None
+        try:
+            await engine.access.check_restore(
+                target.service, target.environment, user, request.requested_by, reason is not None
+            )
+            await engine.refuse_if_busy(target.service, target.environment)
+        except NotAllowed as exc:
+            asks_glass = (
+                user == request.requested_by
+                and reason is None
+                and await engine.access.approver(target.service, target.environment, user)
+                and engine.access.policy(target.service, target.environment).break_glass.enabled
+            )
+            await engine.refused(request.id, user, CONFIRMED, exc)
+            if asks_glass:
+                raise ReasonRequired(
+                    f"{exc.message} Give the break-glass reason to restore it yourself; it "
+                    "is recorded and announced in the thread.",
+                    purpose=Purpose.RESTORE_BREAK_GLASS,
+                ) from None
+            raise
+        except Conflict as exc:
+            raise await engine.refused(request.id, user, CONFIRMED, exc) from None
+        ttl = timedelta(seconds=engine.config.runtime.lock_ttl_seconds)
         run_id = new_restore_id()
-        lock = await self.engine.store.acquire_lock(target.key, user, run_id, ttl)
-        if lock.rollback_id != run_id:
+        grant = LeaseGrant(holder=user, owner=str(engine.owner), ttl=ttl)
+        lease = await engine.store.take_lease(target.key, run_id, grant)
+        if lease.rollback_id != run_id:
             raise Conflict(
-                f"{target.key} is locked by {lock.rollback_id} of {mention(lock.holder)} "
-                f"until {lock.expires_at:%H:%M} UTC."
+                f"{target.key} is locked by {held_by(lease)} until {lease.expires_at:%H:%M} UTC."
             )
         try:
-            await self._decide(request, user, CONFIRMED, run=run_id)
+            details = {"run": run_id} | ({"break_glass": reason} if reason else {})
+            await self._decide(request, user, CONFIRMED, **details)
             if started is not None:
                 await started()
-            return await self._restore(plan, user, progress, run_id, ttl)
+            return await self._restore(plan, user, progress, lease, ttl)
         finally:
-            await self.engine.store.release_lock(target.key, run_id)
+            await engine.store.release_lease(target.key, run_id, lease.token)
 
     async def _restore(
-        self, plan: RestorePlan, user: str, progress: Progress, run_id: str, ttl: timedelta
+        self, plan: RestorePlan, user: str, progress: Progress, lease: Lock, ttl: timedelta
+    ) -> Outcome:
+        target = plan.target
+        provider = self.engine.providers.step(target.service, target.environment, target.index)
+        task = asyncio.current_task()
+
+        async def renew() -> bool:
+            return await self.engine.store.renew_lease(
+                lease.key, lease.rollback_id, lease.token, ttl
+            )
+
+        def lost() -> None:
+            if task is not None:
+                task.cancel()
+
+        # A restore may outlast the lease's TTL (a backup, then pg_restore): renew it.
+        async with renewing(renew, ttl.total_seconds() / 3, lost):
+            return await self._restore_under_lease(plan, user, progress, provider)
+
+    async def _restore_under_lease(
+        self, plan: RestorePlan, user: str, progress: Progress, provider: Target
     ) -> Outcome:
         target, request = plan.target, plan.request
-        provider = self.engine.providers.step(target.service, target.environment, target.index)
-        keeper = asyncio.create_task(self._keep_lock(target.key, user, run_id, ttl))
         try:
             with structlog.contextvars.bound_contextvars(restore_id=request.id):
                 log.info("restore started", target=target.label, backup=request.backup, user=user)
@@ -466,19 +516,9 @@ class Restores:
         except BaseException as exc:
             await self._audit(request, "rollbot", FAILED, error=type(exc).__name__)
             raise
-        finally:
-            keeper.cancel()
-            # Wait for it, so no renewal lands after the lock is released.
-            await asyncio.wait([keeper])
         await self._audit(request, "rollbot", FINISHED, summary=outcome.summary)
         log.info("restore finished", restore_id=request.id, summary=outcome.summary)
         return outcome
-
-    async def _keep_lock(self, key: str, user: str, run_id: str, ttl: timedelta) -> None:
-        # A restore may outlast the lock's TTL (a backup, then pg_restore): renew it.
-        while True:
-            await asyncio.sleep(ttl.total_seconds() / 3)
-            await self.engine.store.acquire_lock(key, user, run_id, ttl)
 
     async def _decide(
         self, request: RestoreRequest, user: str, action: str, **details: str
@@ -486,7 +526,8 @@ class Restores:
         """Record the one decision an offer gets; refuse a second one, whoever sends it."""
         claim = new_restore_id()
         key = f"answer:{request.id}"
-        held = await self.engine.store.acquire_lock(key, user, claim, CLAIM_TTL)
+        grant = LeaseGrant(holder=user, owner=str(self.engine.owner), ttl=CLAIM_TTL)
+        held = await self.engine.store.take_lease(key, claim, grant)
         if held.rollback_id != claim:
             raise Conflict(f"{mention(held.holder)} is answering this restore offer right now.")
         try:
@@ -499,7 +540,7 @@ class Restores:
                     )
             await self._audit(request, user, action, **details)
         finally:
-            await self.engine.store.release_lock(key, claim)
+            await self.engine.store.release_lease(key, claim, held.token)
 
     async def _recorded(self, request: RestoreRequest) -> AuditEntry | None:
         """Return the offer's record when the request matches it field by field."""

@@ -64,13 +64,13 @@ async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: 
     await engine.execute(rb.id, thread)
 
 
-async def sweep(engine: Engine, thread: SlackThread, *, starting: bool = False) -> None:
+async def sweep(engine: Engine, thread: SlackThread) -> None:
     """Close expired and orphaned rollbacks, and say so on their cards and threads.
 
     Best effort: a Slack failure is logged, never raised, so it cannot block a command.
     """
     try:
-        moved = await engine.sweep(starting=starting)
+        moved = await engine.sweep()
     except Exception:
         log.exception("sweep failed")
         return

@@ -35,6 +35,7 @@ from bot.notifications import (
     user_notification,
 )
 from bot.records import Delivery
+from bot.states import Who
 from bot.text import escape, mention
 from handlers.blocks import dump
 from handlers.errors import acked, report
@@ -147,8 +148,7 @@ def _rollback_id(value: object) -> str:
 
 async def may_post(engine: Engine, rb: Rollback, user: str) -> bool:
     """Return True for the requester and the approvers of the rollback."""
-    approvers = engine.policy(rb).approvers
-    return user == rb.requested_by or approvers.anyone or await engine.is_member(approvers, user)
+    return await engine.access.may(Who.REQUESTER_OR_APPROVER, rb, user)
 
 
 class Notifications:

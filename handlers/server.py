@@ -52,7 +52,7 @@ async def serve(
         engine = Engine(config, store, providers)
         # One thread for listeners and the sweeper alike, so hooks run for swept rollbacks.
         app, thread = create_app(settings, engine, http=http)
-        await flow.sweep(engine, thread, starting=True)
+        await flow.sweep(engine, thread)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         # Started after the start-up sweep; it first runs whatever fell due while stopped.
         tick = config.runtime.scheduler_tick_seconds

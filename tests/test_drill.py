@@ -154,9 +154,9 @@ async def test_drill_refuses_production_and_changes_nothing(
     engine = make_engine(engines, store, config)
     drills = Drills(engine)
 
-    with pytest.raises(NotAllowed, match="Drills never run in production"):
+    with pytest.raises(NotAllowed, match="Drills never run in a protected environment"):
         await drills.start(service="backend", environment="production", user=REQUESTER)
-    with pytest.raises(NotAllowed, match="backend/qa is production"):
+    with pytest.raises(NotAllowed, match="backend/qa is protected"):
         await drills.start(service="backend", environment="qa", user=REQUESTER)
     with pytest.raises(NotAllowed, match="not allowed to run drills"):
         await drills.start(service="backend", environment="staging", user="U_X")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from bot.config import RollbotConfig, parse_config
 from bot.engine import Engine
+from bot.leases import Owner, this_process
 from bot.errors import Conflict, NotAllowed, ReasonRequired
 from bot.models import Rollback, State, utcnow
 from bot.pool import ProviderPool
@@ -47,12 +49,17 @@ async def backend(compose_container: ComposeContainerFactory) -> ComposeContaine
 
 
 async def make_engine(
-    store: SQLiteStore, container: ComposeContainer, **approval: object
+    store: SQLiteStore,
+    container: ComposeContainer,
+    *,
+    protected: bool | None = None,
+    owner: Owner | None = None,
+    **approval: object,
 ) -> Engine:
-    config: RollbotConfig = parse_config(
-        backend_config(container.project, container.port, **approval)
-    )
-    return Engine(config, store, ProviderPool(config))
+    data = backend_config(container.project, container.port, **approval)
+    data["services"]["backend"]["environments"]["production"]["protected"] = protected
+    config: RollbotConfig = parse_config(data)
+    return Engine(config, store, ProviderPool(config), owner=owner)
 
 
 async def request(engine: Engine, version: str = "v1.2.3") -> Rollback:
@@ -77,8 +84,9 @@ async def test_two_approvals_required(
         rb = await engine.confirm_severity(rb.id, "feature_broken", REQUESTER)
         rb = await engine.approve(rb.id, APPROVER)
         assert rb.state is State.AWAITING_APPROVAL and rb.approved_by == [APPROVER]
-        rb = await engine.approve(rb.id, APPROVER)  # the same person twice counts once
-        assert rb.state is State.AWAITING_APPROVAL
+        with pytest.raises(Conflict, match="approved rollback .* already"):
+            await engine.approve(rb.id, APPROVER)  # the same person twice counts once
+        assert (await engine.get(rb.id)).approved_by == [APPROVER]
         rb = await engine.approve(rb.id, "U_APPROVER2")
         assert rb.state is State.APPROVED and rb.approved_by == [APPROVER, "U_APPROVER2"]
         transcript = Transcript()
@@ -95,7 +103,7 @@ async def test_two_approvals_required(
 async def test_no_approval_policy_approves_on_severity(
     store: SQLiteStore, backend: ComposeContainer
 ) -> None:
-    engine = await make_engine(store, backend, required_approvals=0)
+    engine = await make_engine(store, backend, required_approvals=0, protected=False)
     try:
         rb = await request(engine)
         rb = await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
@@ -129,29 +137,83 @@ async def test_policy_refusals(store: SQLiteStore, backend: ComposeContainer) ->
         await engine.providers.aclose()
 
 
-async def test_sweep_expires_stale_requests_and_interrupts_orphans(
-    store: SQLiteStore, backend: ComposeContainer
-) -> None:
+async def test_sweep_expires_stale_requests(store: SQLiteStore, backend: ComposeContainer) -> None:
     engine = await make_engine(store, backend, expires_after_minutes=5)
     try:
         stale = await request(engine)
         await store.update(stale.id, created_at=utcnow() - timedelta(minutes=6))
         await engine.sweep()
         assert (await engine.get(stale.id)).state is State.EXPIRED
-
-        running = await request(engine)
-        await engine.confirm_severity(running.id, "critical_bug", REQUESTER)
-        await engine.approve(running.id, APPROVER)
-        await store.transition(running.id, [State.APPROVED], State.RUNNING)
-        await store.release_lock(running.lock_key, running.id)  # as if its TTL ran out
-        await engine.sweep()
-        after = await engine.get(running.id)
-        assert after.state is State.INTERRUPTED
-        assert "rollbot stopped" in (after.error or "")
-        assert await store.locks() == []
-        assert after.target_state and "running rollbot-test/backend:v1.2.4" in after.target_state
     finally:
         await engine.providers.aclose()
+
+
+def elsewhere(host: str) -> Owner:
+    """A process on another machine (or container): judged alive until its lease expires."""
+    return Owner(boot="otherboot", host=host, pid=1, nonce="feedf00d")
+
+
+async def test_a_live_lease_is_never_swept_and_an_expired_one_is_taken_over(
+    store: SQLiteStore, backend: ComposeContainer, docker_host: str
+) -> None:
+    first = await make_engine(store, backend, owner=elsewhere("replica-a"))
+    second = await make_engine(store, backend, owner=elsewhere("replica-b"))
+    try:
+        rb = await request(first)
+        await first.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        approved = await first.approve(rb.id, APPROVER)
+        assert approved.state is State.APPROVED
+        (lease,) = await store.locks()
+        assert lease.owner == str(first.owner) and lease.rollback_id == rb.id
+
+        # The second process leaves a rollback alone while its owner's lease is live.
+        assert await second.sweep() == []
+        assert (await second.get(rb.id)).state is State.APPROVED
+        assert await store.locks() == [lease]
+
+        # Once the lease lapses (its process stopped renewing it), it is taken over.
+        await store.renew_lease(lease.key, rb.id, lease.token, timedelta(seconds=-1))
+        (moved,) = await second.sweep()
+        assert moved.state is State.INTERRUPTED
+        assert moved.target_state and "running rollbot-test/backend:v1.2.4" in moved.target_state
+        assert await store.locks() == []
+
+        # The first process's token is stale now: none of its writes land.
+        assert await first.execute(rb.id, Transcript()) is None
+        assert (await first.get(rb.id)).state is State.INTERRUPTED
+        image, _ = await running_image(docker_host, backend.project)
+        assert image.endswith(":v1.2.4")
+    finally:
+        await first.providers.aclose()
+        await second.providers.aclose()
+
+
+async def test_a_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    me = this_process()
+    gone = Owner(me.boot, me.host, pid=dead_pid(), nonce="0000dead")
+    crashed = await make_engine(store, backend, owner=gone)
+    restarted = await make_engine(store, backend, owner=me)
+    try:
+        rb = await request(crashed)
+        await crashed.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        await crashed.approve(rb.id, APPROVER)
+        (moved,) = await restarted.sweep()
+        assert moved.id == rb.id and moved.state is State.INTERRUPTED
+        assert "rollbot stopped" in (moved.error or "")
+        kinds = [e.action for e in await store.audit_log(rb.id)]
+        assert kinds[-1] == "interrupted" and kinds.count("interrupted") == 1
+    finally:
+        await crashed.providers.aclose()
+        await restarted.providers.aclose()
+
+
+def dead_pid() -> int:
+    """Return the id of a process that has exited."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 class BrokenChat(Transcript):

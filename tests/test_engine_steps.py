@@ -64,6 +64,8 @@ def web_config(
                             "cache_dir": str(tmp_path / "cache"),
                         },
                         "steps": steps,
+                        # Without approvals, only an unprotected environment is valid.
+                        "protected": required_approvals > 0,
                     }
                 }
             }
@@ -223,6 +225,7 @@ async def test_a_named_commit_needs_a_provider_that_reverts_commits(
     store: SQLiteStore, prisma_db: PrismaProject, tmp_path: Path
 ) -> None:
     config = {
+        "approval": {"approvers": {"users": [APPROVER]}},
         "services": {
             "db": {
                 "environments": {

@@ -11,9 +11,10 @@ import pytest
 
 from bot.config import parse_config
 from bot.engine import Engine
-from bot.errors import Conflict, InvalidRequest, NotAllowed
+from bot.errors import Conflict, InvalidRequest, NotAllowed, ReasonRequired
 from bot.pool import ProviderPool
 from bot.restores import RestoreFailed, RestorePlan, RestoreRequest, Restores
+from bot.store.base import LeaseGrant
 from bot.store.sqlite import SQLiteStore
 from providers.postgres_migrations import PostgresMigrationsProvider
 from tests.e2e_helpers import APPROVER, OUTSIDER, REQUESTER
@@ -35,6 +36,7 @@ REDIS_STEP = {"provider": {"provider": "redis_state", "pattern": "s:*", "backup_
 # analytics: two databases in one environment; api: no default environment;
 # billing: no database at all.
 MANY: dict[str, Any] = {
+    "approval": {"approvers": {"users": ["U_APPROVER"]}},
     "services": {
         "shop": {
             "environments": {
@@ -60,7 +62,7 @@ MANY: dict[str, Any] = {
             }
         },
         "billing": {"environments": {"production": {"provider": containers("billing")}}},
-    }
+    },
 }
 
 
@@ -144,15 +146,18 @@ def test_nothing_matches(many: Restores) -> None:
 # -- policy and running, on a real PostgreSQL ----------------------------------------------
 
 
-def shop_config(project: PrismaProject, backup_dir: Path, **approval: Any) -> dict[str, Any]:
+def shop_config(
+    project: PrismaProject, backup_dir: Path, protected: bool | None = None, **approval: Any
+) -> dict[str, Any]:
     provider = {**database(backup_dir), "migrations_dir": str(project.migrations_dir)}
+    production: dict[str, Any] = {"provider": provider, "protected": protected}
     return {
         "approval": {
             "requesters": {"users": [REQUESTER, APPROVER]},
             "approvers": {"users": [APPROVER]},
             **approval,
         },
-        "services": {"shop": {"environments": {"production": {"provider": provider}}}},
+        "services": {"shop": {"environments": {"production": production}}},
     }
 
 
@@ -193,7 +198,10 @@ async def test_only_requesters_may_ask(make_shop: Any, prisma_db: PrismaProject)
     await rolled_back(restores)
     with pytest.raises(NotAllowed, match="not allowed to request restores of shop/production"):
         await restores.prepare("database", None, None, None, OUTSIDER)
-    assert await restores.engine.store.audit_log() == []
+    # Nothing was offered; the refusal itself is on record.
+    assert [(e.action, e.actor) for e in await restores.engine.store.audit_log()] == [
+        ("refused", OUTSIDER)
+    ]
 
 
 async def test_the_plan_names_the_backup_and_the_safety_backup(
@@ -221,7 +229,10 @@ async def test_a_requester_who_is_no_approver_cannot_confirm(
         await restores.run(plan, REQUESTER, Recorder())
     assert await prisma_db.snapshot() == before
     assert await restores.engine.store.locks() == []
-    assert await actions(restores, plan) == [("restore_requested", REQUESTER)]
+    assert await actions(restores, plan) == [
+        ("restore_requested", REQUESTER),
+        ("refused", REQUESTER),
+    ]
 
 
 async def test_an_approver_restores_once(make_shop: Any, prisma_db: PrismaProject) -> None:
@@ -255,14 +266,52 @@ async def test_an_approver_restores_once(make_shop: Any, prisma_db: PrismaProjec
         await restores.run(plan, APPROVER, Recorder())
 
 
-async def test_empty_approvers_let_the_requester_confirm(
+async def test_empty_approvers_let_the_requester_confirm_outside_protection(
     make_shop: Any, prisma_db: PrismaProject
 ) -> None:
-    restores = make_shop(approvers={})
+    restores = make_shop(approvers={}, protected=False)
     await rolled_back(restores)
     plan = await restores.prepare("database", None, None, None, REQUESTER)
     assert "Needs confirmation by anyone (the requester too)" in plan.text
     await restores.run(plan, REQUESTER, Recorder())
+    assert "posts" in await prisma_db.tables()
+
+
+async def test_a_protected_restore_needs_a_second_person_or_break_glass(
+    make_shop: Any, prisma_db: PrismaProject
+) -> None:
+    # APPROVER asks and is an approver: in production, someone else must confirm.
+    restores = make_shop(approvers={"users": [APPROVER, "U_APPROVER2"]})
+    await rolled_back(restores)
+    before = await prisma_db.snapshot()
+    plan = await restores.prepare("database", None, None, None, APPROVER)
+    assert "(a second person: the environment is protected)" in plan.text
+    with pytest.raises(ReasonRequired, match="a second approver must confirm"):
+        await restores.run(plan, APPROVER, Recorder())
+    assert await prisma_db.snapshot() == before
+    await restores.run(plan, APPROVER, Recorder(), break_glass_reason="db is down, all alone")
+    assert "posts" in await prisma_db.tables()
+    confirmed = [
+        e
+        for e in await restores.engine.store.audit_log(plan.request.id)
+        if e.action == "restore_confirmed"
+    ]
+    assert [(e.actor, e.details["break_glass"]) for e in confirmed] == [
+        (APPROVER, "db is down, all alone")
+    ]
+
+
+async def test_a_protected_restore_without_break_glass_needs_a_second_person(
+    make_shop: Any, prisma_db: PrismaProject
+) -> None:
+    restores = make_shop(
+        approvers={"users": [APPROVER, "U_APPROVER2"]}, break_glass={"enabled": False}
+    )
+    await rolled_back(restores)
+    plan = await restores.prepare("database", None, None, None, APPROVER)
+    with pytest.raises(NotAllowed, match="break-glass is off here"):
+        await restores.run(plan, APPROVER, Recorder(), break_glass_reason="please, please")
+    await restores.run(plan, "U_APPROVER2", Recorder())
     assert "posts" in await prisma_db.tables()
 
 
@@ -272,13 +321,15 @@ async def test_a_busy_service_is_refused(make_shop: Any, prisma_db: PrismaProjec
     plan = await restores.prepare("database", None, None, None, REQUESTER)
     before = await prisma_db.snapshot()
     store = restores.engine.store
-    await store.acquire_lock("shop/production", "U_OTHER", "rb-0a1b2c3d", timedelta(minutes=5))
+    lease = await store.take_lease(
+        "shop/production", "rb-0a1b2c3d", LeaseGrant("U_OTHER", "elsewhere", timedelta(minutes=5))
+    )
     with pytest.raises(Conflict, match="shop/production is locked by rollback rb-0a1b2c3d"):
         await restores.run(plan, APPROVER, Recorder())
     with pytest.raises(Conflict, match="locked by rollback rb-0a1b2c3d"):
         await restores.prepare("database", None, None, None, REQUESTER)
     assert await prisma_db.snapshot() == before
-    await store.release_lock("shop/production", "rb-0a1b2c3d")
+    await store.release_lease("shop/production", "rb-0a1b2c3d", lease.token)
     await restores.run(plan, APPROVER, Recorder())  # the offer still stands
     assert "posts" in await prisma_db.tables()
 

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
-from bot.config import parse_config
-from bot.engine import failure_text
-from bot.errors import ConfigError
+from bot.execution import failure_text
 from bot.models import PlanStep, Rollback, State, StepStatus
 from bot.text import escape
-from tests.e2e_helpers import backend_config
 
 
 def test_escape_keeps_user_mentions_and_defuses_the_rest() -> None:
@@ -41,13 +36,3 @@ def test_templates_escape_values_from_outside() -> None:
     text = failure_text(rb)
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
     assert "Retry step 2" in text and "/rollback restore database backend" in text
-
-
-def test_lock_ttl_must_outlive_a_rollback() -> None:
-    config = backend_config("p", 1)
-    config["runtime"] |= {"lock_ttl_seconds": 60, "rollback_timeout_seconds": 600}
-    with pytest.raises(ConfigError) as caught:
-        parse_config(config)
-    assert caught.value.problems[0].startswith(
-        "runtime: Value error, lock_ttl_seconds (60) must be at least 900"
-    )

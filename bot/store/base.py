@@ -3,12 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from bot.jobs import Job, JobKind, JobState
 from bot.models import AuditEntry, Event, Lock, Rollback, State
 from bot.records import ChecklistMark, Delivery
+from bot.states import LockChange
+
+
+class Refusal(StrEnum):
+    """Why the store did not apply a change."""
+
+    STATE = "state"  # the rollback is no longer in a source state: someone got there first
+    BUSY = "busy"  # another rollback or a restore holds the service's live lease
+    FENCED = "fenced"  # the writer's lease token is stale: the lease was taken over
+    TAKEN = "taken"  # another rollback occupies the service+environment's open slot
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """Who asks for a lease, for how long."""
+
+    holder: str
+    owner: str
+    ttl: timedelta
+
+
+@dataclass(frozen=True)
+class Change:
+    """One transition applied atomically: state, fields, the lock, audit and timeline."""
+
+    rollback_id: str
+    sources: frozenset[State]
+    target: State
+    lock: LockChange
+    # Written in the same transaction: the transition's audit record(s) and timeline lines.
+    audit: list[AuditEntry]
+    events: list[Event] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    # KEEP and RELEASE by the lease's holder: the fencing token it was granted.
+    token: int | None = None
+    # TAKE: the grant asked for.
+    grant: LeaseGrant | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `apply` did: the moved rollback and its lease, or why nothing changed."""
+
+    rollback: Rollback | None
+    lease: Lock | None = None
+    refusal: Refusal | None = None
+    # On a refusal: the rollback as it is now, and what blocks it (a lease, a rollback).
+    current: Rollback | None = None
+    blocker: Lock | Rollback | None = None
+
+
+class OpenSlotTaken(Exception):
+    """Another rollback is open for the same service and environment."""
+
+    def __init__(self, other: Rollback) -> None:
+        super().__init__(other.id)
+        self.other = other
+
+
+class Fenced(Exception):
+    """A write carried a lease token that is no longer the live one."""
 
 
 class Store(Protocol):
@@ -22,30 +85,44 @@ class Store(Protocol):
         """Close connections."""
         ...
 
-    async def create(self, rollback: Rollback) -> None:
-        """Insert a new rollback; its id must be new."""
+    async def create(
+        self, rollback: Rollback, audit: AuditEntry | None = None, event: Event | None = None
+    ) -> None:
+        """Insert a new rollback with its first audit record and timeline line, atomically.
+
+        Raises OpenSlotTaken when another rollback is open for its service+environment.
+        """
         ...
 
     async def get(self, rollback_id: str) -> Rollback | None:
         """Return the rollback with this id, or None."""
         ...
 
-    async def transition(
-        self, rollback_id: str, expected: Collection[State], new: State, **fields: Any
-    ) -> Rollback | None:
-        """Atomically move from one of `expected` to `new`, setting `fields`.
+    async def apply(self, change: Change) -> Applied:
+        """Apply one transition: state, fields, lock, audit and timeline in one transaction.
 
-        Returns the updated rollback, or None when its state was not in `expected`
-        (someone else got there first). Bumps `updated_at`.
+        Refuses (changing nothing) when the state moved on, the lease is someone else's,
+        the token is stale, or the open slot is taken. A final state always frees the lock.
         """
         ...
 
-    async def update(self, rollback_id: str, **fields: Any) -> Rollback:
-        """Set fields that are not the state (Slack coordinates, severity, error)."""
+    async def update(
+        self, rollback_id: str, *, fence: tuple[str, int] | None = None, **fields: Any
+    ) -> Rollback:
+        """Set fields that are not the state; with `fence` (key, token), only under that lease.
+
+        Raises Fenced when the lease named is no longer the live one.
+        """
         ...
 
-    async def add_approval(self, rollback_id: str, user: str) -> list[str]:
-        """Record one approval per user, idempotently; return all approvers in order."""
+    async def add_approval(
+        self, rollback_id: str, user: str, audit: AuditEntry, event: Event
+    ) -> list[str] | None:
+        """Record a user's approval while the rollback awaits it, with its audit and timeline.
+
+        Returns all approvers in order when this approval is new; None when the rollback
+        no longer awaits approval or the user had approved already (nothing is written).
+        """
         ...
 
     async def add_event(self, event: Event) -> None:
@@ -64,19 +141,30 @@ class Store(Protocol):
         """Return audit records, oldest first, optionally for one rollback."""
         ...
 
-    async def acquire_lock(self, key: str, holder: str, rollback_id: str, ttl: timedelta) -> Lock:
-        """Take the lock or return who holds it (compare `holder`/`rollback_id`).
+    async def take_lease(
+        self, key: str, rollback_id: str, grant: LeaseGrant, *, takeover_from: str | None = None
+    ) -> Lock:
+        """Grant the lease with a new token, or return the live lease that holds it.
 
-        An expired lock is taken over. Re-acquiring one's own lock refreshes its TTL.
+        Granted when none is held, the held one expired, or it is `rollback_id`'s own
+        lease held by `takeover_from` (an owner known to be dead).
         """
         ...
 
-    async def release_lock(self, key: str, rollback_id: str) -> None:
-        """Release the lock if this rollback holds it."""
+    async def renew_lease(self, key: str, rollback_id: str, token: int, ttl: timedelta) -> bool:
+        """Extend a lease still held under `token`; False when it was lost."""
         ...
 
-    async def locks(self) -> list[Lock]:
-        """Return the unexpired locks."""
+    async def release_lease(self, key: str, rollback_id: str, token: int) -> None:
+        """Release a lease still held under `token`; a no-op otherwise."""
+        ...
+
+    async def locks(self, *, expired: bool = False) -> list[Lock]:
+        """Return the live leases (with `expired`, also those that lapsed)."""
+        ...
+
+    async def claim_request(self, key: str, now: datetime, keep: timedelta) -> bool:
+        """Claim a Slack request by its idempotency key; False when it was handled already."""
         ...
 
     async def find(

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiosqlite
 from pydantic import TypeAdapter
 
-from bot.jobs import LIVE_JOB_STATES, Job, JobKind, JobState
 from bot.models import FINAL_STATES, AuditEntry, Event, Lock, Rollback, State, utcnow
-from bot.records import ChecklistMark, Delivery
-
-BUSY_TIMEOUT_MS = 5000
+from bot.states import LockChange
+from bot.store.base import (
+    Applied,
+    Change,
+    Fenced,
+    LeaseGrant,
+    OpenSlotTaken,
+    Refusal,
+)
+from bot.store.sqlite_base import iso, placeholders, when
+from bot.store.sqlite_jobs import SQLiteJobs
+from bot.store.sqlite_records import SQLiteRecords
 
 # Columns are the fields that are filtered, ordered or compare-and-set on; the rest of
 # a Rollback lives in the `data` JSON column so a new model field needs no migration.
@@ -32,130 +36,6 @@ _ADAPTERS: dict[str, TypeAdapter[Any]] = {
 }
 # SQL text is built only from the names above and `?` placeholders (hence the S608
 # waivers below); every value travels as a bound parameter.
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS rollbacks (
-    id TEXT PRIMARY KEY,
-    service TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    finished_at TEXT,
-    data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS rollbacks_target
-    ON rollbacks (service, environment, created_at);
-CREATE INDEX IF NOT EXISTS rollbacks_state ON rollbacks (state, created_at);
-CREATE INDEX IF NOT EXISTS rollbacks_created ON rollbacks (created_at);
-
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_rollback ON events (rollback_id, at, seq);
-
-CREATE TABLE IF NOT EXISTS approvals (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
-    user TEXT NOT NULL,
-    at TEXT NOT NULL,
-    UNIQUE (rollback_id, user)
-);
-
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    rollback_id TEXT,
-    details TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS audit_rollback ON audit (rollback_id, at, seq);
-CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
-BEGIN
-    SELECT RAISE(ABORT, 'audit log is append-only');
-END;
-CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
-BEGIN
-    SELECT RAISE(ABORT, 'audit log is append-only');
-END;
-
-CREATE TABLE IF NOT EXISTS locks (
-    key TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    rollback_id TEXT NOT NULL,
-    expires_at TEXT NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS checklist (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
-    item TEXT NOT NULL,
-    done INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checklist_rollback ON checklist (rollback_id, seq);
-CREATE TRIGGER IF NOT EXISTS checklist_no_update BEFORE UPDATE ON checklist
-BEGIN
-    SELECT RAISE(ABORT, 'checklist history is append-only');
-END;
-CREATE TRIGGER IF NOT EXISTS checklist_no_delete BEFORE DELETE ON checklist
-BEGIN
-    SELECT RAISE(ABORT, 'checklist history is append-only');
-END;
-
-CREATE TABLE IF NOT EXISTS deliveries (
-    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
-    key TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    at TEXT NOT NULL,
-    channel TEXT,
-    ts TEXT,
-    body TEXT,
-    PRIMARY KEY (rollback_id, key)
-);
-
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    rollback_id TEXT NOT NULL REFERENCES rollbacks (id),
-    kind TEXT NOT NULL,
-    due_at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    payload TEXT NOT NULL DEFAULT '{}',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    claim TEXT,
-    lease_until TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at);
-CREATE INDEX IF NOT EXISTS jobs_rollback ON jobs (rollback_id, kind);
-"""
-
-
-def _iso(value: datetime) -> str:
-    """Return a fixed-width UTC ISO-8601 text that sorts like the instant it names."""
-    if value.tzinfo is None:
-        # Naive datetimes in this codebase come from utcnow()-style code that lost its
-        # tz; treating them as UTC beats silently shifting them by the host's offset.
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _when(text: str) -> datetime:
-    """Parse a stored timestamp back into an aware UTC datetime."""
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def _placeholders(values: Collection[object]) -> str:
-    """Return `?, ?, ...` for an SQL IN list."""
-    return ", ".join("?" * len(values))
 
 
 def _encode(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
@@ -171,59 +51,26 @@ def _encode(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], 
         if name in _DERIVED:
             approvers = list(value)
         elif name in _COLUMNS:
-            columns[name] = _iso(value) if isinstance(value, datetime) else value
+            columns[name] = iso(value) if isinstance(value, datetime) else value
         else:
             data[name] = json.dumps(adapter.dump_python(value, mode="json"))
     return columns, data, approvers
 
 
 def _lock(row: aiosqlite.Row) -> Lock:
-    """Build a Lock from its row."""
+    """Build a Lock from its lease row."""
     return Lock(
         key=row["key"],
         holder=row["holder"],
         rollback_id=row["rollback_id"],
-        expires_at=_when(row["expires_at"]),
+        expires_at=when(row["expires_at"]),
+        owner=row["owner"],
+        token=row["token"],
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteJobs, SQLiteRecords):
     """The Store on one SQLite file; several processes may share it."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path if path == ":memory:" else str(Path(path).expanduser())
-        self._conn: aiosqlite.Connection | None = None
-        # One connection runs one transaction at a time: without this, a second task's
-        # statement would slip into the first task's open BEGIN IMMEDIATE.
-        self._mutex = asyncio.Lock()
-
-    async def open(self) -> None:
-        """Connect, set the pragmas and create the tables; idempotent."""
-        if self._conn is not None:
-            return
-        if self.path != ":memory:":
-            await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
-        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves instead of letting the
-        # sqlite3 module open deferred transactions that can fail to upgrade to writes.
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        try:
-            conn.row_factory = aiosqlite.Row
-            # busy_timeout first, so switching to WAL waits for other openers.
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.executescript(SCHEMA)
-        except BaseException:
-            await conn.close()
-            raise
-        self._conn = conn
-
-    async def close(self) -> None:
-        """Close the connection; idempotent."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -234,38 +81,31 @@ class SQLiteStore:
         # interpreter exit: `async with` makes closing impossible to forget.
         await self.close()
 
-    @asynccontextmanager
-    async def _transaction(self, mode: str = "IMMEDIATE") -> AsyncIterator[aiosqlite.Connection]:
-        """Run a block in one transaction; IMMEDIATE takes the write lock up front."""
-        if self._conn is None:
-            raise RuntimeError("SQLiteStore is not open: await store.open() first")
-        conn = self._conn
-        async with self._mutex:
-            await conn.execute(f"BEGIN {mode}")
-            try:
-                yield conn
-                await conn.commit()
-            except BaseException:
-                # Shielded so a second cancellation cannot leave the transaction open
-                # (aiosqlite runs calls in order, so the next BEGIN still waits for it).
-                if conn.in_transaction:
-                    await asyncio.shield(conn.rollback())
-                raise
-
-    async def create(self, rollback: Rollback) -> None:
-        """Insert a new rollback; its id must be new."""
+    async def create(
+        self, rollback: Rollback, audit: AuditEntry | None = None, event: Event | None = None
+    ) -> None:
+        """Insert a new rollback with its first records; refuse a second open one."""
         columns, _, _ = _encode({name: getattr(rollback, name) for name in _COLUMNS})
         body = rollback.model_dump(mode="json", exclude={*_COLUMNS, *_DERIVED})
         async with self._transaction() as conn:
+            if rollback.open_key is not None:
+                other = await self._select(conn, "WHERE open_key = ?", [rollback.open_key])
+                if other:
+                    raise OpenSlotTaken(other[0])
             try:
                 await conn.execute(
-                    f"INSERT INTO rollbacks ({', '.join(_COLUMNS)}, data) "  # noqa: S608
-                    f"VALUES ({_placeholders(_COLUMNS)}, ?)",
-                    [*(columns[name] for name in _COLUMNS), json.dumps(body)],
+                    f"INSERT INTO rollbacks ({', '.join(_COLUMNS)}, open_key, data) "  # noqa: S608
+                    f"VALUES ({placeholders(_COLUMNS)}, ?, ?)",
+                    [
+                        *(columns[name] for name in _COLUMNS),
+                        rollback.open_key,
+                        json.dumps(body),
+                    ],
                 )
             except aiosqlite.IntegrityError as exc:
                 raise ValueError(f"rollback {rollback.id!r} already exists") from exc
             await self._approve(conn, rollback.id, rollback.approved_by)
+            await self._record(conn, audit, event)
 
     async def get(self, rollback_id: str) -> Rollback | None:
         """Return the rollback with this id, or None."""
@@ -273,56 +113,91 @@ class SQLiteStore:
             found = await self._select(conn, "WHERE id = ?", [rollback_id])
         return found[0] if found else None
 
-    async def transition(
-        self, rollback_id: str, expected: Collection[State], new: State, **fields: Any
-    ) -> Rollback | None:
-        """Atomically move from one of `expected` to `new`, setting `fields`."""
-        if "state" in fields or "id" in fields:
-            raise ValueError("transition sets the state itself and never changes the id")
-        new = State(new)
-        if new in FINAL_STATES:
-            fields.setdefault("finished_at", utcnow())
-        fields["state"] = new
-        allowed = [State(state).value for state in expected]
-        if not allowed:
-            return None
+    async def apply(self, change: Change) -> Applied:
+        """Apply one transition: state, fields, lock, audit and timeline in one transaction."""
+        if {"state", "id", "open_key"} & set(change.fields):
+            raise ValueError("a change sets the state itself and never changes the id")
+        if change.lock is LockChange.KEEP and change.token is None:
+            raise ValueError("keeping the lock needs the lease's token")
+        if change.lock is LockChange.TAKE and change.grant is None:
+            raise ValueError("taking the lock needs a grant")
+        now = utcnow()
         async with self._transaction() as conn:
-            changed = await self._update(
-                conn, rollback_id, fields, f"AND state IN ({_placeholders(allowed)})", allowed
-            )
-            if not changed:
-                return None
-            return (await self._select(conn, "WHERE id = ?", [rollback_id]))[0]
+            found = await self._select(conn, "WHERE id = ?", [change.rollback_id])
+            if not found:
+                raise KeyError(change.rollback_id)
+            rb = found[0]
+            if rb.state not in change.sources:
+                return Applied(None, refusal=Refusal.STATE, current=rb)
+            held = await self._lease(conn, rb.lock_key)
+            if change.token is not None and not _holds(held, rb.id, change.token):
+                return Applied(None, refusal=Refusal.FENCED, current=rb, blocker=held)
+            moved = rb.model_copy(update={"state": change.target})
+            if moved.open_key is not None:
+                other = await self._select(
+                    conn, "WHERE open_key = ? AND id != ?", [moved.open_key, rb.id]
+                )
+                if other:
+                    return Applied(None, refusal=Refusal.TAKEN, current=rb, blocker=other[0])
+            lease: Lock | None = held if held is not None and held.rollback_id == rb.id else None
+            if change.lock is LockChange.TAKE:
+                assert change.grant is not None
+                if held is not None and held.rollback_id != rb.id and held.live(now):
+                    return Applied(None, refusal=Refusal.BUSY, current=rb, blocker=held)
+                lease = await self._grant(conn, rb.lock_key, rb.id, change.grant, now)
+            fields: dict[str, Any] = {**change.fields, "state": change.target}
+            if change.target in FINAL_STATES:
+                fields.setdefault("finished_at", now)
+            await self._update(conn, rb.id, fields, open_key=moved.open_key)
+            if change.lock is LockChange.RELEASE or change.target in FINAL_STATES:
+                await conn.execute(
+                    "DELETE FROM leases WHERE key = ? AND rollback_id = ?", [rb.lock_key, rb.id]
+                )
+                lease = None
+            for entry in change.audit:
+                await self._record(conn, entry, None)
+            for event in change.events:
+                await self._record(conn, None, event)
+            return Applied((await self._select(conn, "WHERE id = ?", [rb.id]))[0], lease)
 
-    async def update(self, rollback_id: str, **fields: Any) -> Rollback:
-        """Set fields that are not the state (Slack coordinates, severity, error)."""
-        if "state" in fields or "id" in fields:
-            raise ValueError("update never changes state or id: use transition()")
+    async def update(
+        self, rollback_id: str, *, fence: tuple[str, int] | None = None, **fields: Any
+    ) -> Rollback:
+        """Set fields that are not the state; with `fence`, only under that live lease."""
+        if {"state", "id", "open_key"} & set(fields):
+            raise ValueError("update never changes state or id: apply a transition")
         async with self._transaction() as conn:
-            if not await self._update(conn, rollback_id, fields, "", []):
+            if fence is not None:
+                key, token = fence
+                if not _holds(await self._lease(conn, key), rollback_id, token):
+                    raise Fenced(f"lease {key} of {rollback_id} is no longer held")
+            if not await self._update(conn, rollback_id, fields):
                 raise KeyError(rollback_id)
             return (await self._select(conn, "WHERE id = ?", [rollback_id]))[0]
 
-    async def add_approval(self, rollback_id: str, user: str) -> list[str]:
-        """Record one approval per user, idempotently; return all approvers in order."""
+    async def add_approval(
+        self, rollback_id: str, user: str, audit: AuditEntry, event: Event
+    ) -> list[str] | None:
+        """Record a new approval while the rollback awaits it; None when nothing was written."""
         async with self._transaction() as conn:
-            try:
-                await self._approve(conn, rollback_id, [user])
-            except aiosqlite.IntegrityError as exc:
-                raise KeyError(rollback_id) from exc
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT state FROM rollbacks WHERE id = ?", [rollback_id]
+                )
+            )
+            if not rows:
+                raise KeyError(rollback_id)
+            if rows[0]["state"] != State.AWAITING_APPROVAL.value:
+                return None
+            if not await self._approve(conn, rollback_id, [user]):
+                return None
+            await self._record(conn, audit, event)
             return (await self._approvers(conn, [rollback_id])).get(rollback_id, [])
 
     async def add_event(self, event: Event) -> None:
         """Append a line to a rollback's timeline."""
         async with self._transaction() as conn:
-            try:
-                await conn.execute(
-                    "INSERT INTO events (rollback_id, at, actor, kind, text) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    [event.rollback_id, _iso(event.at), event.actor, event.kind, event.text],
-                )
-            except aiosqlite.IntegrityError as exc:
-                raise KeyError(event.rollback_id) from exc
+            await self._record(conn, None, event)
 
     async def events(self, rollback_id: str) -> list[Event]:
         """Return a rollback's timeline, oldest first."""
@@ -333,7 +208,7 @@ class SQLiteStore:
         return [
             Event(
                 rollback_id=row["rollback_id"],
-                at=_when(row["at"]),
+                at=when(row["at"]),
                 actor=row["actor"],
                 kind=row["kind"],
                 text=row["text"],
@@ -344,17 +219,7 @@ class SQLiteStore:
     async def audit(self, entry: AuditEntry) -> None:
         """Append an audit record; records are never changed or deleted."""
         async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO audit (at, actor, action, rollback_id, details) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    _iso(entry.at),
-                    entry.actor,
-                    entry.action,
-                    entry.rollback_id,
-                    json.dumps(entry.details),
-                ],
-            )
+            await self._record(conn, entry, None)
 
     async def audit_log(self, rollback_id: str | None = None) -> list[AuditEntry]:
         """Return audit records, oldest first, optionally for one rollback."""
@@ -366,7 +231,7 @@ class SQLiteStore:
             )
         return [
             AuditEntry(
-                at=_when(row["at"]),
+                at=when(row["at"]),
                 actor=row["actor"],
                 action=row["action"],
                 rollback_id=row["rollback_id"],
@@ -375,36 +240,44 @@ class SQLiteStore:
             for row in rows
         ]
 
-    async def acquire_lock(self, key: str, holder: str, rollback_id: str, ttl: timedelta) -> Lock:
-        """Take the lock or return who holds it (compare `holder`/`rollback_id`)."""
+    # -- leases ------------------------------------------------------------------------
+
+    async def take_lease(
+        self, key: str, rollback_id: str, grant: LeaseGrant, *, takeover_from: str | None = None
+    ) -> Lock:
+        """Grant the lease with a new token, or return the live lease that holds it."""
         now = utcnow()
         async with self._transaction() as conn:
-            rows = list(await conn.execute_fetchall("SELECT * FROM locks WHERE key = ?", [key]))
-            if rows:
-                held = _lock(rows[0])
-                if held.rollback_id != rollback_id and held.expires_at >= now:
+            held = await self._lease(conn, key)
+            if held is not None and held.live(now):
+                ours = held.rollback_id == rollback_id and held.owner == takeover_from
+                if takeover_from is None or not ours:
                     return held
-            lock = Lock(key=key, holder=holder, rollback_id=rollback_id, expires_at=now + ttl)
-            await conn.execute(
-                "INSERT INTO locks (key, holder, rollback_id, expires_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, "
-                "rollback_id = excluded.rollback_id, expires_at = excluded.expires_at",
-                [key, holder, rollback_id, _iso(lock.expires_at)],
-            )
-            return lock
+            return await self._grant(conn, key, rollback_id, grant, now)
 
-    async def release_lock(self, key: str, rollback_id: str) -> None:
-        """Release the lock if this rollback holds it."""
+    async def renew_lease(self, key: str, rollback_id: str, token: int, ttl: timedelta) -> bool:
+        """Extend a lease still held under `token`; False when it was lost."""
+        async with self._transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE leases SET expires_at = ? WHERE key = ? AND rollback_id = ? AND token = ?",
+                [iso(utcnow() + ttl), key, rollback_id, token],
+            )
+            return cursor.rowcount == 1
+
+    async def release_lease(self, key: str, rollback_id: str, token: int) -> None:
+        """Release a lease still held under `token`; a no-op otherwise."""
         async with self._transaction() as conn:
             await conn.execute(
-                "DELETE FROM locks WHERE key = ? AND rollback_id = ?", [key, rollback_id]
+                "DELETE FROM leases WHERE key = ? AND rollback_id = ? AND token = ?",
+                [key, rollback_id, token],
             )
 
-    async def locks(self) -> list[Lock]:
-        """Return the unexpired locks."""
+    async def locks(self, *, expired: bool = False) -> list[Lock]:
+        """Return the live leases (with `expired`, also those that lapsed)."""
+        since = "0000" if expired else iso(utcnow())
         async with self._transaction("DEFERRED") as conn:
             rows = await conn.execute_fetchall(
-                "SELECT * FROM locks WHERE expires_at >= ? ORDER BY key", [_iso(utcnow())]
+                "SELECT * FROM leases WHERE expires_at >= ? ORDER BY key", [since]
             )
         return [_lock(row) for row in rows]
 
@@ -423,7 +296,7 @@ class SQLiteStore:
             wanted = [State(state).value for state in states]
             if not wanted:
                 return []
-            clauses.append(f"state IN ({_placeholders(wanted)})")
+            clauses.append(f"state IN ({placeholders(wanted)})")
             params.extend(wanted)
         for column, value in (("service", service), ("environment", environment)):
             if value is not None:
@@ -435,131 +308,93 @@ class SQLiteStore:
                 conn, f"{where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]
             )
 
-    # -- checklists and one-time deliveries -----------------------------------------
+    # -- inside a transaction ------------------------------------------------------------
 
-    async def add_checklist_mark(self, mark: ChecklistMark) -> None:
-        """Append a person's tick or untick; marks are never changed or deleted."""
-        async with self._transaction() as conn:
+    async def _lease(self, conn: aiosqlite.Connection, key: str) -> Lock | None:
+        rows = list(await conn.execute_fetchall("SELECT * FROM leases WHERE key = ?", [key]))
+        return _lock(rows[0]) if rows else None
+
+    async def _grant(
+        self,
+        conn: aiosqlite.Connection,
+        key: str,
+        rollback_id: str,
+        grant: LeaseGrant,
+        now: datetime,
+    ) -> Lock:
+        """Hand out the next fencing token and (re)write the lease with it."""
+        rows = list(
+            await conn.execute_fetchall("UPDATE fences SET token = token + 1 RETURNING token")
+        )
+        lease = Lock(
+            key=key,
+            holder=grant.holder,
+            rollback_id=rollback_id,
+            expires_at=now + grant.ttl,
+            owner=grant.owner,
+            token=int(rows[0]["token"]),
+        )
+        await conn.execute(
+            "INSERT INTO leases (key, holder, rollback_id, owner, token, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "holder = excluded.holder, rollback_id = excluded.rollback_id, "
+            "owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at",
+            [key, lease.holder, rollback_id, lease.owner, lease.token, iso(lease.expires_at)],
+        )
+        return lease
+
+    async def _record(
+        self, conn: aiosqlite.Connection, audit: AuditEntry | None, event: Event | None
+    ) -> None:
+        """Append an audit record and a timeline line, in the caller's transaction."""
+        if audit is not None:
+            await conn.execute(
+                "INSERT INTO audit (at, actor, action, rollback_id, details) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    iso(audit.at),
+                    audit.actor,
+                    audit.action,
+                    audit.rollback_id,
+                    json.dumps(audit.details),
+                ],
+            )
+        if event is not None:
             try:
                 await conn.execute(
-                    "INSERT INTO checklist (rollback_id, item, done, actor, at) "
+                    "INSERT INTO events (rollback_id, at, actor, kind, text) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    [mark.rollback_id, mark.item, int(mark.done), mark.actor, _iso(mark.at)],
+                    [event.rollback_id, iso(event.at), event.actor, event.kind, event.text],
                 )
             except aiosqlite.IntegrityError as exc:
-                raise KeyError(mark.rollback_id) from exc
-
-    async def checklist_marks(self, rollback_id: str) -> list[ChecklistMark]:
-        """Return a rollback's checklist marks, oldest first."""
-        async with self._transaction("DEFERRED") as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT * FROM checklist WHERE rollback_id = ? ORDER BY seq", [rollback_id]
-            )
-        return [
-            ChecklistMark(
-                rollback_id=row["rollback_id"],
-                item=row["item"],
-                done=bool(row["done"]),
-                actor=row["actor"],
-                at=_when(row["at"]),
-            )
-            for row in rows
-        ]
-
-    async def claim_delivery(self, delivery: Delivery) -> bool:
-        """Claim (rollback_id, key) for this delivery; False when it was claimed already."""
-        async with self._transaction() as conn:
-            try:
-                cursor = await conn.execute(
-                    "INSERT OR IGNORE INTO deliveries "
-                    "(rollback_id, key, actor, at, channel, ts, body) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        delivery.rollback_id,
-                        delivery.key,
-                        delivery.actor,
-                        _iso(delivery.at),
-                        delivery.channel,
-                        delivery.ts,
-                        delivery.body,
-                    ],
-                )
-            except aiosqlite.IntegrityError as exc:
-                raise KeyError(delivery.rollback_id) from exc
-            return cursor.rowcount == 1
-
-    async def update_delivery(
-        self,
-        rollback_id: str,
-        key: str,
-        *,
-        channel: str | None = None,
-        ts: str | None = None,
-        body: str | None = None,
-    ) -> None:
-        """Set the given fields of a claimed delivery (where it was posted, its text)."""
-        given = {"channel": channel, "ts": ts, "body": body}
-        fields = {name: value for name, value in given.items() if value is not None}
-        if not fields:
-            return
-        sets = ", ".join(f"{name} = ?" for name in fields)
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                f"UPDATE deliveries SET {sets} WHERE rollback_id = ? AND key = ?",  # noqa: S608
-                [*fields.values(), rollback_id, key],
-            )
-            if cursor.rowcount != 1:
-                raise KeyError(f"{rollback_id}/{key}")
-
-    async def delivery(self, rollback_id: str, key: str) -> Delivery | None:
-        """Return a claimed delivery, or None."""
-        async with self._transaction("DEFERRED") as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    "SELECT * FROM deliveries WHERE rollback_id = ? AND key = ?",
-                    [rollback_id, key],
-                )
-            )
-        if not rows:
-            return None
-        row = rows[0]
-        return Delivery(
-            rollback_id=row["rollback_id"],
-            key=row["key"],
-            actor=row["actor"],
-            at=_when(row["at"]),
-            channel=row["channel"],
-            ts=row["ts"],
-            body=row["body"],
-        )
-
-    async def release_delivery(self, rollback_id: str, key: str) -> None:
-        """Drop a claim whose work failed, so it can be tried again."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "DELETE FROM deliveries WHERE rollback_id = ? AND key = ?", [rollback_id, key]
-            )
+                raise KeyError(event.rollback_id) from exc
 
     async def _update(
         self,
         conn: aiosqlite.Connection,
         rollback_id: str,
         fields: dict[str, Any],
-        condition: str,
-        condition_params: list[Any],
+        *,
+        open_key: str | None = None,
     ) -> bool:
-        """Apply `fields` to one row in a single UPDATE; return whether it matched."""
+        """Apply `fields` to one row in a single UPDATE; return whether it matched.
+
+        A new state comes with the open slot it leaves the row in (`open_key`).
+        """
         fields.setdefault("updated_at", utcnow())
         columns, data, approvers = _encode(fields)
         sets = [f"{name} = ?" for name in columns]
         params: list[Any] = list(columns.values())
+        if "state" in fields:
+            sets.append("open_key = ?")
+            params.append(open_key)
         if data:
             sets.append(f"data = json_set(data{', ?, json(?)' * len(data)})")
             for name, value in data.items():
                 params.extend([f"$.{name}", value])
         cursor = await conn.execute(
-            f"UPDATE rollbacks SET {', '.join(sets)} WHERE id = ? {condition}",  # noqa: S608
-            [*params, rollback_id, *condition_params],
+            f"UPDATE rollbacks SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
+            [*params, rollback_id],
         )
         if cursor.rowcount != 1:
             return False
@@ -568,13 +403,20 @@ class SQLiteStore:
 
     async def _approve(
         self, conn: aiosqlite.Connection, rollback_id: str, users: Iterable[str]
-    ) -> None:
-        """Record approvals that are not there yet."""
-        at = _iso(utcnow())
-        await conn.executemany(
-            "INSERT OR IGNORE INTO approvals (rollback_id, user, at) VALUES (?, ?, ?)",
-            [(rollback_id, user, at) for user in users],
-        )
+    ) -> bool:
+        """Record approvals that are not there yet; return True when any was new."""
+        at = iso(utcnow())
+        added = False
+        for user in users:
+            try:
+                cursor = await conn.execute(
+                    "INSERT OR IGNORE INTO approvals (rollback_id, user, at) VALUES (?, ?, ?)",
+                    [rollback_id, user, at],
+                )
+            except aiosqlite.IntegrityError as exc:
+                raise KeyError(rollback_id) from exc
+            added = added or cursor.rowcount == 1
+        return added
 
     async def _approvers(
         self, conn: aiosqlite.Connection, rollback_ids: Collection[str]
@@ -585,7 +427,7 @@ class SQLiteStore:
             return approvers
         rows = await conn.execute_fetchall(
             f"SELECT rollback_id, user FROM approvals "  # noqa: S608
-            f"WHERE rollback_id IN ({_placeholders(rollback_ids)}) ORDER BY seq",
+            f"WHERE rollback_id IN ({placeholders(rollback_ids)}) ORDER BY seq",
             list(rollback_ids),
         )
         for row in rows:
@@ -610,159 +452,7 @@ class SQLiteStore:
             for row in rows
         ]
 
-    # -- scheduled jobs (monitoring windows, escalations) ------------------------------
 
-    async def schedule_job(self, job: Job) -> bool:
-        """Insert a job unless one with its id exists (in any state); return True if inserted."""
-        async with self._transaction() as conn:
-            try:
-                cursor = await conn.execute(
-                    "INSERT OR IGNORE INTO jobs (id, rollback_id, kind, due_at, state, payload, "
-                    "attempts, claim, lease_until, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 0, NULL, NULL, ?, ?)",
-                    [
-                        job.id,
-                        job.rollback_id,
-                        job.kind.value,
-                        _iso(job.due_at),
-                        job.state.value,
-                        json.dumps(job.payload),
-                        _iso(job.created_at),
-                        _iso(job.updated_at),
-                    ],
-                )
-            except aiosqlite.IntegrityError as exc:
-                raise KeyError(job.rollback_id) from exc
-            return cursor.rowcount == 1
-
-    async def get_job(self, job_id: str) -> Job | None:
-        """Return the job with this id, or None."""
-        async with self._transaction("DEFERRED") as conn:
-            rows = list(await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id]))
-        return _job(rows[0]) if rows else None
-
-    async def due_jobs(self, now: datetime, limit: int = 50) -> list[Job]:
-        """Return pending jobs due by `now` and running ones whose lease has passed."""
-        async with self._transaction("DEFERRED") as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT * FROM jobs WHERE {_CLAIMABLE} ORDER BY due_at, id LIMIT ?",  # noqa: S608
-                [_iso(now), _iso(now), limit],
-            )
-        return [_job(row) for row in rows]
-
-    async def claim_job(self, job_id: str, now: datetime, lease: timedelta) -> Job | None:
-        """Atomically take a due job (or one whose lease has passed) for one run."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE jobs SET state = ?, claim = ?, lease_until = ?, "  # noqa: S608
-                f"attempts = attempts + 1, updated_at = ? WHERE id = ? AND {_CLAIMABLE}",
-                [
-                    JobState.RUNNING.value,
-                    secrets.token_hex(8),
-                    _iso(now + lease),
-                    _iso(utcnow()),
-                    job_id,
-                    _iso(now),
-                    _iso(now),
-                ],
-            )
-            if cursor.rowcount != 1:
-                return None
-            rows = await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id])
-            return _job(next(iter(rows)))
-
-    async def finish_job(
-        self,
-        claimed: Job,
-        state: JobState,
-        *,
-        due_at: datetime | None = None,
-        payload: dict[str, Any] | None = None,
-    ) -> Job | None:
-        """End a run: leave the job `state` (pending again at `due_at`, done or failed)."""
-        state = JobState(state)
-        if state not in {JobState.PENDING, JobState.DONE, JobState.FAILED}:
-            raise ValueError(f"a run cannot leave a job {state.value}: use cancel_jobs()")
-        sets = ["state = ?", "claim = NULL", "lease_until = NULL", "updated_at = ?"]
-        params: list[Any] = [state.value, _iso(utcnow())]
-        if due_at is not None:
-            sets.append("due_at = ?")
-            params.append(_iso(due_at))
-        if payload is not None:
-            sets += ["payload = ?", "attempts = 0"]
-            params.append(json.dumps(payload))
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                f"UPDATE jobs SET {', '.join(sets)} "  # noqa: S608
-                "WHERE id = ? AND state = ? AND claim = ?",
-                [*params, claimed.id, JobState.RUNNING.value, claimed.claim],
-            )
-            if cursor.rowcount != 1:
-                return None
-            rows = await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [claimed.id])
-            return _job(next(iter(rows)))
-
-    async def cancel_jobs(
-        self, rollback_id: str, kinds: Collection[JobKind] | None = None
-    ) -> list[Job]:
-        """Cancel a rollback's pending and running jobs (of these kinds); return those cancelled."""
-        where, params = _live_jobs(kinds)
-        async with self._transaction() as conn:
-            rows = list(
-                await conn.execute_fetchall(
-                    f"SELECT * FROM jobs WHERE rollback_id = ? AND {where}",  # noqa: S608
-                    [rollback_id, *params],
-                )
-            )
-            ids = [row["id"] for row in rows]
-            if ids:
-                await conn.execute(
-                    "UPDATE jobs SET state = ?, claim = NULL, "  # noqa: S608
-                    f"lease_until = NULL, updated_at = ? WHERE id IN ({_placeholders(ids)})",
-                    [JobState.CANCELLED.value, _iso(utcnow()), *ids],
-                )
-        return [_job(row).model_copy(update={"state": JobState.CANCELLED}) for row in rows]
-
-    async def pending_jobs(self, kinds: Collection[JobKind] | None = None) -> list[Job]:
-        """Return the pending and running jobs (of these kinds), soonest due first."""
-        where, params = _live_jobs(kinds)
-        async with self._transaction("DEFERRED") as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT * FROM jobs WHERE {where} ORDER BY due_at, id",  # noqa: S608
-                params,
-            )
-        return [_job(row) for row in rows]
-
-
-# A job a run may take: pending and due, or running under a lease that has passed (its
-# process died). Parameters: now, now.
-_CLAIMABLE = "((state = 'pending' AND due_at <= ?) OR (state = 'running' AND lease_until < ?))"
-
-
-def _live_jobs(kinds: Collection[JobKind] | None) -> tuple[str, list[Any]]:
-    """Return an SQL condition (and its parameters) for pending and running jobs of kinds."""
-    states = [state.value for state in LIVE_JOB_STATES]
-    where = f"state IN ({_placeholders(states)})"
-    params: list[Any] = list(states)
-    if kinds is not None:
-        wanted = [JobKind(kind).value for kind in kinds] or [""]
-        where += f" AND kind IN ({_placeholders(wanted)})"
-        params += wanted
-    return where, params
-
-
-def _job(row: aiosqlite.Row) -> Job:
-    """Build a Job from its row."""
-    return Job(
-        id=row["id"],
-        rollback_id=row["rollback_id"],
-        kind=row["kind"],
-        due_at=_when(row["due_at"]),
-        state=row["state"],
-        payload=json.loads(row["payload"]),
-        attempts=row["attempts"],
-        claim=row["claim"],
-        lease_until=_when(row["lease_until"]) if row["lease_until"] else None,
-        created_at=_when(row["created_at"]),
-        updated_at=_when(row["updated_at"]),
-    )
+def _holds(lease: Lock | None, rollback_id: str, token: int) -> bool:
+    """Return True when `lease` is rollback_id's lease under exactly this token."""
+    return lease is not None and lease.rollback_id == rollback_id and lease.token == token

@@ -1,0 +1,442 @@
+"""Running an approved rollback under its lease: steps, verification, outcome, sweeping.
+
+The lease taken at approval is renewed by a heartbeat while the rollback runs; every
+state write carries its fencing token, so a process that lost it (paused, partitioned,
+taken over) can no longer change anything. A rollback whose owner's lease expired, or
+whose owner died on this machine, is taken over by a sweeper that first asks the
+provider what really runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from bot.errors import RollbotError
+from bot.leases import renewing
+from bot.models import Rollback, State, StepStatus, utcnow
+from bot.planning import describe, run_step
+from bot.render import render
+from bot.reporting import Guarded, Reporter
+from bot.states import LOCKED_STATES, WAITING, Trigger
+from bot.store.base import LeaseGrant
+from bot.verification import CheckResult, all_passed, render_table, run_checks
+from providers.base import ProviderError
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+log = structlog.get_logger(__name__)
+
+NO_CHECKS = "no checks configured"
+
+# What runs an approved rollback once it is "running", up to its outcome.
+Runner = Callable[[Rollback, Reporter], Awaitable[Rollback]]
+
+
+def failure_text(rollback: Rollback) -> str:
+    """Render what failed, where each target stands and the guide's options."""
+    return render("rollback_failed.md.j2", rb=rollback, restorable=rollback.touched_database)
+
+
+class Execution:
+    """The Engine's part that runs approved rollbacks (mixed into Engine)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._active: set[asyncio.Task[object]] = set()
+
+    def _engine(self) -> Engine:
+        return self  # type: ignore[return-value]
+
+    @property
+    def _ttl(self) -> timedelta:
+        return timedelta(seconds=self._engine().config.runtime.lock_ttl_seconds)
+
+    async def execute(
+        self, rollback_id: str, reporter: Reporter, run: Runner | None = None
+    ) -> Rollback | None:
+        """Run an approved rollback and verify it; None when it does not run here.
+
+        It runs in the process that approved it (which holds its lease). `run` replaces
+        what runs between "running" and the outcome (a drill runs two legs); the lease,
+        the shutdown and the crash handling around it stay the same.
+        """
+        engine = self._engine()
+        guarded = Guarded(reporter)
+        approved = await engine.store.get(rollback_id)
+        lease = engine.leases.get(rollback_id)
+        if approved is None or approved.state is not State.APPROVED or lease is None:
+            return None
+        task = asyncio.current_task()
+        if task:
+            self._active.add(task)
+        started = self._clock()
+        rollback = approved
+
+        async def renew() -> bool:
+            return await engine.store.renew_lease(lease.key, rollback_id, lease.token, self._ttl)
+
+        def lost() -> None:
+            if task is not None:
+                task.cancel()
+
+        try:
+            with structlog.contextvars.bound_contextvars(
+                rollback_id=rollback_id, service=approved.service, environment=approved.environment
+            ):
+                async with renewing(renew, self._ttl.total_seconds() / 3, lost):
+                    if await self._stale(approved, guarded):
+                        return None
+                    steps = f" in {len(approved.steps)} steps" if approved.multi_step else ""
+                    rollback = await engine.apply(
+                        approved,
+                        Trigger.START,
+                        "rollbot",
+                        None
+                        if approved.drill
+                        else f"Rolling back {approved.service}/{approved.environment} to "
+                        f"{approved.target_version}{steps}",
+                    )
+                    log.info("rollback started", user=rollback.requested_by)
+                    rollback = await (run or self._run)(rollback, guarded)
+        except BaseException:
+            # Whatever escaped (a bug, a shutdown, a lost lease) must not leave the
+            # rollback "running" forever nor the service locked, nor the thread silent.
+            await asyncio.shield(self._interrupted(rollback_id, guarded))
+            raise
+        finally:
+            if task:
+                self._active.discard(task)
+        log.info(
+            "rollback finished",
+            rollback_id=rollback.id,
+            state=rollback.state.value,
+            duration_s=round(self._clock() - started, 2),
+        )
+        return rollback
+
+    async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:
+        """Cancel an approved rollback whose service was redeployed since the request."""
+        first_done = bool(rollback.steps) and rollback.steps[0].status is StepStatus.DONE
+        if first_done and rollback.bad_commit:
+            return False  # a reverted commit leaves no version name to compare with
+        expected = rollback.target_version if first_done else rollback.current_version
+        provider = self._engine().providers.get(rollback.service, rollback.environment)
+        try:
+            running = await provider.current_version()
+        except ProviderError:
+            return False  # the rollback itself will meet and report the same problem
+        if running == expected:
+            return False
+        why = (
+            f"{rollback.service}/{rollback.environment} now runs {running}, not "
+            f"{expected} as when this was "
+            + ("retried" if first_done else "requested")
+            + ". Nothing was changed; request the rollback again if it is still needed."
+        )
+        moved = await self._engine().apply(
+            rollback,
+            Trigger.CANCEL_STALE,
+            "rollbot",
+            why,
+            error=why,
+            target_state=f"unchanged: runs {running}",
+        )
+        await reporter.finished(moved, f":information_source: {why}")
+        return True
+
+    async def _interrupted(self, rollback_id: str, reporter: Reporter) -> None:
+        engine = self._engine()
+        if rollback_id not in engine.leases:
+            return  # finished, or taken over by another process: it is not ours to end
+        try:
+            rollback = await engine.get(rollback_id)
+            moved = await engine.apply(
+                rollback,
+                Trigger.INTERRUPT,
+                "rollbot",
+                "rollbot stopped in the middle of this rollback.",
+                error="rollbot stopped in the middle of this rollback.",
+                target_state=await self.state_now(rollback),
+            )
+        except RollbotError as exc:
+            log.warning("could not record the interruption", reason=exc.message)
+            return
+        await reporter.finished(moved, failure_text(moved))
+
+    async def drain(self, wait_seconds: float, cancel_seconds: float) -> None:
+        """Wait for running rollbacks to end; then cancel them and let them clean up."""
+        if not self._active:
+            return
+        log.info("waiting for running rollbacks", count=len(self._active))
+        _, pending = await asyncio.wait(set(self._active), timeout=wait_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            # Cancelled rollbacks put the old containers back and record themselves
+            # as interrupted; they get a short, separate budget for that.
+            await asyncio.wait(pending, timeout=cancel_seconds)
+
+    async def _run(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        for index, step in enumerate(rollback.steps):
+            if step.status in {StepStatus.DONE, StepStatus.SKIPPED}:
+                continue
+            failed = await self._run_step(rollback, reporter, index)
+            if failed is not None:
+                return failed
+        rollback = await self._verified(await self._engine().get(rollback.id), reporter)
+        if rollback.state is not State.VERIFYING:
+            return rollback
+        checked = rollback.verification != NO_CHECKS
+        rollback = await self._engine().apply(
+            rollback,
+            Trigger.SUCCEED,
+            "rollbot",
+            f"Rolled back to {rollback.target_version}; "
+            + ("verification passed" if checked else "no checks configured"),
+        )
+        await reporter.finished(rollback, self.notification(rollback, verified=checked))
+        return rollback
+
+    async def _verified(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        """Verify a rollback whose steps ran: VERIFYING when the checks pass, else FAILED."""
+        rollback = await self._engine().apply(rollback, Trigger.VERIFY, "rollbot", None)
+        results = await self.verify(rollback)
+        rollback = await self.write(
+            rollback,
+            verification=(
+                f"{sum(r.ok for r in results)}/{len(results)} checks passed"
+                if results
+                else NO_CHECKS
+            ),
+            verification_table=render_table(results) if results else None,
+        )
+        if results:
+            await reporter.verified(rollback, results)
+        else:
+            await self._progress(
+                rollback,
+                reporter,
+                "No verification checks are configured here: health was NOT checked.",
+            )
+        if not all_passed(results):
+            failed_checks = ", ".join(r.name for r in results if not r.ok)
+            return await self._fail(
+                rollback,
+                reporter,
+                f"Verification failed: {failed_checks}.",
+                await self.state_now(rollback),
+            )
+        return rollback
+
+    async def _progress(self, rollback: Rollback, reporter: Reporter, text: str) -> None:
+        await self._engine().record(rollback, "rollbot", "step", text)
+        await reporter.progress(rollback, text)
+
+    async def _run_step(
+        self, rollback: Rollback, reporter: Reporter, index: int
+    ) -> Rollback | None:
+        """Run one step; on failure mark it and the later ones, and fail the rollback."""
+        engine = self._engine()
+        step = rollback.steps[index]
+        target = engine.providers.step(rollback.service, rollback.environment, index)
+        count = len(rollback.steps)
+        prefix = f"Step {index + 1}/{count} ({step.name}): " if rollback.multi_step else ""
+
+        said: set[str] = set()
+
+        async def progress(text: str) -> None:
+            said.add(text)
+            await self._progress(rollback, reporter, prefix + text)
+
+        await self._set_step(rollback.id, index, status=StepStatus.RUNNING)
+        if rollback.multi_step:
+            await self._progress(rollback, reporter, f"Step {index + 1}/{count}: {step.heading}")
+        timeout = engine.config.runtime.rollback_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                commit = rollback.bad_commit if index == 0 else None
+                outcome = await run_step(target, step, commit, progress)
+        except (ProviderError, TimeoutError) as exc:
+            message = (
+                exc.message
+                if isinstance(exc, ProviderError)
+                else f"The rollback did not finish within {timeout:g} s."
+            )
+            state = getattr(exc, "target_state", None) or await describe(target)
+            await self._set_step(rollback.id, index, status=StepStatus.FAILED, result=message)
+            for later in range(index + 1, count):
+                await self._set_step(rollback.id, later, status=StepStatus.NOT_RUN)
+            if rollback.multi_step:
+                message = f"Step {index + 1} of {count} ({step.name}) failed: {message}"
+                state = await self.state_now(await engine.get(rollback.id), {index: state})
+            return await self._fail(rollback, reporter, message, state, failed_step=index)
+        for note in [outcome.summary, *outcome.notes]:
+            if note not in said:  # providers often report their last line as the summary too
+                await progress(note)
+        await self._set_step(rollback.id, index, status=StepStatus.DONE, result=outcome.summary)
+        return None
+
+    async def write(self, rollback: Rollback, **fields: object) -> Rollback:
+        """Set fields of a rollback this process runs, under its lease's fencing token."""
+        engine = self._engine()
+        lease = engine.leases.get(rollback.id)
+        fence = (lease.key, lease.token) if lease else ("", -1)
+        return await engine.store.update(rollback.id, fence=fence, **fields)
+
+    async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
+        rollback = await self._engine().get(rollback_id)
+        steps = list(rollback.steps)
+        steps[index] = steps[index].model_copy(update=fields)
+        return await self.write(rollback, steps=steps)
+
+    async def state_now(self, rollback: Rollback, known: dict[int, str] | None = None) -> str:
+        """Say what each step's target holds now, asked from it (`known`: already asked)."""
+        known = known or {}
+        lines = []
+        for index, step in enumerate(rollback.steps or [None]):
+            state = known.get(index) or await describe(
+                self._engine().providers.step(rollback.service, rollback.environment, index)
+            )
+            if step is None or not rollback.multi_step:
+                return state
+            lines.append(f"{index + 1}. {step.name} ({step.status.value}): {state}")
+        return "\n".join(lines)
+
+    async def verify(self, rollback: Rollback) -> list[CheckResult]:
+        """Run the environment's checks and record the outcome."""
+        engine = self._engine()
+        checks = engine.config.environment(rollback.service, rollback.environment).checks
+        runtime = engine.config.runtime
+        results = await run_checks(
+            checks,
+            deadline_seconds=runtime.verify_deadline_seconds,
+            interval_seconds=runtime.verify_interval_seconds,
+        )
+        passed = sum(r.ok for r in results)
+        await engine.record(
+            rollback,
+            "rollbot",
+            "verification",
+            f"Verification: {passed}/{len(results)} checks passed",
+        )
+        return results
+
+    async def _fail(
+        self,
+        rollback: Rollback,
+        reporter: Reporter,
+        message: str,
+        target_state: str,
+        failed_step: int | None = None,
+    ) -> Rollback:
+        # The store frees the service with the same write: whoever reads "retry" can.
+        rollback = await self._engine().apply(
+            await self._engine().get(rollback.id),
+            Trigger.FAIL,
+            "rollbot",
+            f"Rollback failed: {message}",
+            error=message,
+            target_state=target_state,
+            failed_step=failed_step,
+        )
+        await reporter.finished(rollback, failure_text(rollback))
+        return rollback
+
+    def notification(self, rollback: Rollback, *, verified: bool = True) -> str:
+        """Render the guide's internal notification for a finished rollback."""
+        engine = self._engine()
+        finished = rollback.finished_at or utcnow()
+        row = engine.config.decision_matrix.get(rollback.issue or "")
+        impact = f"{row.severity.value} severity: {row.label}" if row else "not assessed"
+        return render(
+            "internal_notification.md.j2",
+            rb=rollback,
+            date=finished.strftime("%Y-%m-%d"),
+            impact=impact,
+            status=(
+                "All systems operational."
+                if verified
+                else "Rolled back; no health checks are configured, so verify by hand."
+            ),
+            minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
+        )
+
+    async def sweep(self) -> list[Rollback]:
+        """Expire stale requests, and take over rollbacks whose owner's lease is gone.
+
+        A rollback whose lease is alive is left alone, whoever holds it. One whose lease
+        expired, or whose owner died on this machine, is taken over (a new lease, so the
+        old owner's writes are refused), asked what runs, and marked interrupted. Returns
+        the rollbacks it moved, so their cards and threads can say so.
+        """
+        engine = self._engine()
+        moved: list[Rollback] = []
+        now = utcnow()
+        for rollback in await engine.store.find(states=WAITING, limit=500):
+            limit = timedelta(minutes=engine.policy(rollback).expires_after_minutes)
+            if now - rollback.created_at > limit:
+                why = "Expired without approval; nothing was changed."
+                moved += await self._quietly(
+                    engine.apply(rollback, Trigger.EXPIRE, "rollbot", why, error=why)
+                )
+        leases = {lease.rollback_id: lease for lease in await engine.store.locks(expired=True)}
+        for rollback in await engine.store.find(states=LOCKED_STATES, limit=500):
+            if rollback.id in engine.leases:
+                continue  # ours, running here
+            lease = leases.get(rollback.id)
+            if lease and lease.live(now) and not engine.owner.surely_dead(lease.owner):
+                continue  # alive in another process: never touched
+            me = str(engine.owner)
+            taken = await engine.store.take_lease(
+                rollback.lock_key,
+                rollback.id,
+                LeaseGrant("rollbot", me, self._ttl),
+                takeover_from=lease.owner if lease else None,
+            )
+            if taken.rollback_id != rollback.id or taken.owner != me:
+                continue
+            engine.leases[rollback.id] = taken
+            why = "Interrupted: rollbot stopped while this rollback was in flight."
+            state = await self.state_now(rollback)
+            found = await self._quietly(
+                engine.apply(
+                    rollback, Trigger.ORPHAN, "rollbot", why, error=why, target_state=state
+                )
+            )
+            if not found and engine.leases.pop(rollback.id, None) is not None:
+                await engine.store.release_lease(taken.key, rollback.id, taken.token)
+            moved += found
+        return moved
+
+    @staticmethod
+    async def _quietly(move: Awaitable[Rollback]) -> list[Rollback]:
+        """Apply a sweeper's transition; someone else moving it first is no error."""
+        try:
+            return [await move]
+        except RollbotError as exc:
+            log.info("sweep skipped", reason=exc.message)
+            return []
+
+    # -- drills: bot/drill.py runs a rollback there and back with these -----------------
+
+    async def run_leg(self, rollback: Rollback, reporter: Reporter) -> Rollback:
+        """Run step 1 of a running rollback to its target, then verify; the lease stays held.
+
+        Returns the rollback verifying (its checks passed) or failed, as a rollback's own
+        run leaves it, so a drill can go on to its next leg or stop where it failed.
+        """
+        failed = await self._run_step(rollback, reporter, 0)
+        if failed is not None:
+            return failed
+        return await self._verified(await self._engine().get(rollback.id), reporter)
+
+
+
+__all__ = ["NO_CHECKS", "Execution", "Guarded", "Runner", "failure_text"]
