@@ -166,7 +166,7 @@ async def test_drill_refuses_production_and_changes_nothing(
     del config["services"]["backend"]["environments"]["staging"]
     without_staging = Drills(make_engine(engines, store, config))
     with pytest.raises(
-        InvalidRequest, match=r"no staging environment; name .*\(it has only production\)"
+        InvalidRequest, match=r"no staging environment; name .*\(it has only protected ones\)"
     ):
         await without_staging.start(service="backend", environment=None, user=REQUESTER)
 

@@ -88,6 +88,8 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
         columns, _, _ = _encode({name: getattr(rollback, name) for name in _COLUMNS})
         body = rollback.model_dump(mode="json", exclude={*_COLUMNS, *_DERIVED})
         async with self._transaction() as conn:
+            if await self._select(conn, "WHERE id = ?", [rollback.id]):
+                raise ValueError(f"rollback {rollback.id!r} already exists")
             if rollback.open_key is not None:
                 other = await self._select(conn, "WHERE open_key = ?", [rollback.open_key])
                 if other:

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from bot.models import AuditEntry, Event, PlanStep, Rollback, State, StepStatus
+from bot.states import LockChange
 from bot.store import open_store
+from bot.store.base import Change, Fenced, LeaseGrant, OpenSlotTaken, Refusal
 from bot.store.sqlite import SQLiteStore
+from bot.store.sqlite_base import MIGRATIONS, V1
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -164,54 +167,95 @@ async def test_create_twice_is_refused(store: SQLiteStore) -> None:
         await store.create(make())
 
 
-async def test_transition_compare_and_set(store: SQLiteStore) -> None:
+def change(
+    rollback_id: str,
+    sources: set[State],
+    target: State,
+    lock: LockChange = LockChange.NONE,
+    *,
+    token: int | None = None,
+    owner: str = "me",
+    **fields: object,
+) -> Change:
+    """A transition with its audit record; TAKE asks for a five-minute lease."""
+    grant = LeaseGrant("U1", owner, timedelta(minutes=5)) if lock is LockChange.TAKE else None
+    return Change(
+        rollback_id=rollback_id,
+        sources=frozenset(sources),
+        target=target,
+        lock=lock,
+        audit=[AuditEntry(actor="U1", action=target.value, rollback_id=rollback_id)],
+        events=[Event(rollback_id=rollback_id, actor="U1", kind=target.value, text="moved")],
+        fields=dict(fields),
+        token=token,
+        grant=grant,
+    )
+
+
+async def test_apply_is_a_compare_and_set_with_its_audit(store: SQLiteStore) -> None:
     await store.create(make(state=State.REQUESTED, created_at=T0, updated_at=T0))
 
-    assert await store.transition("rb-1", {State.AWAITING_APPROVAL}, State.APPROVED) is None
+    refused = await store.apply(change("rb-1", {State.AWAITING_APPROVAL}, State.APPROVED))
+    assert refused.rollback is None and refused.refusal is Refusal.STATE
+    assert refused.current is not None and refused.current.state is State.REQUESTED
     unchanged = await store.get("rb-1")
-    assert unchanged is not None
-    assert unchanged.state is State.REQUESTED
-    assert unchanged.updated_at == T0
+    assert unchanged is not None and unchanged.updated_at == T0
+    assert await store.audit_log("rb-1") == [] and await store.events("rb-1") == []
 
-    moved = await store.transition(
-        "rb-1", {State.REQUESTED}, State.SEVERITY_CONFIRMED, severity="high", issue="slow"
-    )
-    assert moved is not None
-    assert moved.state is State.SEVERITY_CONFIRMED
+    moved = (
+        await store.apply(
+            change(
+                "rb-1",
+                {State.REQUESTED},
+                State.SEVERITY_CONFIRMED,
+                severity="high",
+                issue="slow",
+            )
+        )
+    ).rollback
+    assert moved is not None and moved.state is State.SEVERITY_CONFIRMED
     assert (moved.severity, moved.issue) == ("high", "slow")
-    assert moved.updated_at > T0
-    assert moved.finished_at is None
+    assert moved.updated_at > T0 and moved.finished_at is None
     assert await store.get("rb-1") == moved
+    assert [e.action for e in await store.audit_log("rb-1")] == ["severity_confirmed"]
+    assert [e.text for e in await store.events("rb-1")] == ["moved"]
+    with pytest.raises(KeyError):
+        await store.apply(change("missing", {State.REQUESTED}, State.CANCELLED))
 
-    assert await store.transition("missing", {State.REQUESTED}, State.CANCELLED) is None
-    assert await store.transition("rb-1", set(), State.CANCELLED) is None
 
-
-async def test_transition_to_final_state_sets_finished_at(store: SQLiteStore) -> None:
-    await store.create(make("a", state=State.VERIFYING))
-    await store.create(make("b", state=State.RUNNING))
-    done = await store.transition("a", {State.VERIFYING}, State.SUCCEEDED)
-    assert done is not None
-    assert done.finished_at is not None
+async def test_a_final_state_sets_finished_at_and_frees_the_lock(store: SQLiteStore) -> None:
+    await store.create(make("a", state=State.AWAITING_APPROVAL))
+    taken = await store.apply(
+        change("a", {State.AWAITING_APPROVAL}, State.APPROVED, LockChange.TAKE)
+    )
+    assert taken.lease is not None and await store.locks() == [taken.lease]
+    token = taken.lease.token
+    await store.apply(change("a", {State.APPROVED}, State.RUNNING, LockChange.KEEP, token=token))
+    done = (
+        await store.apply(
+            change("a", {State.RUNNING}, State.FAILED, LockChange.RELEASE, token=token, error="x")
+        )
+    ).rollback
+    assert done is not None and done.finished_at is not None and done.error == "x"
     assert done.finished_at.tzinfo is not None
-    given = await store.transition("b", {State.RUNNING}, State.FAILED, finished_at=T0, error="x")
-    assert given is not None
-    assert (given.finished_at, given.error) == (T0, "x")
+    assert await store.locks() == []
 
 
-async def test_transition_and_update_refuse_bad_fields(store: SQLiteStore) -> None:
+async def test_apply_and_update_refuse_bad_fields(store: SQLiteStore) -> None:
     await store.create(make())
     with pytest.raises(ValueError):
-        await store.transition("rb-1", {State.REQUESTED}, State.CANCELLED, state="running")
+        await store.apply(change("rb-1", {State.REQUESTED}, State.CANCELLED, state="running"))
     with pytest.raises(ValueError):
-        await store.transition("rb-1", {State.REQUESTED}, State.CANCELLED, nonsense=1)
+        await store.apply(change("rb-1", {State.REQUESTED}, State.CANCELLED, nonsense=1))
+    with pytest.raises(ValueError, match="token"):
+        await store.apply(change("rb-1", {State.REQUESTED}, State.RUNNING, LockChange.KEEP))
     with pytest.raises(ValueError):
         await store.update("rb-1", state=State.RUNNING)
     with pytest.raises(ValueError):
         await store.update("rb-1", dry_run="not a bool")
     got = await store.get("rb-1")
-    assert got is not None
-    assert got.state is State.REQUESTED
+    assert got is not None and got.state is State.REQUESTED
+    assert await store.audit_log() == []
 
 
 async def test_update_sets_fields(store: SQLiteStore) -> None:
@@ -227,30 +271,39 @@ async def test_update_sets_fields(store: SQLiteStore) -> None:
         await store.update("missing", error="x")
 
 
-async def test_two_stores_racing_one_transition_have_one_winner(
+async def test_two_stores_racing_one_transition_have_one_winner_and_one_record(
     store: SQLiteStore, other: SQLiteStore
 ) -> None:
     await store.create(make(state=State.AWAITING_APPROVAL))
     results = await asyncio.gather(
         *(
-            (store, other)[i % 2].transition(
-                "rb-1", {State.AWAITING_APPROVAL}, State.APPROVED, error=f"winner {i}"
+            (store, other)[i % 2].apply(
+                change(
+                    "rb-1",
+                    {State.AWAITING_APPROVAL},
+                    State.APPROVED,
+                    LockChange.TAKE,
+                    owner=f"process-{i % 2}",
+                    error=f"winner {i}",
+                )
             )
             for i in range(20)
         )
     )
-    winners = [r for r in results if r is not None]
+    winners = [r for r in results if r.rollback is not None]
     assert len(winners) == 1
-    assert await other.get("rb-1") == winners[0]
+    assert await other.get("rb-1") == winners[0].rollback
+    assert [e.action for e in await store.audit_log("rb-1")] == ["approved"]
+    assert await store.locks() == [winners[0].lease]
 
 
-async def test_two_stores_racing_for_a_lock_have_one_holder(
+async def test_two_stores_racing_for_a_lease_have_one_holder(
     store: SQLiteStore, other: SQLiteStore
 ) -> None:
-    ttl = timedelta(minutes=5)
+    grant = LeaseGrant("h", "me", timedelta(minutes=5))
     results = await asyncio.gather(
         *(
-            (store, other)[i % 2].acquire_lock("backend/production", f"h{i % 2}", f"rb-{i}", ttl)
+            (store, other)[i % 2].take_lease("backend/production", f"rb-{i}", grant)
             for i in range(20)
         )
     )
@@ -260,75 +313,141 @@ async def test_two_stores_racing_for_a_lock_have_one_holder(
     assert [lock.rollback_id for lock in await other.locks()] == [f"rb-{won[0]}"]
 
 
-async def test_lock_refresh_expiry_and_takeover(store: SQLiteStore) -> None:
-    first = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=1))
-    assert first.rollback_id == "rb-1"
-    assert await store.acquire_lock("svc/prod", "h2", "rb-2", timedelta(minutes=1)) == first
-
-    extended = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=2))
-    assert extended.expires_at > first.expires_at
-    # Re-acquiring resets the TTL, so a tiny one makes the lock expire soon.
-    short = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(milliseconds=50))
-    assert short.expires_at < first.expires_at
-
-    await asyncio.sleep(0.15)
+async def test_every_grant_has_a_larger_token_and_a_stale_token_is_fenced(
+    store: SQLiteStore, other: SQLiteStore
+) -> None:
+    await store.create(make(state=State.AWAITING_APPROVAL))
+    first = await store.apply(
+        change("rb-1", {State.AWAITING_APPROVAL}, State.APPROVED, LockChange.TAKE, owner="a")
+    )
+    assert first.lease is not None
+    old = first.lease.token
+    # Its owner stops renewing: the lease lapses and another process takes it over.
+    await store.renew_lease("backend/production", "rb-1", old, timedelta(seconds=-1))
     assert await store.locks() == []
-    taken = await store.acquire_lock("svc/prod", "h2", "rb-2", timedelta(minutes=1))
-    assert (taken.holder, taken.rollback_id) == ("h2", "rb-2")
-    assert await store.locks() == [taken]
+    assert [lock.token for lock in await store.locks(expired=True)] == [old]
+    grant = LeaseGrant("rollbot", "b", timedelta(minutes=5))
+    new = await other.take_lease("backend/production", "rb-1", grant, takeover_from="a")
+    assert (new.owner, new.rollback_id) == ("b", "rb-1") and new.token > old
+
+    # Everything the first owner still tries with its old token changes nothing.
+    fenced = await store.apply(
+        change("rb-1", {State.APPROVED}, State.RUNNING, LockChange.KEEP, token=old)
+    )
+    assert fenced.refusal is Refusal.FENCED and fenced.rollback is None
+    with pytest.raises(Fenced):
+        await store.update("rb-1", fence=("backend/production", old), error="late write")
+    assert not await store.renew_lease("backend/production", "rb-1", old, timedelta(minutes=1))
+    await store.release_lease("backend/production", "rb-1", old)
+    assert await store.locks() == [new]
+    got = await store.get("rb-1")
+    assert got is not None and got.state is State.APPROVED and got.error is None
+
+    # The new owner's token works.
+    moved = await other.apply(
+        change("rb-1", {State.APPROVED}, State.INTERRUPTED, LockChange.RELEASE, token=new.token)
+    )
+    assert moved.rollback is not None and await store.locks() == []
+
+
+async def test_a_live_lease_is_not_taken_over_unless_its_owner_is_named(
+    store: SQLiteStore,
+) -> None:
+    grant = LeaseGrant("h1", "a", timedelta(minutes=1))
+    first = await store.take_lease("svc/prod", "rb-1", grant)
+    other = LeaseGrant("h2", "b", timedelta(minutes=1))
+    assert await store.take_lease("svc/prod", "rb-2", other) == first
+    assert await store.take_lease("svc/prod", "rb-1", other) == first
+    # Naming a dead owner takes over that rollback's own lease, never another's.
+    assert await store.take_lease("svc/prod", "rb-2", other, takeover_from="a") == first
+    taken = await store.take_lease("svc/prod", "rb-1", other, takeover_from="a")
+    assert (taken.owner, taken.token) == ("b", first.token + 1)
 
 
 async def test_release_by_non_holder_is_a_no_op(store: SQLiteStore, other: SQLiteStore) -> None:
-    lock = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=1))
-    await other.release_lock("svc/prod", "rb-2")
+    lock = await store.take_lease("svc/prod", "rb-1", LeaseGrant("h1", "a", timedelta(minutes=1)))
+    await other.release_lease("svc/prod", "rb-2", lock.token)
+    await other.release_lease("svc/prod", "rb-1", lock.token + 1)
     assert await store.locks() == [lock]
-    await other.release_lock("svc/prod", "rb-1")
+    await other.release_lease("svc/prod", "rb-1", lock.token)
     assert await store.locks() == []
-    again = await store.acquire_lock("svc/prod", "h2", "rb-2", timedelta(minutes=1))
-    assert again.rollback_id == "rb-2"
 
 
-async def test_locks_are_per_key(store: SQLiteStore) -> None:
-    a = await store.acquire_lock("svc/prod", "h1", "rb-1", timedelta(minutes=1))
-    b = await store.acquire_lock("svc/staging", "h1", "rb-2", timedelta(minutes=1))
-    assert await store.locks() == [a, b]
+async def test_one_open_rollback_per_service_and_environment(store: SQLiteStore) -> None:
+    await store.create(make("rb-1"))
+    with pytest.raises(OpenSlotTaken) as taken:
+        await store.create(make("rb-2"))
+    assert taken.value.other.id == "rb-1"
+    await store.create(make("rb-dry", dry_run=True))  # dry runs change nothing
+    await store.create(make("rb-staging", environment="staging"))
+    await store.apply(change("rb-1", {State.REQUESTED}, State.CANCELLED))
+    await store.create(make("rb-3", state=State.FAILED))
+    await store.create(make("rb-4"))
+    # A retry reopens a failed rollback: not while another one is open.
+    refused = await store.apply(change("rb-3", {State.FAILED}, State.APPROVED, LockChange.TAKE))
+    assert refused.refusal is Refusal.TAKEN and isinstance(refused.blocker, Rollback)
+    assert refused.blocker.id == "rb-4" and await store.locks() == []
 
 
-async def test_approvals_are_idempotent_and_ordered(store: SQLiteStore, other: SQLiteStore) -> None:
-    await store.create(make())
-    assert await store.add_approval("rb-1", "U3") == ["U3"]
-    assert await other.add_approval("rb-1", "U1") == ["U3", "U1"]
-    assert await store.add_approval("rb-1", "U3") == ["U3", "U1"]
-    assert await other.add_approval("rb-1", "U2") == ["U3", "U1", "U2"]
-    got = await store.get("rb-1")
-    assert got is not None
-    assert got.approved_by == ["U3", "U1", "U2"]
-    with pytest.raises(KeyError):
-        await store.add_approval("missing", "U1")
-
-
-async def test_approved_by_given_to_transition_joins_the_approvals(store: SQLiteStore) -> None:
-    await store.create(make(state=State.AWAITING_APPROVAL))
-    await store.add_approval("rb-1", "U2")
-    moved = await store.transition(
-        "rb-1", {State.AWAITING_APPROVAL}, State.APPROVED, approved_by=["U2", "U9"]
-    )
-    assert moved is not None
-    assert moved.approved_by == ["U2", "U9"]
-    assert await store.add_approval("rb-1", "U9") == ["U2", "U9"]
-
-
-async def test_concurrent_duplicate_approvals_count_once(
+async def test_approvals_are_recorded_once_while_awaited(
     store: SQLiteStore, other: SQLiteStore
 ) -> None:
-    await store.create(make())
-    await asyncio.gather(*((store, other)[i % 2].add_approval("rb-1", "U1") for i in range(10)))
-    assert await store.add_approval("rb-1", "U2") == ["U1", "U2"]
+    await store.create(make(state=State.AWAITING_APPROVAL))
+
+    async def approve(on: SQLiteStore, user: str) -> list[str] | None:
+        audit = AuditEntry(actor=user, action="approval", rollback_id="rb-1")
+        event = Event(rollback_id="rb-1", actor=user, kind="approval", text=f"by {user}")
+        return await on.add_approval("rb-1", user, audit, event)
+
+    assert await approve(store, "U3") == ["U3"]
+    assert await approve(other, "U1") == ["U3", "U1"]
+    assert await approve(store, "U3") is None
+    results = await asyncio.gather(*(approve((store, other)[i % 2], "U2") for i in range(10)))
+    assert results.count(["U3", "U1", "U2"]) == 1 and results.count(None) == 9
+    got = await store.get("rb-1")
+    assert got is not None and got.approved_by == ["U3", "U1", "U2"]
+    assert [e.actor for e in await store.audit_log("rb-1")] == ["U3", "U1", "U2"]
+    await store.apply(change("rb-1", {State.AWAITING_APPROVAL}, State.CANCELLED))
+    assert await approve(store, "U4") is None  # too late: nothing is written
+    with pytest.raises(KeyError):
+        await store.add_approval("missing", "U1", AuditEntry(actor="U1", action="a"), event=None)  # type: ignore[arg-type]
+
+
+async def test_a_store_of_an_earlier_version_is_upgraded_in_place(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as old:
+        old.executescript(V1)
+        for rid, state, created in (
+            ("rb-old", "failed", "2024-05-01T10:00:00.000000+00:00"),
+            ("rb-a", "awaiting_approval", "2024-05-01T11:00:00.000000+00:00"),
+            ("rb-b", "requested", "2024-05-01T12:00:00.000000+00:00"),
+        ):
+            old.execute(
+                "INSERT INTO rollbacks VALUES (?, 'backend', 'production', ?, ?, ?, NULL, ?)",
+                [
+                    rid,
+                    state,
+                    created,
+                    created,
+                    '{"requested_by": "U1", "current_version": "v2", "target_version": "v1"}',
+                ],
+            )
+        old.execute("INSERT INTO locks VALUES ('backend/production', 'U1', 'rb-a', '2999-01-01')")
+    async with SQLiteStore(str(db_path)) as upgraded, SQLiteStore(str(db_path)) as again:
+        got = await upgraded.get("rb-a")
+        assert got is not None and got.state is State.AWAITING_APPROVAL
+        assert await again.locks() == []
+        # The newest open rollback keeps the slot; creating another is refused.
+        with pytest.raises(OpenSlotTaken) as taken:
+            await upgraded.create(make("rb-new"))
+        assert taken.value.other.id == "rb-b"
+    with sqlite3.connect(db_path) as check:
+        assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
 
 
 async def test_events_are_ordered_per_rollback(store: SQLiteStore) -> None:
     await store.create(make("a"))
-    await store.create(make("b"))
+    await store.create(make("b", environment="staging"))
     late = Event(rollback_id="a", at=T0 + timedelta(seconds=2), actor="bot", kind="x", text="3")
     await store.add_event(late)
     await store.add_event(Event(rollback_id="a", at=T0, actor="U1", kind="requested", text="1"))
