@@ -108,7 +108,7 @@ class Access:
             case Who.APPROVER if user == rollback.requested_by:
                 why = "You requested this rollback, so someone else must " + doing + "."
             case Who.APPROVER:
-                why = f"Only an approver of {where} can {doing}."
+                why = f"You are not an approver for {where}."
             case Who.REQUESTER_OR_APPROVER:
                 why = f"Only the requester or an approver can {doing}."
             case Who.REQUESTER:
@@ -142,6 +142,15 @@ class Access:
                 f"You may not read rollbacks of {service}/{environment}: ask someone who may "
                 "request or approve them."
             )
+
+    async def readable(self, user: str) -> set[tuple[str, str]]:
+        """Return the (service, environment) pairs whose rollbacks `user` may read."""
+        return {
+            (service, env)
+            for service, svc in self.config.services.items()
+            for env in svc.environments
+            if await self.reader(service, env, user)
+        }
 
     async def check_drill(self, service: str, environment: str, user: str) -> None:
         """Raise NotAllowed for a protected environment or someone who may not request."""

@@ -19,7 +19,15 @@ import structlog
 from bot.access import Access
 from bot.config import ApprovalPolicy, RollbotConfig
 from bot.directory import Directory
-from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired, RollbotError
+from bot.errors import (
+    Busy,
+    Conflict,
+    InvalidRequest,
+    NotAllowed,
+    Purpose,
+    ReasonRequired,
+    RollbotError,
+)
 from bot.execution import Execution
 from bot.leases import Owner, this_process
 from bot.matrix import Action
@@ -58,9 +66,9 @@ def held_by(lock: Lock) -> str:
     return f"{what} {lock.rollback_id} of {mention(lock.holder)}"
 
 
-def where_it_is(rollback: Rollback) -> str:
-    """Say where a rollback's card is, for people who are refused because of it."""
-    return f" Its card is in <#{rollback.channel_id}>." if rollback.channel_id else ""
+def busy(other: Rollback, message: str) -> Busy:
+    """Refuse because `other` is open for the service; the answer can link to its card."""
+    return Busy(message, other.channel_id, other.message_ts)
 
 
 class Engine(Execution):
@@ -176,6 +184,13 @@ class Engine(Execution):
         log.info("refused", rollback_id=rollback_id, user=actor, what=what)
         return error
 
+    async def check_read(self, rollback: Rollback, user: str, what: str) -> None:
+        """Raise NotAllowed (audited) unless `user` may read this rollback."""
+        try:
+            await self.access.check_read(rollback.service, rollback.environment, user)
+        except NotAllowed as exc:
+            raise await self.refused(rollback.id, user, what, exc) from None
+
     async def allowed(self, trigger: Trigger, rollback: Rollback, user: str) -> None:
         """Raise NotAllowed (audited) unless `user` may cause `trigger` on this rollback."""
         entry = TRANSITIONS[trigger]
@@ -285,10 +300,10 @@ class Engine(Execution):
                     f"{current.state.label}."
                 )
             case Refusal.TAKEN if isinstance(blocker, Rollback):
-                return Conflict(
+                return busy(
+                    blocker,
                     f"{current.lock_key} already has rollback {blocker.id} by "
-                    f"{mention(blocker.requested_by)} ({blocker.state.label})."
-                    + where_it_is(blocker)
+                    f"{mention(blocker.requested_by)} ({blocker.state.label}).",
                 )
             case Refusal.FENCED:
                 return Conflict(
@@ -386,10 +401,10 @@ class Engine(Execution):
             await self.store.create(rollback, audit, event)
         except OpenSlotTaken as taken:
             other = taken.other
-            error = Conflict(
+            error = busy(
+                other,
                 f"{rollback.lock_key} already has rollback {other.id} by "
-                f"{mention(other.requested_by)} ({other.state.label}); it was asked for "
-                "first." + where_it_is(other)
+                f"{mention(other.requested_by)} ({other.state.label}); it was asked for first.",
             )
             raise await self.refused(None, rollback.requested_by, "request", error) from None
         log.info(entry.records, rollback_id=rollback.id, user=rollback.requested_by, text=text)
@@ -402,18 +417,18 @@ class Engine(Execution):
         found = await self.store.find(
             states=OPEN_STATES | ACTIVE_STATES, service=service, environment=env
         )
-        busy = [rb for rb in found if not rb.dry_run]
-        if busy:
-            other = busy[0]
+        open_ones = [rb for rb in found if not rb.dry_run]
+        if open_ones:
+            other = open_ones[0]
             advice = (
                 f"Wait for it, or cancel it with `/rollback cancel {other.id}`."
                 if other.state in OPEN_STATES - {State.APPROVED}
                 else "It is running; wait for its result in its thread."
             )
-            raise Conflict(
+            raise busy(
+                other,
                 f"{service}/{env} already has rollback {other.id} by "
-                f"{mention(other.requested_by)} ({other.state.label}). {advice}"
-                + where_it_is(other)
+                f"{mention(other.requested_by)} ({other.state.label}). {advice}",
             )
         for lock in await self.store.locks():
             if lock.key == f"{service}/{env}":
@@ -684,9 +699,7 @@ class Engine(Execution):
     async def decide_fix_forward(self, rollback_id: str, user: str) -> Rollback:
         """Record the decision to leave a failed rollback as it is and fix forward."""
         rollback = await self.get(rollback_id)
-        await self.check(
-            Who.REQUESTER_OR_APPROVER, rollback, user, "decide this", "fix_forward"
-        )
+        await self.check(Who.REQUESTER_OR_APPROVER, rollback, user, "decide this", "fix_forward")
         if rollback.state not in {State.FAILED, State.INTERRUPTED}:
             raise Conflict(f"Rollback {rollback.id} is {rollback.state.label}.")
         if rollback.fix_forward_by:

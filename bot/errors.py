@@ -7,6 +7,7 @@ Error tree::
     ├── ConfigError         the YAML config is invalid (every problem with its key path)
     ├── NotAllowed          the policy does not let this user do this
     ├── Conflict            another rollback holds the lock, or the state moved on
+    │   └── Busy            another rollback is open for the service: its card is linked
     ├── InvalidRequest      unknown service/environment/version and the like
     └── ReasonRequired      the step needs a written reason (override, break-glass)
 """
@@ -42,6 +43,15 @@ class NotAllowed(RollbotError):
 
 class Conflict(RollbotError):
     """Someone else holds the lock or moved the rollback on first."""
+
+
+class Busy(Conflict):
+    """Another rollback is open for the same service and environment; where its card is."""
+
+    def __init__(self, message: str, channel_id: str | None, message_ts: str | None) -> None:
+        super().__init__(message)
+        self.channel_id = channel_id
+        self.message_ts = message_ts
 
 
 class InvalidRequest(RollbotError):

@@ -438,5 +438,4 @@ class Execution:
         return await self._verified(await self._engine().get(rollback.id), reporter)
 
 
-
 __all__ = ["NO_CHECKS", "Execution", "Guarded", "Runner", "failure_text"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot.engine import Engine
-from bot.errors import InvalidRequest
+from bot.errors import InvalidRequest, NotAllowed
 from bot.models import FINAL_STATES, Event, Rollback, State, utcnow
 from bot.render import render
 from bot.text import mention
@@ -160,10 +160,30 @@ def _scope(engine: Engine, service: str | None, environment: str | None) -> str:
     return "every service"
 
 
-async def history_text(engine: Engine, service: str | None, environment: str | None) -> str:
-    """Describe the latest rollbacks and, apart, the latest drills of a service (or all)."""
+async def history_text(
+    engine: Engine, service: str | None, environment: str | None, user: str
+) -> str:
+    """Describe the latest rollbacks and, apart, the latest drills of a service (or all).
+
+    Only what `user` may read is shown; a scope of which they may read nothing is refused.
+    """
     scope = _scope(engine, service, environment)
-    found = await engine.store.find(service=service, environment=environment, limit=SCANNED)
+    readable = await engine.access.readable(user)
+    if not any(service in (None, s) and environment in (None, e) for s, e in readable):
+        raise await engine.refused(
+            None,
+            user,
+            "history",
+            NotAllowed(
+                f"You may not read the history of {scope}: ask someone who may request or "
+                "approve its rollbacks."
+            ),
+        )
+    found = [
+        rb
+        for rb in await engine.store.find(service=service, environment=environment, limit=SCANNED)
+        if (rb.service, rb.environment) in readable
+    ]
     rollbacks = [rb for rb in found if not rb.drill and not rb.dry_run][:SHOWN]
     drills = [rb for rb in found if rb.drill][:SHOWN]
     if not rollbacks and not drills:

@@ -16,7 +16,7 @@ from handlers.blocks import reason_modal
 from handlers.errors import acked, report
 from handlers.flow import advance, run_approved
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
-from handlers.restores import offer_restore
+from handlers.restores import confirm_restore_by_break_glass, offer_restore
 from handlers.thread import SlackThread
 
 
@@ -168,6 +168,12 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
         await ack()
         meta = json.loads(view["private_metadata"])
         user = body["user"]["id"]
+        if meta["purpose"] == Purpose.RESTORE_BREAK_GLASS:
+            try:
+                await confirm_restore_by_break_glass(engine, client, user, meta, reason)
+            except Exception as exc:
+                await report(exc, body, None, client, meta.get("channel"))
+            return
         rb = await engine.get(meta["rollback_id"])
         try:
             if meta["purpose"] == Purpose.OVERRIDE:

@@ -21,6 +21,7 @@ from handlers import (
     incident_report,
     jobs,
     notifications,
+    once,
     restores,
 )
 from handlers.directory import SlackDirectory
@@ -54,6 +55,8 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[Async
     async def checklist_of(rb: Rollback) -> list[ChecklistSection]:
         return await checklist_sections(engine.store, rb.id)
 
+    # Before any listener: a request Slack delivers twice is handled once.
+    once.register(app, engine)
     # The timeline registers its hook first so that it stays the thread's first reply.
     reports = incident_report.register(thread, checklist=checklist_of)
     commands.register(app, engine, thread, reports=reports)

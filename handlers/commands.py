@@ -22,6 +22,7 @@ from bot.commands import (
     parse,
 )
 from bot.engine import Engine
+from bot.errors import NotAllowed
 from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
@@ -94,12 +95,13 @@ def register(
                     )
             case Status():
                 await sweep(engine, thread)
-                await respond(text=await status_text(engine), response_type="ephemeral")
+                await respond(text=await status_text(engine, user), response_type="ephemeral")
             case Report(rollback_id):
-                where = await reports.again(rollback_id, channel)
+                await engine.check_read(await engine.get(rollback_id), user, "report")
+                where = await reports.again(rollback_id)
                 await respond(text=where, response_type="ephemeral")
             case History(service, environment):
-                text = await history_text(engine, service, environment)
+                text = await history_text(engine, service, environment, user)
                 await respond(text=text, response_type="ephemeral")
             case Drill(service, environment):
                 # Closes expired and orphaned rollbacks, so they do not block the drill.
@@ -138,11 +140,26 @@ def versions_text(service: str, env: str, versions: list[Version]) -> str:
     return "\n".join(lines)
 
 
-async def status_text(engine: Engine) -> str:
-    """Describe rollbacks in flight, locks held, monitoring windows and escalations."""
-    rollbacks = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=20)
-    locks = await engine.store.locks()
-    scheduled = await status_lines(engine)
+async def status_text(engine: Engine, user: str) -> str:
+    """Describe rollbacks in flight, locks held, monitoring windows and escalations.
+
+    Only services `user` may read are shown.
+    """
+    readable = await engine.access.readable(user)
+    if not readable:
+        raise await engine.refused(
+            None,
+            user,
+            "status",
+            NotAllowed(
+                "You may not read rollbacks here: ask someone who may request or approve them."
+            ),
+        )
+    found = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=100)
+    rollbacks = [rb for rb in found if (rb.service, rb.environment) in readable][:20]
+    keys = {f"{service}/{env}" for service, env in readable}
+    locks = [lock for lock in await engine.store.locks() if lock.key in keys]
+    scheduled = await status_lines(engine, readable)
     if not rollbacks and not locks and not scheduled:
         return "No rollbacks in flight, no locks held and no monitoring windows open."
     lines = ["*In flight:*"] if rollbacks else []

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import RollbotError
+from bot.errors import Busy, RollbotError
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +51,9 @@ async def report(
 ) -> None:
     """Tell the user who acted what went wrong, privately."""
     text = user_message(error)
+    cause = error.__cause__ if isinstance(error.__cause__, Busy) else error
+    if isinstance(cause, Busy) and client is not None:
+        text += await card_link(client, cause)
     user = (body.get("user") or {}).get("id") or body.get("user_id")
     if respond is not None and body.get("response_url"):
         await respond(text=text, response_type="ephemeral", replace_original=False)
@@ -58,6 +61,21 @@ async def report(
         await client.chat_postEphemeral(channel=channel, user=user, text=text)
     else:
         log.warning("error reply dropped: nowhere to answer", text=text)
+
+
+async def card_link(client: AsyncWebClient, busy: Busy) -> str:
+    """Say where the card of the rollback that blocks a request is, with a link if Slack has one."""
+    if busy.channel_id and busy.message_ts:
+        try:
+            found = await client.chat_getPermalink(
+                channel=busy.channel_id, message_ts=busy.message_ts
+            )
+            return f" Its card: {found['permalink']}"
+        except SlackApiError as exc:
+            log.info("no permalink", error=str(exc.response.get("error")))
+    if busy.channel_id:
+        return f" Its card is in <#{busy.channel_id}>."
+    return " It was started from the terminal and has no card."
 
 
 def acked(work: Work) -> Callable[..., Awaitable[None]]:

@@ -11,6 +11,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.errors import InvalidRequest
 from bot.incident import REPORTED_STATES, filename, people, render_report, report_key, summary
 from bot.models import Rollback
 from bot.text import escape
@@ -86,8 +87,12 @@ class IncidentReports:
             await self.upload(rb, rb.channel_id, rb.thread_ts)
             await self.engine.store.update(rb.id, reported=key)
 
-    async def again(self, rollback_id: str, channel: str) -> str:
-        """Render the report with the latest state and upload it again; say where it went."""
+    async def again(self, rollback_id: str) -> str:
+        """Render the report with the latest state and upload it again; say where it went.
+
+        It goes where the rollback is discussed, never where the command happened to be
+        typed: the thread, else the rollback's channel, else the incident channel.
+        """
         rb = await self.engine.get(rollback_id)
         try:
             await self.timeline.refresh(rb)
@@ -96,8 +101,14 @@ class IncidentReports:
         if rb.channel_id and rb.thread_ts:
             await self.upload(rb, rb.channel_id, rb.thread_ts)
             return f"The incident report of {rb.id} is in its thread in <#{rb.channel_id}>."
+        channel = rb.channel_id or self.engine.config.slack.incident_channel
+        if channel is None:
+            raise InvalidRequest(
+                f"Rollback {rb.id} has no thread or channel (it ran from the terminal), and "
+                "no slack.incident_channel is configured to post its report in."
+            )
         await self.upload(rb, channel, None)
-        return f"Rollback {rb.id} has no thread; its incident report is here."
+        return f"Rollback {rb.id} has no thread; its incident report is in <#{channel}>."
 
     async def render(self, rollback: Rollback) -> str:
         """Render the incident report of a rollback as it stands."""

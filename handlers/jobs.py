@@ -28,11 +28,14 @@ def scheduler(engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> Sch
     return Scheduler(engine.store, handlers, clock=clock)
 
 
-async def status_lines(engine: Engine) -> list[str]:
+async def status_lines(engine: Engine, readable: set[tuple[str, str]]) -> list[str]:
     """Describe the monitoring windows in progress and the escalations still to come."""
     jobs = await engine.store.pending_jobs([JobKind.MONITOR, JobKind.ESCALATE])
     windows, escalations = [], []
     for job in jobs:
+        rb = await engine.store.get(job.rollback_id)
+        if rb is None or (rb.service, rb.environment) not in readable:
+            continue
         if job.kind is JobKind.MONITOR:
             window = Window.model_validate(job.payload)
             windows.append(
@@ -41,8 +44,7 @@ async def status_lines(engine: Engine) -> list[str]:
                 f"{window.changes} change(s))"
             )
         elif not job.payload.get("immediate"):
-            rb = await engine.store.get(job.rollback_id)
-            where = f" {rb.service}/{rb.environment}" if rb else ""
+            where = f" {rb.service}/{rb.environment}"
             escalations.append(
                 f"• `{job.rollback_id}`{where} at {job.due_at:%H:%M} UTC without approval "
                 f"({job.payload.get('action')})"

@@ -19,9 +19,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.commands import Kind
 from bot.engine import Engine
+from bot.errors import ReasonRequired
 from bot.restores import RestoreFailed, RestorePlan, RestoreRequest, Restores
 from bot.text import escape, mention
-from handlers.blocks import dump
+from handlers.blocks import dump, reason_modal
 from handlers.errors import acked
 from handlers.ids import ActionId
 
@@ -100,16 +101,58 @@ async def offer_restore(
 
 
 class _Offer:
-    """The message of one offer and its thread, as a click found them."""
+    """The message of one offer and its thread, as a click (or the reason form) found them."""
 
-    def __init__(self, client: AsyncWebClient, body: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        user: str,
+        request: RestoreRequest,
+        channel: str,
+        ts: str,
+        thread_ts: str,
+    ) -> None:
         self.client = client
-        self.user = str(body["user"]["id"])
-        self.request = RestoreRequest.from_json(str(body["actions"][0].get("value") or ""))
-        self.channel = str((body.get("channel") or {}).get("id") or body["container"]["channel_id"])
-        self.ts = str(body["container"]["message_ts"])
-        # An offer made inside a thread (a failed rollback's) answers in that thread.
-        self.thread_ts = str((body.get("message") or {}).get("thread_ts") or self.ts)
+        self.user = user
+        self.request = request
+        self.channel = channel
+        self.ts = ts
+        self.thread_ts = thread_ts
+
+    @classmethod
+    def clicked(cls, client: AsyncWebClient, body: dict[str, Any]) -> _Offer:
+        """Read the offer from a click on one of its buttons."""
+        ts = str(body["container"]["message_ts"])
+        return cls(
+            client,
+            str(body["user"]["id"]),
+            RestoreRequest.from_json(str(body["actions"][0].get("value") or "")),
+            str((body.get("channel") or {}).get("id") or body["container"]["channel_id"]),
+            ts,
+            # An offer made inside a thread (a failed rollback's) answers in that thread.
+            str((body.get("message") or {}).get("thread_ts") or ts),
+        )
+
+    @classmethod
+    def reasoned(cls, client: AsyncWebClient, user: str, meta: dict[str, str]) -> _Offer:
+        """Read the offer back from the break-glass reason form's metadata."""
+        return cls(
+            client,
+            user,
+            RestoreRequest.from_json(meta["request"]),
+            meta["channel"],
+            meta["ts"],
+            meta["thread_ts"],
+        )
+
+    def metadata(self) -> dict[str, str]:
+        """What the reason form carries to find the offer again."""
+        return {
+            "request": self.request.to_json(),
+            "channel": self.channel,
+            "ts": self.ts,
+            "thread_ts": self.thread_ts,
+        }
 
     async def reply(self, text: str, *, broadcast: bool = False) -> None:
         await self.client.chat_postMessage(
@@ -131,52 +174,76 @@ def register(app: AsyncApp, engine: Engine) -> None:
     @app.action(ActionId.RESTORE_CONFIRM)
     @acked
     async def on_restore(body: dict[str, Any], client: AsyncWebClient, _: AsyncRespond) -> None:
-        offer = _Offer(client, body)
-        restores = Restores(engine)
-        plan = await restores.reload(offer.request)
-        who = mention(offer.user)
-        began = False
-
-        async def progress(text: str) -> None:
-            await offer.reply(f":gear: {escape(text)}")
-
-        async def started() -> None:
-            nonlocal began
-            began = True
-            # The restore runs whether or not Slack shows it; the audit log records it.
-            try:
-                await offer.show(f":arrows_counterclockwise: Confirmed by {who}; restoring now…")
-                await offer.reply(f":rocket: Restore confirmed by {who}. {escape(plan.summary)}.")
-            except Exception as exc:
-                log.warning("slack unavailable before restoring", error=type(exc).__name__)
-
+        offer = _Offer.clicked(client, body)
         try:
-            outcome = await restores.run(plan, offer.user, progress, started=started)
-        except RestoreFailed as failed:
-            state = escape(failed.target_state)
-            await offer.reply(
-                f":red_circle: {escape(failed.message)}\n*State now:* {state}", broadcast=True
-            )
-            await offer.show(
-                f":red_circle: Confirmed by {who}; the restore failed. See the thread."
-            )
-            return
-        except Exception:
-            if began:
-                await offer.show(
-                    f":warning: Confirmed by {who}; the restore stopped on an unexpected error."
-                )
-            raise
-        lines = [f":large_green_circle: {escape(outcome.summary)}"]
-        lines += [f"• {escape(note)}" for note in outcome.notes]
-        await offer.reply("\n".join(lines), broadcast=True)
-        await offer.show(f":large_green_circle: Confirmed by {who}. {escape(outcome.summary)}")
+            await confirm_restore(engine, offer)
+        except ReasonRequired as asked:
+            view = reason_modal(offer.request.id, asked.purpose, asked.message, offer.metadata())
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     @app.action(ActionId.RESTORE_CANCEL)
     @acked
     async def on_cancel(body: dict[str, Any], client: AsyncWebClient, _: AsyncRespond) -> None:
-        offer = _Offer(client, body)
+        offer = _Offer.clicked(client, body)
         await Restores(engine).cancel(offer.request, offer.user)
         await offer.show(
             f":no_entry_sign: Cancelled by {mention(offer.user)}; nothing was changed."
         )
+
+
+async def confirm_restore(engine: Engine, offer: _Offer, break_glass: str | None = None) -> None:
+    """Run a confirmed restore and tell its thread how it went."""
+    restores = Restores(engine)
+    plan = await restores.reload(offer.request)
+    who = mention(offer.user)
+    began = False
+
+    async def progress(text: str) -> None:
+        await offer.reply(f":gear: {escape(text)}")
+
+    async def started() -> None:
+        nonlocal began
+        began = True
+        glass = (
+            f" by break-glass, without a second person: {escape(break_glass)}"
+            if break_glass
+            else ""
+        )
+        # The restore runs whether or not Slack shows it; the audit log records it.
+        try:
+            await offer.show(f":arrows_counterclockwise: Confirmed by {who}{glass}; restoring now…")
+            await offer.reply(
+                f":rocket: Restore confirmed by {who}{glass}. {escape(plan.summary)}.",
+                broadcast=bool(break_glass),
+            )
+        except Exception as exc:
+            log.warning("slack unavailable before restoring", error=type(exc).__name__)
+
+    try:
+        outcome = await restores.run(
+            plan, offer.user, progress, started=started, break_glass_reason=break_glass
+        )
+    except RestoreFailed as failed:
+        state = escape(failed.target_state)
+        await offer.reply(
+            f":red_circle: {escape(failed.message)}\n*State now:* {state}", broadcast=True
+        )
+        await offer.show(f":red_circle: Confirmed by {who}; the restore failed. See the thread.")
+        return
+    except Exception:
+        if began:
+            await offer.show(
+                f":warning: Confirmed by {who}; the restore stopped on an unexpected error."
+            )
+        raise
+    lines = [f":large_green_circle: {escape(outcome.summary)}"]
+    lines += [f"• {escape(note)}" for note in outcome.notes]
+    await offer.reply("\n".join(lines), broadcast=True)
+    await offer.show(f":large_green_circle: Confirmed by {who}. {escape(outcome.summary)}")
+
+
+async def confirm_restore_by_break_glass(
+    engine: Engine, client: AsyncWebClient, user: str, meta: dict[str, str], reason: str
+) -> None:
+    """Run a restore its requester confirms alone, from the break-glass reason form."""
+    await confirm_restore(engine, _Offer.reasoned(client, user, meta), reason)

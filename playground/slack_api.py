@@ -170,6 +170,7 @@ class FakeSlack:
             "chat.update": self._update,
             "chat.delete": self._delete,
             "chat.postEphemeral": self._post_ephemeral,
+            "chat.getPermalink": self._get_permalink,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "usergroups.users.list": self._usergroup_users,
@@ -670,6 +671,14 @@ class FakeSlack:
         if self._messages.pop((channel, ts), None) is None:
             raise SlackError("message_not_found")
         return {"channel": channel, "ts": ts}
+
+    def _get_permalink(self, args: Json) -> Json:
+        # Slack answers message_not_found for a ts it does not hold in that channel.
+        channel, ts = _require(args, "channel"), _require(args, "message_ts")
+        if (channel, ts) not in self._messages:
+            raise SlackError("message_not_found")
+        link = f"{self.url}/archives/{channel}/p{ts.replace('.', '')}"
+        return {"channel": channel, "permalink": link}
 
     def _post_ephemeral(self, args: Json) -> Json:
         channel, user = _require(args, "channel"), _require(args, "user")

@@ -76,9 +76,9 @@ async def test_drill_then_history_lists_rollbacks_and_drills_apart(
     status, _ = await bot.slack.command("drill backend env=production", channel=CHANNEL)
     assert status == 200
     refusal = await fake.wait_for(
-        lambda: "never run in production" in (t := ephemeral_text(fake)) and t
+        lambda: "never run in a protected environment" in (t := ephemeral_text(fake)) and t
     )
-    assert "backend/production is production" in refusal
+    assert "backend/production is protected" in refusal
     assert cards(fake) == [] and await bot.store.find() == []
 
     since = time.time()

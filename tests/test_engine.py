@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 import subprocess
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,10 +12,12 @@ import pytest
 
 from bot.config import RollbotConfig, parse_config
 from bot.engine import Engine
-from bot.leases import Owner, this_process
 from bot.errors import Conflict, NotAllowed, ReasonRequired
-from bot.models import Rollback, State, utcnow
+from bot.leases import Owner, this_process
+from bot.models import AuditEntry, Rollback, State, utcnow
 from bot.pool import ProviderPool
+from bot.states import LockChange
+from bot.store.base import Change
 from bot.store.sqlite import SQLiteStore
 from bot.verification import CheckResult
 from tests.e2e_helpers import APPROVER, REQUESTER, backend_config, running_image
@@ -84,7 +87,7 @@ async def test_two_approvals_required(
         rb = await engine.confirm_severity(rb.id, "feature_broken", REQUESTER)
         rb = await engine.approve(rb.id, APPROVER)
         assert rb.state is State.AWAITING_APPROVAL and rb.approved_by == [APPROVER]
-        with pytest.raises(Conflict, match="approved rollback .* already"):
+        with pytest.raises(Conflict, match=r"approved rollback \S+ already"):
             await engine.approve(rb.id, APPROVER)  # the same person twice counts once
         assert (await engine.get(rb.id)).approved_by == [APPROVER]
         rb = await engine.approve(rb.id, "U_APPROVER2")
@@ -281,5 +284,47 @@ async def test_break_glass_is_for_approvers_only(
         with pytest.raises(NotAllowed, match="only for approvers"):
             await engine.approve(rb.id, REQUESTER, break_glass_reason="site is down")
         assert (await engine.get(rb.id)).state is State.AWAITING_APPROVAL
+    finally:
+        await engine.providers.aclose()
+
+
+async def test_two_retries_at_once_run_once_and_keep_the_lock(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    engine = await make_engine(store, backend)
+    try:
+        rb = await request(engine)
+        failed = await store.update(
+            rb.id, failed_step=0, error="Verification failed: backend health."
+        )
+        await engine.confirm_severity(failed.id, "critical_bug", REQUESTER)
+        await engine.approve(failed.id, APPROVER)
+        lease = engine.leases[rb.id]
+        await store.apply(
+            Change(
+                rollback_id=rb.id,
+                sources=frozenset({State.APPROVED}),
+                target=State.FAILED,
+                lock=LockChange.RELEASE,
+                audit=[AuditEntry(actor="rollbot", action="failed", rollback_id=rb.id)],
+                token=lease.token,
+                fields={"failed_step": 0},
+            )
+        )
+        engine.leases.clear()
+        assert await store.locks() == []
+
+        results = await asyncio.gather(
+            engine.retry(rb.id, REQUESTER), engine.retry(rb.id, APPROVER), return_exceptions=True
+        )
+
+        retried = [r for r in results if isinstance(r, Rollback)]
+        refused = [r for r in results if isinstance(r, Conflict)]
+        assert len(retried) == 1 and len(refused) == 1, results
+        assert retried[0].state is State.APPROVED
+        (held,) = await store.locks()
+        assert held.rollback_id == rb.id and held == engine.leases[rb.id]
+        actions = [e.action for e in await store.audit_log(rb.id)]
+        assert actions.count("retry") == 1 and actions.count("refused") == 1
     finally:
         await engine.providers.aclose()

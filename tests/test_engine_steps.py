@@ -232,7 +232,7 @@ async def test_a_named_commit_needs_a_provider_that_reverts_commits(
                     "production": {"provider": database_step(prisma_db, tmp_path)["provider"]}
                 }
             }
-        }
+        },
     }
     engine = await make_engine(store, config)
     try:

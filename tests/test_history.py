@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import parse_config
 from bot.engine import Engine
-from bot.errors import InvalidRequest
+from bot.errors import InvalidRequest, NotAllowed
 from bot.history import SHOWN, duration, history_text
 from bot.models import Event, Rollback, State
 from bot.pool import ProviderPool
@@ -117,7 +117,7 @@ async def test_rollbacks_and_drills_apart_newest_first(engine: Engine) -> None:
         finished_at=T0 + timedelta(minutes=6, seconds=7),
     )
 
-    text = await history_text(engine, "backend", None)
+    text = await history_text(engine, "backend", None, REQUESTER)
 
     rollbacks, drills = text.split("*Drills*")
     assert rollbacks.index(by_policy.id) < rollbacks.index(glass.id) < rollbacks.index(succeeded.id)
@@ -145,14 +145,14 @@ async def test_rollbacks_and_drills_apart_newest_first(engine: Engine) -> None:
 
 
 async def test_at_most_fifteen_of_each_and_clear_answers(engine: Engine) -> None:
-    assert await history_text(engine, None, None) == (
+    assert await history_text(engine, None, None, REQUESTER) == (
         "No rollbacks or drills recorded for every service yet."
     )
     for minute in range(SHOWN + 2):
         await add(engine, minute, State.REJECTED, error=f"Rejected by <@{APPROVER}>")
     running = await add(engine, 40, State.RUNNING, events={"started": 3})
 
-    text = await history_text(engine, None, "production")
+    text = await history_text(engine, None, "production", REQUESTER)
 
     assert text.startswith("*Rollback history of every service in production*")
     assert text.count("*rejected*") == SHOWN - 1 and text.count("*running*") == 1
@@ -160,8 +160,24 @@ async def test_at_most_fifteen_of_each_and_clear_answers(engine: Engine) -> None
     assert "rb-00000000" not in text and "rb-00000001" not in text  # the oldest fall off
     assert "None recorded: `/rollback drill SERVICE`" in text
     with pytest.raises(InvalidRequest, match=r"Unknown service 'nope'\. Known services: backend"):
-        await history_text(engine, "nope", None)
+        await history_text(engine, "nope", None, REQUESTER)
     with pytest.raises(InvalidRequest, match="has no environment 'staging'"):
-        await history_text(engine, "backend", "staging")
+        await history_text(engine, "backend", "staging", REQUESTER)
     with pytest.raises(InvalidRequest, match="No service has an environment 'qa'"):
-        await history_text(engine, None, "qa")
+        await history_text(engine, None, "qa", REQUESTER)
+
+
+async def test_history_answers_only_those_who_may_read(tmp_path: Path) -> None:
+    data = backend_config("pmcrm", 8080, requesters={"users": [REQUESTER]})
+    data["approval"]["readers"] = {"users": ["U_AUDITOR"]}
+    config = parse_config(data)
+    async with SQLiteStore(str(tmp_path / "rollbot.db")) as store:
+        engine = Engine(config, store, ProviderPool(config))
+        with pytest.raises(NotAllowed, match="may not read the history of backend"):
+            await history_text(engine, "backend", None, "U_NOBODY")
+        for reader in (REQUESTER, APPROVER, "U_AUDITOR"):
+            assert "No rollbacks or drills recorded" in await history_text(
+                engine, None, None, reader
+            )
+        refused = [(e.actor, e.details["what"]) for e in await store.audit_log()]
+        assert refused == [("U_NOBODY", "history")]

@@ -76,7 +76,8 @@ def test_monitoring_config_defaults_overrides_and_validation() -> None:
             },
         }
     }
-    config = parse_config({"services": {"backend": service}})
+    approval = {"approvers": {"users": ["U_APPROVER"]}}
+    config = parse_config({"approval": approval, "services": {"backend": service}})
     assert config.monitoring_for("backend", "production") == MonitoringConfig(
         enabled=True, interval_minutes=5, window_minutes=30
     )
@@ -89,6 +90,7 @@ def test_monitoring_config_defaults_overrides_and_validation() -> None:
                 "monitoring": {"interval_minutes": 10, "window_minutes": 5},
                 "urgency": {"within_15_min": 0},
                 "runtime": {"scheduler_tick_seconds": -1},
+                "approval": approval,
                 "services": {"backend": service},
             }
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.jobs import Job, JobKind, JobState, job_id
-from bot.models import Rollback
+from bot.models import Rollback, State
 from bot.scheduler import LEASE, Again, Done, JobHandler, Scheduler
 from bot.store.sqlite import SQLiteStore
 
@@ -71,6 +71,7 @@ async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
                     requested_by="U1",
                     current_version="v1.2.4",
                     target_version="v1.2.3",
+                    state=State.SUCCEEDED,  # done: monitoring follows a success
                 )
             )
         yield opened

@@ -1,0 +1,53 @@
+"""Exactly once from Slack: a request seen before (a retry, a replay) does nothing again.
+
+Slack retries a request it got no timely answer for, with the same body and an
+`X-Slack-Retry-Num` header; a proxy or a second replica may deliver one twice. Every
+command and interaction carries a `trigger_id` unique to that user action, so claiming
+it in the store, shared by every replica, lets exactly one delivery through. The engine's
+compare-and-set transitions make double clicks (two trigger ids) harmless on their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+
+from bot.engine import Engine
+from bot.models import utcnow
+
+log = structlog.get_logger(__name__)
+
+# Slack retries within minutes; a day is far past any retry or replay window.
+KEEP = timedelta(days=1)
+
+
+def request_key(body: dict[str, Any]) -> str | None:
+    """Return the idempotency key of a command or interaction, or None when it has none."""
+    trigger = body.get("trigger_id")
+    if isinstance(trigger, str) and trigger:
+        return f"{body.get('type') or 'command'}:{trigger}"
+    return None
+
+
+def register(app: Any, engine: Engine) -> None:
+    """Add the middleware that lets each Slack request through once."""
+
+    async def once(
+        req: AsyncBoltRequest,
+        resp: BoltResponse | None,
+        next: Callable[[], Awaitable[BoltResponse | None]],
+    ) -> BoltResponse | None:
+        key = request_key(req.body)
+        if key is None or await engine.store.claim_request(key, utcnow(), KEEP):
+            return await next()
+        retry = (req.headers.get("x-slack-retry-num") or [""])[0]
+        log.info("duplicate slack request ignored", key=key, retry=retry)
+        # Answered as an ack: Slack must not retry again, and nothing runs twice.
+        return BoltResponse(status=200, body="")
+
+    app.middleware(once)
