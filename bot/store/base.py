@@ -90,6 +90,10 @@ class Store(Protocol):
         """Return rollbacks matching the filters, newest first."""
         ...
 
+    async def count_by_state(self) -> dict[State, int]:
+        """Return how many rollbacks are in each state; states with none are left out."""
+        ...
+
     # -- checklists and one-time deliveries (notifications, the checklist message) ------
 
     async def add_checklist_mark(self, mark: ChecklistMark) -> None:

@@ -435,6 +435,14 @@ class SQLiteStore:
                 conn, f"{where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]
             )
 
+    async def count_by_state(self) -> dict[State, int]:
+        """Return how many rollbacks are in each state; states with none are left out."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT state, COUNT(*) AS n FROM rollbacks GROUP BY state"
+            )
+        return {State(row["state"]): row["n"] for row in rows}
+
     # -- checklists and one-time deliveries -----------------------------------------
 
     async def add_checklist_mark(self, mark: ChecklistMark) -> None:
