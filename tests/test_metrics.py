@@ -8,19 +8,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiohttp import web
 
 from bot.config import parse_config
 from bot.engine import Engine
 from bot.metrics import Metrics
-from bot.models import Rollback, State
+from bot.models import State
 from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store.sqlite import SQLiteStore
 from handlers.app import create_app, web_app
-from tests.e2e_helpers import CHANNEL, REQUESTER, backend_config
+from tests.e2e_helpers import CHANNEL, REQUESTER, backend_config, backend_rollback
 from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
 from tests.support.docker import unique_project
+from tests.support.services import ServeApp
 
 TOKEN = "metrics-token-5b0e7d2a91"
 # Rows in several states, none in flight: a starting bot's sweep leaves these alone.
@@ -30,24 +30,12 @@ NOTHING = {state.value: 0.0 for state in State}
 ServeMetrics = Callable[[Metrics], Awaitable[str]]
 
 
-def rollback(index: int, state: State) -> Rollback:
-    return Rollback(
-        id=f"rb-{index:08x}",
-        service="backend",
-        environment="production",
-        requested_by=REQUESTER,
-        current_version="v1.2.4",
-        target_version="v1.2.3",
-        state=state,
-    )
-
-
 async def fill(store: SQLiteStore, counts: dict[State, int], first: int = 0) -> None:
     """Write rollbacks straight into the store: `counts[state]` of each state."""
     index = first
     for state, count in counts.items():
         for _ in range(count):
-            await store.create(rollback(index, state))
+            await store.create(backend_rollback(f"rb-{index:08x}", state=state))
             index += 1
 
 
@@ -64,9 +52,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 
 @pytest.fixture
-async def serve_metrics(store: SQLiteStore) -> AsyncIterator[ServeMetrics]:
+async def serve_metrics(store: SQLiteStore, serve_app: ServeApp) -> AsyncIterator[ServeMetrics]:
     """Serve the bot's HTTP app in this process over `store`; return its URL."""
-    runners: list[web.AppRunner] = []
     config = parse_config(backend_config(unique_project(), 9))
     providers = ProviderPool(config)
     settings = Settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET)
@@ -74,19 +61,10 @@ async def serve_metrics(store: SQLiteStore) -> AsyncIterator[ServeMetrics]:
     async def serve(metrics: Metrics) -> str:
         engine = Engine(config, store, providers)
         app, _ = create_app(settings, engine, metrics, http=True)
-        server = web_app(app, engine, metrics)
-        runner = web.AppRunner(server)
-        await runner.setup()
-        runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+        return await serve_app(web_app(app, engine, metrics))
 
-    try:
-        yield serve
-    finally:
-        for runner in runners:
-            await runner.cleanup()
-        await providers.aclose()
+    yield serve
+    await providers.aclose()
 
 
 async def test_counts_start_from_the_store_and_follow_transitions(

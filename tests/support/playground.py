@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
-from aiohttp import web
 
 from playground.web import Person, playground_app
 from tests.e2e_helpers import APPROVER, CHANNEL, OUTSIDER, REQUESTER
+from tests.support.services import ServeApp
 from tests.support.slack import FakeSlack, UserActions
 
 PEOPLE = [
@@ -21,20 +21,11 @@ ServePlayground = Callable[[FakeSlack, UserActions], Awaitable[str]]
 
 
 @pytest.fixture
-async def serve_playground() -> AsyncIterator[ServePlayground]:
+def serve_playground(serve_app: ServeApp) -> ServePlayground:
     """Serve the playground over a fake and the actions aimed at a bot; return its URL."""
-    runners: list[web.AppRunner] = []
 
     async def serve(fake: FakeSlack, slack: UserActions) -> str:
         notes = {"backend": "real: Docker containers"}
-        runner = web.AppRunner(playground_app(fake, slack, PEOPLE, CHANNEL, notes))
-        await runner.setup()
-        runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner.addresses[0][1]}/"
+        return await serve_app(playground_app(fake, slack, PEOPLE, CHANNEL, notes)) + "/"
 
-    try:
-        yield serve
-    finally:
-        for runner in runners:
-            await runner.cleanup()
+    return serve
