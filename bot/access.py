@@ -29,11 +29,19 @@ class Access:
         self.directory: Directory = directory or NoDirectory()
 
     def policy(self, service: str, environment: str) -> ApprovalPolicy:
-        """Return the approval policy of one service environment."""
+        """Return the approval policy of one service environment.
+
+        A rollback recorded under a service or environment the config no longer has falls
+        under the top-level policy.
+        """
+        if environment not in getattr(self.config.services.get(service), "environments", {}):
+            return self.config.approval
         return self.config.policy_for(service, environment)
 
     def protected(self, service: str, environment: str) -> bool:
-        """Return True for a protected environment."""
+        """Return True for a protected environment (and one the config no longer has)."""
+        if environment not in getattr(self.config.services.get(service), "environments", {}):
+            return True
         return self.config.is_protected(service, environment)
 
     async def member(self, people: People, user: str) -> bool:

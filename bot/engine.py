@@ -51,8 +51,9 @@ from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
 
-# Called after every transition with the moved rollback and what moved it.
-Moved = Callable[[Rollback, Trigger, str], Awaitable[None]]
+# Called after every transition with the moved rollback, the state it left (None: it is
+# new), what moved it and who.
+Moved = Callable[[Rollback, State | None, Trigger, str], Awaitable[None]]
 
 
 def new_rollback_id() -> str:
@@ -267,7 +268,7 @@ class Engine(Execution):
             text=text,
         )
         for listener in self.listeners:
-            await listener(moved, trigger, actor)
+            await listener(moved, applied.previous, trigger, actor)
         return moved
 
     @staticmethod
@@ -409,7 +410,7 @@ class Engine(Execution):
             raise await self.refused(None, rollback.requested_by, "request", error) from None
         log.info(entry.records, rollback_id=rollback.id, user=rollback.requested_by, text=text)
         for listener in self.listeners:
-            await listener(rollback, Trigger.REQUEST, rollback.requested_by)
+            await listener(rollback, None, Trigger.REQUEST, rollback.requested_by)
         return rollback
 
     async def refuse_if_busy(self, service: str, env: str) -> None:

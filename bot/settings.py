@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     ROLLBOT_STORE: str = Field(
         default="sqlite:///rollbot-data/rollbot.db", description="Store URL."
     )
+    ROLLBOT_METRICS_TOKEN: SecretStr | None = Field(
+        default=None, description="When set, GET /metrics requires it as a bearer token."
+    )
     ROLLBOT_LOG_FORMAT: str | None = Field(
         default=None, description="json or console; default: json unless stderr is a TTY."
     )
@@ -41,7 +44,15 @@ class Settings(BaseSettings):
             raise ConfigError(problems)
 
     def for_serving(self, *, http: bool) -> list[str]:
-        """Name the variables `rollbot serve` needs and lacks."""
-        return self.missing(
+        """Name the variables `rollbot serve` needs and lacks, or has set unusably."""
+        problems = self.missing(
             "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET" if http else "SLACK_APP_TOKEN"
         )
+        token = self.ROLLBOT_METRICS_TOKEN
+        if http and token is not None and not token.get_secret_value().strip():
+            # Set but blank reads as "protect /metrics" and would leave it open.
+            problems.append(
+                "environment variable ROLLBOT_METRICS_TOKEN is empty: "
+                "unset it to leave /metrics open, or set a token"
+            )
+        return problems

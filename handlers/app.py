@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.checklists import ChecklistSection, checklist_sections
 from bot.engine import Engine
-from bot.models import Rollback, State
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.metrics import Metrics, RequestKind
+from bot.models import Rollback
 from bot.settings import Settings
 from handlers import (
     actions,
@@ -28,6 +35,14 @@ from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.thread import SlackThread
 
+SLACK_PATH = "/slack/events"
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+REQUEST_KINDS: dict[str, RequestKind] = {
+    "block_actions": "action",
+    "view_submission": "view",
+    "view_closed": "view",
+}
+
 
 def web_client(settings: Settings) -> AsyncWebClient:
     """Create the Web API client, pointed at SLACK_API_URL when set, retrying 429s."""
@@ -39,7 +54,9 @@ def web_client(settings: Settings) -> AsyncWebClient:
     return client
 
 
-def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[AsyncApp, SlackThread]:
+def create_app(
+    settings: Settings, engine: Engine, metrics: Metrics, *, http: bool
+) -> tuple[AsyncApp, SlackThread]:
     """Build the Bolt app with every listener registered, and the thread they all use."""
     settings.require("SLACK_BOT_TOKEN", *(["SLACK_SIGNING_SECRET"] if http else []))
     client = web_client(settings)
@@ -67,6 +84,12 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[Async
     jobs.register(engine, thread)
     incident_channel.register(thread)
 
+    @app.middleware
+    async def count_request(body: dict[str, Any], next_: Callable[[], Awaitable[Any]]) -> Any:
+        # Global middleware runs after Bolt's signature check: forged requests never count.
+        metrics.slack_request(request_kind(body))
+        return await next_()
+
     @app.error
     async def on_error(
         error: Exception, body: dict[str, Any], respond: Any, client: AsyncWebClient
@@ -76,22 +99,46 @@ def create_app(settings: Settings, engine: Engine, *, http: bool) -> tuple[Async
     return app, thread
 
 
-def web_app(app: AsyncApp, engine: Engine) -> web.Application:
-    """The HTTP server: Slack events, health and metrics."""
-    server = app.web_app(path="/slack/events")
+def web_app(
+    app: AsyncApp, engine: Engine, metrics: Metrics, *, metrics_token: SecretStr | None = None
+) -> web.Application:
+    """The HTTP server: Slack events, health and metrics (behind a bearer token when given)."""
+    server = app.web_app(path=SLACK_PATH)
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def metrics(_: web.Request) -> web.Response:
-        lines = ["# TYPE rollbot_rollbacks gauge"]
-        rollbacks = await engine.store.find(limit=100_000)
-        for state in State:
-            count = sum(rb.state is state for rb in rollbacks)
-            lines.append(f'rollbot_rollbacks{{state="{state.value}"}} {count}')
-        lines.append("# TYPE rollbot_locks_held gauge")
-        lines.append(f"rollbot_locks_held {len(await engine.store.locks())}")
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    async def scrape(request: web.Request) -> web.Response:
+        if metrics_token is not None and not bearer_matches(request, metrics_token):
+            return web.Response(status=401, text="401: Unauthorized\n", headers=CHALLENGE)
+        body = await metrics.exposition(engine.store)
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    server.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics)])
+    @web.middleware
+    async def time_answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        # A 401 is a request that failed its signature check: not Slack waiting for us.
+        if request.path == SLACK_PATH and response.status != 401:
+            metrics.acked(time.perf_counter() - started)
+        return response
+
+    server.middlewares.append(time_answer)
+    server.add_routes([web.get("/healthz", healthz), web.get("/metrics", scrape)])
     return server
+
+
+def request_kind(body: dict[str, Any]) -> RequestKind:
+    """Name what a request from Slack asks for: a command, an action or a view."""
+    if "command" in body:
+        return "command"
+    return REQUEST_KINDS.get(str(body.get("type")), "other")
+
+
+def bearer_matches(request: web.Request, token: SecretStr) -> bool:
+    """Return True when the request carries `Authorization: Bearer <token>`."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    # Constant time, so the answer's timing does not tell how much of a guess was right.
+    return hmac.compare_digest(given.strip().encode(), token.get_secret_value().encode())

@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import RollbotConfig
 from bot.engine import Engine
 from bot.errors import ConfigError
+from bot.metrics import Metrics
 from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import open_store
@@ -49,16 +50,22 @@ async def serve(
     scheduled: asyncio.Future[None] | None = None
     try:
         await store.open()
+        # Seeded before the start-up sweep moves anything; from then on kept by events.
+        metrics = Metrics()
+        await metrics.seed(store)
         engine = Engine(config, store, providers)
+        engine.listeners.append(metrics.on_moved)
         # One thread for listeners and the sweeper alike, so hooks run for swept rollbacks.
-        app, thread = create_app(settings, engine, http=http)
+        app, thread = create_app(settings, engine, metrics, http=http)
         await flow.sweep(engine, thread)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         # Started after the start-up sweep; it first runs whatever fell due while stopped.
         tick = config.runtime.scheduler_tick_seconds
         scheduled = asyncio.ensure_future(jobs.scheduler(engine, thread).run_every(tick, stop))
         if http:
-            runner = web.AppRunner(web_app(app, engine))
+            runner = web.AppRunner(
+                web_app(app, engine, metrics, metrics_token=settings.ROLLBOT_METRICS_TOKEN)
+            )
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             log.info("serving http", host=host, port=port, path="/slack/events")

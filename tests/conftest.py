@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.vercel",
     "tests.support.migrations",
     "tests.support.gitrepos",
+    "tests.support.playground",
 ]
 
 # Variables the test command sets to reach the services it started; everything else

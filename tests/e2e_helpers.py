@@ -6,6 +6,7 @@ from typing import Any
 
 import aiodocker
 
+from bot.models import Rollback
 from handlers.ids import ActionId
 from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
@@ -15,6 +16,19 @@ CHANNEL = "C_OPS"
 REQUESTER = "U_REQ"
 APPROVER = "U_APPROVER"
 OUTSIDER = "U_NOBODY"
+
+
+def backend_rollback(rollback_id: str = "rb-0000abcd", **fields: Any) -> Rollback:
+    """A rollback of backend/production from v1.2.4 to v1.2.3 by REQUESTER; `fields` override."""
+    values: dict[str, Any] = {
+        "id": rollback_id,
+        "service": "backend",
+        "environment": "production",
+        "requested_by": REQUESTER,
+        "current_version": "v1.2.4",
+        "target_version": "v1.2.3",
+    }
+    return Rollback.model_validate(values | fields)
 
 
 def service_config(

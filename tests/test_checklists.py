@@ -22,7 +22,7 @@ from bot.models import Event, PlanStep, Rollback, State, StepStatus, utcnow
 from bot.notifications import STATUS_EVENT, PageStatus, status_event_text
 from bot.pool import ProviderPool
 from bot.store.sqlite import SQLiteStore
-from tests.e2e_helpers import APPROVER, OUTSIDER, REQUESTER, backend_config
+from tests.e2e_helpers import APPROVER, OUTSIDER, REQUESTER, backend_config, backend_rollback
 
 AUTOMATIC = {"database_backup", "execute", "services_healthy", "smoke_tests", "monitor"}
 
@@ -35,16 +35,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 def rollback(state: State = State.REQUESTED, *steps: StepStatus) -> Rollback:
     plan = [PlanStep(name=f"step{i}", kind="docker_compose", status=s) for i, s in enumerate(steps)]
-    return Rollback(
-        id="rb-0000abcd",
-        service="backend",
-        environment="production",
-        requested_by=REQUESTER,
-        current_version="v1.2.4",
-        target_version="v1.2.3",
-        state=state,
-        steps=plan or [PlanStep(name="docker_compose", kind="docker_compose")],
-    )
+    steps = plan or [PlanStep(name="docker_compose", kind="docker_compose")]
+    return backend_rollback(state=state, steps=steps)
 
 
 async def add(store: SQLiteStore, rb: Rollback, kind: str, text: str, minutes: int) -> Event:

@@ -130,8 +130,12 @@ async def test_group_member_approves_and_health_and_metrics_answer(
         health = await client.get("/healthz")
         metrics = await client.get("/metrics")
     assert health.json() == {"status": "ok"}
-    assert 'rollbot_rollbacks{state="succeeded"} 1' in metrics.text
-    assert "rollbot_locks_held 0" in metrics.text
+    assert metrics.status_code == 200
+    lines = metrics.text.splitlines()
+    assert 'rollbot_rollbacks{state="succeeded"} 1.0' in lines
+    assert 'rollbot_rollbacks{state="running"} 0.0' in lines
+    assert 'rollbot_transitions_total{from_state="verifying",to_state="succeeded"} 1.0' in lines
+    assert "rollbot_locks_held 0.0" in lines  # released after the run
     thread = thread_text(bot.fake, card)
     assert "Approved by <@U_ONCALL>" in thread and f"Approved by <@{APPROVER}>" not in thread
 

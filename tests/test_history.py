@@ -16,7 +16,7 @@ from bot.history import SHOWN, duration, history_text
 from bot.models import Event, Rollback, State
 from bot.pool import ProviderPool
 from bot.store.sqlite import SQLiteStore
-from tests.e2e_helpers import APPROVER, REQUESTER, backend_config
+from tests.e2e_helpers import APPROVER, REQUESTER, backend_config, backend_rollback
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -38,17 +38,7 @@ async def add(
 ) -> Rollback:
     """Store a rollback requested at T0 + minute, with timeline events at given seconds."""
     created = T0 + timedelta(minutes=minute)
-    rollback = Rollback(
-        id=f"rb-{minute:08x}",
-        service="backend",
-        environment="production",
-        requested_by=REQUESTER,
-        current_version="v1.2.4",
-        target_version="v1.2.3",
-        state=state,
-        created_at=created,
-        **fields,
-    )
+    rollback = backend_rollback(f"rb-{minute:08x}", state=state, created_at=created, **fields)
     await engine.store.create(rollback)
     for kind, second in (events or {}).items():
         at = created + timedelta(seconds=second)

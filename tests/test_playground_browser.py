@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, Error, Page, async_playwright, expect
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from playground.web import Person, playground_app
-from tests.e2e_helpers import APPROVER, CHANNEL, OUTSIDER, REQUESTER, backend_config, running_image
+from tests.e2e_helpers import APPROVER, CHANNEL, REQUESTER, backend_config, running_image
 from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
 from tests.support.docker import ComposeContainerFactory, free_port, unique_project, wait_http
-from tests.support.slack import FakeSlack, SignedSlack, UserActions
+from tests.support.playground import ServePlayground
+from tests.support.slack import FakeSlack, SignedSlack
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Headless in a container: no sandbox (no user namespaces), no GPU, nothing fetched at start.
@@ -37,14 +36,7 @@ CHROMIUM_FLAGS = [
 ARTIFACTS = Path(
     os.environ.get("ROLLBOT_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts"
 )
-PEOPLE = [
-    Person(REQUESTER, "Riya", "requester"),
-    Person(APPROVER, "Sam", "approver"),
-    Person(OUTSIDER, "Nico", "no rights"),
-]
 LONG = 60_000  # ms: a rollback replaces a container and verifies it
-
-ServePlayground = Callable[[FakeSlack, UserActions], Awaitable[str]]
 
 
 @pytest.fixture
@@ -63,26 +55,6 @@ async def browser() -> AsyncIterator[Browser]:
             yield started
         finally:
             await started.close()
-
-
-@pytest.fixture
-async def serve_playground() -> AsyncIterator[ServePlayground]:
-    """Serve the playground over a fake and the actions aimed at a bot; return its URL."""
-    runners: list[web.AppRunner] = []
-
-    async def serve(fake: FakeSlack, slack: UserActions) -> str:
-        notes = {"backend": "real: Docker containers"}
-        runner = web.AppRunner(playground_app(fake, slack, PEOPLE, CHANNEL, notes))
-        await runner.setup()
-        runners.append(runner)
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        return f"http://127.0.0.1:{runner.addresses[0][1]}/"
-
-    try:
-        yield serve
-    finally:
-        for runner in runners:
-            await runner.cleanup()
 
 
 async def open_page(browser: Browser, url: str) -> Page:

@@ -56,6 +56,8 @@ class Applied:
 
     rollback: Rollback | None
     lease: Lock | None = None
+    # On success: the state the rollback left.
+    previous: State | None = None
     refusal: Refusal | None = None
     # On a refusal: the rollback as it is now, and what blocks it (a lease, a rollback).
     current: Rollback | None = None
@@ -176,6 +178,10 @@ class Store(Protocol):
         limit: int = 50,
     ) -> list[Rollback]:
         """Return rollbacks matching the filters, newest first."""
+        ...
+
+    async def count_by_state(self) -> dict[State, int]:
+        """Return how many rollbacks are in each state; states with none are left out."""
         ...
 
     # -- checklists and one-time deliveries (notifications, the checklist message) ------

@@ -160,7 +160,8 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
                 await self._record(conn, entry, None)
             for event in change.events:
                 await self._record(conn, None, event)
-            return Applied((await self._select(conn, "WHERE id = ?", [rb.id]))[0], lease)
+            moved = (await self._select(conn, "WHERE id = ?", [rb.id]))[0]
+            return Applied(moved, lease, previous=rb.state)
 
     async def update(
         self, rollback_id: str, *, fence: tuple[str, int] | None = None, **fields: Any
@@ -309,6 +310,14 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
             return await self._select(
                 conn, f"{where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]
             )
+
+    async def count_by_state(self) -> dict[State, int]:
+        """Return how many rollbacks are in each state; states with none are left out."""
+        async with self._transaction("DEFERRED") as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT state, COUNT(*) AS n FROM rollbacks GROUP BY state"
+            )
+        return {State(row["state"]): row["n"] for row in rows}
 
     # -- inside a transaction ------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -185,6 +185,28 @@ async def http_server() -> AsyncIterator[HttpServerFactory]:
     yield make
     for server in servers:
         await server.close()
+
+
+ServeApp = Callable[[web.Application], Awaitable[str]]
+
+
+@pytest.fixture
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """Serve aiohttp apps on 127.0.0.1 for the test; return each one's base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def serve(app: web.Application) -> str:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        runners.append(runner)
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    try:
+        yield serve
+    finally:
+        for runner in runners:
+            await runner.cleanup()
 
 
 # Databases 1-15 of the test Redis; each test claims a free one through a key in db 0.
