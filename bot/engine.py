@@ -225,7 +225,12 @@ class Engine(Execution):
         held = self.leases.get(rollback.id)
         token = held.token if held and entry.lock in {LockChange.KEEP, LockChange.RELEASE} else None
         if entry.lock is LockChange.KEEP and token is None:
-            raise Conflict(f"Rollback {rollback.id} is not running in this process.")
+            raise await self.refused(
+                rollback.id,
+                actor,
+                trigger.value,
+                Conflict(f"Rollback {rollback.id} is not running in this process."),
+            )
         grant = None
         if entry.lock is LockChange.TAKE:
             ttl = timedelta(seconds=self.config.runtime.lock_ttl_seconds)
@@ -702,9 +707,19 @@ class Engine(Execution):
         rollback = await self.get(rollback_id)
         await self.check(Who.REQUESTER_OR_APPROVER, rollback, user, "decide this", "fix_forward")
         if rollback.state not in {State.FAILED, State.INTERRUPTED}:
-            raise Conflict(f"Rollback {rollback.id} is {rollback.state.label}.")
+            raise await self.refused(
+                rollback.id,
+                user,
+                "fix_forward",
+                Conflict(f"Rollback {rollback.id} is {rollback.state.label}."),
+            )
         if rollback.fix_forward_by:
-            raise Conflict(f"{mention(rollback.fix_forward_by)} already decided to fix forward.")
+            raise await self.refused(
+                rollback.id,
+                user,
+                "fix_forward",
+                Conflict(f"{mention(rollback.fix_forward_by)} already decided to fix forward."),
+            )
         rollback = await self.store.update(rollback.id, fix_forward_by=user)
         await self.record(rollback, user, "fix_forward", f"Decided to fix forward: {mention(user)}")
         return rollback

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from bot.errors import RollbotError
+from bot.errors import Conflict, RollbotError
 from bot.leases import renewing
 from bot.models import Rollback, State, StepStatus, utcnow
 from bot.planning import describe, run_step
@@ -50,6 +50,9 @@ class Execution:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._active: set[asyncio.Task[object]] = set()
+        # Rollbacks an execute() call of this process is running: a second call for one of
+        # them (a double click that got this far, a bug) returns at once and touches nothing.
+        self._executing: set[str] = set()
 
     def _engine(self) -> Engine:
         return self  # type: ignore[return-value]
@@ -69,10 +72,15 @@ class Execution:
         """
         engine = self._engine()
         guarded = Guarded(reporter)
+        if rollback_id in self._executing:
+            return None
         approved = await engine.store.get(rollback_id)
         lease = engine.leases.get(rollback_id)
         if approved is None or approved.state is not State.APPROVED or lease is None:
             return None
+        if rollback_id in self._executing:
+            return None  # claimed while the store was read
+        self._executing.add(rollback_id)
         task = asyncio.current_task()
         if task:
             self._active.add(task)
@@ -94,15 +102,18 @@ class Execution:
                     if await self._stale(approved, guarded):
                         return None
                     steps = f" in {len(approved.steps)} steps" if approved.multi_step else ""
-                    rollback = await engine.apply(
-                        approved,
-                        Trigger.START,
-                        "rollbot",
-                        None
-                        if approved.drill
-                        else f"Rolling back {approved.service}/{approved.environment} to "
-                        f"{approved.target_version}{steps}",
-                    )
+                    try:
+                        rollback = await engine.apply(
+                            approved,
+                            Trigger.START,
+                            "rollbot",
+                            None
+                            if approved.drill
+                            else f"Rolling back {approved.service}/{approved.environment} to "
+                            f"{approved.target_version}{steps}",
+                        )
+                    except Conflict:
+                        return None  # cancelled or taken over since approval: not ours to run
                     log.info("rollback started", user=rollback.requested_by)
                     rollback = await (run or self._run)(rollback, guarded)
         except BaseException:
@@ -111,6 +122,7 @@ class Execution:
             await asyncio.shield(self._interrupted(rollback_id, guarded))
             raise
         finally:
+            self._executing.discard(rollback_id)
             if task:
                 self._active.discard(task)
         log.info(
@@ -166,6 +178,8 @@ class Execution:
                 target_state=await self.state_now(rollback),
             )
         except RollbotError as exc:
+            # Taken over (fenced) or moved on: this process holds nothing of it any more.
+            engine.leases.pop(rollback_id, None)
             log.warning("could not record the interruption", reason=exc.message)
             return
         await reporter.finished(moved, failure_text(moved))

@@ -328,3 +328,27 @@ async def test_two_retries_at_once_run_once_and_keep_the_lock(
         assert actions.count("retry") == 1 and actions.count("refused") == 1
     finally:
         await engine.providers.aclose()
+
+
+async def test_two_executions_at_once_run_once_and_never_interrupt_each_other(
+    store: SQLiteStore, backend: ComposeContainer, docker_host: str
+) -> None:
+    engine = await make_engine(store, backend)
+    try:
+        rb = await request(engine)
+        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        await engine.approve(rb.id, APPROVER)
+
+        results = await asyncio.gather(
+            engine.execute(rb.id, Transcript()), engine.execute(rb.id, Transcript())
+        )
+
+        ran = [r for r in results if r is not None]
+        assert len(ran) == 1 and ran[0].state is State.SUCCEEDED, results
+        actions = [e.action for e in await store.audit_log(rb.id)]
+        assert actions.count("started") == 1 and "interrupted" not in actions
+        assert await store.locks() == [] and engine.leases == {}
+        image, _ = await running_image(docker_host, backend.project)
+        assert image.endswith(":v1.2.3")
+    finally:
+        await engine.providers.aclose()

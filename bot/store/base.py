@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from bot.errors import Conflict
 from bot.jobs import Job, JobKind, JobState
 from bot.models import AuditEntry, Event, Lock, Rollback, State
 from bot.records import ChecklistMark, Delivery
@@ -72,7 +73,7 @@ class OpenSlotTaken(Exception):
         self.other = other
 
 
-class Fenced(Exception):
+class Fenced(Conflict):
     """A write carried a lease token that is no longer the live one."""
 
 

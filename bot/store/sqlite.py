@@ -173,7 +173,10 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
             if fence is not None:
                 key, token = fence
                 if not _holds(await self._lease(conn, key), rollback_id, token):
-                    raise Fenced(f"lease {key} of {rollback_id} is no longer held")
+                    raise Fenced(
+                        f"Rollback {rollback_id} was taken over by another rollbot process; "
+                        "this one stops here."
+                    )
             if not await self._update(conn, rollback_id, fields):
                 raise KeyError(rollback_id)
             return (await self._select(conn, "WHERE id = ?", [rollback_id]))[0]
