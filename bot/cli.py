@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import getpass
 import html
+import os
 import sys
 from collections.abc import Sequence
 
-from bot import logs
+from bot import logs, redact
 from bot.config import RollbotConfig, load_config
 from bot.engine import Engine
 from bot.errors import ConfigError, RollbotError
@@ -106,6 +107,7 @@ async def terminal_rollback(
     settings: Settings, config: RollbotConfig, args: argparse.Namespace
 ) -> int:
     """Drive one rollback through the engine from a terminal and print its progress."""
+    redact.install(config, os.environ)
     store: Store = open_store(settings.ROLLBOT_STORE)
     await store.open()
     providers = ProviderPool(config)
