@@ -35,7 +35,7 @@ from bot.pool import ProviderPool
 from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.store.base import Store
-from bot.text import mention
+from bot.text import escape, mention
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, Version
 
@@ -641,7 +641,7 @@ class Engine:
         await self.store.release_lock(rollback.lock_key, rollback.id)
         if moved:
             await self.record(moved, "rollbot", "cancelled", why)
-            await reporter.finished(moved, f":information_source: {why}")
+            await reporter.finished(moved, f":information_source: {escape(why)}")
         return True
 
     async def _interrupted(self, rollback: Rollback, reporter: Reporter) -> None:

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import RollbotError
+from bot.text import escape
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +51,7 @@ async def report(
     channel: str | None = None,
 ) -> None:
     """Tell the user who acted what went wrong, privately."""
-    text = user_message(error)
+    text = escape(user_message(error))
     user = (body.get("user") or {}).get("id") or body.get("user_id")
     if respond is not None and body.get("response_url"):
         await respond(text=text, response_type="ephemeral", replace_original=False)

@@ -95,7 +95,7 @@ async def offer_restore(
     """Post a restore offer in a channel (or a thread) for an approver to confirm."""
     plan = await Restores(engine).prepare(kind, service, backup, environment, user)
     await client.chat_postMessage(
-        channel=channel, thread_ts=thread_ts, text=plan.summary, blocks=offer_blocks(plan)
+        channel=channel, thread_ts=thread_ts, text=escape(plan.summary), blocks=offer_blocks(plan)
     )
 
 

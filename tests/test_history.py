@@ -165,3 +165,21 @@ async def test_at_most_fifteen_of_each_and_clear_answers(engine: Engine) -> None
         await history_text(engine, "backend", "staging")
     with pytest.raises(InvalidRequest, match="No service has an environment 'qa'"):
         await history_text(engine, None, "qa")
+
+
+async def test_a_break_glass_reason_is_shown_inert(engine: Engine) -> None:
+    await add(
+        engine,
+        1,
+        State.FAILED,
+        severity="critical",
+        approved_by=[REQUESTER],
+        break_glass_reason="<!here> <@U_OTHER>\n*Status* succeeded",
+        error="Rollback failed: redis://:hunter2@cache refused <!channel>",
+    )
+
+    text = await history_text(engine, "backend", None)
+
+    assert "approved by <@U_REQ> (break-glass: &lt;!here&gt; &lt;@U_OTHER&gt; ∗Status∗ " in text
+    assert "Rollback failed: redis://[redacted]@cache refused &lt;!channel&gt;" in text
+    assert "\n*Status*" not in text and "hunter2" not in text

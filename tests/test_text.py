@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from bot.config import parse_config
+from bot.config import ApprovalPolicy, parse_config
 from bot.engine import failure_text
 from bot.errors import ConfigError
-from bot.models import PlanStep, Rollback, State, StepStatus
-from bot.text import escape
+from bot.matrix import ISSUES
+from bot.models import Event, PlanStep, Rollback, State, StepStatus
+from bot.text import escape, quote_user_text
+from bot.timeline import build
+from handlers.blocks import card
+from handlers.timeline import timeline_lines
 from tests.e2e_helpers import backend_config
 
 
@@ -51,3 +57,116 @@ def test_lock_ttl_must_outlive_a_rollback() -> None:
     assert caught.value.problems[0].startswith(
         "runtime: Value error, lock_ttl_seconds (60) must be at least 900"
     )
+
+
+FORGED = "oops <!channel> @here <@U_OTHER> <#C_OPS>\n*Status*\n:white_check_mark: succeeded"
+
+
+def test_typed_text_is_one_inert_line() -> None:
+    shown = quote_user_text(FORGED)
+    assert shown == (
+        "oops &lt;!channel&gt; @\u200dhere &lt;@U_OTHER&gt; &lt;#C_OPS&gt; ∗Status∗ "
+        ":white_check_mark: succeeded"
+    )
+    assert quote_user_text("> quoted _it_ ~gone~ `code` @channel @Everyone") == (
+        "&gt; quoted ˍitˍ ∼gone∼ ˋcodeˋ @\u200dchannel @\u200dEveryone"
+    )
+
+
+def test_typed_text_is_cut_and_redacted() -> None:
+    shown = quote_user_text("x" * 600)
+    assert len(shown) == 500 and shown.endswith("…")
+    assert quote_user_text("db at postgresql://app:pw@db/x") == "db at postgresql://[redacted]@db/x"
+
+
+def test_escape_redacts_before_it_escapes() -> None:
+    assert escape("failed: redis://:pw@cache <!here> xoxb-1-2-abcdefgh") == (
+        "failed: redis://[redacted]@cache &lt;!here&gt; [redacted]"
+    )
+
+
+def test_templates_redact_values_from_outside() -> None:
+    rb = Rollback(
+        id="rb-00000001",
+        service="backend",
+        environment="production",
+        requested_by="U1",
+        current_version="v1.2.4",
+        target_version="v1.2.3",
+        state=State.FAILED,
+        target_state="db at postgresql://app:s3cr3t@db/x is down",
+        error="container said DATABASE_URL=postgresql://app:s3cr3t@db/x",
+    )
+    text = failure_text(rb)
+    assert "s3cr3t" not in text and "postgresql://[redacted]@db/x is down" in text
+
+
+def reasoned_rollback(state: State = State.RUNNING) -> Rollback:
+    """A rollback whose override and break-glass reasons try to mention and forge lines."""
+    return Rollback(
+        id="rb-00000002",
+        service="backend",
+        environment="production",
+        requested_by="U_REQ",
+        current_version="v1.2.4",
+        target_version="v1.2.3",
+        state=state,
+        issue="minor_ui_bug",
+        severity="low",
+        action="fix forward, don't roll back",
+        override_reason=FORGED,
+        break_glass_reason=FORGED,
+        approved_by=["U_REQ"],
+    )
+
+
+def shown_texts(blocks: list[dict[str, Any]]) -> list[str]:
+    """Return every mrkdwn text of a list of blocks."""
+    texts: list[str] = []
+    for block in blocks:
+        texts += [block.get("text", {}).get("text", "")]
+        texts += [field["text"] for field in block.get("fields", [])]
+    return texts
+
+
+def assert_inert(*texts: str) -> None:
+    """Check rendered texts for live mentions and forged lines."""
+    for text in texts:
+        for live in ("<!channel>", "<@U_OTHER>", "<#C_OPS>", "@here"):
+            assert live not in text
+        assert "\n*Status*" not in text and "\n:white_check_mark:" not in text
+
+
+def test_the_card_shows_reasons_inert() -> None:
+    texts = shown_texts(card(reasoned_rollback(), dict(ISSUES), ApprovalPolicy()))
+    assert_inert(*texts)
+    assert any("*Fix-forward overridden:* oops &lt;!channel&gt;" in text for text in texts)
+    assert any("*Break-glass:* oops &lt;!channel&gt;" in text for text in texts)
+
+
+def test_the_timeline_shows_reasons_inert() -> None:
+    rb = reasoned_rollback()
+    events = [
+        Event(
+            rollback_id=rb.id,
+            actor="U_REQ",
+            kind="override",
+            text=f"Fix-forward overridden: {FORGED}",
+        ),
+        Event(
+            rollback_id=rb.id,
+            actor="U_REQ",
+            kind="break_glass",
+            text=f"Break-glass self-approval: {FORGED}",
+        ),
+        Event(
+            rollback_id=rb.id,
+            actor="rollbot",
+            kind="step",
+            text="Started <@U_BOT> via xoxb-1-2-abcdefgh",
+        ),
+    ]
+    lines = timeline_lines(build(rb, events))
+    assert_inert(*lines)
+    assert sum("oops &lt;!channel&gt;" in line for line in lines) == 2
+    assert any("Started <@U_BOT> via [redacted]" in line for line in lines)
