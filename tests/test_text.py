@@ -16,6 +16,7 @@ from bot.timeline import build
 from handlers.blocks import card
 from handlers.timeline import timeline_lines
 from tests.e2e_helpers import backend_config
+from tests.support.records import rollback
 
 
 def test_escape_keeps_user_mentions_and_defuses_the_rest() -> None:
@@ -25,17 +26,11 @@ def test_escape_keeps_user_mentions_and_defuses_the_rest() -> None:
     )
 
 
-def test_templates_escape_values_from_outside() -> None:
-    rb = Rollback(
-        id="rb-00000001",
-        service="backend",
-        environment="production",
-        requested_by="U1",
-        current_version="v1.2.4",
-        target_version="v1.2.3",
+def test_templates_escape_and_redact_values_from_outside() -> None:
+    rb = rollback(
         state=State.FAILED,
-        target_state="backend runs v1.2.4 again",
-        error="container said <!channel> panic",
+        target_state="db at postgresql://app:s3cr3t@db/x is down",
+        error="container said <!channel> panic; DATABASE_URL=postgresql://app:s3cr3t@db/x",
         steps=[
             PlanStep(name="compose", kind="docker_compose", status=StepStatus.DONE, result="ok"),
             PlanStep(
@@ -46,6 +41,7 @@ def test_templates_escape_values_from_outside() -> None:
     )
     text = failure_text(rb)
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    assert "s3cr3t" not in text and "postgresql://[redacted]@db/x is down" in text
     assert "Retry step 2" in text and "/rollback restore database backend" in text
 
 
@@ -85,32 +81,10 @@ def test_escape_redacts_before_it_escapes() -> None:
     )
 
 
-def test_templates_redact_values_from_outside() -> None:
-    rb = Rollback(
-        id="rb-00000001",
-        service="backend",
-        environment="production",
-        requested_by="U1",
-        current_version="v1.2.4",
-        target_version="v1.2.3",
-        state=State.FAILED,
-        target_state="db at postgresql://app:s3cr3t@db/x is down",
-        error="container said DATABASE_URL=postgresql://app:s3cr3t@db/x",
-    )
-    text = failure_text(rb)
-    assert "s3cr3t" not in text and "postgresql://[redacted]@db/x is down" in text
-
-
-def reasoned_rollback(state: State = State.RUNNING) -> Rollback:
+def reasoned_rollback() -> Rollback:
     """A rollback whose override and break-glass reasons try to mention and forge lines."""
-    return Rollback(
-        id="rb-00000002",
-        service="backend",
-        environment="production",
-        requested_by="U_REQ",
-        current_version="v1.2.4",
-        target_version="v1.2.3",
-        state=state,
+    return rollback(
+        state=State.RUNNING,
         issue="minor_ui_bug",
         severity="low",
         action="fix forward, don't roll back",
