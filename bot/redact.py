@@ -37,11 +37,12 @@ _PATTERNS = re.compile(
         [
             rf"(?P<scheme>{_SCHEME}){_USERINFO}@",
             # A header's value: its scheme word and the credential after it.
-            r"(?P<header>(?i:\bauthorization)[\"']?\s*[:=]\s*[\"']?)"
-            r"(?:(?i:bearer|basic|token|digest)\s+)?[^\s\"',;]+",
+            r"(?P<header>(?ai:\bauthorization)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?:(?ai:bearer|basic|token|digest)\s+)?[^\s\"',;]+",
             rf"(?P<auth>\b(?:Bearer|Basic)\s+){_CREDENTIAL}",
-            # key=value, key: value and "key": "value", for keys that name a secret.
-            rf"(?P<label>(?i:\b[\w.-]*?(?:{_LABELS}))"
+            # key=value, key: value and "key": "value", for keys that end in a secret's
+            # name (PGPASSWORD, aws_secret_access_key); what comes before stays as it is.
+            rf"(?P<label>(?ai:{_LABELS})"
             r"(?:[\"']?\s*=\s*[\"']?|[\"']?:\s+[\"']?|[\"']:[\"']))[^\s\"'&,;<>]+",
             r"(?<![\w-])xox[abeprs](?:\.xox[a-z])?-[A-Za-z0-9-]{6,}",
             r"(?<![\w-])xapp-[A-Za-z0-9-]{6,}",
@@ -50,6 +51,12 @@ _PATTERNS = re.compile(
             r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
         ]
     )
+)
+# Lower-case pieces of text without which no pattern can match (the case-blind parts
+# are ASCII-only): most text has none and skips the regex, which is the slow part.
+_NEEDED = tuple(
+    "://  xox xapp-  ghp_ gho_ ghu_ ghs_ ghr_ github_pat_  akia asia  authorization bearer basic"
+    "  pass pwd secret token key".split()
 )
 _CREDENTIALS = re.compile(rf"{_SCHEME}(?P<userinfo>{_USERINFO})@")
 _SECRET_QUERY_KEY = re.compile(r"(?i)pass|secret|token|key")
@@ -97,6 +104,9 @@ class Redactor:
         """Return text with every secret replaced."""
         if self._values is not None:
             text = self._values.sub(REDACTED, text)
+        lowered = text.lower()
+        if not any(needed in lowered for needed in _NEEDED):
+            return text
         return _PATTERNS.sub(_replace, text)
 
 
