@@ -18,22 +18,17 @@ from tests.e2e_helpers import (
     wait_card,
 )
 from tests.support.bot import RunningBot, StartBot
-from tests.support.docker import ComposeContainerFactory, unique_project
+from tests.support.docker import (
+    CACHE_PASSWORD,
+    LEAKY_CMD,
+    LEAKY_DSN,
+    LEAKY_PASSWORD,
+    ComposeContainerFactory,
+    unique_project,
+)
 from tests.support.slack import text_of
 
 FORGED = "oops <!channel> @here <@U_OTHER>\n*Status*\n:white_check_mark: succeeded"
-PASSWORD = "s3cr3t!"
-DSN = f"postgresql://app:{PASSWORD}@db/x"
-CACHE_PASSWORD = "0ther-pw!"
-# Serves on its first version; on any other it prints, as a crashing app would, its
-# database URL, the password alone, a replica's URL with it and a cache URL with another
-# password nobody configured in rollbot, and exits.
-LEAKY = (
-    'case "$(cat /www/health)" in *v1.2.4*) exec httpd -f -p $PORT -h /www;; esac; '
-    'echo "DATABASE_URL=$DATABASE_URL" >&2; p=${DATABASE_URL#*://*:}; p=${p%@*}; '
-    'echo "password $p rejected, trying postgresql://app:$p@replica/x" >&2; '
-    f'echo "cache at redis://:{CACHE_PASSWORD}@cache:6379 is down" >&2; exit 1'
-)
 
 
 def strings(node: Any) -> Iterator[str]:
@@ -77,14 +72,13 @@ async def test_a_typed_reason_is_shown_inert_on_the_card_and_in_the_thread(
 async def test_a_failing_container_log_reaches_the_thread_redacted(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory
 ) -> None:
-    cmd = ["/bin/sh", "-c", LEAKY]
     before = await compose_container(
-        unique_project(), "backend", "v1.2.4", env={"DATABASE_URL": DSN}, cmd=cmd
+        unique_project(), "backend", "v1.2.4", env={"DATABASE_URL": LEAKY_DSN}, cmd=LEAKY_CMD
     )
     config = backend_config(before.project, before.port)
     production = config["services"]["backend"]["environments"]["production"]
     production["checks"].append({"name": "db", "type": "postgres", "dsn_env": "DATABASE_URL"})
-    bot = await start_rollbot(config, {"DATABASE_URL": DSN})
+    bot = await start_rollbot(config, {"DATABASE_URL": LEAKY_DSN})
 
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "critical_bug")
@@ -98,6 +92,6 @@ async def test_a_failing_container_log_reaches_the_thread_redacted(
     assert "password [redacted] rejected, trying postgresql://[redacted]@replica/x" in thread
     assert "cache at redis://[redacted]@cache:6379 is down" in thread
     assert "failed" in text_of(bot.fake.message(card["channel"], card["ts"]))
-    for secret in (PASSWORD, CACHE_PASSWORD):
+    for secret in (LEAKY_PASSWORD, CACHE_PASSWORD):
         assert all(secret not in text for text in sent(bot))
         assert secret not in bot.log()
