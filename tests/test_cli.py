@@ -10,11 +10,10 @@ import yaml
 
 from bot.models import State
 from bot.store.sqlite import SQLiteStore
-from tests.e2e_helpers import backend_config, running_image
+from tests.e2e_helpers import backend_config, leaky_backend, running_image
 from tests.support.bot import ROLLBOT
 from tests.support.docker import (
     CACHE_PASSWORD,
-    LEAKY_CMD,
     LEAKY_DSN,
     LEAKY_PASSWORD,
     ComposeContainerFactory,
@@ -120,12 +119,7 @@ def test_terminal_input_is_validated_like_slack_input(tmp_path: Path) -> None:
 async def test_a_failing_container_log_is_printed_redacted(
     tmp_path: Path, compose_container: ComposeContainerFactory
 ) -> None:
-    before = await compose_container(
-        unique_project(), "backend", "v1.2.4", env={"DATABASE_URL": LEAKY_DSN}, cmd=LEAKY_CMD
-    )
-    config = backend_config(before.project, before.port)
-    production = config["services"]["backend"]["environments"]["production"]
-    production["checks"].append({"name": "db", "type": "postgres", "dsn_env": "DATABASE_URL"})
+    config = await leaky_backend(compose_container)
 
     result = run_cli(
         tmp_path,

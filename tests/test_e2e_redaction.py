@@ -9,10 +9,10 @@ from handlers.ids import REASON_INPUT, ActionId, BlockId
 from tests.e2e_helpers import (
     APPROVER,
     REQUESTER,
-    backend_config,
     confirm,
     deploy,
     has_action,
+    leaky_backend,
     request_card,
     thread_text,
     wait_card,
@@ -20,11 +20,9 @@ from tests.e2e_helpers import (
 from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import (
     CACHE_PASSWORD,
-    LEAKY_CMD,
     LEAKY_DSN,
     LEAKY_PASSWORD,
     ComposeContainerFactory,
-    unique_project,
 )
 from tests.support.slack import text_of
 
@@ -72,12 +70,7 @@ async def test_a_typed_reason_is_shown_inert_on_the_card_and_in_the_thread(
 async def test_a_failing_container_log_reaches_the_thread_redacted(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory
 ) -> None:
-    before = await compose_container(
-        unique_project(), "backend", "v1.2.4", env={"DATABASE_URL": LEAKY_DSN}, cmd=LEAKY_CMD
-    )
-    config = backend_config(before.project, before.port)
-    production = config["services"]["backend"]["environments"]["production"]
-    production["checks"].append({"name": "db", "type": "postgres", "dsn_env": "DATABASE_URL"})
+    config = await leaky_backend(compose_container)
     bot = await start_rollbot(config, {"DATABASE_URL": LEAKY_DSN})
 
     card = await request_card(bot, "backend v1.2.3")
