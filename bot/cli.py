@@ -6,10 +6,11 @@ import argparse
 import asyncio
 import getpass
 import html
+import os
 import sys
 from collections.abc import Sequence
 
-from bot import logs
+from bot import logs, redact
 from bot.config import RollbotConfig, load_config
 from bot.engine import Engine
 from bot.errors import ConfigError, RollbotError
@@ -21,15 +22,15 @@ from bot.verification import CheckResult, render_table
 
 
 class TerminalReporter:
-    """Prints a running rollback's progress to stdout."""
+    """Prints a running rollback's progress to stdout, redacted as Slack would show it."""
 
     async def progress(self, rollback: Rollback, text: str) -> None:
         """Print one step."""
-        print(f"  - {text}", flush=True)
+        print(f"  - {redact.redact(text)}", flush=True)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
         """Print the verification table."""
-        print(render_table(results), flush=True)
+        print(redact.redact(render_table(results)), flush=True)
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
         """Print the outcome."""
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     except RollbotError as exc:
-        print(f"rollbot: {exc.message}", file=sys.stderr)
+        print(f"rollbot: {redact.redact(exc.message)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -106,6 +107,7 @@ async def terminal_rollback(
     settings: Settings, config: RollbotConfig, args: argparse.Namespace
 ) -> int:
     """Drive one rollback through the engine from a terminal and print its progress."""
+    redact.install(config, os.environ)
     store: Store = open_store(settings.ROLLBOT_STORE)
     await store.open()
     providers = ProviderPool(config)
@@ -128,9 +130,9 @@ async def terminal_rollback(
         for i, step in enumerate(rb.steps, 1):
             print(f"  Step {i}: {step.heading}")
             for line in step.plan:
-                print(f"    - {line}")
+                print(f"    - {redact.redact(line)}")
             for warning in step.warnings:
-                print(f"    ! {warning}")
+                print(f"    ! {redact.redact(warning)}")
         rb = await engine.confirm_severity(rb.id, args.issue, operator, args.override_reason)
         if rb.dry_run:
             print("Dry run: nothing was changed. Add --yes to roll back.")

@@ -15,6 +15,7 @@ from bot.names import (
     ROLLBACK_ID_PATTERN,
     VERSION_PATTERN,
 )
+from bot.text import one_line
 
 USAGE = """\
 /rollback SERVICE [VERSION] [env=ENV] [--dry-run]   roll SERVICE back (no VERSION: previous stable)
@@ -144,9 +145,9 @@ Command = (
 
 
 def shown(value: str, limit: int = 40) -> str:
-    """Quote a user's token for an error message, shortened so it cannot flood a reply."""
-    text = value if len(value) <= limit else value[: limit - 1] + "…"
-    return repr(text)
+    """Quote a user's token for an error message: one short line that cannot mention."""
+    # Look-alike brackets: echoed in a reply, the token never becomes a mention or link.
+    return repr(one_line(value, limit).replace("<", "‹").replace(">", "›"))
 
 
 def _fail(problem: str) -> UsageError:

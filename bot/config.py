@@ -444,6 +444,29 @@ class RollbotConfig(_Strict):
         """Return the monitoring settings of one service environment."""
         return self.environment(service, environment).monitoring or self.monitoring
 
+    def secret_variables(self) -> list[tuple[str, str]]:
+        """List every environment variable that holds a secret, with the key that names it."""
+        found = []
+        for service_name, service in self.services.items():
+            for env_name, env in service.environments.items():
+                path = f"services.{service_name}.environments.{env_name}"
+                places = [(f"{path}.provider", env.provider)] + [
+                    (f"{path}.steps[{i}].provider", step.provider)
+                    for i, step in enumerate(env.steps)
+                ]
+                for place, settings in places:
+                    named: dict[str, str] = getattr(settings, "secret_variables", dict)()
+                    found += [(f"{place}.{key}", variable) for key, variable in named.items()]
+                for i, check in enumerate(env.checks):
+                    if isinstance(check, PostgresCheck):
+                        found.append((f"{path}.checks[{i}]", check.dsn_env))
+                    elif isinstance(check, RedisCheck):
+                        found.append((f"{path}.checks[{i}]", check.url_env))
+        page = self.notifications.status_page
+        if page and page.secret_env:
+            found.append(("notifications.status_page.secret_env", page.secret_env))
+        return found
+
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
     parts: list[str] = []
@@ -462,35 +485,11 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[str]:
     """List every secret variable the config names that is not set, with its key path."""
-    problems = []
-    for service_name, service in config.services.items():
-        for env_name, env in service.environments.items():
-            path = f"services.{service_name}.environments.{env_name}"
-            places = [(f"{path}.provider", env.provider)] + [
-                (f"{path}.steps[{i}].provider", step.provider) for i, step in enumerate(env.steps)
-            ]
-            for place, settings in places:
-                named: dict[str, str] = getattr(settings, "secret_variables", dict)()
-                for key, variable in named.items():
-                    if not environ.get(variable):
-                        problems.append(
-                            f"{place}.{key}: environment variable {variable} is not set"
-                        )
-            for i, check in enumerate(env.checks):
-                var = None
-                if isinstance(check, PostgresCheck):
-                    var = check.dsn_env
-                elif isinstance(check, RedisCheck):
-                    var = check.url_env
-                if var and not environ.get(var):
-                    problems.append(f"{path}.checks[{i}]: environment variable {var} is not set")
-    page = config.notifications.status_page
-    if page and page.secret_env and not environ.get(page.secret_env):
-        problems.append(
-            f"notifications.status_page.secret_env: environment variable {page.secret_env} "
-            "is not set"
-        )
-    return problems
+    return [
+        f"{place}: environment variable {variable} is not set"
+        for place, variable in config.secret_variables()
+        if not environ.get(variable)
+    ]
 
 
 def unprotected_problems(config: RollbotConfig) -> list[str]:

@@ -25,6 +25,7 @@ from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.states import LOCKED_STATES, WAITING, Trigger
 from bot.store.base import LeaseGrant
+from bot.text import escape
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError
 
@@ -160,7 +161,7 @@ class Execution:
             error=why,
             target_state=f"unchanged: runs {running}",
         )
-        await reporter.finished(moved, f":information_source: {why}")
+        await reporter.finished(moved, f":information_source: {escape(why)}")
         return True
 
     async def _interrupted(self, rollback_id: str, reporter: Reporter) -> None:

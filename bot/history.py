@@ -9,7 +9,7 @@ from bot.engine import Engine
 from bot.errors import InvalidRequest, NotAllowed
 from bot.models import FINAL_STATES, Event, Rollback, State, utcnow
 from bot.render import render
-from bot.text import mention
+from bot.text import Mrkdwn, mention, quote_user_text, safe
 
 SHOWN = 15  # of each kind
 SCANNED = 500  # newest records read to find them; drills are rare among rollbacks
@@ -44,6 +44,11 @@ def _took(rollback: Rollback, now: datetime) -> str:
     return f"took {took}" if rollback.state in FINAL_STATES else f"open for {took}"
 
 
+def _joined(*parts: str | None) -> Mrkdwn:
+    """Join the parts of a details line, escaping those not made safe already."""
+    return Mrkdwn(" · ".join(safe(part) for part in parts if part))
+
+
 @dataclass(frozen=True)
 class RollbackRow:
     """One real rollback as the history shows it."""
@@ -61,10 +66,11 @@ class RollbackRow:
     error: str | None
 
     @property
-    def details(self) -> str:
+    def details(self) -> Mrkdwn:
         """Say who asked, who approved and what went wrong, on one line."""
-        parts = [self.severity, f"requested by {self.requested_by}", self.approval, self.error]
-        return " · ".join(p for p in parts if p)
+        return _joined(
+            self.severity, f"requested by {self.requested_by}", self.approval, self.error
+        )
 
 
 @dataclass(frozen=True)
@@ -82,18 +88,17 @@ class DrillRow:
     error: str | None
 
     @property
-    def details(self) -> str:
+    def details(self) -> Mrkdwn:
         """Say who ran it and what went wrong, on one line."""
-        return " · ".join(p for p in (f"by {self.requested_by}", self.error) if p)
+        return _joined(f"by {self.requested_by}", self.error)
 
 
 def _approval(rollback: Rollback, events: list[Event]) -> str | None:
     if rollback.approved_by:
         who = ", ".join(mention(u) for u in rollback.approved_by)
-        glass = (
-            f" (break-glass: {rollback.break_glass_reason})" if rollback.break_glass_reason else ""
-        )
-        return f"approved by {who}{glass}"
+        reason = rollback.break_glass_reason
+        glass = f" (break-glass: {quote_user_text(reason)})" if reason else ""
+        return Mrkdwn(f"approved by {who}{glass}")
     if any(e.kind == "approved" for e in events):
         return "no approval needed by policy"
     return None

@@ -15,8 +15,8 @@ from typing import Any
 from bot.matrix import MatrixRow
 from bot.models import Event, Rollback, State, StepStatus, utcnow
 from bot.render import render_document
-from bot.text import SLACK_USER
-from bot.timeline import Timeline, build, format_duration
+from bot.text import SLACK_USER, one_line
+from bot.timeline import Entry, Timeline, build, format_duration
 
 TEMPLATE = "incident_report.md.j2"
 # Endings that get a report on their own; a request cancelled, rejected or expired
@@ -231,12 +231,20 @@ def _lines(timeline: Timeline, who: _Names) -> list[_Line]:
         _Line(
             clock=timeline.clock(entry.at),
             what=who.text(entry.what),
-            detail=who.text(entry.detail) if entry.detail else None,
+            detail=_detail(entry, who),
             who=who(entry.actor),
             milestone=entry.milestone,
         )
         for entry in timeline.entries
     ]
+
+
+def _detail(entry: Entry, who: _Names) -> str | None:
+    """Return a line's detail with names for mentions; a typed one stays on its line."""
+    if not entry.detail:
+        return None
+    detail = who.text(entry.detail)
+    return one_line(detail) if entry.typed else detail
 
 
 def durations(rollback: Rollback, timeline: Timeline) -> list[tuple[str, str]]:

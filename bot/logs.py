@@ -1,30 +1,42 @@
-"""structlog setup: JSON lines when not a TTY, console otherwise; secrets redacted."""
+"""structlog setup: JSON lines when not a TTY, console otherwise; secrets redacted.
+
+Every string of every event, nested ones and formatted tracebacks included, goes
+through `bot.redact`, for rollbot's own logs and for libraries' stdlib logs alike.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-# Slack tokens and URL credentials, wherever they turn up in a log line.
-_SECRET = re.compile(r"xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|(?<=://)[^/\s:@]+:[^/\s@]+@")
+from bot.redact import redact
 
 
-def redact(text: str) -> str:
-    """Replace tokens and URL passwords in text."""
-    return _SECRET.sub("[redacted]", text)
+def _scrubbed(value: Any) -> Any:
+    """Return a value with every string in it redacted, however deeply nested."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, BaseException):
+        # The renderers show an exception given as a value by its repr, message and all.
+        text = repr(value)
+        cleaned = redact(text)
+        return cleaned if cleaned != text else value
+    return value
 
 
 def _redact_event(
     _logger: Any, _name: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for key, value in event.items():
-        if isinstance(value, str):
-            event[key] = redact(value)
+        event[key] = _scrubbed(value)
     return event
 
 

@@ -8,9 +8,22 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.text import escape
+from bot.redact import redact
+from bot.text import one_line, quote_user_text, safe
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def _document_text(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
+def _slack_text(value: Any) -> Any:
+    return safe(value) if isinstance(value, str) else value
+
+
+def _typed_line(value: str) -> str:
+    return one_line(redact(value))
 
 
 @cache
@@ -18,18 +31,20 @@ def environment(*, slack: bool = True) -> Environment:
     """Return the Jinja2 environment: for Slack every value is escaped for mrkdwn.
 
     Documents (the incident report, a Markdown file) are not Slack text: their values
-    go in as they are, so a reason with `&` or `<` reads the same in the file.
+    go in as they are, so a reason with `&` or `<` reads the same in the file. Both
+    redact secrets; the `user_text` filter shows what a person typed on one line,
+    and inert in Slack.
     """
-    return Environment(  # noqa: S701 - output is Slack mrkdwn or Markdown, never HTML
+    env = Environment(  # noqa: S701 - output is Slack mrkdwn or Markdown, never HTML
         loader=FileSystemLoader(TEMPLATES),
-        finalize=(lambda value: escape(value) if isinstance(value, str) else value)
-        if slack
-        else None,
+        finalize=_slack_text if slack else _document_text,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters["user_text"] = quote_user_text if slack else _typed_line
+    return env
 
 
 def render(name: str, **context: Any) -> str:

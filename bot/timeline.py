@@ -16,6 +16,8 @@ from bot.models import Event, Rollback
 
 ROLLBOT = "rollbot"
 STEP = "step"
+# Events whose detail is what a person typed (a reason), shown inert wherever it goes.
+TYPED = frozenset({"override", "break_glass"})
 
 
 class Milestone(StrEnum):
@@ -37,6 +39,7 @@ class Entry:
     what: str
     detail: str | None = None
     milestone: bool = False
+    typed: bool = False
 
     @property
     def is_step(self) -> bool:
@@ -219,4 +222,4 @@ def describe(event: Event) -> Entry:
         )
     what, prefix = _WORDS.get(kind, (kind.replace("_", " ").capitalize(), None))
     detail = _after(text, prefix) if prefix else text
-    return Entry(event.at, event.actor, kind, what, detail)
+    return Entry(event.at, event.actor, kind, what, detail, typed=kind in TYPED)

@@ -13,9 +13,9 @@ import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, assert_never
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -25,6 +25,8 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+
+from bot.redact import Redactor
 
 
 class _CheckBase(BaseModel):
@@ -90,9 +92,6 @@ log = structlog.get_logger(__name__)
 # A health body is small; reading more than this to look for a substring only costs memory.
 _MAX_BODY_BYTES = 1024 * 1024
 _MAX_DETAIL = 200
-_SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
-_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_PASSWORD_PARAM = re.compile(r"(?i)\b(password|passwd|pwd)=[^\s&]+")
 _ERRNO = re.compile(r"\[Errno (\d+)\]")
 # Errors that carry the server's own words.
 _REDIS_REPLIES = redis.exceptions.ResponseError | redis.exceptions.AuthenticationError
@@ -111,7 +110,7 @@ class _Plan:
     """How to attempt one check, and what its details must not reveal."""
 
     probe: Callable[[], Awaitable[str]]
-    secrets: tuple[str, ...] = ()
+    secrets: Redactor = field(default_factory=Redactor)
     where: str = ""
 
 
@@ -242,20 +241,20 @@ async def _attempt(plan: _Plan, limit_seconds: float) -> tuple[bool, str]:
         ok, detail = False, _describe_error(exc)
     if plan.where:
         detail = f"{detail} ({plan.where})"
-    return ok, _truncate(_redact(detail, plan.secrets), _MAX_DETAIL)
+    return ok, _truncate(plan.secrets.redact(detail), _MAX_DETAIL)
 
 
 def _plan(check: Check, environ: Mapping[str, str], client: httpx.AsyncClient) -> _Plan:
     timeout = check.timeout_seconds
     match check:
         case HttpCheck():
-            return _Plan(lambda: _probe_http(check, client), _secrets(check.url))
+            return _Plan(lambda: _probe_http(check, client), Redactor([check.url]))
         case PostgresCheck():
             dsn = _required(environ, check.dsn_env)
-            return _Plan(lambda: _probe_postgres(dsn, timeout), _secrets(dsn), _location(dsn))
+            return _Plan(lambda: _probe_postgres(dsn, timeout), Redactor([dsn]), _location(dsn))
         case RedisCheck():
             url = _required(environ, check.url_env)
-            return _Plan(lambda: _probe_redis(url, timeout), _secrets(url), _location(url))
+            return _Plan(lambda: _probe_redis(url, timeout), Redactor([url]), _location(url))
         case TcpCheck():
             return _Plan(lambda: _probe_tcp(check.host, check.port))
     assert_never(check)
@@ -362,23 +361,6 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         link = link.__cause__ or link.__context__
 
 
-def _secrets(url: str) -> tuple[str, ...]:
-    """Return the parts of a URL or DSN that must not be shown: itself and its passwords."""
-    found = {url}
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return (url,)
-    if password:
-        found |= {password, unquote(password)}
-    for key, value in parse_qsl(parts.query):
-        if value and any(word in key.lower() for word in _SECRET_QUERY_KEYS):
-            found |= {value, unquote(value)}
-    # Longest first, so a password inside the URL does not break the URL's replacement.
-    return tuple(sorted(found, key=len, reverse=True))
-
-
 def _location(url: str) -> str:
     """Return host, port and path of a URL or DSN without credentials or query."""
     try:
@@ -388,13 +370,6 @@ def _location(url: str) -> str:
     if not parts.scheme:
         return "unparsable URL"
     return (parts.netloc.rpartition("@")[2] + parts.path) or "local socket"
-
-
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    text = _URL_USERINFO.sub("***@", text)
-    return _PASSWORD_PARAM.sub(r"\1=***", text)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -27,7 +27,7 @@ from bot.config import ApprovalPolicy
 from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, Rollback, State, StepStatus
-from bot.text import escape, mention
+from bot.text import escape, mention, quote_user_text
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
 MAX_BLOCKS = 50
@@ -142,7 +142,7 @@ def _decision_blocks(
         label = row.label if row else rb.issue
         text = f"*Severity:* {rb.severity} ({label}) → {rb.action}"
         if rb.override_reason:
-            text += f"\n*Fix-forward overridden:* {escape(rb.override_reason)}"
+            text += f"\n*Fix-forward overridden:* {quote_user_text(rb.override_reason)}"
         return [SectionBlock(text=_md(text))]
     chosen = matrix.get(preview or "")
     select = StaticSelectElement(
@@ -220,7 +220,7 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
     if rb.approved_by:
         lines.append("*Approved by:* " + ", ".join(mention(u) for u in rb.approved_by))
     if rb.break_glass_reason:
-        lines.append(f"*Break-glass:* {escape(rb.break_glass_reason)}")
+        lines.append(f"*Break-glass:* {quote_user_text(rb.break_glass_reason)}")
     if last_step and rb.state not in FINAL_STATES:
         lines.append(f"*Now:* {escape(last_step)}")
     if rb.state in FINAL_STATES and rb.error:

@@ -27,7 +27,7 @@ from bot.models import FINAL_STATES, Rollback, State
 from bot.names import ROLLBACK_ID_PATTERN
 from bot.notifications import BOT
 from bot.records import Delivery
-from bot.text import mention
+from bot.text import escape, mention
 from handlers.blocks import dump
 from handlers.errors import acked
 from handlers.ids import ActionId, BlockId
@@ -55,7 +55,7 @@ def _md(text: str) -> MarkdownTextObject:
 def _description(item: ChecklistItem, hints: dict[str, str]) -> str | None:
     if item.done and item.at is not None:
         who = BOT if item.by == BOT else mention(item.by or "?")
-        note = f" · {item.note}" if item.note else ""
+        note = f" · {escape(item.note)}" if item.note else ""
         text = f"by {who} · {item.at:%H:%M} UTC{note}"
         return text if len(text) <= DESCRIPTION_MAX else text[: DESCRIPTION_MAX - 1] + "…"
     return hints.get(item.key)

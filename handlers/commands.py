@@ -27,7 +27,7 @@ from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
 from bot.restores import Restores
-from bot.text import mention
+from bot.text import escape, mention
 from handlers.drill import run_drill
 from handlers.errors import acked
 from handlers.flow import advance, sweep
@@ -135,8 +135,8 @@ def versions_text(service: str, env: str, versions: list[Version]) -> str:
         ]
         when = f" {v.created_at:%Y-%m-%d %H:%M}" if v.created_at else ""
         tail = f" ({', '.join(marks)})" if marks else ""
-        also = f" — also `{'`, `'.join(v.aliases[:3])}`" if v.aliases else ""
-        lines.append(f"• `{v.name}`{when}{tail}{also}")
+        also = f" — also `{escape('`, `'.join(v.aliases[:3]))}`" if v.aliases else ""
+        lines.append(f"• `{escape(v.name)}`{when}{tail}{also}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import Busy, RollbotError
+from bot.text import escape
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +51,7 @@ async def report(
     channel: str | None = None,
 ) -> None:
     """Tell the user who acted what went wrong, privately."""
-    text = user_message(error)
+    text: str = escape(user_message(error))
     cause = error.__cause__ if isinstance(error.__cause__, Busy) else error
     if isinstance(cause, Busy) and client is not None:
         text += await card_link(client, cause)

@@ -36,7 +36,7 @@ from bot.notifications import (
 )
 from bot.records import Delivery
 from bot.states import Who
-from bot.text import escape, mention
+from bot.text import escape, inert, mention
 from handlers.blocks import dump
 from handlers.errors import acked, report
 from handlers.hooks import Listener
@@ -56,7 +56,7 @@ def _md(text: str) -> MarkdownTextObject:
 
 
 def _quoted(text: str) -> str:
-    return "\n".join(f">{line}" for line in escape(text).splitlines())
+    return "\n".join(f">{line}" for line in inert(text).splitlines())
 
 
 def draft_blocks(
@@ -284,7 +284,7 @@ class Notifications:
             raise Conflict("The user notification is already being posted.")
         try:
             response = await self.client.chat_postMessage(
-                channel=channel, text=escape(draft.body or "")
+                channel=channel, text=inert(draft.body or "")
             )
         except BaseException:
             await self.engine.store.release_delivery(rb.id, POSTED)

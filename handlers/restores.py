@@ -21,7 +21,7 @@ from bot.commands import Kind
 from bot.engine import Engine
 from bot.errors import ReasonRequired
 from bot.restores import RestoreFailed, RestorePlan, RestoreRequest, Restores
-from bot.text import escape, mention
+from bot.text import escape, mention, quote_user_text
 from handlers.blocks import dump, reason_modal
 from handlers.errors import acked
 from handlers.ids import ActionId
@@ -96,7 +96,7 @@ async def offer_restore(
     """Post a restore offer in a channel (or a thread) for an approver to confirm."""
     plan = await Restores(engine).prepare(kind, service, backup, environment, user)
     await client.chat_postMessage(
-        channel=channel, thread_ts=thread_ts, text=plan.summary, blocks=offer_blocks(plan)
+        channel=channel, thread_ts=thread_ts, text=escape(plan.summary), blocks=offer_blocks(plan)
     )
 
 
@@ -205,7 +205,7 @@ async def confirm_restore(engine: Engine, offer: _Offer, break_glass: str | None
         nonlocal began
         began = True
         glass = (
-            f" by break-glass, without a second person: {escape(break_glass)}"
+            f" by break-glass, without a second person: {quote_user_text(break_glass)}"
             if break_glass
             else ""
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Awaitable
 
@@ -13,6 +14,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import redact
 from bot.config import RollbotConfig
 from bot.engine import Engine
 from bot.errors import ConfigError
@@ -40,6 +42,8 @@ async def serve(
     """Serve until SIGINT or SIGTERM, then close the store and providers."""
     if problems := settings.for_serving(http=http):
         raise ConfigError(problems)
+    # Logs and Slack messages from here on hide the values of every secret variable.
+    redact.install(config, os.environ)
     store = open_store(settings.ROLLBOT_STORE)
     providers = ProviderPool(config)
     stop = asyncio.Event()

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import Engine
 from bot.incident import durations
 from bot.models import Rollback
-from bot.text import escape, mention
+from bot.text import escape, mention, quote_user_text
 from bot.timeline import Entry, Timeline, build
 from handlers.blocks import MAX_BLOCKS, dump
 
@@ -25,9 +25,10 @@ MAX_STEP_LINES = 8
 
 
 def _line(timeline: Timeline, entry: Entry) -> str:
-    what = escape(entry.what)
+    what: str = escape(entry.what)
     what = f"*{what}*" if entry.milestone else what
-    detail = f": {escape(entry.detail)}" if entry.detail else ""
+    shown = quote_user_text if entry.typed else escape
+    detail = f": {shown(entry.detail)}" if entry.detail else ""
     line = f"`{timeline.clock(entry.at)}` {what}{detail} · {mention(entry.actor)}"
     return line if len(line) <= MAX_LINE_CHARS else line[: MAX_LINE_CHARS - 1] + "…"
 
@@ -99,7 +100,7 @@ class LiveTimeline:
                 return
             timeline = build(rb, await self.engine.store.events(rb.id))
             blocks = timeline_blocks(rb, timeline)
-            text = f"Timeline of rollback {rb.id}: {timeline.entries[-1].what}"
+            text = f"Timeline of rollback {rb.id}: {escape(timeline.entries[-1].what)}"
             if rb.timeline_ts:
                 try:
                     await self.client.chat_update(

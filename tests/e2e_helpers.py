@@ -9,7 +9,13 @@ import aiodocker
 from bot.models import Rollback
 from handlers.ids import ActionId
 from tests.support.bot import RunningBot, StartBot
-from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
+from tests.support.docker import (
+    LEAKY_CMD,
+    LEAKY_DSN,
+    ComposeContainer,
+    ComposeContainerFactory,
+    unique_project,
+)
 from tests.support.slack import FakeSlack, text_of
 
 CHANNEL = "C_OPS"
@@ -114,6 +120,20 @@ async def deploy(
     container = await compose_container(unique_project(), "backend", "v1.2.4")
     bot = await start_rollbot(backend_config(container.project, container.port, **approval))
     return container, bot
+
+
+async def leaky_backend(compose_container: ComposeContainerFactory) -> dict[str, Any]:
+    """Run backend v1.2.4 whose other versions print secrets and crash; return its config.
+
+    The config's postgres check names DATABASE_URL, so rollbot knows its value.
+    """
+    container = await compose_container(
+        unique_project(), "backend", "v1.2.4", env={"DATABASE_URL": LEAKY_DSN}, cmd=LEAKY_CMD
+    )
+    config = backend_config(container.project, container.port)
+    checks = config["services"]["backend"]["environments"]["production"]["checks"]
+    checks.append({"name": "db", "type": "postgres", "dsn_env": "DATABASE_URL"})
+    return config
 
 
 async def request_card(bot: RunningBot, text: str, user: str = REQUESTER) -> dict[str, Any]:

@@ -10,21 +10,29 @@ import yaml
 
 from bot.models import State
 from bot.store.sqlite import SQLiteStore
-from tests.e2e_helpers import backend_config, running_image
+from tests.e2e_helpers import backend_config, leaky_backend, running_image
 from tests.support.bot import ROLLBOT
-from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
+from tests.support.docker import (
+    CACHE_PASSWORD,
+    LEAKY_DSN,
+    LEAKY_PASSWORD,
+    ComposeContainerFactory,
+    unique_project,
+    wait_http,
+)
 
 
 def run_cli(
-    tmp_path: Path, config: dict[str, object], *args: str
+    tmp_path: Path, config: dict[str, object], *args: str, secrets: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `rollbot` with a config and a store in tmp_path, and no Slack variables."""
+    """Run `rollbot` with a config, a store in tmp_path and no Slack variables."""
     config_path = tmp_path / "rollbot.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
     env |= {
         "ROLLBOT_CONFIG": str(config_path),
         "ROLLBOT_STORE": f"sqlite:///{tmp_path / 'rollbot.db'}",
+        **(secrets or {}),
     }
     return subprocess.run(
         [str(ROLLBOT), *args], capture_output=True, text=True, env=env, timeout=120, check=False
@@ -106,3 +114,21 @@ def test_terminal_input_is_validated_like_slack_input(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "'v1;touch /tmp/x' is not a valid version" in result.stderr
+
+
+async def test_a_failing_container_log_is_printed_redacted(
+    tmp_path: Path, compose_container: ComposeContainerFactory
+) -> None:
+    config = await leaky_backend(compose_container)
+
+    result = run_cli(
+        tmp_path,
+        config,
+        *("rollback", "backend", "v1.2.3", "--issue", "critical_bug", "--yes"),
+        secrets={"DATABASE_URL": LEAKY_DSN},
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "password [redacted] rejected" in result.stdout
+    for secret in (LEAKY_PASSWORD, CACHE_PASSWORD):
+        assert secret not in result.stdout + result.stderr

@@ -234,3 +234,9 @@ def test_paths_and_shell_metacharacters_never_reach_a_backup(junk: str) -> None:
         return
     assert isinstance(command, Restore)
     assert command.backup is None or not set(command.backup) & set("/\\;|&$`'\"<>(){}*?! ~")
+
+
+def test_an_echoed_word_cannot_mention_anyone() -> None:
+    with pytest.raises(UsageError) as caught:
+        parse("backend v1.2.3 <@U_OTHER> <!channel>")
+    assert "<" not in caught.value.message and "‹@U_OTHER› ‹!channel›" in caught.value.message

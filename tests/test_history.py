@@ -171,3 +171,21 @@ async def test_history_answers_only_those_who_may_read(tmp_path: Path) -> None:
             )
         refused = [(e.actor, e.details["what"]) for e in await store.audit_log()]
         assert refused == [("U_NOBODY", "history")]
+
+
+async def test_a_break_glass_reason_is_shown_inert(engine: Engine) -> None:
+    await add(
+        engine,
+        1,
+        State.FAILED,
+        severity="critical",
+        approved_by=[REQUESTER],
+        break_glass_reason="<!here> <@U_OTHER>\n*Status* succeeded",
+        error="Rollback failed: redis://:hunter2@cache refused <!channel>",
+    )
+
+    text = await history_text(engine, "backend", None, REQUESTER)
+
+    assert "approved by <@U_REQ> (break-glass: &lt;!here&gt; &lt;@U_OTHER&gt; ∗Status∗ " in text
+    assert "Rollback failed: redis://[redacted]@cache refused &lt;!channel&gt;" in text
+    assert "\n*Status*" not in text and "hunter2" not in text

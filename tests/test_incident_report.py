@@ -176,3 +176,27 @@ def test_names_default_to_ids_and_the_key_changes_with_each_ending() -> None:
     assert filename(rb) == "incident-rb-0000abcd.md"
     again = rb.model_copy(update={"finished_at": T0 + timedelta(minutes=9)})
     assert report_key(rb).startswith("failed@") and report_key(again) != report_key(rb)
+
+
+def test_reasons_stay_on_their_line_and_secrets_stay_out_of_the_file() -> None:
+    rb, events = multi_step_failure()
+    reason = "UI bug\n## Root Cause\nnobody, see redis://:hunter2@cache"
+    rb = rb.model_copy(
+        update={
+            "override_reason": reason,
+            "error": "Step 2 failed: DATABASE_URL=postgresql://app:s3cr3t@db/x refused",
+            "target_state": "database at postgresql://app:s3cr3t@db/x",
+        }
+    )
+    events[2] = event(10, "override", f"Fix-forward overridden: {reason}", "U_REQ")
+    report = render_report(rb, events, matrix=ISSUES, names=NAMES, now=T0)
+
+    assert report.count("\n## Root Cause\n") == 1
+    assert "hunter2" not in report and "s3cr3t" not in report
+    assert "postgresql://[redacted]@db/x refused" in section(report, "## Summary")
+    assert "Decision matrix overridden (fix forward): UI bug ## Root Cause nobody, see " in (
+        section(report, "## Timeline")
+    )
+    assert "because: UI bug ## Root Cause nobody, see redis://[redacted]@cache" in (
+        section(report, "## Resolution")
+    )

@@ -7,21 +7,13 @@ from datetime import UTC, datetime, timedelta
 from bot.models import Event, Rollback, State
 from bot.timeline import Milestone, build, format_duration
 from handlers.timeline import MAX_STEP_LINES, SECTION_CHARS, timeline_blocks, timeline_lines
+from tests.support import records
 
 T0 = datetime(2024, 5, 1, 3, 0, tzinfo=UTC)
 
 
 def rollback(**fields: object) -> Rollback:
-    values: dict[str, object] = {
-        "id": "rb-0000abcd",
-        "service": "backend",
-        "environment": "production",
-        "requested_by": "U_REQ",
-        "current_version": "v1.2.4",
-        "target_version": "v1.2.3",
-        "created_at": T0,
-    }
-    return Rollback.model_validate({**values, **fields})
+    return records.rollback(created_at=T0, **fields)
 
 
 def event(seconds: float, kind: str, text: str, actor: str = "rollbot") -> Event:

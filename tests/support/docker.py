@@ -67,6 +67,22 @@ class ComposeContainer:
 
 ComposeContainerFactory = Callable[..., Awaitable[ComposeContainer]]
 
+LEAKY_PASSWORD = "s3cr3t!"
+LEAKY_DSN = f"postgresql://app:{LEAKY_PASSWORD}@db/x"
+CACHE_PASSWORD = "0ther-pw!"
+# A compose service command (its env holding LEAKY_DSN as DATABASE_URL) that serves on
+# v1.2.4; on any other version it prints, as a crashing app would, its database URL,
+# the password alone, a replica's URL with it and a cache URL with another password,
+# and exits.
+LEAKY_CMD = [
+    "/bin/sh",
+    "-c",
+    'case "$(cat /www/health)" in *v1.2.4*) exec httpd -f -p $PORT -h /www;; esac; '
+    'echo "DATABASE_URL=$DATABASE_URL" >&2; p=${DATABASE_URL#*://*:}; p=${p%@*}; '
+    'echo "password $p rejected, trying postgresql://app:$p@replica/x" >&2; '
+    f'echo "cache at redis://:{CACHE_PASSWORD}@cache:6379 is down" >&2; exit 1',
+]
+
 
 def docker_cli(host: str, *args: str, stdin: bytes | None = None) -> str:
     """Run the docker CLI against `host` and return its output; fail with its stderr."""
