@@ -122,20 +122,30 @@ class DrillThread:
             )
 
     async def progress(self, rollback: Rollback, text: str) -> None:
-        """Post a step in the thread and show it on the card."""
-        rb = await self.engine.get(rollback.id)
-        await self.thread.reply(rb, f":gear: {escape(text)}")
-        await self.update_card(rb, last_step=text)
+        """Queue a step for the thread and the card (the outbox sends it beside the work)."""
+
+        async def post() -> None:
+            await self.thread.reply(await self.engine.get(rollback.id), f":gear: {escape(text)}")
+
+        async def redraw() -> None:
+            await self.update_card(await self.engine.get(rollback.id), last_step=text)
+
+        self.thread.outbox.send(rollback.id, post)
+        self.thread.outbox.redraw(rollback.id, redraw)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
-        """Post the verification table of a leg in the thread."""
+        """Queue the verification table of a leg for the thread."""
         await self.thread.verified(rollback, results)
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
-        """Post the outcome in the thread and the channel; redraw the card."""
-        rb = await self.engine.get(rollback.id)
-        await self.thread.reply(rb, summary, broadcast=True)
-        await self.update_card(rb)
+        """Queue the outcome for the thread and the channel, and the card."""
+
+        async def post() -> None:
+            rb = await self.engine.get(rollback.id)
+            await self.thread.reply(rb, summary, broadcast=True)
+            await self.update_card(rb)
+
+        self.thread.outbox.send(rollback.id, post, redraws=True)
 
 
 async def run_drill(

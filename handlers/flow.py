@@ -52,15 +52,19 @@ async def advance(engine: Engine, thread: SlackThread, rb: Rollback, actor: str)
 
 
 async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: str) -> None:
-    """Say why an approved rollback starts, then run it."""
-    # An approved rollback runs even when Slack cannot show it: the engine records every
-    # step, and its own reports to Slack are best effort too.
-    try:
+    """Say why an approved rollback starts, then run it at once.
+
+    What is said goes out in the rollback's outbox, ahead of its progress: the rollback
+    never waits for Slack, and runs even when Slack cannot show it (the engine records
+    every step; the outbox logs what it could not post).
+    """
+
+    async def announce() -> None:
         await thread.update_card(rb)
         await thread.reply(rb, said)
         await thread.hooks.moved(rb)
-    except Exception as exc:
-        log.warning("slack unavailable before running", error=type(exc).__name__)
+
+    thread.later(rb, announce)
     await engine.execute(rb.id, thread)
 
 

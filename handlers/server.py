@@ -34,6 +34,8 @@ REFUSED_TOKEN = frozenset({"invalid_auth", "not_authed", "account_inactive", "to
 # that platforms allow before SIGKILL.
 DRAIN_SECONDS = 15.0
 CANCEL_SECONDS = 8.0
+# Then what is still queued for Slack (the outcome of a rollback that just ended) gets this.
+FLUSH_SECONDS = 5.0
 
 
 async def serve(
@@ -76,6 +78,7 @@ async def serve(
             await stop.wait()
             await runner.shutdown()
             await engine.drain(DRAIN_SECONDS, CANCEL_SECONDS)
+            await thread.outbox.flush(within=FLUSH_SECONDS)
             await runner.cleanup()
         else:
             assert settings.SLACK_APP_TOKEN is not None
@@ -89,6 +92,7 @@ async def serve(
             with contextlib.suppress(Exception):
                 await handler.close_async()
             await engine.drain(DRAIN_SECONDS, CANCEL_SECONDS)
+            await thread.outbox.flush(within=FLUSH_SECONDS)
     finally:
         stop.set()
         if sweeper is not None:

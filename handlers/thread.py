@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
@@ -10,6 +12,7 @@ from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
 from handlers.hooks import Hooks
+from handlers.outbox import Outbox
 
 
 class SlackThread:
@@ -19,6 +22,8 @@ class SlackThread:
         self.client = client
         self.engine = engine
         self.hooks = Hooks()
+        # What the engine reports while it runs goes out beside the work, not in front.
+        self.outbox = Outbox()
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -69,23 +74,45 @@ class SlackThread:
             channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, reply_broadcast=broadcast
         )
 
-    # -- Reporter --------------------------------------------------------------------
+    # -- Reporter: queued in the outbox, so the engine never waits on Slack ------------
 
     async def progress(self, rollback: Rollback, text: str) -> None:
-        """Post a step in the thread and show it on the card."""
-        rb = await self.engine.get(rollback.id)
-        await self.reply(rb, f":gear: {escape(text)}")
-        await self.update_card(rb, last_step=text)
+        """Queue a step for the thread and the card."""
+
+        async def post() -> None:
+            await self.reply(await self.engine.get(rollback.id), f":gear: {escape(text)}")
+
+        async def redraw() -> None:
+            await self.update_card(await self.engine.get(rollback.id), last_step=text)
+
+        self.outbox.send(rollback.id, post)
+        self.outbox.redraw(rollback.id, redraw)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
-        """Post the verification table in the thread."""
-        rb = await self.engine.get(rollback.id)
+        """Queue the verification table for the thread."""
         ok = all(r.ok for r in results)
         head = ":white_check_mark: Verification passed" if ok else ":x: Verification failed"
-        await self.reply(rb, f"{head}\n```\n{escape(render_table(results))}\n```")
+        text = f"{head}\n```\n{escape(render_table(results))}\n```"
+
+        async def post() -> None:
+            await self.reply(await self.engine.get(rollback.id), text)
+
+        self.outbox.send(rollback.id, post)
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
-        """Post the outcome in the thread and the channel; redraw the card."""
+        """Queue the outcome for the thread and the channel, the card and the hooks."""
+
+        async def post() -> None:
+            await self.tell_finished(rollback, summary)
+
+        self.outbox.send(rollback.id, post, redraws=True)
+
+    def later(self, rollback: Rollback, call: Callable[[], Awaitable[None]]) -> None:
+        """Queue other Slack work for a rollback, in order with its reports."""
+        self.outbox.send(rollback.id, call)
+
+    async def tell_finished(self, rollback: Rollback, summary: str) -> None:
+        """Post the outcome in the thread and the channel; redraw the card; run the hooks."""
         rb = await self.engine.get(rollback.id)
         await self.reply(rb, summary, broadcast=True)
         channel = self.engine.config.slack.notification_channel

@@ -166,6 +166,29 @@ async def test_a_second_bot_on_the_same_store_leaves_a_running_rollback_alone(
     assert "Interrupted" not in thread_text(first.fake, card)
 
 
+async def test_a_rate_limited_slack_never_holds_up_the_rollback(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    container, bot = await deploy(start_rollbot, compose_container)
+    card = await ready_to_approve(bot, "backend v1.2.3", "critical_bug")
+    # From the approval on, Slack answers the next posts and card updates with 429 and
+    # Retry-After: 2, twice each, as it does under load: every reply lands seconds late.
+    bot.fake.fail_next("chat.postMessage", retry_after=2, times=2)
+    bot.fake.fail_next("chat.update", retry_after=2, times=2)
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+
+    done = await until_state(bot, State.SUCCEEDED)
+    # The rollback finished before Slack let the first line of its thread through.
+    assert ":gear:" not in thread_text(bot.fake, card)
+    image, _ = await running_image(docker_host, container.project)
+    assert image.endswith(":v1.2.3")
+    # Everything still reaches the thread afterwards, in order.
+    await wait_card(bot, card, lambda m: ":large_green_circle:" in text_of(m))
+    thread = thread_text(bot.fake, card)
+    assert thread.index("Rolling back now") < thread.index(":gear:") < thread.index("RESOLVED")
+    assert done.finished_at is not None
+
+
 async def until_state(bot: RunningBot, state: State) -> Rollback:
     """Wait until the bot's one rollback is in `state`, as recorded in its store."""
     for _ in range(400):
