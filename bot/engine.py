@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import structlog
@@ -28,6 +28,7 @@ from bot.errors import (
     ReasonRequired,
     RollbotError,
 )
+from bot.events import Events, Moved
 from bot.execution import Execution
 from bot.leases import Owner, this_process
 from bot.matrix import Action
@@ -50,10 +51,6 @@ from bot.text import mention
 from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
-
-# Called after every transition with the moved rollback, the state it left (None: it is
-# new), what moved it and who.
-Moved = Callable[[Rollback, State | None, Trigger, str], Awaitable[None]]
 
 
 def new_rollback_id() -> str:
@@ -92,7 +89,8 @@ class Engine(Execution):
         self.owner = owner or this_process()
         # The leases this process holds, by rollback id: their tokens fence its writes.
         self.leases: dict[str, Lock] = {}
-        self.listeners: list[Moved] = []
+        # Where every transition is published: metrics and the Slack thread subscribe.
+        self.events = Events()
 
     @property
     def directory(self) -> Directory:
@@ -272,8 +270,7 @@ class Engine(Execution):
             state=moved.state.value,
             text=text,
         )
-        for listener in self.listeners:
-            await listener(moved, applied.previous, trigger, actor)
+        await self.events.publish(Moved(moved, applied.previous, trigger, actor))
         return moved
 
     @staticmethod
@@ -414,8 +411,7 @@ class Engine(Execution):
             )
             raise await self.refused(None, rollback.requested_by, "request", error) from None
         log.info(entry.records, rollback_id=rollback.id, user=rollback.requested_by, text=text)
-        for listener in self.listeners:
-            await listener(rollback, None, Trigger.REQUEST, rollback.requested_by)
+        await self.events.publish(Moved(rollback, None, Trigger.REQUEST, rollback.requested_by))
         return rollback
 
     async def refuse_if_busy(self, service: str, env: str) -> None:

@@ -13,7 +13,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from bot.models import Rollback, State
+from bot.events import Moved
+from bot.models import State
 from bot.store.base import Store
 
 # The Content-Type of what `Metrics.exposition` returns.
@@ -78,11 +79,9 @@ class Metrics:
         from_state = NEW if old is None else old.value
         self._transitions.labels(from_state=from_state, to_state=new.value).inc()
 
-    async def on_moved(
-        self, rollback: Rollback, previous: State | None, trigger: object, actor: str
-    ) -> None:
-        """Count a transition the engine applied (an engine listener)."""
-        self.transitioned(previous, rollback.state)
+    async def on_moved(self, event: Moved) -> None:
+        """Count a transition the engine applied (a subscriber of its events)."""
+        self.transitioned(event.previous, event.rollback.state)
 
     def slack_request(self, kind: RequestKind) -> None:
         """Count one verified request from Slack."""

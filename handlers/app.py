@@ -68,6 +68,7 @@ def create_app(
         request_verification_enabled=http,
     )
     thread = SlackThread(client, engine)
+    engine.events.subscribe(thread.on_moved)
 
     async def checklist_of(rb: Rollback) -> list[ChecklistSection]:
         return await checklist_sections(engine.store, rb.id)

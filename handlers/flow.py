@@ -69,23 +69,14 @@ async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: 
 
 
 async def sweep(engine: Engine, thread: SlackThread) -> None:
-    """Close expired and orphaned rollbacks, and say so on their cards and threads.
+    """Close expired and orphaned rollbacks; the thread announces them (its subscription).
 
-    Best effort: a Slack failure is logged, never raised, so it cannot block a command.
+    Best effort: a failure is logged, never raised, so it cannot block a command.
     """
     try:
-        moved = await engine.sweep()
+        await engine.sweep()
     except Exception:
         log.exception("sweep failed")
-        return
-    for rb in moved:
-        where = f" State now: {escape(rb.target_state)}." if rb.target_state else ""
-        try:
-            await thread.update_card(rb)
-            await thread.reply(rb, f":hourglass: {escape(rb.error or rb.state.label)}{where}")
-            await thread.hooks.moved(rb)
-        except Exception as exc:
-            log.warning("could not announce", rollback_id=rb.id, error=type(exc).__name__)
 
 
 async def sweep_every(engine: Engine, thread: SlackThread, stop: asyncio.Event) -> None:

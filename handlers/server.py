@@ -60,7 +60,7 @@ async def serve(
         metrics = Metrics()
         await metrics.seed(store)
         engine = Engine(config, store, providers)
-        engine.listeners.append(metrics.on_moved)
+        engine.events.subscribe(metrics.on_moved)
         # One thread for listeners and the sweeper alike, so hooks run for swept rollbacks.
         app, thread = create_app(settings, engine, metrics, http=http)
         await flow.sweep(engine, thread)

@@ -7,12 +7,17 @@ from collections.abc import Awaitable, Callable
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
+from bot.events import Moved
 from bot.models import Rollback, State
+from bot.states import Trigger
 from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
 from handlers.hooks import Hooks
 from handlers.outbox import Outbox
+
+# The sweeper's transitions: nobody's click or run reports them.
+ANNOUNCED_HERE = frozenset({Trigger.EXPIRE, Trigger.ORPHAN})
 
 
 class SlackThread:
@@ -106,6 +111,25 @@ class SlackThread:
             await self.tell_finished(rollback, summary)
 
         self.outbox.send(rollback.id, post, redraws=True)
+
+    async def on_moved(self, event: Moved) -> None:
+        """Subscriber: announce what rollbot decided on its own (expired, taken over).
+
+        People's clicks and commands are answered by their handlers, and a run's outcome by
+        this thread as the run's Reporter; the sweeper has neither, so its transitions are
+        shown here, queued like the rest: card, a line in the thread, then the hooks.
+        """
+        if event.trigger not in ANNOUNCED_HERE:
+            return
+        rb = event.rollback
+
+        async def announce() -> None:
+            where = f" State now: {escape(rb.target_state)}." if rb.target_state else ""
+            await self.update_card(rb)
+            await self.reply(rb, f":hourglass: {escape(rb.error or rb.state.label)}{where}")
+            await self.hooks.moved(rb)
+
+        self.outbox.send(rb.id, announce, redraws=True)
 
     def later(self, rollback: Rollback, call: Callable[[], Awaitable[None]]) -> None:
         """Queue other Slack work for a rollback, in order with its reports."""

@@ -13,6 +13,7 @@ import pytest
 from bot.config import RollbotConfig, parse_config
 from bot.engine import Engine
 from bot.errors import Conflict, NotAllowed, ReasonRequired
+from bot.events import EventKind, Moved
 from bot.leases import Owner, this_process
 from bot.models import AuditEntry, Rollback, State, utcnow
 from bot.pool import ProviderPool
@@ -352,3 +353,40 @@ async def test_two_executions_at_once_run_once_and_never_interrupt_each_other(
         assert image.endswith(":v1.2.3")
     finally:
         await engine.providers.aclose()
+
+
+async def test_every_transition_is_published_once_in_order(
+    store: SQLiteStore, backend: ComposeContainer
+) -> None:
+    engine = await make_engine(store, backend)
+    seen: list[Moved] = []
+
+    async def record(event: Moved) -> None:
+        seen.append(event)
+
+    async def broken(event: Moved) -> None:
+        raise RuntimeError("a subscriber that fails stops nothing")
+
+    engine.events.subscribe(broken)
+    engine.events.subscribe(record)
+    try:
+        rb = await request(engine)
+        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
+        await engine.approve(rb.id, APPROVER)
+        done = await engine.execute(rb.id, Transcript())
+        assert done is not None and done.state is State.SUCCEEDED
+    finally:
+        await engine.providers.aclose()
+    assert [e.kind for e in seen] == [
+        EventKind.REQUESTED,
+        EventKind.SEVERITY_CONFIRMED,
+        EventKind.AWAITING_APPROVAL,
+        EventKind.APPROVED,
+        EventKind.STARTED,
+        EventKind.VERIFYING,
+        EventKind.SUCCEEDED,
+    ]
+    assert [e.previous for e in seen[1:]] == [e.rollback.state for e in seen[:-1]]
+    assert seen[0].previous is None and seen[-1].ended and not seen[-2].ended
+    assert [e.actor for e in seen[:4]] == [REQUESTER, REQUESTER, "rollbot", APPROVER]
+    assert len(await store.audit_log(rb.id)) >= len(seen)
