@@ -28,7 +28,7 @@ USAGE = """\
                                                     restore a backup (no BACKUP: the latest)
 /rollback history [SERVICE] [env=ENV]               recent rollbacks and drills
 /rollback report ID                                 the incident report of a rollback
-/rollback drill SERVICE [env=ENV]                   the quarterly drill (never production)
+/rollback drill SERVICE [env=ENV]                   the quarterly drill (never protected)
 /rollback status                                    rollbacks in flight, locks, monitoring
 /rollback cancel ID                                 cancel a rollback that has not started
 /rollback help                                      this help"""

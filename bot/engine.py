@@ -183,12 +183,14 @@ class Engine(Execution):
         log.info("refused", rollback_id=rollback_id, user=actor, what=what)
         return error
 
-    async def check_read(self, rollback: Rollback, user: str, what: str) -> None:
-        """Raise NotAllowed (audited) unless `user` may read this rollback."""
+    async def check_read(
+        self, service: str, environment: str, user: str, what: str, rollback_id: str | None = None
+    ) -> None:
+        """Raise NotAllowed (audited) unless `user` may read rollbacks of this environment."""
         try:
-            await self.access.check_read(rollback.service, rollback.environment, user)
+            await self.access.check_read(service, environment, user)
         except NotAllowed as exc:
-            raise await self.refused(rollback.id, user, what, exc) from None
+            raise await self.refused(rollback_id, user, what, exc) from None
 
     async def allowed(self, trigger: Trigger, rollback: Rollback, user: str) -> None:
         """Raise NotAllowed (audited) unless `user` may cause `trigger` on this rollback."""

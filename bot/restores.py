@@ -266,9 +266,12 @@ class Restores:
             ) from exc
         raise InvalidRequest(f"{target.label} cannot be restored.")
 
-    async def backups(self, kind: Kind, name: str | None, environment: str | None) -> str:
+    async def backups(
+        self, kind: Kind, name: str | None, environment: str | None, user: str
+    ) -> str:
         """Describe the backups of the target a command means, newest first."""
         target = self.find(kind, name, environment, verb="backups")
+        await self.engine.check_read(target.service, target.environment, user, "backups")
         found = await self._backups(target)
         folder = self._folder(target)
         if not found:

@@ -77,10 +77,12 @@ def register(
                         response_type="ephemeral",
                     )
             case ListVersions(service, environment):
-                env, versions = await engine.versions(service, environment)
+                env = engine.resolve(service, environment)
+                await engine.check_read(service, env, user, "versions")
+                env, versions = await engine.versions(service, env)
                 await respond(text=versions_text(service, env, versions), response_type="ephemeral")
             case Backups(kind, service, environment):
-                text = await Restores(engine).backups(kind, service, environment)
+                text = await Restores(engine).backups(kind, service, environment, user)
                 await respond(text=text, response_type="ephemeral")
             case Restore(kind, service, backup, environment):
                 # Closes expired and orphaned rollbacks, so they do not block the restore.
@@ -97,7 +99,8 @@ def register(
                 await sweep(engine, thread)
                 await respond(text=await status_text(engine, user), response_type="ephemeral")
             case Report(rollback_id):
-                await engine.check_read(await engine.get(rollback_id), user, "report")
+                rb = await engine.get(rollback_id)
+                await engine.check_read(rb.service, rb.environment, user, "report", rb.id)
                 where = await reports.again(rollback_id)
                 await respond(text=where, response_type="ephemeral")
             case History(service, environment):
