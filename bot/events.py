@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 import structlog
 
@@ -61,30 +62,45 @@ class Moved:
         return self.rollback.state in FINAL_STATES
 
 
-Subscriber = Callable[[Moved], Awaitable[None]]
+T = TypeVar("T")
 
 
-class Events:
-    """Subscribers of the engine's events, called in order; one failing stops no other."""
+class Subscribers(Generic[T]):
+    """Callables told of each item in order; one failing is logged and stops no other."""
 
-    def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._subscribers: list[Callable[[T], Awaitable[None]]] = []
 
-    def subscribe(self, subscriber: Subscriber) -> Subscriber:
+    def add(self, subscriber: Callable[[T], Awaitable[None]]) -> Callable[[T], Awaitable[None]]:
         """Add a subscriber (usable as a decorator)."""
         self._subscribers.append(subscriber)
         return subscriber
 
-    async def publish(self, event: Moved) -> None:
-        """Hand an event to every subscriber."""
+    async def tell(self, item: T, rollback_id: str) -> None:
+        """Hand an item to every subscriber."""
         for subscriber in self._subscribers:
             try:
-                await subscriber(event)
+                await subscriber(item)
             except Exception:
                 # What happened happened: a subscriber's failure must not undo or stop it.
                 log.exception(
-                    "event subscriber failed",
-                    rollback_id=event.rollback.id,
-                    kind=event.kind.value,
+                    f"{self._what} failed",
+                    rollback_id=rollback_id,
                     subscriber=getattr(subscriber, "__qualname__", repr(subscriber)),
                 )
+
+
+class Events(Subscribers[Moved]):
+    """The engine's subscribers."""
+
+    def __init__(self) -> None:
+        super().__init__("event subscriber")
+
+    def subscribe(self, subscriber: Callable[[Moved], Awaitable[None]]) -> None:
+        """Add a subscriber of every transition."""
+        self.add(subscriber)
+
+    async def publish(self, event: Moved) -> None:
+        """Hand an event to every subscriber."""
+        await self.tell(event, event.rollback.id)

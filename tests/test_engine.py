@@ -163,10 +163,8 @@ async def test_a_live_lease_is_never_swept_and_an_expired_one_is_taken_over(
     first = await make_engine(store, backend, owner=elsewhere("replica-a"))
     second = await make_engine(store, backend, owner=elsewhere("replica-b"))
     try:
-        rb = await request(first)
-        await first.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        approved = await first.approve(rb.id, APPROVER)
-        assert approved.state is State.APPROVED
+        rb = await approved(first)
+        assert rb.state is State.APPROVED
         (lease,) = await store.locks()
         assert lease.owner == str(first.owner) and lease.rollback_id == rb.id
 
@@ -200,9 +198,7 @@ async def test_a_lease_of_a_dead_process_on_this_machine_is_taken_over_at_once(
     crashed = await make_engine(store, backend, owner=gone)
     restarted = await make_engine(store, backend, owner=me)
     try:
-        rb = await request(crashed)
-        await crashed.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        await crashed.approve(rb.id, APPROVER)
+        rb = await approved(crashed)
         (moved,) = await restarted.sweep()
         assert moved.id == rb.id and moved.state is State.INTERRUPTED
         assert "rollbot stopped" in (moved.error or "")
@@ -336,9 +332,7 @@ async def test_two_executions_at_once_run_once_and_never_interrupt_each_other(
 ) -> None:
     engine = await make_engine(store, backend)
     try:
-        rb = await request(engine)
-        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        await engine.approve(rb.id, APPROVER)
+        rb = await approved(engine)
 
         results = await asyncio.gather(
             engine.execute(rb.id, Transcript()), engine.execute(rb.id, Transcript())
@@ -370,9 +364,7 @@ async def test_every_transition_is_published_once_in_order(
     engine.events.subscribe(broken)
     engine.events.subscribe(record)
     try:
-        rb = await request(engine)
-        await engine.confirm_severity(rb.id, "critical_bug", REQUESTER)
-        await engine.approve(rb.id, APPROVER)
+        rb = await approved(engine)
         done = await engine.execute(rb.id, Transcript())
         assert done is not None and done.state is State.SUCCEEDED
     finally:
