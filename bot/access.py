@@ -78,6 +78,15 @@ class Access:
             or (not readers.anyone and await self.member(readers, user))
         )
 
+    async def participant(self, rollback: Rollback, user: str) -> bool:
+        """Return True for its requester and anyone who may request or approve there."""
+        service, env = rollback.service, rollback.environment
+        return (
+            user == rollback.requested_by
+            or await self.requester(service, env, user)
+            or await self.approver(service, env, user)
+        )
+
     async def may(self, who: Who, rollback: Rollback, user: str) -> bool:
         """Return True when `user` is `who` for this rollback."""
         service, env = rollback.service, rollback.environment

@@ -199,12 +199,7 @@ class Applied:
 
 async def may_tick(engine: Engine, rb: Rollback, user: str) -> bool:
     """Return True for people who may request or approve rollbacks of the service."""
-    access = engine.access
-    return (
-        user == rb.requested_by
-        or await access.requester(rb.service, rb.environment, user)
-        or await access.approver(rb.service, rb.environment, user)
-    )
+    return await engine.access.participant(rb, user)
 
 
 async def apply_ticks(
