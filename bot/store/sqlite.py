@@ -156,10 +156,12 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
                     "DELETE FROM leases WHERE key = ? AND rollback_id = ?", [rb.lock_key, rb.id]
                 )
                 lease = None
+            # Dated when written, not when built: a change that waited for the write lock
+            # must not be dated before one that was written ahead of it.
             for entry in change.audit:
-                await self._record(conn, entry, None)
+                await self._record(conn, entry.model_copy(update={"at": now}), None)
             for event in change.events:
-                await self._record(conn, None, event)
+                await self._record(conn, None, event.model_copy(update={"at": now}))
             moved = (await self._select(conn, "WHERE id = ?", [rb.id]))[0]
             return Applied(moved, lease, previous=rb.state)
 
@@ -228,11 +230,11 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
             await self._record(conn, entry, None)
 
     async def audit_log(self, rollback_id: str | None = None) -> list[AuditEntry]:
-        """Return audit records, oldest first, optionally for one rollback."""
+        """Return audit records in the order they were written, optionally for one rollback."""
         where, params = ("WHERE rollback_id = ?", [rollback_id]) if rollback_id else ("", [])
         async with self._transaction("DEFERRED") as conn:
             rows = await conn.execute_fetchall(
-                f"SELECT * FROM audit {where} ORDER BY at, seq",  # noqa: S608
+                f"SELECT * FROM audit {where} ORDER BY seq",  # noqa: S608
                 params,
             )
         return [
