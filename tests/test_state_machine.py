@@ -16,6 +16,7 @@ one execute at most runs a rollback, and only where its lease is.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import timedelta
@@ -50,6 +51,8 @@ from tests.support.safety import (
     Seen,
     Silent,
     World,
+    chain,
+    committed,
     violations,
 )
 
@@ -348,3 +351,37 @@ def test_safety_rules_hold_in_any_interleaving(monkeypatch: pytest.MonkeyPatch) 
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+@pytest.mark.xfail(
+    strict=True, reason="an audit record is dated when it is built, not when it is written"
+)
+async def test_the_audit_lists_transitions_in_the_order_they_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    world = await World.start(tmp_path, {"production": True})
+    first, second = world.engines
+    try:
+        rb = await first.request(
+            service=SERVICE, version="v1.2.3", environment="production", user=REQUESTER
+        )
+        # A third process holds the write lock: the first replica's cancel is built now
+        # and waits, its busy handler soon sleeping 100 ms between tries.
+        other = sqlite3.connect(world.path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        cancel = asyncio.create_task(first.cancel(rb.id, REQUESTER))
+        await asyncio.sleep(0.3)
+        # The second replica's confirmation comes later and, trying every few ms, writes first.
+        confirm = asyncio.create_task(second.confirm_severity(rb.id, "critical_bug", REQUESTER))
+        await asyncio.sleep(0.01)
+        other.execute("COMMIT")
+        other.close()
+        await asyncio.gather(cancel, confirm)
+
+        now = await first.get(rb.id)
+        assert now.state is State.CANCELLED  # confirmed, awaiting approval, then cancelled
+        assert chain(now, committed(world.path)) == []
+        assert chain(now, await first.store.audit_log(rb.id)) == []
+    finally:
+        await world.close()
