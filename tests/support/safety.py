@@ -28,7 +28,6 @@ from bot.models import AuditEntry, Rollback, State
 from bot.pool import ProviderPool
 from bot.states import TRANSITIONS, Trigger, holds_lock
 from bot.store.sqlite import SQLiteStore
-from bot.store.sqlite_base import when
 from bot.verification import CheckResult
 from tests.support.services import FakeHttpServer
 from tests.support.vercel import FakeVercel
@@ -262,13 +261,7 @@ def committed(path: Path) -> list[AuditEntry]:
         conn.row_factory = sqlite3.Row
         rows = conn.execute("SELECT * FROM audit ORDER BY seq").fetchall()
     return [
-        AuditEntry(
-            at=when(row["at"]),
-            actor=row["actor"],
-            action=row["action"],
-            rollback_id=row["rollback_id"],
-            details=json.loads(row["details"]),
-        )
+        AuditEntry.model_validate({**dict(row), "details": json.loads(row["details"])})
         for row in rows
     ]
 
