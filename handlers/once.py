@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
@@ -34,7 +35,7 @@ def request_key(body: dict[str, Any]) -> str | None:
     return None
 
 
-def register(app: Any, engine: Engine) -> None:
+def register(app: AsyncApp, engine: Engine) -> None:
     """Add the middleware that lets each Slack request through once."""
 
     async def once(
