@@ -9,10 +9,11 @@ rule cannot be decided, the answer is no.
 
 from __future__ import annotations
 
-from bot.config import ApprovalPolicy, People, RollbotConfig
+from bot.config import RollbotConfig
 from bot.directory import Directory, NoDirectory
 from bot.errors import NotAllowed
 from bot.models import Rollback
+from bot.policy import ApprovalPolicy, People
 from bot.states import Who
 from bot.text import mention
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot.access import Access
-from bot.config import ApprovalPolicy, RollbotConfig
+from bot.config import RollbotConfig
 from bot.decisions import Decisions
 from bot.directory import Directory
 from bot.errors import (
@@ -41,6 +41,7 @@ from bot.models import (
 )
 from bot.names import COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
 from bot.planning import plan_first, plan_later
+from bot.policy import ApprovalPolicy
 from bot.pool import ProviderPool
 from bot.states import TRANSITIONS, LockChange, Transition, Trigger, Who
 from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, Store

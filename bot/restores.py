@@ -20,12 +20,12 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot.commands import KINDS, Kind
-from bot.config import People
 from bot.engine import Engine, held_by
 from bot.errors import Conflict, InvalidRequest, NotAllowed, Purpose, ReasonRequired, RollbotError
 from bot.leases import renewing
 from bot.models import AuditEntry, Lock
 from bot.names import BACKUP_PATTERN, NAME_PATTERN
+from bot.policy import People
 from bot.pool import Target
 from bot.store.base import LeaseGrant
 from bot.text import SLACK_USER, escape, mention

@@ -23,10 +23,10 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.config import ApprovalPolicy
 from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, Rollback, State, StepStatus
+from bot.policy import ApprovalPolicy
 from bot.text import escape, mention, quote_user_text
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 

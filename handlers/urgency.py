@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.config import People
 from bot.engine import Engine
 from bot.jobs import Clock, Job, JobKind, job_id, span
 from bot.models import Rollback, State, utcnow
+from bot.policy import People
 from bot.scheduler import Scheduler
 from bot.text import escape, mention
 from handlers.thread import SlackThread

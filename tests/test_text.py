@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.config import ApprovalPolicy
 from bot.execution import failure_text
 from bot.matrix import ISSUES
 from bot.models import Event, PlanStep, Rollback, State, StepStatus
+from bot.policy import ApprovalPolicy
 from bot.text import escape, quote_user_text
 from bot.timeline import build
 from handlers.blocks import card
