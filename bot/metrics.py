@@ -15,7 +15,7 @@ from prometheus_client import (
 
 from bot.events import Moved
 from bot.models import State
-from bot.store.base import Store
+from bot.store.base import LeaseStore, RollbackStore
 
 # The Content-Type of what `Metrics.exposition` returns.
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -65,7 +65,7 @@ class Metrics:
         for state in State:
             self._rollbacks.labels(state=state.value).set(0)
 
-    async def seed(self, store: Store) -> None:
+    async def seed(self, store: RollbackStore) -> None:
         """Set the count of rollbacks in each state from the store; done once at start-up."""
         counts = await store.count_by_state()
         for state in State:
@@ -91,7 +91,7 @@ class Metrics:
         """Record how long the answer to one request from Slack took."""
         self._ack.observe(seconds)
 
-    async def exposition(self, store: Store) -> bytes:
+    async def exposition(self, store: LeaseStore) -> bytes:
         """Render every metric in Prometheus' text format."""
         # Leases end by expiring as well as by release, and nothing happens when one
         # expires, so a gauge kept by events would go on counting it. Counting the live

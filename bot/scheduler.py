@@ -20,7 +20,7 @@ import structlog
 
 from bot.jobs import Clock, Job, JobKind, JobState
 from bot.models import utcnow
-from bot.store.base import Store
+from bot.store.base import JobStore
 
 log = structlog.get_logger(__name__)
 
@@ -57,7 +57,7 @@ class Scheduler:
 
     def __init__(
         self,
-        store: Store,
+        store: JobStore,
         handlers: Mapping[JobKind, JobHandler],
         *,
         clock: Clock = utcnow,

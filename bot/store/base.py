@@ -77,8 +77,8 @@ class Fenced(Conflict):
     """A write carried a lease token that is no longer the live one."""
 
 
-class Store(Protocol):
-    """Persistence of rollbacks, timelines, approvals, locks and the audit log."""
+class Lifecycle(Protocol):
+    """Opening and closing the store."""
 
     async def open(self) -> None:
         """Create tables and connections; idempotent."""
@@ -87,6 +87,10 @@ class Store(Protocol):
     async def close(self) -> None:
         """Close connections."""
         ...
+
+
+class RollbackStore(Protocol):
+    """Rollbacks and their transitions, each applied atomically."""
 
     async def create(
         self, rollback: Rollback, audit: AuditEntry | None = None, event: Event | None = None
@@ -128,6 +132,25 @@ class Store(Protocol):
         """
         ...
 
+    async def find(
+        self,
+        *,
+        states: Collection[State] | None = None,
+        service: str | None = None,
+        environment: str | None = None,
+        limit: int = 50,
+    ) -> list[Rollback]:
+        """Return rollbacks matching the filters, newest first."""
+        ...
+
+    async def count_by_state(self) -> dict[State, int]:
+        """Return how many rollbacks are in each state; states with none are left out."""
+        ...
+
+
+class RecordStore(Protocol):
+    """The append-only records: audit log, timeline and checklist marks."""
+
     async def add_event(self, event: Event) -> None:
         """Append a line to a rollback's timeline."""
         ...
@@ -143,6 +166,18 @@ class Store(Protocol):
     async def audit_log(self, rollback_id: str | None = None) -> list[AuditEntry]:
         """Return audit records, oldest first, optionally for one rollback."""
         ...
+
+    async def add_checklist_mark(self, mark: ChecklistMark) -> None:
+        """Append a person's tick or untick; marks are never changed or deleted."""
+        ...
+
+    async def checklist_marks(self, rollback_id: str) -> list[ChecklistMark]:
+        """Return a rollback's checklist marks, oldest first."""
+        ...
+
+
+class LeaseStore(Protocol):
+    """Service locks as fenced leases."""
 
     async def take_lease(
         self, key: str, rollback_id: str, grant: LeaseGrant, *, takeover_from: str | None = None
@@ -166,34 +201,9 @@ class Store(Protocol):
         """Return the live leases (with `expired`, also those that lapsed)."""
         ...
 
-    async def claim_request(self, key: str, now: datetime, keep: timedelta) -> bool:
-        """Claim a Slack request by its idempotency key; False when it was handled already."""
-        ...
 
-    async def find(
-        self,
-        *,
-        states: Collection[State] | None = None,
-        service: str | None = None,
-        environment: str | None = None,
-        limit: int = 50,
-    ) -> list[Rollback]:
-        """Return rollbacks matching the filters, newest first."""
-        ...
-
-    async def count_by_state(self) -> dict[State, int]:
-        """Return how many rollbacks are in each state; states with none are left out."""
-        ...
-
-    # -- checklists and one-time deliveries (notifications, the checklist message) ------
-
-    async def add_checklist_mark(self, mark: ChecklistMark) -> None:
-        """Append a person's tick or untick; marks are never changed or deleted."""
-        ...
-
-    async def checklist_marks(self, rollback_id: str) -> list[ChecklistMark]:
-        """Return a rollback's checklist marks, oldest first."""
-        ...
+class DeliveryStore(Protocol):
+    """What is sent to Slack once: deliveries claimed once, and Slack requests seen."""
 
     async def claim_delivery(self, delivery: Delivery) -> bool:
         """Claim (rollback_id, key) for this delivery; False when it was claimed already."""
@@ -219,7 +229,13 @@ class Store(Protocol):
         """Drop a claim whose work failed, so it can be tried again."""
         ...
 
-    # -- scheduled jobs (monitoring windows, escalations) ------------------------------
+    async def claim_request(self, key: str, now: datetime, keep: timedelta) -> bool:
+        """Claim a Slack request by its idempotency key; False when it was handled already."""
+        ...
+
+
+class JobStore(Protocol):
+    """Scheduled jobs (monitoring windows, escalations), each run claimed once."""
 
     async def schedule_job(self, job: Job) -> bool:
         """Insert a job unless one with its id exists (in any state); return True if inserted."""
@@ -266,3 +282,7 @@ class Store(Protocol):
     async def pending_jobs(self, kinds: Collection[JobKind] | None = None) -> list[Job]:
         """Return the pending and running jobs (of these kinds), soonest due first."""
         ...
+
+
+class Store(Lifecycle, RollbackStore, RecordStore, LeaseStore, DeliveryStore, JobStore, Protocol):
+    """Everything the engine persists; a module asks only for the role it uses."""
