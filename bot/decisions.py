@@ -11,12 +11,18 @@ from typing import TYPE_CHECKING
 from bot.errors import Conflict, InvalidRequest, Purpose, ReasonRequired
 from bot.matrix import Action
 from bot.models import ACTIVE_STATES, Event, Rollback, State, StepStatus
-from bot.states import TRANSITIONS, Trigger, Who
-from bot.store.base import Applied, Refusal
+from bot.states import Trigger, Who
 from bot.text import mention
 
 if TYPE_CHECKING:
     from bot.engine import Engine
+
+
+def moved_on(current: Rollback) -> Conflict:
+    """Refuse because the rollback has moved on; say where it is and who approved it."""
+    by = ", ".join(mention(u) for u in current.approved_by)
+    tail = f" by {by}" if by and current.state in {State.APPROVED, *ACTIVE_STATES} else ""
+    return Conflict(f"Rollback {current.id} is already {current.state.label}{tail}.")
 
 
 class Decisions:
@@ -93,10 +99,7 @@ class Decisions:
                 rollback.id,
                 user,
                 "approve",
-                engine._refusal(
-                    TRANSITIONS[Trigger.APPROVE],
-                    Applied(None, refusal=Refusal.STATE, current=rollback),
-                ),
+                moved_on(rollback),
             )
         reason = (break_glass_reason or "").strip() or None
         notes: list[tuple[str, str, str]] = []
@@ -134,10 +137,7 @@ class Decisions:
             error = (
                 Conflict(f"You have approved rollback {rollback.id} already.")
                 if current.state is State.AWAITING_APPROVAL
-                else engine._refusal(
-                    TRANSITIONS[Trigger.APPROVE],
-                    Applied(None, refusal=Refusal.STATE, current=current),
-                )
+                else moved_on(current)
             )
             raise await engine.refused(rollback.id, user, "approve", error)
         if len(approvers) < policy.required_approvals:

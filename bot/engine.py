@@ -18,7 +18,7 @@ import structlog
 
 from bot.access import Access
 from bot.config import RollbotConfig
-from bot.decisions import Decisions
+from bot.decisions import Decisions, moved_on
 from bot.directory import Directory
 from bot.errors import (
     Busy,
@@ -43,7 +43,7 @@ from bot.names import COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
 from bot.planning import plan_first, plan_later
 from bot.policy import ApprovalPolicy
 from bot.pool import ProviderPool
-from bot.states import TRANSITIONS, LockChange, Transition, Trigger, Who
+from bot.states import TRANSITIONS, LockChange, Trigger, Who
 from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, Store
 from bot.text import mention
 from providers.base import ProviderError, Version
@@ -253,9 +253,7 @@ class Engine(Decisions, Execution):
         )
         applied = await self.store.apply(change)
         if applied.rollback is None:
-            raise await self.refused(
-                rollback.id, actor, trigger.value, self._refusal(entry, applied)
-            )
+            raise await self.refused(rollback.id, actor, trigger.value, self._refusal(applied))
         if applied.lease is not None:
             self.leases[rollback.id] = applied.lease
         else:
@@ -291,7 +289,7 @@ class Engine(Decisions, Execution):
         )
 
     @staticmethod
-    def _refusal(entry: Transition, applied: Applied) -> RollbotError:
+    def _refusal(applied: Applied) -> RollbotError:
         """Say why the store refused a transition."""
         current, blocker = applied.current, applied.blocker
         assert current is not None
@@ -313,9 +311,7 @@ class Engine(Decisions, Execution):
                     f"Rollback {current.id} was taken over by another rollbot process; "
                     "this one stops here."
                 )
-        by = ", ".join(mention(u) for u in current.approved_by)
-        tail = f" by {by}" if by and current.state in {State.APPROVED, *ACTIVE_STATES} else ""
-        return Conflict(f"Rollback {current.id} is already {current.state.label}{tail}.")
+        return moved_on(current)
 
     # -- the flow --------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from bot.planning import describe, run_step
 from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.states import LOCKED_STATES, WAITING, Trigger
-from bot.store.base import LeaseGrant
+from bot.store.base import Fenced, LeaseGrant
 from bot.text import escape
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError
@@ -88,18 +88,11 @@ class Execution:
         started = self._clock()
         rollback = approved
 
-        async def renew() -> bool:
-            return await engine.store.renew_lease(lease.key, rollback_id, lease.token, self._ttl)
-
-        def lost() -> None:
-            if task is not None:
-                task.cancel()
-
         try:
             with structlog.contextvars.bound_contextvars(
                 rollback_id=rollback_id, service=approved.service, environment=approved.environment
             ):
-                async with renewing(renew, self._ttl.total_seconds() / 3, lost):
+                async with renewing(engine.store, lease, self._ttl):
                     if await self._stale(approved, guarded):
                         return None
                     steps = f" in {len(approved.steps)} steps" if approved.multi_step else ""
@@ -302,8 +295,9 @@ class Execution:
         """Set fields of a rollback this process runs, under its lease's fencing token."""
         engine = self._engine()
         lease = engine.leases.get(rollback.id)
-        fence = (lease.key, lease.token) if lease else ("", -1)
-        return await engine.store.update(rollback.id, fence=fence, **fields)
+        if lease is None:
+            raise Fenced(f"Rollback {rollback.id} is not running in this process.")
+        return await engine.store.update(rollback.id, fence=(lease.key, lease.token), **fields)
 
     async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
         rollback = await self._engine().get(rollback_id)

@@ -16,9 +16,13 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
+
+from bot.models import Lock
+from bot.store.base import LeaseStore
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +82,7 @@ def this_process() -> Owner:
 Renew = Callable[[], Awaitable[bool]]
 
 
-async def heartbeat(renew: Renew, every: float, lost: Callable[[], None]) -> None:
+async def heartbeat(renew: Renew, every: float, lost: Callable[[], object]) -> None:
     """Renew a lease every `every` seconds until cancelled; call `lost` once it is gone."""
     while True:
         await asyncio.sleep(every)
@@ -95,12 +99,21 @@ async def heartbeat(renew: Renew, every: float, lost: Callable[[], None]) -> Non
 
 
 @contextlib.asynccontextmanager
-async def renewing(renew: Renew, every: float, lost: Callable[[], None]) -> AsyncIterator[None]:
-    """Run a heartbeat beside the block; stop it (and wait for it) when the block ends."""
-    beat = asyncio.create_task(heartbeat(renew, every, lost))
+async def renewing(store: LeaseStore, lease: Lock, ttl: timedelta) -> AsyncIterator[None]:
+    """Renew `lease` every third of `ttl` beside the block; cancel the block if it is lost.
+
+    The heartbeat is stopped (and waited for) when the block ends, so no renewal lands
+    after the lease is released.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "a lease is held by a task"
+
+    async def renew() -> bool:
+        return await store.renew_lease(lease.key, lease.rollback_id, lease.token, ttl)
+
+    beat = asyncio.create_task(heartbeat(renew, ttl.total_seconds() / 3, task.cancel))
     try:
         yield
     finally:
         beat.cancel()
-        # Wait for it, so no renewal lands after the lease is released.
         await asyncio.wait([beat])

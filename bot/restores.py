@@ -9,7 +9,6 @@ is ever recorded for an offer, so one offer never runs twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -483,19 +482,8 @@ class Restores:
     ) -> Outcome:
         target = plan.target
         provider = self.engine.providers.step(target.service, target.environment, target.index)
-        task = asyncio.current_task()
-
-        async def renew() -> bool:
-            return await self.engine.store.renew_lease(
-                lease.key, lease.rollback_id, lease.token, ttl
-            )
-
-        def lost() -> None:
-            if task is not None:
-                task.cancel()
-
         # A restore may outlast the lease's TTL (a backup, then pg_restore): renew it.
-        async with renewing(renew, ttl.total_seconds() / 3, lost):
+        async with renewing(self.engine.store, lease, ttl):
             return await self._restore_under_lease(plan, user, progress, provider)
 
     async def _restore_under_lease(
