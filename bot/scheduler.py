@@ -76,20 +76,25 @@ class Scheduler:
 
     async def run_due(self) -> int:
         """Run every job due now (late ones included), concurrently; return how many ran here."""
-        due = await self.store.due_jobs(self.clock())
-        ran = await asyncio.gather(*(self.run_job(job.id) for job in due))
-        return sum(ran)
+        due = await self.store.claim_due_jobs(self.clock(), self.lease)
+        await asyncio.gather(*(self._run(job) for job in due))
+        return len(due)
 
     async def run_job(self, job_id: str) -> bool:
         """Claim one job and run it; False when it is not due or another run holds it."""
         job = await self.store.claim_job(job_id, self.clock(), self.lease)
         if job is None:
             return False
+        await self._run(job)
+        return True
+
+    async def _run(self, job: Job) -> None:
+        """Run one claimed job with its kind's handler, and record how it ended."""
         handler = self.handlers.get(job.kind)
         if handler is None:
             log.error("job has no handler", job_id=job.id, kind=job.kind.value)
             await self.store.finish_job(job, JobState.FAILED)
-            return True
+            return
         started = time.monotonic()
         try:
             outcome = await asyncio.wait_for(handler(job, self.clock()), self.timeout_seconds)
@@ -99,7 +104,7 @@ class Scheduler:
             raise
         except Exception as exc:
             await self._failed(job, exc, time.monotonic() - started)
-            return True
+            return
         if isinstance(outcome, Again):
             await self.store.finish_job(
                 job, JobState.PENDING, due_at=outcome.due_at, payload=outcome.payload
@@ -115,7 +120,6 @@ class Scheduler:
             again=outcome.due_at.isoformat() if isinstance(outcome, Again) else None,
             duration_s=round(time.monotonic() - started, 3),
         )
-        return True
 
     async def _failed(self, job: Job, exc: Exception, seconds: float) -> None:
         """Retry a job that raised later, or give up after `max_attempts` in a row."""

@@ -15,6 +15,12 @@ if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/share/fonts/truetype/noto/NotoColor
   DEBIAN_FRONTEND=noninteractive apt-get install -y chromium fonts-noto-color-emoji
 fi
 
+# PgBouncer (transaction mode) stands in front of PostgreSQL in the store's pooler test.
+if [ ! -x /usr/sbin/pgbouncer ]; then
+  apt-get update
+  DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer
+fi
+
 bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
 bash scripts/start-redis.sh

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.railway",
     "tests.support.vercel",
     "tests.support.migrations",
+    "tests.support.stores",
     "tests.support.gitrepos",
     "tests.support.playground",
 ]

@@ -1,18 +1,17 @@
-"""The job scheduler on a real SQLite file, with a clock the tests move by hand."""
+"""The job scheduler on each store (SQLite, PostgreSQL), with a clock the tests move by hand."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from bot.jobs import Job, JobKind, JobState, job_id
 from bot.models import Rollback, State
 from bot.scheduler import LEASE, Again, Done, JobHandler, Scheduler
-from bot.store.sqlite import SQLiteStore
+from bot.store import Store, open_store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -55,13 +54,10 @@ class Runs:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "rollbot.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
-    async with SQLiteStore(str(db_path)) as opened:
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = open_store(store_url)
+    await opened.open()
+    try:
         for name in ("rb-1", "rb-2"):
             await opened.create(
                 Rollback(
@@ -75,10 +71,12 @@ async def store(db_path: Path) -> AsyncIterator[SQLiteStore]:
                 )
             )
         yield opened
+    finally:
+        await opened.close()
 
 
 async def schedule(
-    store: SQLiteStore, rollback_id: str, due_at: datetime, kind: JobKind = JobKind.MONITOR
+    store: Store, rollback_id: str, due_at: datetime, kind: JobKind = JobKind.MONITOR
 ) -> Job:
     job = Job(id=job_id(kind, rollback_id), rollback_id=rollback_id, kind=kind, due_at=due_at)
     assert await store.schedule_job(job)
@@ -86,24 +84,23 @@ async def schedule(
 
 
 async def test_a_due_job_runs_once_when_two_processes_race_for_it(
-    store: SQLiteStore, db_path: Path
+    store: Store, other: Store
 ) -> None:
     await schedule(store, "rb-1", T0)
     clock = FakeClock()
     first, second = Runs(), Runs()
-    async with SQLiteStore(str(db_path)) as other:  # a second process on the same file
-        ran = await asyncio.gather(
-            Scheduler(store, {JobKind.MONITOR: first}, clock=clock).run_due(),
-            Scheduler(other, {JobKind.MONITOR: second}, clock=clock).run_due(),
-            Scheduler(other, {JobKind.MONITOR: second}, clock=clock).run_job("monitor:rb-1"),
-        )
+    ran = await asyncio.gather(
+        Scheduler(store, {JobKind.MONITOR: first}, clock=clock).run_due(),
+        Scheduler(other, {JobKind.MONITOR: second}, clock=clock).run_due(),
+        Scheduler(other, {JobKind.MONITOR: second}, clock=clock).run_job("monitor:rb-1"),
+    )
     assert sum(int(r) for r in ran) == 1
     assert len(first.seen) + len(second.seen) == 1
     job = await store.get_job("monitor:rb-1")
     assert job is not None and job.state is JobState.DONE
 
 
-async def test_scheduling_twice_keeps_the_first_job(store: SQLiteStore) -> None:
+async def test_scheduling_twice_keeps_the_first_job(store: Store) -> None:
     job = await schedule(store, "rb-1", T0)
     again = job.model_copy(update={"due_at": T0 + timedelta(hours=1), "payload": {"x": 1}})
     assert not await store.schedule_job(again)
@@ -114,7 +111,7 @@ async def test_scheduling_twice_keeps_the_first_job(store: SQLiteStore) -> None:
 
 
 async def test_overdue_jobs_run_at_start_and_later_ones_wait_for_their_time(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     await schedule(store, "rb-1", T0 - timedelta(hours=1))  # fell due while stopped
     await schedule(store, "rb-2", T0 + timedelta(minutes=5))
@@ -133,7 +130,7 @@ async def test_overdue_jobs_run_at_start_and_later_ones_wait_for_their_time(
 
 
 async def test_again_reschedules_with_the_new_payload_and_done_keeps_the_last(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     await schedule(store, "rb-1", T0)
     clock = FakeClock()
@@ -158,7 +155,7 @@ async def test_again_reschedules_with_the_new_payload_and_done_keeps_the_last(
 
 
 async def test_cancelled_jobs_do_not_run_and_a_cancel_during_a_run_sticks(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     await schedule(store, "rb-1", T0)
     await schedule(store, "rb-1", T0, JobKind.ESCALATE)
@@ -188,7 +185,7 @@ async def test_cancelled_jobs_do_not_run_and_a_cancel_during_a_run_sticks(
     assert await store.cancel_jobs("rb-1") == []
 
 
-async def test_a_failing_job_is_retried_later_then_marked_failed(store: SQLiteStore) -> None:
+async def test_a_failing_job_is_retried_later_then_marked_failed(store: Store) -> None:
     await schedule(store, "rb-1", T0)
     clock = FakeClock()
     runs = Runs(fail=True)
@@ -212,7 +209,7 @@ async def test_a_failing_job_is_retried_later_then_marked_failed(store: SQLiteSt
 
 
 async def test_a_run_orphaned_by_a_crash_is_taken_over_once_its_lease_passes(
-    store: SQLiteStore,
+    store: Store,
 ) -> None:
     await schedule(store, "rb-1", T0)
     crashed = await store.claim_job("monitor:rb-1", T0, LEASE)  # then the process died
@@ -232,7 +229,7 @@ async def test_a_run_orphaned_by_a_crash_is_taken_over_once_its_lease_passes(
     assert done is not None and done.state is JobState.DONE
 
 
-async def test_a_stop_hands_back_a_run_it_cuts_short(store: SQLiteStore) -> None:
+async def test_a_stop_hands_back_a_run_it_cuts_short(store: Store) -> None:
     await schedule(store, "rb-1", T0)
     slow = Runs(delay=30)
     stop = asyncio.Event()
@@ -251,7 +248,7 @@ async def test_a_stop_hands_back_a_run_it_cuts_short(store: SQLiteStore) -> None
     assert quick.ids == ["monitor:rb-1"]
 
 
-async def test_a_job_of_an_unknown_kind_fails_instead_of_looping(store: SQLiteStore) -> None:
+async def test_a_job_of_an_unknown_kind_fails_instead_of_looping(store: Store) -> None:
     await schedule(store, "rb-1", T0, JobKind.ESCALATE)
     assert await Scheduler(store, {}, clock=FakeClock()).run_due() == 1
     job = await store.get_job("escalate:rb-1")

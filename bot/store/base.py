@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from bot.errors import Conflict
+from bot.errors import Conflict, RollbotError
 from bot.jobs import Job, JobKind, JobState
 from bot.models import AuditEntry, Event, Lock, Rollback, State
 from bot.records import ChecklistMark, Delivery
@@ -77,6 +77,10 @@ class Fenced(Conflict):
     """A write carried a lease token that is no longer the live one."""
 
 
+class StoreUnavailable(RollbotError):
+    """The database cannot be reached now (down, restarting, too slow); nothing was written."""
+
+
 class Lifecycle(Protocol):
     """Opening and closing the store."""
 
@@ -86,6 +90,10 @@ class Lifecycle(Protocol):
 
     async def close(self) -> None:
         """Close connections."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers now."""
         ...
 
 
@@ -254,6 +262,13 @@ class JobStore(Protocol):
 
         Sets it running with a new claim token and `lease_until = now + lease`, counts
         the attempt, and returns it; None when it is not due or someone else holds it.
+        """
+        ...
+
+    async def claim_due_jobs(self, now: datetime, lease: timedelta, limit: int = 50) -> list[Job]:
+        """Claim up to `limit` due jobs at once (as claim_job does each), soonest due first.
+
+        Replicas claiming together get disjoint sets: a row one is claiming is skipped.
         """
         ...
 

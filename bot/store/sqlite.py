@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import aiosqlite
-from pydantic import TypeAdapter
 
 from bot.models import FINAL_STATES, AuditEntry, Event, Lock, Rollback, State, utcnow
 from bot.states import LockChange
@@ -20,41 +19,10 @@ from bot.store.base import (
     OpenSlotTaken,
     Refusal,
 )
+from bot.store.rows import COLUMNS, encode, json_body, to_rollback
 from bot.store.sqlite_base import iso, placeholders, when
 from bot.store.sqlite_jobs import SQLiteJobs
 from bot.store.sqlite_records import SQLiteRecords
-
-# Columns are the fields that are filtered, ordered or compare-and-set on; the rest of
-# a Rollback lives in the `data` JSON column so a new model field needs no migration.
-_COLUMNS = ("id", "service", "environment", "state", "created_at", "updated_at", "finished_at")
-# approved_by is not stored on the row: the approvals table is its one source of truth.
-_DERIVED = frozenset({"approved_by"})
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {
-    name: TypeAdapter(info.annotation)
-    for name, info in Rollback.model_fields.items()
-    if info.annotation is not None
-}
-# SQL text is built only from the names above and `?` placeholders (hence the S608
-# waivers below); every value travels as a bound parameter.
-
-
-def _encode(fields: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-    """Validate Rollback fields and split them into column values, JSON values, approvers."""
-    columns: dict[str, Any] = {}
-    data: dict[str, str] = {}
-    approvers: list[str] = []
-    for name, raw in fields.items():
-        adapter = _ADAPTERS.get(name)
-        if adapter is None:
-            raise ValueError(f"Rollback has no field {name!r}")
-        value = adapter.validate_python(raw)
-        if name in _DERIVED:
-            approvers = list(value)
-        elif name in _COLUMNS:
-            columns[name] = iso(value) if isinstance(value, datetime) else value
-        else:
-            data[name] = json.dumps(adapter.dump_python(value, mode="json"))
-    return columns, data, approvers
 
 
 def _lock(row: aiosqlite.Row) -> Lock:
@@ -85,8 +53,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
         self, rollback: Rollback, audit: AuditEntry | None = None, event: Event | None = None
     ) -> None:
         """Insert a new rollback with its first records; refuse a second open one."""
-        columns, _, _ = _encode({name: getattr(rollback, name) for name in _COLUMNS})
-        body = rollback.model_dump(mode="json", exclude={*_COLUMNS, *_DERIVED})
+        columns = _columns({name: getattr(rollback, name) for name in COLUMNS})
         async with self._transaction() as conn:
             if await self._select(conn, "WHERE id = ?", [rollback.id]):
                 raise ValueError(f"rollback {rollback.id!r} already exists")
@@ -96,12 +63,12 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
                     raise OpenSlotTaken(other[0])
             try:
                 await conn.execute(
-                    f"INSERT INTO rollbacks ({', '.join(_COLUMNS)}, open_key, data) "  # noqa: S608
-                    f"VALUES ({placeholders(_COLUMNS)}, ?, ?)",
+                    f"INSERT INTO rollbacks ({', '.join(COLUMNS)}, open_key, data) "  # noqa: S608
+                    f"VALUES ({placeholders(COLUMNS)}, ?, ?)",
                     [
-                        *(columns[name] for name in _COLUMNS),
+                        *(columns[name] for name in COLUMNS),
                         rollback.open_key,
-                        json.dumps(body),
+                        json.dumps(json_body(rollback)),
                     ],
                 )
             except aiosqlite.IntegrityError as exc:
@@ -398,7 +365,8 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
         A new state comes with the open slot it leaves the row in (`open_key`).
         """
         fields.setdefault("updated_at", utcnow())
-        columns, data, approvers = _encode(fields)
+        values, data, approvers = encode(fields)
+        columns = _columns(values)
         sets = [f"{name} = ?" for name in columns]
         params: list[Any] = list(columns.values())
         if "state" in fields:
@@ -407,7 +375,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
         if data:
             sets.append(f"data = json_set(data{', ?, json(?)' * len(data)})")
             for name, value in data.items():
-                params.extend([f"$.{name}", value])
+                params.extend([f"$.{name}", json.dumps(value)])
         cursor = await conn.execute(
             f"UPDATE rollbacks SET {', '.join(sets)} WHERE id = ?",  # noqa: S608
             [*params, rollback_id],
@@ -455,18 +423,21 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
     ) -> list[Rollback]:
         """Load rollbacks with `SELECT ... {tail}`, approvers included."""
         query = f"SELECT * FROM rollbacks {tail}"  # noqa: S608
-        rows = list(await conn.execute_fetchall(query, params))
-        approvers = await self._approvers(conn, [row["id"] for row in rows])
+        found = list(await conn.execute_fetchall(query, params))
+        approvers = await self._approvers(conn, [row["id"] for row in found])
         return [
-            Rollback.model_validate(
-                {
-                    **json.loads(row["data"]),
-                    **{name: row[name] for name in _COLUMNS},
-                    "approved_by": approvers.get(row["id"], []),
-                }
+            to_rollback(
+                json.loads(row["data"]), {n: row[n] for n in COLUMNS}, approvers.get(row["id"], [])
             )
-            for row in rows
+            for row in found
         ]
+
+
+def _columns(values: dict[str, Any]) -> dict[str, Any]:
+    """Return column values as SQLite stores them: timestamps as sortable ISO text."""
+    return {
+        name: iso(value) if isinstance(value, datetime) else value for name, value in values.items()
+    }
 
 
 def _holds(lease: Lock | None, rollback_id: str, token: int) -> bool:

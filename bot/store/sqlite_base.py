@@ -237,6 +237,11 @@ class SQLiteBase:
             conn, self._conn = self._conn, None
             await conn.close()
 
+    async def ping(self) -> None:
+        """Raise unless the file answers now (a store that was never opened does not)."""
+        async with self._transaction("DEFERRED") as conn:
+            await conn.execute_fetchall("SELECT 1")
+
     @asynccontextmanager
     async def _transaction(self, mode: str = "IMMEDIATE") -> AsyncIterator[aiosqlite.Connection]:
         """Run a block in one transaction; IMMEDIATE takes the write lock up front."""

@@ -77,6 +77,38 @@ class SQLiteJobs(SQLiteBase):
             rows = await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id])
             return _job(next(iter(rows)))
 
+    async def claim_due_jobs(self, now: datetime, lease: timedelta, limit: int = 50) -> list[Job]:
+        """Claim up to `limit` due jobs at once, in one write transaction."""
+        async with self._transaction() as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    f"SELECT id FROM jobs WHERE {_CLAIMABLE} "  # noqa: S608
+                    "ORDER BY due_at, id LIMIT ?",
+                    [iso(now), iso(now), limit],
+                )
+            )
+            ids = [row["id"] for row in rows]
+            for claimed in ids:
+                await conn.execute(
+                    "UPDATE jobs SET state = ?, claim = ?, lease_until = ?, "
+                    "attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                    [
+                        JobState.RUNNING.value,
+                        secrets.token_hex(8),
+                        iso(now + lease),
+                        iso(utcnow()),
+                        claimed,
+                    ],
+                )
+            if not ids:
+                return []
+            found = await conn.execute_fetchall(
+                f"SELECT * FROM jobs WHERE id IN ({placeholders(ids)}) "  # noqa: S608
+                "ORDER BY due_at, id",
+                ids,
+            )
+        return [_job(row) for row in found]
+
     async def finish_job(
         self,
         claimed: Job,
