@@ -45,6 +45,7 @@ from bot.policy import ApprovalPolicy
 from bot.pool import ProviderPool
 from bot.states import TRANSITIONS, LockChange, Trigger, Who
 from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, Store
+from bot.takeover import Takeover
 from bot.text import mention
 from providers.base import ProviderError, Version
 
@@ -67,7 +68,7 @@ def busy(other: Rollback, message: str) -> Busy:
     return Busy(message, other.channel_id, other.message_ts)
 
 
-class Engine(Decisions, Execution):
+class Engine(Decisions, Execution, Takeover):
     """Drives rollbacks from request to verified result."""
 
     def __init__(

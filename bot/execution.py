@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -19,12 +20,12 @@ import structlog
 
 from bot.errors import Conflict, RollbotError
 from bot.leases import renewing
-from bot.models import Rollback, State, StepStatus, utcnow
+from bot.models import Lock, Rollback, State, StepStatus, utcnow
 from bot.planning import describe, run_step
 from bot.render import render
 from bot.reporting import Guarded, Reporter
-from bot.states import LOCKED_STATES, WAITING, Trigger
-from bot.store.base import Fenced, LeaseGrant
+from bot.states import Trigger
+from bot.store.base import Fenced
 from bot.text import escape
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError
@@ -79,53 +80,61 @@ class Execution:
         lease = engine.leases.get(rollback_id)
         if approved is None or approved.state is not State.APPROVED or lease is None:
             return None
-        if rollback_id in self._executing:
-            return None  # claimed while the store was read
-        self._executing.add(rollback_id)
+        async with self._owning(approved, lease, guarded) as owned:
+            if not owned or await self._stale(approved, guarded):
+                return None
+            steps = f" in {len(approved.steps)} steps" if approved.multi_step else ""
+            try:
+                rollback = await engine.apply(
+                    approved,
+                    Trigger.START,
+                    "rollbot",
+                    None
+                    if approved.drill
+                    else f"Rolling back {approved.service}/{approved.environment} to "
+                    f"{approved.target_version}{steps}",
+                )
+            except Conflict:
+                return None  # cancelled or taken over since approval: not ours to run
+            log.info("rollback started", user=rollback.requested_by)
+            return await (run or self._run)(rollback, guarded)
+
+    @asynccontextmanager
+    async def _owning(
+        self, rollback: Rollback, lease: Lock, reporter: Reporter
+    ) -> AsyncIterator[bool]:
+        """Run a block as this process's one runner of a rollback, renewing its lease.
+
+        Yields False when another call here runs it already. Whatever escapes the block
+        (a bug, a shutdown, a lost lease) records the rollback interrupted, so it is never
+        left "running" forever, the service locked, or the thread silent.
+        """
+        if rollback.id in self._executing:
+            yield False
+            return
+        self._executing.add(rollback.id)
         task = asyncio.current_task()
         if task:
             self._active.add(task)
         started = self._clock()
-        rollback = approved
-
         try:
             with structlog.contextvars.bound_contextvars(
-                rollback_id=rollback_id, service=approved.service, environment=approved.environment
+                rollback_id=rollback.id, service=rollback.service, environment=rollback.environment
             ):
-                async with renewing(engine.store, lease, self._ttl):
-                    if await self._stale(approved, guarded):
-                        return None
-                    steps = f" in {len(approved.steps)} steps" if approved.multi_step else ""
-                    try:
-                        rollback = await engine.apply(
-                            approved,
-                            Trigger.START,
-                            "rollbot",
-                            None
-                            if approved.drill
-                            else f"Rolling back {approved.service}/{approved.environment} to "
-                            f"{approved.target_version}{steps}",
-                        )
-                    except Conflict:
-                        return None  # cancelled or taken over since approval: not ours to run
-                    log.info("rollback started", user=rollback.requested_by)
-                    rollback = await (run or self._run)(rollback, guarded)
+                async with renewing(self._engine().store, lease, self._ttl):
+                    yield True
         except BaseException:
-            # Whatever escaped (a bug, a shutdown, a lost lease) must not leave the
-            # rollback "running" forever nor the service locked, nor the thread silent.
-            await asyncio.shield(self._interrupted(rollback_id, guarded))
+            await asyncio.shield(self._interrupted(rollback.id, reporter))
             raise
         finally:
-            self._executing.discard(rollback_id)
+            self._executing.discard(rollback.id)
             if task:
                 self._active.discard(task)
         log.info(
             "rollback finished",
             rollback_id=rollback.id,
-            state=rollback.state.value,
             duration_s=round(self._clock() - started, 2),
         )
-        return rollback
 
     async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:
         """Cancel an approved rollback whose service was redeployed since the request."""
@@ -376,62 +385,6 @@ class Execution:
             ),
             minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
         )
-
-    async def sweep(self) -> list[Rollback]:
-        """Expire stale requests, and take over rollbacks whose owner's lease is gone.
-
-        A rollback whose lease is alive is left alone, whoever holds it. One whose lease
-        expired, or whose owner died on this machine, is taken over (a new lease, so the
-        old owner's writes are refused), asked what runs, and marked interrupted. Returns
-        the rollbacks it moved, so their cards and threads can say so.
-        """
-        engine = self._engine()
-        moved: list[Rollback] = []
-        now = utcnow()
-        for rollback in await engine.store.find(states=WAITING, limit=500):
-            limit = timedelta(minutes=engine.policy(rollback).expires_after_minutes)
-            if now - rollback.created_at > limit:
-                why = "Expired without approval; nothing was changed."
-                moved += await self._quietly(
-                    engine.apply(rollback, Trigger.EXPIRE, "rollbot", why, error=why)
-                )
-        leases = {lease.rollback_id: lease for lease in await engine.store.locks(expired=True)}
-        for rollback in await engine.store.find(states=LOCKED_STATES, limit=500):
-            if rollback.id in engine.leases:
-                continue  # ours, running here
-            lease = leases.get(rollback.id)
-            if lease and lease.live(now) and not engine.owner.surely_dead(lease.owner):
-                continue  # alive in another process: never touched
-            me = str(engine.owner)
-            taken = await engine.store.take_lease(
-                rollback.lock_key,
-                rollback.id,
-                LeaseGrant("rollbot", me, self._ttl),
-                takeover_from=lease.owner if lease else None,
-            )
-            if taken.rollback_id != rollback.id or taken.owner != me:
-                continue
-            engine.leases[rollback.id] = taken
-            why = "Interrupted: rollbot stopped while this rollback was in flight."
-            state = await self.state_now(rollback)
-            found = await self._quietly(
-                engine.apply(
-                    rollback, Trigger.ORPHAN, "rollbot", why, error=why, target_state=state
-                )
-            )
-            if not found and engine.leases.pop(rollback.id, None) is not None:
-                await engine.store.release_lease(taken.key, rollback.id, taken.token)
-            moved += found
-        return moved
-
-    @staticmethod
-    async def _quietly(move: Awaitable[Rollback]) -> list[Rollback]:
-        """Apply a sweeper's transition; someone else moving it first is no error."""
-        try:
-            return [await move]
-        except RollbotError as exc:
-            log.info("sweep skipped", reason=exc.message)
-            return []
 
     # -- drills: bot/drill.py runs a rollback there and back with these -----------------
 

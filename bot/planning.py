@@ -105,6 +105,13 @@ async def run_step(
     return await target.rollback(step.target, progress)
 
 
+async def version_now(target: Target) -> str | None:
+    """Return the version a step's target runs, or None for a state target (no versions)."""
+    if isinstance(target, RedisStateProvider):
+        return None
+    return await target.current_version()
+
+
 async def describe(target: Target) -> str:
     """Say what a step's target holds now, without raising a second error."""
     try:

@@ -32,6 +32,7 @@ class Trigger(StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
     INTERRUPT = "interrupt"
+    RESUME = "resume"
     ORPHAN = "orphan"
     EXPIRE = "expire"
     REJECT = "reject"
@@ -111,6 +112,7 @@ RECORDS: dict[Trigger, str] = {
     Trigger.START: "started",
     Trigger.ROLL_FORWARD: "rolling_forward",
     Trigger.RETRY: "retry",
+    Trigger.RESUME: "resumed",
 }
 
 
@@ -218,12 +220,21 @@ _TABLE = [
         "rollbot stopped while it ran",
     ),
     _entry(
+        Trigger.RESUME,
+        LOCKED_STATES,
+        State.RUNNING,
+        Who.ROLLBOT,
+        LockChange.KEEP,
+        "its owner's lease expired; taken over, the platform asked what runs, and the "
+        "first step not done run",
+    ),
+    _entry(
         Trigger.ORPHAN,
         LOCKED_STATES,
         State.INTERRUPTED,
         Who.ROLLBOT,
         LockChange.RELEASE,
-        "its owner's lease expired; taken over first, then asked what runs",
+        "its owner's lease expired and what runs cannot be told apart from a half-done step",
     ),
     _entry(
         Trigger.EXPIRE,

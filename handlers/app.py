@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.metrics import Metrics, RequestKind
 from bot.models import Rollback
 from bot.settings import Settings
+from bot.store import StoreUnavailable
 from handlers import (
     actions,
     checklists,
@@ -36,6 +38,8 @@ from handlers.errors import report
 from handlers.thread import SlackThread
 
 SLACK_PATH = "/slack/events"
+# /healthz answers within this even when the store hangs (probes time out at 1-5 s).
+HEALTH_TIMEOUT_SECONDS = 1.0
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
 REQUEST_KINDS: dict[str, RequestKind] = {
     "block_actions": "action",
@@ -107,7 +111,16 @@ def web_app(
     server = app.web_app(path=SLACK_PATH)
 
     async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Ready only while the store answers: a load balancer sends Slack's requests to
+        # the replicas that can act on them.
+        try:
+            await asyncio.wait_for(engine.store.ping(), HEALTH_TIMEOUT_SECONDS)
+        except (StoreUnavailable, TimeoutError) as exc:
+            why = exc.message if isinstance(exc, StoreUnavailable) else "no answer in time"
+            return web.json_response(
+                {"status": "unavailable", "store": f"unreachable: {why}"}, status=503
+            )
+        return web.json_response({"status": "ok", "store": "ok"})
 
     async def scrape(request: web.Request) -> web.Response:
         if metrics_token is not None and not bearer_matches(request, metrics_token):

@@ -69,12 +69,14 @@ async def run_approved(engine: Engine, thread: SlackThread, rb: Rollback, said: 
 
 
 async def sweep(engine: Engine, thread: SlackThread) -> None:
-    """Close expired and orphaned rollbacks; the thread announces them (its subscription).
+    """Close expired requests and take over orphaned rollbacks, which go on in the background.
+
+    The thread announces what moved (its subscription) and carries a resumed run.
 
     Best effort: a failure is logged, never raised, so it cannot block a command.
     """
     try:
-        await engine.sweep()
+        await engine.sweep(thread)
     except Exception:
         log.exception("sweep failed")
 

@@ -9,6 +9,8 @@ compare-and-set transitions make double clicks (two trigger ids) harmless on the
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -17,9 +19,12 @@ import structlog
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.engine import Engine
 from bot.models import utcnow
+from bot.store import StoreUnavailable
+from bot.text import escape
 
 log = structlog.get_logger(__name__)
 
@@ -44,7 +49,11 @@ def register(app: AsyncApp, engine: Engine) -> None:
         next: Callable[[], Awaitable[BoltResponse | None]],
     ) -> BoltResponse | None:
         key = request_key(req.body)
-        if key is None or await engine.store.claim_request(key, utcnow(), KEEP):
+        try:
+            fresh = key is None or await engine.store.claim_request(key, utcnow(), KEEP)
+        except StoreUnavailable as exc:
+            return unavailable(req.body, exc)
+        if fresh:
             return await next()
         retry = (req.headers.get("x-slack-retry-num") or [""])[0]
         log.info("duplicate slack request ignored", key=key, retry=retry)
@@ -52,3 +61,33 @@ def register(app: AsyncApp, engine: Engine) -> None:
         return BoltResponse(status=200, body="")
 
     app.middleware(once)
+
+
+# Replies sent beside the ack while the store is down, kept so they are not collected.
+_replies: set[asyncio.Task[Any]] = set()
+
+
+def unavailable(body: dict[str, Any], error: StoreUnavailable) -> BoltResponse:
+    """Answer a request that arrived while the store is down: privately, within the ack.
+
+    Nothing ran, so nothing can be half-done: the user is told to try again. A command
+    gets the answer in the ack itself; a click gets it through its response_url.
+    """
+    text = escape(error.message)
+    if "command" in body:
+        answer = {"response_type": "ephemeral", "text": text}
+        return BoltResponse(
+            status=200, body=json.dumps(answer), headers={"content-type": "application/json"}
+        )
+    url = body.get("response_url") or next(
+        (u.get("response_url") for u in body.get("response_urls") or [] if isinstance(u, dict)),
+        None,
+    )
+    if isinstance(url, str) and url:
+        reply = AsyncWebhookClient(url).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+        task = asyncio.ensure_future(reply)
+        _replies.add(task)
+        task.add_done_callback(_replies.discard)
+    return BoltResponse(status=200, body="")

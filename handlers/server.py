@@ -21,7 +21,7 @@ from bot.errors import ConfigError
 from bot.metrics import Metrics
 from bot.pool import ProviderPool
 from bot.settings import Settings
-from bot.store import open_store
+from bot.store import Store, StoreUnavailable, open_store
 from handlers import flow, jobs
 from handlers.app import create_app, web_app
 
@@ -36,6 +36,8 @@ DRAIN_SECONDS = 15.0
 CANCEL_SECONDS = 8.0
 # Then what is still queued for Slack (the outcome of a rollback that just ended) gets this.
 FLUSH_SECONDS = 5.0
+# How often a replica that starts before its database tries again.
+STORE_RETRY_SECONDS = 2.0
 
 
 async def serve(
@@ -55,7 +57,8 @@ async def serve(
     sweeper: asyncio.Future[None] | None = None
     scheduled: asyncio.Future[None] | None = None
     try:
-        await store.open()
+        if not await open_when_reachable(store, stop):
+            return
         # Seeded before the start-up sweep moves anything; from then on kept by events.
         metrics = Metrics()
         await metrics.seed(store)
@@ -101,6 +104,24 @@ async def serve(
             await scheduled
         await providers.aclose()
         await store.close()
+
+
+async def open_when_reachable(store: Store, stop: asyncio.Event) -> bool:
+    """Open the store, waiting while its database is unreachable; False if stopped first.
+
+    Replicas often start beside their database (compose, a rolling restart): waiting
+    here, unready, beats crash-looping.
+    """
+    while True:
+        try:
+            await store.open()
+            return True
+        except StoreUnavailable as exc:
+            log.warning("store unreachable at start; retrying", reason=exc.message)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), STORE_RETRY_SECONDS)
+        if stop.is_set():
+            return False
 
 
 async def check_app_token(client: AsyncWebClient, app_token: str) -> None:

@@ -159,6 +159,15 @@ class RevertsCommits(Protocol):
         ...
 
 
+@runtime_checkable
+class Reconciles(Protocol):
+    """A target that can make whole what a crash left half-done (a container swap cut short)."""
+
+    async def reconcile(self) -> list[str]:
+        """Finish or undo a half-done change so the service runs; say what was repaired."""
+        ...
+
+
 async def say(progress: Progress, text: str) -> None:
     """Report a step; a failing reporter must not abort a rollback half-way through."""
     try:

@@ -201,6 +201,43 @@ class DockerComposeProvider:
         )
         return f"{self._settings.service}: {count} on different images ({mixed})"
 
+    async def reconcile(self) -> list[str]:
+        """Finish or undo container swaps a crash cut short, so the service is not left down.
+
+        A renamed old container whose successor runs under the service's name is the end
+        of a finished swap: it is removed. Otherwise the successor never ran: it is removed
+        and the old container gets its name back and runs again. A temporary container
+        left before the old one was renamed is removed, and the old one started if stopped.
+        """
+        containers = await self._labelled()
+        by_name = {_name(c): c for c in containers}
+        notes: list[str] = []
+        for old in [c for c in containers if OLD_MARK in _name(c)]:
+            name = _name(old).split(OLD_MARK, 1)[0]
+            temp = f"{old['Id'][:12]}_{name}"
+            new = by_name.get(name) or by_name.get(temp)
+            by_name.pop(temp, None)
+            if new is not None and _name(new) == name and _running(new):
+                await self._remove(old["Id"])
+                notes.append(f"`{name}` runs its new container; removed the old one left behind.")
+                continue
+            swap = _Swap(name, old["Id"], new["Id"] if new else "", True, old_renamed=True)
+            await self._put_back(swap, old)
+            notes.append(f"Put the old `{name}` back: a swap was cut short before the new one ran.")
+        for temp_name, leftover in by_name.items():
+            if not TEMP_NAME.match(temp_name):
+                continue
+            await self._remove(leftover["Id"])
+            name = TEMP_NAME.sub("", temp_name, count=1)
+            service = by_name.get(name)
+            if service is not None and not _running(service):
+                swap = _Swap(name, service["Id"], "", True)
+                await self._put_back(swap, service)
+                notes.append(f"Started `{name}` again: a swap was cut short after stopping it.")
+            else:
+                notes.append(f"Removed `{temp_name}`, left by a swap cut short.")
+        return notes
+
     async def aclose(self) -> None:
         """Close the Docker Engine client."""
         if self._docker is not None:
@@ -238,16 +275,20 @@ class DockerComposeProvider:
         handle = self._client().containers.container(container_id)
         return await self._call(f"inspecting container {container_id[:12]}", handle.show())
 
-    async def _containers(self) -> list[Json]:
-        """Inspect the service's containers, ordered by compose's container number."""
+    async def _labelled(self) -> list[Json]:
+        """Inspect every container labelled with the service, leftovers of a swap included."""
         settings = self._settings
         labels = [f"{PROJECT_LABEL}={settings.project}", f"{SERVICE_LABEL}={settings.service}"]
         found = await self._call(
             f"listing the containers of {settings.project}/{settings.service}",
             self._client().containers.list(all=True, filters=json.dumps({"label": labels})),
         )
-        inspected = [await self._inspect(c.id) for c in found]
-        service = [c for c in inspected if _is_service_container(c)]
+        return [await self._inspect(c.id) for c in found]
+
+    async def _containers(self) -> list[Json]:
+        """Inspect the service's containers, ordered by compose's container number."""
+        settings = self._settings
+        service = [c for c in await self._labelled() if _is_service_container(c)]
         if not service:
             raise NotFound(
                 f"No container of service `{settings.service}` in compose project "
@@ -521,7 +562,8 @@ class DockerComposeProvider:
     async def _put_back(self, swap: _Swap, old: Json) -> None:
         """Remove the new container and give the old one back its name and its run."""
         client = self._client()
-        await self._remove(swap.new_id)
+        if swap.new_id:
+            await self._remove(swap.new_id)
         if swap.old_renamed:
             handle = client.containers.container(swap.old_id)
             await self._call(f"renaming {_old_name(old)} back", handle.rename(swap.name))

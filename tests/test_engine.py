@@ -18,6 +18,7 @@ from bot.leases import Owner, this_process
 from bot.models import AuditEntry, Rollback, State, utcnow
 from bot.pool import ProviderPool
 from bot.states import LockChange
+from bot.store import Store
 from bot.store.base import Change
 from bot.store.sqlite import SQLiteStore
 from bot.verification import CheckResult
@@ -53,7 +54,7 @@ async def backend(compose_container: ComposeContainerFactory) -> ComposeContaine
 
 
 async def make_engine(
-    store: SQLiteStore,
+    store: Store,
     container: ComposeContainer,
     *,
     protected: bool | None = None,

@@ -1,0 +1,141 @@
+"""A survivor takes over a rollback whose replica died, at each point a SIGKILL can land.
+
+Each test leaves the store and the real Docker Compose service exactly as a process killed
+at that point leaves them (its lease held by a process that is gone, a step marked
+running, a container swap cut short), then sweeps from a second engine on the same store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiodocker
+import pytest
+
+from bot.engine import Engine
+from bot.leases import Owner, this_process
+from bot.models import Rollback, State, StepStatus
+from bot.states import Trigger
+from bot.store import Store
+from tests.e2e_helpers import running_image
+from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
+from tests.test_engine import Transcript, approved, dead_pid, make_engine
+
+
+@pytest.fixture
+async def backend(compose_container: ComposeContainerFactory) -> ComposeContainer:
+    return await compose_container(unique_project(), "backend", "v1.2.4")
+
+
+@pytest.fixture
+async def engines(store: Store, backend: ComposeContainer) -> AsyncIterator[tuple[Engine, Engine]]:
+    """The engine of a replica that dies, and the survivor's, on one store and machine."""
+    me = this_process()
+    gone = Owner(me.boot, me.host, pid=dead_pid(), nonce="0000dead")
+    crashed = await make_engine(store, backend, owner=gone)
+    survivor = await make_engine(store, backend, owner=me)
+    yield crashed, survivor
+    await crashed.providers.aclose()
+    await survivor.providers.aclose()
+
+
+async def started(engine: Engine) -> Rollback:
+    """Approve v1.2.3 and start it, its step marked running: then the process dies."""
+    rb = await approved(engine)
+    rb = await engine.apply(rb, Trigger.START, "rollbot", "Rolling back")
+    return await engine._set_step(rb.id, 0, status=StepStatus.RUNNING)
+
+
+async def taken_over(survivor: Engine, rb: Rollback) -> tuple[Rollback, Transcript]:
+    """Sweep from the survivor and wait for the resumed run to end."""
+    said = Transcript()
+    assert await survivor.sweep(said) == []  # nothing ends at once: it goes on
+    await survivor.drain(120, 10)
+    return await survivor.get(rb.id), said
+
+
+async def test_killed_before_the_provider_call(
+    engines: tuple[Engine, Engine], store: Store, docker_host: str, backend: ComposeContainer
+) -> None:
+    crashed, survivor = engines
+    rb = await approved(crashed)  # approved, lease taken; the process dies before it starts
+    done, said = await taken_over(survivor, rb)
+    assert done.state is State.SUCCEEDED, said.lines
+    image, _ = await running_image(docker_host, backend.project)
+    assert image.endswith(":v1.2.3")
+    assert any("Taken over" in line and "had not started" in line for line in said.lines)
+    assert await store.locks() == []
+    actions = [e.action for e in await store.audit_log(rb.id)]
+    assert actions.count("resumed") == 1 and actions[-1] == "succeeded"
+    assert "started" not in actions  # the dead replica never started it
+
+
+async def test_killed_inside_the_swap_puts_the_old_container_back_and_runs_again(
+    engines: tuple[Engine, Engine], store: Store, docker_host: str, backend: ComposeContainer
+) -> None:
+    crashed, survivor = engines
+    rb = await started(crashed)
+    # The swap was cut short after the old container was stopped and renamed aside,
+    # before the new one took its name: the service is down.
+    async with aiodocker.Docker(url=docker_host) as docker:
+        old = docker.containers.container(backend.id)
+        await old.stop(t=1)
+        await old.rename(f"{backend.name}_rollbot_old_{backend.id[:12]}")
+    done, said = await taken_over(survivor, rb)
+    assert done.state is State.SUCCEEDED, said.lines
+    image, info = await running_image(docker_host, backend.project)
+    assert image.endswith(":v1.2.3") and info["Name"] == f"/{backend.name}"
+    text = "\n".join(said.lines)
+    assert "Put the old" in text and "running it again" in text
+    assert await store.locks() == []
+
+
+async def test_killed_after_the_swap_verifies_what_the_platform_runs(
+    engines: tuple[Engine, Engine], store: Store, docker_host: str, backend: ComposeContainer
+) -> None:
+    crashed, survivor = engines
+    rb = await started(crashed)
+    # The provider finished the swap; the process died before it recorded the step done.
+    target = crashed.providers.step("backend", "production", 0)
+    await target.rollback("v1.2.3", lambda text: _nothing())
+    done, said = await taken_over(survivor, rb)
+    assert done.state is State.SUCCEEDED, said.lines
+    assert done.steps[0].status is StepStatus.DONE
+    assert any("already runs v1.2.3" in line for line in said.lines)
+    actions = [e.action for e in await store.audit_log(rb.id)]
+    assert actions.count("started") == 1 and actions.count("resumed") == 1
+
+
+async def test_killed_in_verification_verifies_again(
+    engines: tuple[Engine, Engine], store: Store, docker_host: str
+) -> None:
+    crashed, survivor = engines
+    rb = await started(crashed)
+    target = crashed.providers.step("backend", "production", 0)
+    await target.rollback("v1.2.3", lambda text: _nothing())
+    rb = await crashed._set_step(rb.id, 0, status=StepStatus.DONE)
+    rb = await crashed.apply(rb, Trigger.VERIFY, "rollbot", None)
+    done, said = await taken_over(survivor, rb)
+    assert done.state is State.SUCCEEDED, said.lines
+    assert any("Every step had finished" in line for line in said.lines)
+    assert await store.locks() == []
+
+
+async def test_what_cannot_be_told_apart_is_marked_interrupted_with_the_real_state(
+    engines: tuple[Engine, Engine], store: Store, docker_host: str, backend: ComposeContainer
+) -> None:
+    crashed, survivor = engines
+    rb = await started(crashed)
+    # Someone deployed another version meanwhile: neither the old one nor the target.
+    target = crashed.providers.step("backend", "production", 0)
+    await target.rollback("v1.2.2", lambda text: _nothing())
+    done, _ = await taken_over(survivor, rb)
+    assert done.state is State.INTERRUPTED
+    assert done.target_state and "v1.2.2" in done.target_state
+    image, _ = await running_image(docker_host, backend.project)
+    assert image.endswith(":v1.2.2")  # left as found: nothing is guessed
+    assert await store.locks() == []
+
+
+async def _nothing() -> None:
+    return None
