@@ -317,7 +317,7 @@ class RuntimeConfig(_Strict):
     """Deadlines and leases."""
 
     lock_ttl_seconds: float = Field(
-        default=60,
+        default=30,
         ge=3,
         description="A service lock is a lease, renewed every third of this while its rollback "
         "runs; one not renewed for this long (its process died) is taken over.",
