@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from bot.models import FINAL_STATES, AuditEntry, Event, Lock, Rollback, State, utcnow
+from bot.models import FINAL_STATES, AuditEntry, Event, Rollback, State, utcnow
 from bot.states import LockChange
-from bot.store.base import Applied, Change, Fenced, LeaseGrant, OpenSlotTaken, Refusal
+from bot.store.base import Applied, Change, Fenced, OpenSlotTaken, Refusal
 from bot.store.pg_jobs import PgJobs
+from bot.store.pg_leases import PgLeases, holds
 from bot.store.pg_records import PgRecords
 from bot.store.rows import COLUMNS, aware, encode, json_body, to_rollback
 
@@ -20,15 +21,6 @@ from bot.store.rows import COLUMNS, aware, encode, json_body, to_rollback
 _SELECT = (
     "SELECT r.*, r.data::text AS body, ARRAY(SELECT a.approver FROM approvals a "
     "WHERE a.rollback_id = r.id ORDER BY a.seq) AS approvers FROM rollbacks r"
-)
-_LEASE = "SELECT * FROM leases WHERE key = $1"
-# A lease is granted when none is held, the held one lapsed, or it is this rollback's own.
-_GRANT = (
-    "INSERT INTO leases (key, holder, rollback_id, owner, token, expires_at) "
-    "VALUES ($1, $2, $3, $4, nextval('lease_tokens'), $5) ON CONFLICT (key) DO UPDATE SET "
-    "holder = excluded.holder, rollback_id = excluded.rollback_id, owner = excluded.owner, "
-    "token = excluded.token, expires_at = excluded.expires_at "
-    "WHERE {condition} RETURNING *"
 )
 
 
@@ -40,7 +32,7 @@ class _Refused(Exception):
         self.applied = applied
 
 
-class PostgresStore(PgJobs, PgRecords):
+class PostgresStore(PgJobs, PgRecords, PgLeases):
     """The Store on PostgreSQL; every replica of rollbot shares it."""
 
     async def __aenter__(self) -> PostgresStore:
@@ -126,7 +118,7 @@ class PostgresStore(PgJobs, PgRecords):
         if rb.state not in change.sources:
             return Applied(None, refusal=Refusal.STATE, current=rb)
         held = await self._lease(conn, rb.lock_key, lock=True)
-        if change.token is not None and not _holds(held, rb.id, change.token):
+        if change.token is not None and not holds(held, rb.id, change.token):
             return Applied(None, refusal=Refusal.FENCED, current=rb, blocker=held)
         lease = held if held is not None and held.rollback_id == rb.id else None
         if change.lock is LockChange.TAKE:
@@ -182,7 +174,7 @@ class PostgresStore(PgJobs, PgRecords):
                 raise KeyError(rollback_id)
             if fence is not None:
                 key, token = fence
-                if not _holds(await self._lease(conn, key, lock=True), rollback_id, token):
+                if not holds(await self._lease(conn, key, lock=True), rollback_id, token):
                     raise Fenced(
                         f"Rollback {rollback_id} was taken over by another rollbot process; "
                         "this one stops here."
@@ -243,62 +235,6 @@ class PostgresStore(PgJobs, PgRecords):
             for row in rows
         ]
 
-    # -- leases ------------------------------------------------------------------------
-
-    async def take_lease(
-        self, key: str, rollback_id: str, grant: LeaseGrant, *, takeover_from: str | None = None
-    ) -> Lock:
-        """Grant the lease with a new token, or return the live lease that holds it."""
-        async with self._transaction() as conn:
-            granted = await self._grant(
-                conn,
-                key,
-                rollback_id,
-                grant,
-                utcnow(),
-                "leases.expires_at < $6 OR (leases.rollback_id = $3 AND leases.owner = $7)",
-                takeover_from,
-            )
-            if granted is not None:
-                return granted
-            # The upsert left the live row locked: it is still the one that holds the key.
-            held = await self._lease(conn, key)
-            assert held is not None
-            return held
-
-    async def renew_lease(self, key: str, rollback_id: str, token: int, ttl: timedelta) -> bool:
-        """Extend a lease still held under `token`; False when it was lost."""
-        async with self._transaction() as conn:
-            renewed = await conn.fetchval(
-                "UPDATE leases SET expires_at = $4 WHERE key = $1 AND rollback_id = $2 "
-                "AND token = $3 RETURNING true",
-                key,
-                rollback_id,
-                token,
-                utcnow() + ttl,
-            )
-        return bool(renewed)
-
-    async def release_lease(self, key: str, rollback_id: str, token: int) -> None:
-        """Release a lease still held under `token`; a no-op otherwise."""
-        async with self._transaction() as conn:
-            await conn.execute(
-                "DELETE FROM leases WHERE key = $1 AND rollback_id = $2 AND token = $3",
-                key,
-                rollback_id,
-                token,
-            )
-
-    async def locks(self, *, expired: bool = False) -> list[Lock]:
-        """Return the live leases (with `expired`, also those that lapsed)."""
-        async with self._transaction(readonly=True) as conn:
-            rows = await conn.fetch(
-                "SELECT * FROM leases WHERE $1 OR expires_at >= $2 ORDER BY key",
-                expired,
-                utcnow(),
-            )
-        return [Lock.model_validate(dict(row)) for row in rows]
-
     async def find(
         self,
         *,
@@ -329,35 +265,6 @@ class PostgresStore(PgJobs, PgRecords):
         return {State(row["state"]): row["n"] for row in rows}
 
     # -- inside a transaction ------------------------------------------------------------
-
-    async def _lease(
-        self, conn: asyncpg.Connection, key: str, *, lock: bool = False
-    ) -> Lock | None:
-        row = await conn.fetchrow(f"{_LEASE} FOR UPDATE" if lock else _LEASE, key)
-        return Lock.model_validate(dict(row)) if row else None
-
-    async def _grant(
-        self,
-        conn: asyncpg.Connection,
-        key: str,
-        rollback_id: str,
-        grant: LeaseGrant,
-        now: datetime,
-        condition: str,
-        *extra: Any,
-    ) -> Lock | None:
-        """Write the lease with the next token when `condition` allows; None when it does not."""
-        row = await conn.fetchrow(
-            _GRANT.format(condition=condition),
-            key,
-            grant.holder,
-            rollback_id,
-            grant.owner,
-            now + grant.ttl,
-            now,
-            *extra,
-        )
-        return Lock.model_validate(dict(row)) if row else None
 
     async def _open_in(self, open_key: str | None) -> Rollback | None:
         """Return the rollback that holds an open slot now, if any."""
@@ -450,8 +357,3 @@ def _update(
 def _value(value: Any) -> Any:
     """Return a column value as asyncpg binds it: timestamps with their timezone."""
     return aware(value) if isinstance(value, datetime) else value
-
-
-def _holds(lease: Lock | None, rollback_id: str, token: int) -> bool:
-    """Return True when `lease` is rollback_id's lease under exactly this token."""
-    return lease is not None and lease.rollback_id == rollback_id and lease.token == token
