@@ -129,7 +129,7 @@ async def test_group_member_approves_and_health_and_metrics_answer(
     async with httpx.AsyncClient(base_url=bot.url) as client:
         health = await client.get("/healthz")
         metrics = await client.get("/metrics")
-    assert health.json() == {"status": "ok"}
+    assert health.json() == {"status": "ok", "store": "ok"}
     assert metrics.status_code == 200
     lines = metrics.text.splitlines()
     assert 'rollbot_rollbacks{state="succeeded"} 1.0' in lines
