@@ -10,9 +10,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/rollbot
 WORKDIR /src
 # Dependencies first, read from pyproject.toml, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/rollbot/bin/pip install -r requirements.txt
+COPY README.md ./
 COPY bot/ bot/
 COPY handlers/ handlers/
 COPY providers/ providers/
