@@ -18,11 +18,8 @@ COPY bot/ bot/
 COPY handlers/ handlers/
 COPY providers/ providers/
 COPY playground/ playground/
-COPY templates/ templates/
-# bot/render.py reads templates/ beside the packages, and the wheel does not carry it.
 # pip and setuptools are for building only: they stay out of the image.
 RUN /opt/rollbot/bin/pip install --no-deps . \
-    && cp -r templates "$(/opt/rollbot/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/templates" \
     && /opt/rollbot/bin/python -m pip uninstall --yes pip setuptools
 
 FROM ${PYTHON_IMAGE}

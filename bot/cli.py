@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the Slack bot (Socket Mode, or HTTP with --http)")
     serve.add_argument("--http", action="store_true", help="serve HTTP instead of Socket Mode")
-    serve.add_argument("--port", type=int, default=3000)
+    # Platforms (Heroku-style, Cloud Run, the image) say the port in $PORT.
+    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 3000))
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server for Slack to reach
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("path", nargs="?", help="default: $ROLLBOT_CONFIG or rollbot.yaml")

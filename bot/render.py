@@ -1,17 +1,14 @@
-"""User-facing text rendered from the Jinja2 templates in `templates/`."""
+"""User-facing text rendered from the Jinja2 templates in `bot/templates/` (package data)."""
 
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from bot.redact import redact
 from bot.text import one_line, quote_user_text, safe
-
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def _document_text(value: Any) -> Any:
@@ -36,7 +33,7 @@ def environment(*, slack: bool = True) -> Environment:
     and inert in Slack.
     """
     env = Environment(  # noqa: S701 - output is Slack mrkdwn or Markdown, never HTML
-        loader=FileSystemLoader(TEMPLATES),
+        loader=PackageLoader("bot", "templates"),
         finalize=_slack_text if slack else _document_text,
         undefined=StrictUndefined,
         trim_blocks=True,

@@ -138,7 +138,13 @@ def web_app(
         return response
 
     server.middlewares.append(time_answer)
-    server.add_routes([web.get("/healthz", healthz), web.get("/metrics", scrape)])
+    async def livez(_: web.Request) -> web.Response:
+        # Alive is not ready: a database outage must not get every replica restarted.
+        return web.json_response({"status": "ok"})
+
+    server.add_routes(
+        [web.get("/healthz", healthz), web.get("/livez", livez), web.get("/metrics", scrape)]
+    )
     return server
 
 
