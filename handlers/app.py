@@ -138,6 +138,7 @@ def web_app(
         return response
 
     server.middlewares.append(time_answer)
+
     async def livez(_: web.Request) -> web.Response:
         # Alive is not ready: a database outage must not get every replica restarted.
         return web.json_response({"status": "ok"})

@@ -30,6 +30,8 @@ log = structlog.get_logger(__name__)
 
 # Slack retries within minutes; a day is far past any retry or replay window.
 KEEP = timedelta(days=1)
+CLAIM_SECONDS = 2.0
+SLOW = "rollbot's database did not answer in time. Nothing was changed; try again in a moment."
 
 
 def request_key(body: dict[str, Any]) -> str | None:
@@ -50,9 +52,13 @@ def register(app: AsyncApp, engine: Engine) -> None:
     ) -> BoltResponse | None:
         key = request_key(req.body)
         try:
-            fresh = key is None or await engine.store.claim_request(key, utcnow(), KEEP)
+            # Slack wants an answer within 3 s: a database that hangs gets 2 of them.
+            async with asyncio.timeout(CLAIM_SECONDS):
+                fresh = key is None or await engine.store.claim_request(key, utcnow(), KEEP)
         except StoreUnavailable as exc:
             return unavailable(req.body, exc)
+        except TimeoutError:
+            return unavailable(req.body, StoreUnavailable(SLOW))
         if fresh:
             return await next()
         retry = (req.headers.get("x-slack-retry-num") or [""])[0]
