@@ -1,6 +1,8 @@
 """A real `rollbot serve` process wired to the fake Slack, for end-to-end tests.
 
 It serves HTTP (`--http`, signed requests) by default, or Socket Mode with `socket=True`.
+`launch`, `wait_healthy` and `check_log` start, wait for and check any such process; the
+replicas of `tests/support/replicas.py` and the benches use them too.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from bot.store import Store
 from bot.store.sqlite import SQLiteStore
 from tests.support.docker import free_port
 from tests.support.slack import FakeSlack, SignedSlack, SocketSlack
@@ -40,7 +43,7 @@ class RunningBot:
     url: str
     slack: SignedSlack | SocketSlack
     fake: FakeSlack
-    store: SQLiteStore
+    store: Store
     log_path: Path
     config_path: Path
 
@@ -60,18 +63,55 @@ class RunningBot:
 StartBot = Callable[..., Awaitable[RunningBot]]
 
 
-def bot_environment(config_path: Path, store_path: Path, fake: FakeSlack) -> dict[str, str]:
-    """The environment a deployed bot would have, pointed at the fakes."""
+def bot_environment(config_path: Path, store: Path | str, fake: FakeSlack) -> dict[str, str]:
+    """The environment a deployed bot would have, pointed at the fakes.
+
+    `store` is the SQLite file, or a store URL as `ROLLBOT_STORE` takes it.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLBOT_"))}
     env.update(
         SLACK_BOT_TOKEN=BOT_TOKEN,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=fake.base_url,
         ROLLBOT_CONFIG=str(config_path),
-        ROLLBOT_STORE=f"sqlite:///{store_path}",
+        ROLLBOT_STORE=store if isinstance(store, str) else f"sqlite:///{store}",
         ROLLBOT_LOG_FORMAT="json",
     )
     return env
+
+
+def serve_http(port: int) -> list[str]:
+    """The arguments of `rollbot serve --http` on 127.0.0.1:`port`."""
+    return ["serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def launch(
+    args: list[str], env: dict[str, str], log_path: Path, *, own_group: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start `rollbot ARGS`, its output appended to `log_path`.
+
+    `own_group` starts it in a process group of its own, so a signal sent to that group
+    (SIGKILL to one replica) reaches it and nothing else, and Ctrl-C reaches only pytest.
+    """
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [str(ROLLBOT), *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
+        )
+
+
+def check_log(log: str) -> None:
+    """Secrets must never reach a bot's log, whatever the test did."""
+    assert BOT_TOKEN not in log
+    assert SIGNING_SECRET not in log
+    assert APP_TOKEN not in log
+
+
+class NotServing(Exception):
+    """A started bot exited, or did not answer /healthz in time; carries its log."""
 
 
 @pytest.fixture
@@ -99,20 +139,20 @@ async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[
             args, url = ["serve"], ""
         else:
             port = free_port()
-            args = ["serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
+            args = serve_http(port)
             url = f"http://127.0.0.1:{port}"
         env |= extra_env or {}
         connections = fake_slack.connections_opened
-        with log_path.open("wb") as log_file:
-            process = subprocess.Popen(
-                [str(ROLLBOT), *args], env=env, stdout=log_file, stderr=subprocess.STDOUT
-            )
+        process = launch(args, env, log_path)
         slack: SignedSlack | SocketSlack
         if socket:
             await _wait_connected(fake_slack, connections + 1, process, log_path)
             slack = SocketSlack(fake_slack)
         else:
-            await _wait_healthy(url, process, log_path)
+            try:
+                await wait_healthy(url, process, log_path)
+            except NotServing as exc:
+                pytest.fail(str(exc))
             slack = SignedSlack(f"{url}/slack/events", SIGNING_SECRET, fake_slack)
         store = SQLiteStore(str(store_path))
         await store.open()
@@ -133,18 +173,17 @@ async def start_rollbot(fake_slack: FakeSlack, tmp_path: Path) -> AsyncIterator[
             except subprocess.TimeoutExpired:
                 bot.process.kill()
                 pytest.fail(f"rollbot did not stop on SIGTERM:\n{bot.log()[-3000:]}")
-            log = bot.log()
-            # Secrets must never reach the log, whatever the test did.
-            assert BOT_TOKEN not in log
-            assert SIGNING_SECRET not in log
-            assert APP_TOKEN not in log
+            check_log(bot.log())
 
 
-async def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+async def wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Wait until the bot at `url` answers /healthz; raise NotServing (and kill it) if not."""
     async with httpx.AsyncClient(timeout=1.0) as client:
         for _ in range(150):
             if process.poll() is not None:
-                pytest.fail(f"rollbot exited with {process.returncode}:\n{log_path.read_text()}")
+                raise NotServing(
+                    f"rollbot exited with {process.returncode}:\n{log_path.read_text()}"
+                )
             try:
                 if (await client.get(f"{url}/healthz")).status_code == 200:
                     return
@@ -152,7 +191,7 @@ async def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pa
                 pass
             await asyncio.sleep(0.1)
     process.kill()
-    pytest.fail(f"rollbot did not become healthy:\n{log_path.read_text()}")
+    raise NotServing(f"rollbot did not become healthy:\n{log_path.read_text()}")
 
 
 async def _wait_connected(
