@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.support.vercel",
     "tests.support.migrations",
     "tests.support.stores",
+    "tests.support.pgserver",
     "tests.support.replicas",
     "tests.support.gitrepos",
     "tests.support.playground",

@@ -1,0 +1,125 @@
+"""PostgreSQL stopped and started again under a running `rollbot serve`.
+
+The bot runs on a PostgreSQL server of the test's own (tests/support/pgserver.py), which
+the test stops (fast shutdown: every connection is cut) and starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import yaml
+
+from bot.models import State
+from bot.store.postgres import PostgresStore
+from handlers.ids import ActionId
+from tests.e2e_helpers import (
+    APPROVER,
+    CHANNEL,
+    backend_config,
+    confirm,
+    ephemeral_text,
+    has_action,
+    request_card,
+    running_image,
+    wait_card,
+)
+from tests.support.bot import (
+    SIGNING_SECRET,
+    RunningBot,
+    bot_environment,
+    check_log,
+    launch,
+    serve_http,
+    wait_healthy,
+)
+from tests.support.docker import ComposeContainerFactory, free_port, unique_project
+from tests.support.pgserver import PgServer
+from tests.support.slack import FakeSlack, SignedSlack
+
+
+async def health(url: str) -> tuple[int, dict[str, str]]:
+    async with httpx.AsyncClient(timeout=3) as client:
+        answer = await client.get(f"{url}/healthz")
+        return answer.status_code, answer.json()
+
+
+async def test_the_database_goes_away_and_comes_back_under_a_running_replica(
+    pg_server: PgServer,
+    fake_slack: FakeSlack,
+    compose_container: ComposeContainerFactory,
+    docker_host: str,
+    tmp_path: Path,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    config_path = tmp_path / "rollbot.yaml"
+    config_path.write_text(yaml.safe_dump(backend_config(container.project, container.port)))
+    store_url = pg_server.url.replace("postgres@", "postgres:pw-never-logged@")
+    env = bot_environment(config_path, f"{store_url}?connect_timeout=1", fake_slack)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "rollbot.log"
+    process = launch(serve_http(port), env, log_path)
+    store = PostgresStore(pg_server.url)
+    try:
+        await wait_healthy(url, process, log_path)
+        await store.open()
+        bot = RunningBot(
+            process,
+            url,
+            SignedSlack(f"{url}/slack/events", SIGNING_SECRET, fake_slack),
+            fake_slack,
+            store,
+            log_path,
+            config_path,
+        )
+        assert await health(url) == (200, {"status": "ok", "store": "ok"})
+
+        pg_server.stop()
+        # A command: the answer is in the ack, private, within Slack's 3 seconds.
+        status, body = await bot.slack.command("backend v1.2.3", channel=CHANNEL)
+        assert status == 200
+        answer = json.loads(body)
+        assert answer["response_type"] == "ephemeral"
+        assert (
+            "cannot reach its database" in answer["text"]
+            and "Nothing was changed" in answer["text"]
+        )
+        code, said = await health(url)
+        assert code == 503 and said["status"] == "unavailable" and "store" in said
+        async with httpx.AsyncClient(timeout=3) as client:
+            assert (await client.get(f"{url}/livez")).status_code == 200
+        assert process.poll() is None  # it stays up
+
+        pg_server.start()
+        for _ in range(50):
+            if (await health(url))[0] == 200:
+                break
+            await asyncio.sleep(0.2)
+        assert await health(url) == (200, {"status": "ok", "store": "ok"})
+        # Nothing of the refused command was written; the same command works now.
+        assert await store.find() == []
+        card = await request_card(bot, "backend v1.2.3")
+        await confirm(bot, card, "critical_bug")
+        ready = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+        await bot.slack.click(ready["channel"], ready["ts"], ActionId.APPROVE, user=APPROVER)
+        for _ in range(300):
+            (rb,) = await store.find()
+            if rb.state is State.SUCCEEDED:
+                break
+            await asyncio.sleep(0.1)
+        assert rb.state is State.SUCCEEDED, rb
+        image, _ = await running_image(docker_host, container.project)
+        assert image.endswith(":v1.2.3")
+        assert "cannot reach" not in ephemeral_text(fake_slack)
+    finally:
+        await store.close()
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
+    log = log_path.read_text()
+    check_log(log)
+    assert "pw-never-logged" not in log
+    assert "store unreachable" in log
