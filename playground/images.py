@@ -132,6 +132,7 @@ def compose_config(
     cmd: list[str] | None = None,
     init: bool = True,
     network: str = "host",
+    healthcheck: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Return the create request compose would send for a service's first container.
 
@@ -159,6 +160,8 @@ def compose_config(
         config["NetworkingConfig"] = {"EndpointsConfig": {network: {"Aliases": aliases}}}
     if cmd is not None:
         config["Cmd"] = cmd
+    if healthcheck is not None:
+        config["Healthcheck"] = dict(healthcheck)
     return config
 
 

@@ -247,3 +247,49 @@ async def until_state(replicas: Replicas, state: State) -> Rollback:
             return found[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"no rollback reached {state.value}: {found}")
+
+
+# The app's Docker health check: failures do not count for its first two minutes, so a new
+# container stays "starting" and the rollback waits inside the provider's call.
+NEVER_HEALTHY_YET = {
+    "Test": ["CMD-SHELL", "test -f /tmp/ready"],
+    "Interval": 200_000_000,
+    "Timeout": 1_000_000_000,
+    "Retries": 3,
+    "StartPeriod": 120_000_000_000,
+}
+
+
+async def test_a_replica_killed_inside_the_container_swap_is_finished_by_a_survivor(
+    start_replicas: StartReplicas, compose_container: ComposeContainerFactory, docker_host: str
+) -> None:
+    container = await compose_container(
+        unique_project(), "backend", "v1.2.4", healthcheck=NEVER_HEALTHY_YET
+    )
+    config = backend_config(container.project, container.port)
+    config["runtime"] |= {"sweep_interval_seconds": 1}
+    replicas = await start_replicas(config)
+    card = await ready_to_approve(replicas[0], "backend v1.2.3", "critical_bug")
+    await replicas[2].slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    # The new container runs, not yet healthy; the old one is stopped and renamed aside.
+    for _ in range(300):
+        if "waiting for it to be up" in thread_text(replicas.fake, card):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(thread_text(replicas.fake, card))
+    rb = (await replicas.store.find())[0]
+    assert rb.state is State.RUNNING
+    await replicas.kill(2)
+
+    taken = await until_audited(replicas, rb.id, Trigger.RESUME)
+    assert taken.actor == "rollbot"
+    rb = await until_state(replicas, State.SUCCEEDED)
+    image, info = await running_image(docker_host, container.project)
+    assert image.endswith(":v1.2.3") and info["Name"] == f"/{container.name}"
+    thread = thread_text(replicas.fake, card)
+    assert "Taken over by" in thread and "already runs v1.2.3" in thread
+    assert "removed the old one left behind" in thread
+    assert await replicas.store.locks() == []
+    actions = [e.action for e in await replicas.store.audit_log(rb.id)]
+    assert actions.count("started") == 1 and actions.count("resumed") == 1

@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiodocker
 import httpx
@@ -186,6 +187,7 @@ async def compose_container(
             cmd: list[str] | None = None,
             init: bool = True,
             network: str = "host",
+            healthcheck: Mapping[str, Any] | None = None,
         ) -> ComposeContainer:
             projects.add(project)
             port = port or free_port()
@@ -200,6 +202,7 @@ async def compose_container(
                 cmd=cmd,
                 init=init,
                 network=network,
+                healthcheck=healthcheck,
             )
             name = f"{project}-{service}-1"
             async with asyncio.timeout(30):
