@@ -25,7 +25,7 @@ from bot.planning import describe, run_step
 from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.states import Trigger
-from bot.store.base import Fenced
+from bot.store.base import Fenced, StoreUnavailable
 from bot.text import escape
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError
@@ -76,7 +76,11 @@ class Execution:
         guarded = Guarded(reporter)
         if rollback_id in self._executing:
             return None
-        approved = await engine.store.get(rollback_id)
+        try:
+            approved = await engine.store.get(rollback_id)
+        except StoreUnavailable as exc:
+            self._leave_to_takeover(rollback_id, exc)
+            return None
         lease = engine.leases.get(rollback_id)
         if approved is None or approved.state is not State.APPROVED or lease is None:
             return None
@@ -123,6 +127,11 @@ class Execution:
             ):
                 async with renewing(self._engine().store, lease, self._ttl):
                     yield True
+        except StoreUnavailable as exc:
+            # Not an interruption: rollbot runs, its database does not answer. What this
+            # process could not record it must not guess at either; the rollback is left
+            # as recorded, and a takeover goes on with it once the database is back.
+            self._leave_to_takeover(rollback.id, exc)
         except BaseException:
             await asyncio.shield(self._interrupted(rollback.id, reporter))
             raise
@@ -134,6 +143,21 @@ class Execution:
             "rollback finished",
             rollback_id=rollback.id,
             duration_s=round(self._clock() - started, 2),
+        )
+
+    def _leave_to_takeover(self, rollback_id: str, error: StoreUnavailable) -> None:
+        """Stop running a rollback whose records cannot be written now; keep its lease.
+
+        This process forgets the lease, so no write of its own lands any more; the lease
+        lapses within `lock_ttl_seconds`, and the first sweep (of any replica, this one
+        included) that reaches the database then takes the rollback over, asks the
+        platform what runs, and finishes it from where it stopped.
+        """
+        self._engine().leases.pop(rollback_id, None)
+        log.warning(
+            "store lost mid-rollback; left to a takeover",
+            rollback_id=rollback_id,
+            reason=error.message,
         )
 
     async def _stale(self, rollback: Rollback, reporter: Reporter) -> bool:

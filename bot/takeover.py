@@ -68,8 +68,10 @@ class Takeover:
                 moved += await _quietly(
                     engine.apply(rollback, Trigger.EXPIRE, "rollbot", why, error=why)
                 )
+        # Rollbacks first, leases second: a lease taken between the two reads is seen.
+        locked = await engine.store.find(states=LOCKED_STATES, limit=500)
         leases = {lease.rollback_id: lease for lease in await engine.store.locks(expired=True)}
-        for rollback in await engine.store.find(states=LOCKED_STATES, limit=500):
+        for rollback in locked:
             if rollback.id in engine.leases:
                 continue  # ours, running here
             lease = leases.get(rollback.id)
@@ -84,6 +86,12 @@ class Takeover:
             )
             if taken.rollback_id != rollback.id or taken.owner != me:
                 continue
+            now_recorded = await engine.store.get(rollback.id)
+            if now_recorded is None or now_recorded.state not in LOCKED_STATES:
+                # It finished (and freed its lease) after it was read: give the lease back.
+                await engine.store.release_lease(taken.key, rollback.id, taken.token)
+                continue
+            rollback = now_recorded
             engine.leases[rollback.id] = taken
             log.warning(
                 "rollback taken over",

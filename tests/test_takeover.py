@@ -7,18 +7,27 @@ running, a container swap cut short), then sweeps from a second engine on the sa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
 
 import aiodocker
 import pytest
 
+from bot.config import parse_config
 from bot.engine import Engine
 from bot.leases import Owner, this_process
-from bot.models import Rollback, State, StepStatus
+from bot.models import Lock, Rollback, State, StepStatus
+from bot.pool import ProviderPool
 from bot.states import Trigger
 from bot.store import Store
-from tests.e2e_helpers import running_image
+from bot.store.postgres import PostgresStore
+from tests.e2e_helpers import backend_config, running_image
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
+from tests.support.migrations import PgDatabaseFactory
+from tests.support.proxy import tcp_proxy
+from tests.support.services import HttpServerFactory
 from tests.test_engine import Transcript, approved, dead_pid, make_engine
 
 
@@ -139,3 +148,92 @@ async def test_what_cannot_be_told_apart_is_marked_interrupted_with_the_real_sta
 
 async def _nothing() -> None:
     return None
+
+
+class FinishesWhileSwept:
+    """The store as a sweeping replica meets it: another replica finishes a rollback
+    between the sweep's read of the rollbacks and its read of the leases."""
+
+    def __init__(self, store: Store, finish: Callable[[], Awaitable[object]]) -> None:
+        self._store = store
+        self._finish: Callable[[], Awaitable[object]] | None = finish
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def locks(self, *, expired: bool = False) -> list[Lock]:
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            await finish()
+        return await self._store.locks(expired=expired)
+
+
+async def test_a_rollback_finished_while_swept_is_not_taken_over(
+    store: Store, backend: ComposeContainer
+) -> None:
+    runner = await make_engine(store, backend, owner=Owner("boot", "replica-a", 1, "a"))
+    sweeper = None
+    try:
+        rb = await approved(runner)
+        racing = FinishesWhileSwept(store, lambda: runner.execute(rb.id, Transcript()))
+        sweeper = await make_engine(racing, backend, owner=Owner("boot", "replica-b", 1, "b"))  # type: ignore[arg-type]
+        assert await sweeper.sweep(Transcript()) == []
+        await sweeper.drain(30, 5)
+        done = await store.get(rb.id)
+        assert done is not None and done.state is State.SUCCEEDED
+        assert await store.locks() == []  # the service is free at once, not after a TTL
+        actions = [e.action for e in await store.audit_log(rb.id)]
+        assert "resumed" not in actions and "interrupted" not in actions
+    finally:
+        await runner.providers.aclose()
+        if sweeper is not None:
+            await sweeper.providers.aclose()
+
+
+async def test_a_database_lost_mid_run_leaves_the_rollback_to_a_takeover(
+    pg_database: PgDatabaseFactory, backend: ComposeContainer, http_server: HttpServerFactory
+) -> None:
+    url = urlsplit(await pg_database())
+    health = await http_server(503, "starting")
+    data = backend_config(backend.project, backend.port)
+    data["services"]["backend"]["environments"]["production"]["checks"] = [
+        {"name": "health", "type": "http", "url": health.url}
+    ]
+    data["runtime"] |= {
+        "lock_ttl_seconds": 3,
+        "verify_deadline_seconds": 60,
+        "verify_interval_seconds": 0.2,
+    }
+    config = parse_config(data)
+    async with tcp_proxy([(url.hostname or "127.0.0.1", url.port or 5432)]) as proxy:
+        through = url._replace(netloc=f"postgres@127.0.0.1:{proxy.port}").geturl()
+        async with PostgresStore(f"{through}?connect_timeout=1") as store:
+            engine = Engine(config, store, ProviderPool(config), owner=this_process())
+            try:
+                rb = await approved(engine)
+                running = asyncio.ensure_future(engine.execute(rb.id, Transcript()))
+                while (await store.get(rb.id)).state is not State.VERIFYING:  # type: ignore[union-attr]
+                    await asyncio.sleep(0.05)
+                # The database goes away while the checks wait; then they pass, and the
+                # run cannot record it.
+                proxy.cut()
+                health.set(200, "ok")
+                assert await running is None  # no error for the approver's click
+                proxy.restore()
+                left = await store.get(rb.id)
+                assert left is not None and left.state is State.VERIFYING
+                assert rb.id not in engine.leases
+                actions = [e.action for e in await store.audit_log(rb.id)]
+                assert "interrupted" not in actions
+
+                # Once its lease lapses, a sweep (here, the same replica's) goes on with it.
+                await asyncio.sleep(3.5)
+                assert await engine.sweep(Transcript()) == []
+                await engine.drain(60, 5)
+                done = await store.get(rb.id)
+                assert done is not None and done.state is State.SUCCEEDED
+                assert await store.locks() == []
+                actions = [e.action for e in await store.audit_log(rb.id)]
+                assert actions.count("resumed") == 1 and "interrupted" not in actions
+            finally:
+                await engine.providers.aclose()
