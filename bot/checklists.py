@@ -19,7 +19,7 @@ from bot.errors import InvalidRequest, NotAllowed
 from bot.models import OPEN_STATES, AuditEntry, Event, Rollback, StepStatus
 from bot.notifications import BOT, RESOLVED_EVENT_TEXT, STATUS_EVENT
 from bot.records import ChecklistMark
-from bot.store.base import Store
+from bot.store.base import RecordStore, RollbackStore
 
 # Recorded by the post-rollback monitoring (bot/monitoring.py) when its window ends.
 MONITORING_COMPLETE = "monitoring_complete"
@@ -181,12 +181,14 @@ def derive(
     return sections
 
 
-async def checklist_sections(store: Store, rollback_id: str) -> list[ChecklistSection]:
+async def checklist_sections(
+    rollbacks: RollbackStore, records: RecordStore, rollback_id: str
+) -> list[ChecklistSection]:
     """Return a rollback's checklist as it stands: rollbot's ticks and people's."""
-    rb = await store.get(rollback_id)
+    rb = await rollbacks.get(rollback_id)
     if rb is None:
         raise InvalidRequest(f"No rollback {rollback_id}.")
-    return derive(rb, await store.events(rollback_id), await store.checklist_marks(rollback_id))
+    return derive(rb, await records.events(rollback_id), await records.checklist_marks(rollback_id))
 
 
 @dataclass
@@ -214,7 +216,7 @@ async def apply_ticks(
             f"Only people who may request or approve rollbacks of {rb.service}/"
             f"{rb.environment} can tick its checklist."
         )
-    sections = await checklist_sections(engine.store, rb.id)
+    sections = await checklist_sections(engine.rollbacks, engine.records, rb.id)
     items = next(s.items for s in sections if s.key == phase)
     applied = Applied()
     for item in items:
@@ -225,8 +227,8 @@ async def apply_ticks(
             continue
         if wanted != item.done:
             mark = ChecklistMark(rollback_id=rb.id, item=item.key, done=wanted, actor=user)
-            await engine.store.add_checklist_mark(mark)
-            await engine.store.audit(
+            await engine.records.add_checklist_mark(mark)
+            await engine.records.audit(
                 AuditEntry(
                     actor=user,
                     action="checklist_tick" if wanted else "checklist_untick",

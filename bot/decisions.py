@@ -121,7 +121,7 @@ class Decisions:
         if user == rollback.requested_by:
             return await engine._break_glass(rollback, user, reason, notes)
         await engine.allowed(Trigger.APPROVE, rollback, user)
-        approvers = await engine.store.add_approval(
+        approvers = await engine.rollbacks.add_approval(
             rollback.id,
             user,
             engine._audit(rollback, user, "approval", f"Approved by {mention(user)}"),
@@ -296,7 +296,7 @@ class Decisions:
                 "fix_forward",
                 Conflict(f"{mention(rollback.fix_forward_by)} already decided to fix forward."),
             )
-        rollback = await engine.store.update(rollback.id, fix_forward_by=user)
+        rollback = await engine.rollbacks.update(rollback.id, fix_forward_by=user)
         await engine.record(
             rollback, user, "fix_forward", f"Decided to fix forward: {mention(user)}"
         )

@@ -77,7 +77,7 @@ class Execution:
         if rollback_id in self._executing:
             return None
         try:
-            approved = await engine.store.get(rollback_id)
+            approved = await engine.rollbacks.get(rollback_id)
         except StoreUnavailable as exc:
             self._leave_to_takeover(rollback_id, exc)
             return None
@@ -125,7 +125,7 @@ class Execution:
             with structlog.contextvars.bound_contextvars(
                 rollback_id=rollback.id, service=rollback.service, environment=rollback.environment
             ):
-                async with renewing(self._engine().store, lease, self._ttl):
+                async with renewing(self._engine().lease_table, lease, self._ttl):
                     yield True
         except StoreUnavailable as exc:
             # Not an interruption: rollbot runs, its database does not answer. What this
@@ -330,7 +330,7 @@ class Execution:
         lease = engine.leases.get(rollback.id)
         if lease is None:
             raise Fenced(f"Rollback {rollback.id} is not running in this process.")
-        return await engine.store.update(rollback.id, fence=(lease.key, lease.token), **fields)
+        return await engine.rollbacks.update(rollback.id, fence=(lease.key, lease.token), **fields)
 
     async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
         rollback = await self._engine().get(rollback_id)

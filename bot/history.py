@@ -113,7 +113,7 @@ def _ran(rollback: Rollback, events: list[Event], now: datetime) -> str | None:
 
 
 async def _rollback_row(engine: Engine, rb: Rollback, now: datetime) -> RollbackRow:
-    events = await engine.store.events(rb.id)
+    events = await engine.records.events(rb.id)
     return RollbackRow(
         id=rb.id,
         where=f"{rb.service}/{rb.environment}",
@@ -186,7 +186,9 @@ async def history_text(
         )
     found = [
         rb
-        for rb in await engine.store.find(service=service, environment=environment, limit=SCANNED)
+        for rb in await engine.rollbacks.find(
+            service=service, environment=environment, limit=SCANNED
+        )
         if (rb.service, rb.environment) in readable
     ]
     rollbacks = [rb for rb in found if not rb.drill and not rb.dry_run][:SHOWN]

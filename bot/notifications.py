@@ -115,7 +115,7 @@ async def announce(engine: Engine, rb: Rollback, status: PageStatus) -> Announce
     if settings is None or rb.dry_run or rb.drill:
         return Announced()
     claim = Delivery(rollback_id=rb.id, key=f"status_page:{status.value}", actor=BOT)
-    if not await engine.store.claim_delivery(claim):
+    if not await engine.deliveries.claim_delivery(claim):
         return Announced()
     at = rb.finished_at if status is PageStatus.RESOLVED and rb.finished_at else utcnow()
     try:

@@ -463,7 +463,7 @@ class Restores:
         ttl = timedelta(seconds=engine.config.runtime.lock_ttl_seconds)
         run_id = new_restore_id()
         grant = LeaseGrant(holder=user, owner=str(engine.owner), ttl=ttl)
-        lease = await engine.store.take_lease(target.key, run_id, grant)
+        lease = await engine.lease_table.take_lease(target.key, run_id, grant)
         if lease.rollback_id != run_id:
             raise Conflict(
                 f"{target.key} is locked by {held_by(lease)} until {lease.expires_at:%H:%M} UTC."
@@ -475,7 +475,7 @@ class Restores:
                 await started()
             return await self._restore(plan, user, progress, lease, ttl)
         finally:
-            await engine.store.release_lease(target.key, run_id, lease.token)
+            await engine.lease_table.release_lease(target.key, run_id, lease.token)
 
     async def _restore(
         self, plan: RestorePlan, user: str, progress: Progress, lease: Lock, ttl: timedelta
@@ -483,7 +483,7 @@ class Restores:
         target = plan.target
         provider = self.engine.providers.step(target.service, target.environment, target.index)
         # A restore may outlast the lease's TTL (a backup, then pg_restore): renew it.
-        async with renewing(self.engine.store, lease, ttl):
+        async with renewing(self.engine.lease_table, lease, ttl):
             return await self._restore_under_lease(plan, user, progress, provider)
 
     async def _restore_under_lease(
@@ -518,11 +518,11 @@ class Restores:
         claim = new_restore_id()
         key = f"answer:{request.id}"
         grant = LeaseGrant(holder=user, owner=str(self.engine.owner), ttl=CLAIM_TTL)
-        held = await self.engine.store.take_lease(key, claim, grant)
+        held = await self.engine.lease_table.take_lease(key, claim, grant)
         if held.rollback_id != claim:
             raise Conflict(f"{mention(held.holder)} is answering this restore offer right now.")
         try:
-            for entry in await self.engine.store.audit_log(request.id):
+            for entry in await self.engine.records.audit_log(request.id):
                 if entry.action in {CONFIRMED, CANCELLED}:
                     done = "confirmed" if entry.action == CONFIRMED else "cancelled"
                     raise Conflict(
@@ -531,18 +531,18 @@ class Restores:
                     )
             await self._audit(request, user, action, **details)
         finally:
-            await self.engine.store.release_lease(key, claim, held.token)
+            await self.engine.lease_table.release_lease(key, claim, held.token)
 
     async def _recorded(self, request: RestoreRequest) -> AuditEntry | None:
         """Return the offer's record when the request matches it field by field."""
         expected = _details(request)
-        for entry in await self.engine.store.audit_log(request.id):
+        for entry in await self.engine.records.audit_log(request.id):
             if entry.action == REQUESTED and entry.details == expected:
                 return entry
         return None
 
     async def _audit(self, request: RestoreRequest, actor: str, action: str, **extra: str) -> None:
-        await self.engine.store.audit(
+        await self.engine.records.audit(
             AuditEntry(
                 actor=actor,
                 action=action,

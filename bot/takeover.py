@@ -61,7 +61,7 @@ class Takeover:
         engine = self._engine()
         moved: list[Rollback] = []
         now = utcnow()
-        for rollback in await engine.store.find(states=WAITING, limit=500):
+        for rollback in await engine.rollbacks.find(states=WAITING, limit=500):
             limit = timedelta(minutes=engine.policy(rollback).expires_after_minutes)
             if now - rollback.created_at > limit:
                 why = "Expired without approval; nothing was changed."
@@ -69,8 +69,10 @@ class Takeover:
                     engine.apply(rollback, Trigger.EXPIRE, "rollbot", why, error=why)
                 )
         # Rollbacks first, leases second: a lease taken between the two reads is seen.
-        locked = await engine.store.find(states=LOCKED_STATES, limit=500)
-        leases = {lease.rollback_id: lease for lease in await engine.store.locks(expired=True)}
+        locked = await engine.rollbacks.find(states=LOCKED_STATES, limit=500)
+        leases = {
+            lease.rollback_id: lease for lease in await engine.lease_table.locks(expired=True)
+        }
         for rollback in locked:
             if rollback.id in engine.leases:
                 continue  # ours, running here
@@ -78,7 +80,7 @@ class Takeover:
             if lease and lease.live(now) and not engine.owner.surely_dead(lease.owner):
                 continue  # alive in another process: never touched
             me = str(engine.owner)
-            taken = await engine.store.take_lease(
+            taken = await engine.lease_table.take_lease(
                 rollback.lock_key,
                 rollback.id,
                 LeaseGrant("rollbot", me, engine._ttl),
@@ -86,10 +88,10 @@ class Takeover:
             )
             if taken.rollback_id != rollback.id or taken.owner != me:
                 continue
-            now_recorded = await engine.store.get(rollback.id)
+            now_recorded = await engine.rollbacks.get(rollback.id)
             if now_recorded is None or now_recorded.state not in LOCKED_STATES:
                 # It finished (and freed its lease) after it was read: give the lease back.
-                await engine.store.release_lease(taken.key, rollback.id, taken.token)
+                await engine.lease_table.release_lease(taken.key, rollback.id, taken.token)
                 continue
             rollback = now_recorded
             engine.leases[rollback.id] = taken
@@ -104,7 +106,7 @@ class Takeover:
                 continue
             found = await self._orphaned(rollback)
             if not found and engine.leases.pop(rollback.id, None) is not None:
-                await engine.store.release_lease(taken.key, rollback.id, taken.token)
+                await engine.lease_table.release_lease(taken.key, rollback.id, taken.token)
             moved += found
         return moved
 

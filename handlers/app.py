@@ -75,7 +75,7 @@ def create_app(
     engine.events.subscribe(thread.on_moved)
 
     async def checklist_of(rb: Rollback) -> list[ChecklistSection]:
-        return await checklist_sections(engine.store, rb.id)
+        return await checklist_sections(engine.rollbacks, engine.records, rb.id)
 
     # Before any listener: a request Slack delivers twice is handled once.
     once.register(app, engine)
@@ -125,7 +125,7 @@ def web_app(
     async def scrape(request: web.Request) -> web.Response:
         if metrics_token is not None and not bearer_matches(request, metrics_token):
             return web.Response(status=401, text="401: Unauthorized\n", headers=CHALLENGE)
-        body = await metrics.exposition(engine.store)
+        body = await metrics.exposition(engine.lease_table)
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
     @web.middleware

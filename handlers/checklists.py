@@ -130,10 +130,12 @@ class ChecklistMessage:
             return
         async with self._locks[rb.id]:
             blocks = checklist_blocks(
-                rb, await checklist_sections(self.engine.store, rb.id), self._hints()
+                rb,
+                await checklist_sections(self.engine.rollbacks, self.engine.records, rb.id),
+                self._hints(),
             )
             text = f"Rollback checklist for {rb.id}"
-            posted = await self.engine.store.delivery(rb.id, KEY)
+            posted = await self.engine.deliveries.delivery(rb.id, KEY)
             if posted is not None:
                 if posted.channel and posted.ts:
                     await self.client.chat_update(
@@ -141,16 +143,16 @@ class ChecklistMessage:
                     )
                 return  # claimed by another process that is posting it now
             claim = Delivery(rollback_id=rb.id, key=KEY, actor=BOT, channel=rb.channel_id)
-            if not await self.engine.store.claim_delivery(claim):
+            if not await self.engine.deliveries.claim_delivery(claim):
                 return
             try:
                 response = await self.client.chat_postMessage(
                     channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, blocks=blocks
                 )
             except BaseException:
-                await self.engine.store.release_delivery(rb.id, KEY)
+                await self.engine.deliveries.release_delivery(rb.id, KEY)
                 raise
-            await self.engine.store.update_delivery(
+            await self.engine.deliveries.update_delivery(
                 rb.id, KEY, channel=str(response["channel"]), ts=str(response["ts"])
             )
 

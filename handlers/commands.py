@@ -158,10 +158,10 @@ async def status_text(engine: Engine, user: str) -> str:
                 "You may not read rollbacks here: ask someone who may request or approve them."
             ),
         )
-    found = await engine.store.find(states=OPEN_STATES | ACTIVE_STATES, limit=100)
+    found = await engine.rollbacks.find(states=OPEN_STATES | ACTIVE_STATES, limit=100)
     rollbacks = [rb for rb in found if (rb.service, rb.environment) in readable][:20]
     keys = {f"{service}/{env}" for service, env in readable}
-    locks = [lock for lock in await engine.store.locks() if lock.key in keys]
+    locks = [lock for lock in await engine.lease_table.locks() if lock.key in keys]
     scheduled = await status_lines(engine, readable)
     if not rollbacks and not locks and not scheduled:
         return "No rollbacks in flight, no locks held and no monitoring windows open."

@@ -107,7 +107,7 @@ class DrillThread:
             channel=channel, text=self._fallback(rb), blocks=drill_card(rb)
         )
         ts = str(response["ts"])
-        return await self.engine.store.update(
+        return await self.engine.rollbacks.update(
             rb.id, channel_id=str(response["channel"]), message_ts=ts, thread_ts=ts
         )
 

@@ -93,7 +93,7 @@ class IncidentChannels:
         if rollback.severity not in wanted:
             return
         async with self._opening:
-            events = await self.engine.store.events(rollback.id)
+            events = await self.engine.records.events(rollback.id)
             if any(e.kind in {OPENED, REFUSED} for e in events):
                 return
             rb = await self.engine.get(rollback.id)

@@ -85,7 +85,7 @@ class IncidentReports:
             if not (rb.channel_id and rb.thread_ts):
                 return
             await self.upload(rb, rb.channel_id, rb.thread_ts)
-            await self.engine.store.update(rb.id, reported=key)
+            await self.engine.rollbacks.update(rb.id, reported=key)
 
     async def again(self, rollback_id: str) -> str:
         """Render the report with the latest state and upload it again; say where it went.
@@ -112,7 +112,7 @@ class IncidentReports:
 
     async def render(self, rollback: Rollback) -> str:
         """Render the incident report of a rollback as it stands."""
-        events = await self.engine.store.events(rollback.id)
+        events = await self.engine.records.events(rollback.id)
         checklist = await self.checklist(rollback) if self.checklist else None
         names = await self.names.lookup(people(rollback, events, checklist))
         return render_report(
@@ -126,7 +126,7 @@ class IncidentReports:
     async def upload(self, rollback: Rollback, channel: str, thread_ts: str | None) -> None:
         """Upload the report as `incident-<id>.md` with a one-line summary."""
         content = await self.render(rollback)
-        timeline = build(rollback, await self.engine.store.events(rollback.id))
+        timeline = build(rollback, await self.engine.records.events(rollback.id))
         comment = (
             f":page_facing_up: {escape(summary(rollback, timeline))} "
             "People fill in the rest: the parts marked _To be written_."

@@ -25,15 +25,15 @@ def scheduler(engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> Sch
         JobKind.MONITOR: Monitoring(engine, thread, clock).run,
         JobKind.ESCALATE: Urgency(engine, thread, clock).run,
     }
-    return Scheduler(engine.store, handlers, clock=clock)
+    return Scheduler(engine.jobs, handlers, clock=clock)
 
 
 async def status_lines(engine: Engine, readable: set[tuple[str, str]]) -> list[str]:
     """Describe the monitoring windows in progress and the escalations still to come."""
-    jobs = await engine.store.pending_jobs([JobKind.MONITOR, JobKind.ESCALATE])
+    jobs = await engine.jobs.pending_jobs([JobKind.MONITOR, JobKind.ESCALATE])
     windows, escalations = [], []
     for job in jobs:
-        rb = await engine.store.get(job.rollback_id)
+        rb = await engine.rollbacks.get(job.rollback_id)
         if rb is None or (rb.service, rb.environment) not in readable:
             continue
         if job.kind is JobKind.MONITOR:

@@ -54,7 +54,7 @@ class Monitoring:
             due_at=window.first_due,
             payload=window.model_dump(mode="json"),
         )
-        if not await self.engine.store.schedule_job(job):
+        if not await self.engine.jobs.schedule_job(job):
             return  # this hook ran before for the same success
         every = span(timedelta(seconds=window.interval_seconds))
         text = (
@@ -70,7 +70,7 @@ class Monitoring:
         """Cancel the windows of other rollbacks of this service that `rb` has overtaken."""
         if rb.state not in TOUCHING | TOUCHED:
             return
-        for job in await self.engine.store.pending_jobs([JobKind.MONITOR]):
+        for job in await self.engine.jobs.pending_jobs([JobKind.MONITOR]):
             window = Window.model_validate(job.payload)
             same = (window.service, window.environment) == (rb.service, rb.environment)
             if not same or job.rollback_id == rb.id:
@@ -79,7 +79,7 @@ class Monitoring:
             # run again for it later must not close the newer window.
             if rb.state in TOUCHED and (rb.finished_at or self.clock()) <= window.started_at:
                 continue
-            if not await self.engine.store.cancel_jobs(job.rollback_id, [JobKind.MONITOR]):
+            if not await self.engine.jobs.cancel_jobs(job.rollback_id, [JobKind.MONITOR]):
                 continue
             old = await self.engine.get(job.rollback_id)
             what = "drill" if rb.drill else "rollback"
@@ -92,7 +92,7 @@ class Monitoring:
 
     async def run(self, job: Job, now: datetime) -> Again | Done | None:
         """Job: run one round of checks; say what changed; end the window when it is over."""
-        rb = await self.engine.store.get(job.rollback_id)
+        rb = await self.engine.rollbacks.get(job.rollback_id)
         window = Window.model_validate(job.payload)
         services = self.engine.config.services
         service = services.get(window.service)

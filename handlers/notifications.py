@@ -213,7 +213,7 @@ class Notifications:
             return
         text = user_notification(rb)
         claim = Delivery(rollback_id=rb.id, key=DRAFT, actor=BOT, body=text)
-        if not await self.engine.store.claim_delivery(claim):
+        if not await self.engine.deliveries.claim_delivery(claim):
             return
         try:
             response = await self.client.chat_postMessage(
@@ -223,9 +223,9 @@ class Notifications:
                 blocks=draft_blocks(rb, text, self.channel, await self._channel_name()),
             )
         except BaseException:
-            await self.engine.store.release_delivery(rb.id, DRAFT)
+            await self.engine.deliveries.release_delivery(rb.id, DRAFT)
             raise
-        await self.engine.store.update_delivery(
+        await self.engine.deliveries.update_delivery(
             rb.id, DRAFT, channel=str(response["channel"]), ts=str(response["ts"])
         )
 
@@ -243,10 +243,10 @@ class Notifications:
 
     async def redraw(self, rb: Rollback) -> None:
         """Redraw the draft from the store: its text, or who posted it and when."""
-        draft = await self.engine.store.delivery(rb.id, DRAFT)
+        draft = await self.engine.deliveries.delivery(rb.id, DRAFT)
         if draft is None or not (draft.channel and draft.ts):
             return
-        posted = await self.engine.store.delivery(rb.id, POSTED)
+        posted = await self.engine.deliveries.delivery(rb.id, POSTED)
         if posted is not None and posted.ts is None:
             posted = None  # still being posted
         await self.client.chat_update(
@@ -265,10 +265,10 @@ class Notifications:
             raise NotAllowed(
                 "Only the requester or an approver can edit or post this notification."
             )
-        draft = await self.engine.store.delivery(rb.id, DRAFT)
+        draft = await self.engine.deliveries.delivery(rb.id, DRAFT)
         if draft is None or not draft.body:
             raise InvalidRequest(f"Rollback {rb.id} has no user notification draft.")
-        posted = await self.engine.store.delivery(rb.id, POSTED)
+        posted = await self.engine.deliveries.delivery(rb.id, POSTED)
         if posted is not None:
             raise Conflict(f"The user notification was already posted by {mention(posted.actor)}.")
         return rb, draft
@@ -280,16 +280,16 @@ class Notifications:
             raise InvalidRequest("No `notifications.user_channel` is configured to post to.")
         rb, draft = await self.editable(rollback_id, user)
         claim = Delivery(rollback_id=rb.id, key=POSTED, actor=user, channel=channel)
-        if not await self.engine.store.claim_delivery(claim):
+        if not await self.engine.deliveries.claim_delivery(claim):
             raise Conflict("The user notification is already being posted.")
         try:
             response = await self.client.chat_postMessage(
                 channel=channel, text=inert(draft.body or "")
             )
         except BaseException:
-            await self.engine.store.release_delivery(rb.id, POSTED)
+            await self.engine.deliveries.release_delivery(rb.id, POSTED)
             raise
-        await self.engine.store.update_delivery(rb.id, POSTED, ts=str(response["ts"]))
+        await self.engine.deliveries.update_delivery(rb.id, POSTED, ts=str(response["ts"]))
         await self.engine.record(
             rb,
             user,
@@ -302,8 +302,8 @@ class Notifications:
     async def save(self, rollback_id: str, user: str, text: str) -> None:
         """Replace the draft's text with an edited one."""
         rb, _ = await self.editable(rollback_id, user)
-        await self.engine.store.update_delivery(rb.id, DRAFT, body=text)
-        await self.engine.store.audit(
+        await self.engine.deliveries.update_delivery(rb.id, DRAFT, body=text)
+        await self.engine.records.audit(
             AuditEntry(
                 actor=user,
                 action="user_notification_edited",
@@ -353,7 +353,7 @@ def register(
         try:
             await notifications.save(rollback_id, body["user"]["id"], text[:TEXT_MAX])
         except Exception as exc:
-            rb = await engine.store.get(rollback_id)
+            rb = await engine.rollbacks.get(rollback_id)
             await report(exc, body, None, client, rb.channel_id if rb else None)
 
     return notifications

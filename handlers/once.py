@@ -54,7 +54,7 @@ def register(app: AsyncApp, engine: Engine) -> None:
         try:
             # Slack wants an answer within 3 s: a database that hangs gets 2 of them.
             async with asyncio.timeout(CLAIM_SECONDS):
-                fresh = key is None or await engine.store.claim_request(key, utcnow(), KEEP)
+                fresh = key is None or await engine.deliveries.claim_request(key, utcnow(), KEEP)
         except StoreUnavailable as exc:
             return unavailable(req.body, exc)
         except TimeoutError:

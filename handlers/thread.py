@@ -54,7 +54,7 @@ class SlackThread:
             channel=channel, text=self._fallback(rb), blocks=self._blocks(rb)
         )
         ts = str(response["ts"])
-        return await self.engine.store.update(
+        return await self.engine.rollbacks.update(
             rb.id, channel_id=str(response["channel"]), message_ts=ts, thread_ts=ts
         )
 

@@ -98,7 +98,7 @@ class LiveTimeline:
             rb = await self.engine.get(rollback.id)
             if not (rb.channel_id and rb.thread_ts):
                 return
-            timeline = build(rb, await self.engine.store.events(rb.id))
+            timeline = build(rb, await self.engine.records.events(rb.id))
             blocks = timeline_blocks(rb, timeline)
             text = f"Timeline of rollback {rb.id}: {escape(timeline.entries[-1].what)}"
             if rb.timeline_ts:
@@ -114,4 +114,4 @@ class LiveTimeline:
             posted = await self.client.chat_postMessage(
                 channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, blocks=blocks
             )
-            await self.engine.store.update(rb.id, timeline_ts=str(posted["ts"]))
+            await self.engine.rollbacks.update(rb.id, timeline_ts=str(posted["ts"]))

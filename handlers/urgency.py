@@ -25,10 +25,10 @@ class Urgency:
     async def on_rollback_moved(self, rb: Rollback) -> None:
         """Hook: arm the escalation while approval is awaited; disarm it on any other state."""
         if rb.state is not State.AWAITING_APPROVAL:
-            await self.engine.store.cancel_jobs(rb.id, [JobKind.ESCALATE])
+            await self.engine.jobs.cancel_jobs(rb.id, [JobKind.ESCALATE])
             return
         deadline = self.engine.config.urgency.deadline(rb.action)
-        current = await self.engine.store.get(rb.id)
+        current = await self.engine.rollbacks.get(rb.id)
         if deadline is None or current is None or current.state is not State.AWAITING_APPROVAL:
             return  # no deadline, or approved (or stopped) while this hook was on its way
         immediate = deadline == timedelta(0)
@@ -39,12 +39,12 @@ class Urgency:
             due_at=rb.created_at + deadline,
             payload={"action": rb.action, "immediate": immediate},
         )
-        if not await self.engine.store.schedule_job(job):
+        if not await self.engine.jobs.schedule_job(job):
             return  # armed when this hook ran before for the same state
         if immediate:
             # At once rather than at the next tick; the claim keeps the tick from doubling it.
             handlers = {JobKind.ESCALATE: self.run}
-            await Scheduler(self.engine.store, handlers, clock=self.clock).run_job(job.id)
+            await Scheduler(self.engine.jobs, handlers, clock=self.clock).run_job(job.id)
             return
         who = "the on-call group and " if self.engine.config.slack.oncall_group else ""
         await self.thread.reply(
@@ -55,7 +55,7 @@ class Urgency:
 
     async def run(self, job: Job, now: datetime) -> None:
         """Job: call for approval in the thread, unless the rollback stopped waiting."""
-        rb = await self.engine.store.get(job.rollback_id)
+        rb = await self.engine.rollbacks.get(job.rollback_id)
         if rb is None or rb.state is not State.AWAITING_APPROVAL:
             return
         policy = self.engine.policy(rb)

@@ -58,7 +58,7 @@ def items(sections: list[ChecklistSection]) -> dict[str, tuple[bool, str | None]
 async def test_sections_follow_the_guide_and_start_empty(store: SQLiteStore) -> None:
     rb = rollback()
     await store.create(rb)
-    sections = await checklist_sections(store, rb.id)
+    sections = await checklist_sections(store, store, rb.id)
     assert [s.title for s in sections] == ["Pre-Rollback", "During Rollback", "Post-Rollback"]
     assert [i.label for i in sections[0].items] == [
         "Identify stable version to rollback to",
@@ -89,7 +89,7 @@ async def test_rollbot_ticks_what_its_records_show(store: SQLiteStore) -> None:
     verified = await add(store, rb, "verification", "Verification: 2/2 checks passed", 5)
     await add(store, rb, "succeeded", "Rolled back to v1.2.3; verification passed", 5)
 
-    sections = await checklist_sections(store, rb.id)
+    sections = await checklist_sections(store, store, rb.id)
     found = {i.key: i for s in sections for i in s.items}
     assert found["database_backup"].done and found["database_backup"].by == "rollbot"
     assert found["database_backup"].at == backup.at
@@ -102,11 +102,11 @@ async def test_rollbot_ticks_what_its_records_show(store: SQLiteStore) -> None:
 
     await add(store, rb, MONITORING_COMPLETE, "Monitoring complete: no change in 30 min", 35)
     await add(store, rb, STATUS_EVENT, status_event_text(PageStatus.INVESTIGATING), 1)
-    found = {i.key: i for s in await checklist_sections(store, rb.id) for i in s.items}
+    found = {i.key: i for s in await checklist_sections(store, store, rb.id) for i in s.items}
     assert found["monitor"].done and found["monitor"].by == "rollbot"
     assert not found["status_page"].done  # "investigating" is not an update to resolved
     await add(store, rb, STATUS_EVENT, status_event_text(PageStatus.RESOLVED), 6)
-    found = {i.key: i for s in await checklist_sections(store, rb.id) for i in s.items}
+    found = {i.key: i for s in await checklist_sections(store, store, rb.id) for i in s.items}
     assert found["status_page"].done and found["status_page"].by == "rollbot"
     manual = {"identify_version", "notify_team", "document_state", "error_logs", "metrics"}
     assert not any(found[key].done for key in manual)
@@ -118,7 +118,7 @@ async def test_nothing_is_ticked_for_what_did_not_happen(store: SQLiteStore) -> 
     await add(store, rb, "started", "Rolling back", 1)
     await add(store, rb, "step", "Step 1/2: backend", 2)
     await add(store, rb, "failed", "Rollback failed: Step 2 of 2 (database) failed", 3)
-    done = {k for k, (d, _) in items(await checklist_sections(store, rb.id)).items() if d}
+    done = {k for k, (d, _) in items(await checklist_sections(store, store, rb.id)).items() if d}
     assert done == set()
 
     unchecked = rollback(State.SUCCEEDED, StepStatus.DONE).model_copy(update={"id": "rb-0000abce"})
@@ -126,13 +126,17 @@ async def test_nothing_is_ticked_for_what_did_not_happen(store: SQLiteStore) -> 
     await add(store, unchecked, "started", "Rolling back", 1)
     await add(store, unchecked, "verification", "Verification: 0/0 checks passed", 2)
     await add(store, unchecked, "step", "No verification checks are configured here", 2)
-    done = {k for k, (d, _) in items(await checklist_sections(store, unchecked.id)).items() if d}
+    done = {
+        k for k, (d, _) in items(await checklist_sections(store, store, unchecked.id)).items() if d
+    }
     assert done == {"execute"}  # health was not checked, so neither check item is ticked
 
     failing = rollback(State.FAILED, StepStatus.DONE).model_copy(update={"id": "rb-0000abcf"})
     await store.create(failing)
     await add(store, failing, "verification", "Verification: 1/2 checks passed", 2)
-    done = {k for k, (d, _) in items(await checklist_sections(store, failing.id)).items() if d}
+    done = {
+        k for k, (d, _) in items(await checklist_sections(store, store, failing.id)).items() if d
+    }
     assert done == {"execute"}  # it ran; its verification failed
 
 
@@ -155,7 +159,7 @@ async def test_people_tick_and_untick_with_history_and_audit(
     assert [(m.item, m.done) for m in applied.marks] == [("metrics", False)]
     assert applied.refused == []
 
-    found = items(await checklist_sections(store, rb.id))
+    found = items(await checklist_sections(store, store, rb.id))
     assert found["error_logs"] == (True, REQUESTER)
     assert found["metrics"] == (False, None)
     assert found["execute"] == (True, "rollbot")
@@ -183,12 +187,12 @@ async def test_rollbot_ticks_cannot_be_removed_and_outsiders_cannot_tick(
     applied = await apply_ticks(engine, rb.id, APPROVER, "post", {"database_integrity"})
     assert {i.key for i in applied.refused} == {"services_healthy", "smoke_tests"}
     assert [m.item for m in applied.marks] == ["database_integrity"]
-    found = items(await checklist_sections(store, rb.id))
+    found = items(await checklist_sections(store, store, rb.id))
     assert found["services_healthy"] == (True, "rollbot")
 
     with pytest.raises(NotAllowed, match="can tick its checklist"):
         await apply_ticks(engine, rb.id, OUTSIDER, "post", {"postmortem"})
-    assert not items(await checklist_sections(store, rb.id))["postmortem"][0]
+    assert not items(await checklist_sections(store, store, rb.id))["postmortem"][0]
 
 
 async def test_a_person_may_tick_what_rollbot_has_not_done(
@@ -198,7 +202,10 @@ async def test_a_person_may_tick_what_rollbot_has_not_done(
     rb = rollback(State.SUCCEEDED, StepStatus.DONE)
     await store.create(rb)
     await apply_ticks(engine, rb.id, REQUESTER, "post", {"services_healthy"})
-    assert items(await checklist_sections(store, rb.id))["services_healthy"] == (True, REQUESTER)
+    assert items(await checklist_sections(store, store, rb.id))["services_healthy"] == (
+        True,
+        REQUESTER,
+    )
     await store.add_event(
         Event(
             rollback_id=rb.id,
@@ -208,4 +215,7 @@ async def test_a_person_may_tick_what_rollbot_has_not_done(
             at=utcnow(),
         )
     )
-    assert items(await checklist_sections(store, rb.id))["services_healthy"] == (True, "rollbot")
+    assert items(await checklist_sections(store, store, rb.id))["services_healthy"] == (
+        True,
+        "rollbot",
+    )

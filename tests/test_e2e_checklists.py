@@ -256,6 +256,6 @@ async def test_a_database_rollback_ticks_its_backup(
     assert ticked(shown) == {"database_backup", "execute", "services_healthy", "smoke_tests"}
     assert "by rollbot · " in text_of(shown) and f"backup {backup.name[:16]}" in text_of(shown)
     (rb,) = await bot.store.find()
-    sections = await checklist_sections(bot.store, rb.id)
+    sections = await checklist_sections(bot.store, bot.store, rb.id)
     (item,) = [i for s in sections for i in s.items if i.key == "database_backup"]
     assert (item.by, item.note) == ("rollbot", f"backup {backup.name}")
