@@ -114,6 +114,11 @@ class PgOptions:
         return options
 
     @property
+    def acquire_timeout(self) -> float:
+        """Seconds to wait for a pooled connection when every one is busy."""
+        return self.connect_timeout + self.statement_timeout_ms / 1000
+
+    @property
     def where(self) -> str:
         """Name the server and database without credentials, for messages and logs."""
         parts = urlsplit(self.dsn)
@@ -244,7 +249,9 @@ class PgBase:
         """Acquire a connection and start a transaction on it, retrying a stale one once."""
         for attempt in (1, 2):
             try:
-                conn = await pool.acquire(timeout=self.options.connect_timeout)
+                # Waiting for a busy pool is not an outage: it gets as long as a statement
+                # may take (a down database fails faster, at connect_timeout).
+                conn = await pool.acquire(timeout=self.options.acquire_timeout)
             except UNREACHABLE as exc:
                 raise self._unavailable(exc) from None
             try:
