@@ -44,19 +44,8 @@ from bot.planning import plan_first, plan_later
 from bot.policy import ApprovalPolicy
 from bot.pool import ProviderPool
 from bot.states import TRANSITIONS, LockChange, Trigger, Who
-from bot.store.base import (
-    Applied,
-    Change,
-    DeliveryStore,
-    JobStore,
-    LeaseGrant,
-    LeaseStore,
-    OpenSlotTaken,
-    RecordStore,
-    Refusal,
-    RollbackStore,
-    Store,
-)
+from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, Store
+from bot.store.roles import StoreRoles
 from bot.takeover import Takeover
 from bot.text import mention
 from providers.base import ProviderError, Version
@@ -80,7 +69,7 @@ def busy(other: Rollback, message: str) -> Busy:
     return Busy(message, other.channel_id, other.message_ts)
 
 
-class Engine(Decisions, Execution, Takeover):
+class Engine(Decisions, Execution, Takeover, StoreRoles):
     """Drives rollbacks from request to verified result."""
 
     def __init__(
@@ -102,33 +91,6 @@ class Engine(Decisions, Execution, Takeover):
         self.leases: dict[str, Lock] = {}
         # Where every transition is published: metrics and the Slack thread subscribe.
         self.events = Events()
-
-    # The store by role: each module asks for the part it uses (bot/store/base.py).
-
-    @property
-    def rollbacks(self) -> RollbackStore:
-        """Rollbacks and their transitions."""
-        return self.store
-
-    @property
-    def records(self) -> RecordStore:
-        """The audit log, timelines and checklist marks."""
-        return self.store
-
-    @property
-    def lease_table(self) -> LeaseStore:
-        """The service locks as fenced leases (`leases` is what this process holds)."""
-        return self.store
-
-    @property
-    def deliveries(self) -> DeliveryStore:
-        """What is sent to Slack once, and the Slack requests seen."""
-        return self.store
-
-    @property
-    def jobs(self) -> JobStore:
-        """Scheduled jobs."""
-        return self.store
 
     @property
     def directory(self) -> Directory:
