@@ -1,10 +1,10 @@
-"""Running an approved rollback under its lease: steps, verification, outcome, sweeping.
+"""Running an approved rollback under its lease: steps, verification, outcome.
 
 The lease taken at approval is renewed by a heartbeat while the rollback runs; every
 state write carries its fencing token, so a process that lost it (paused, partitioned,
 taken over) can no longer change anything. A rollback whose owner's lease expired, or
-whose owner died on this machine, is taken over by a sweeper that first asks the
-provider what really runs.
+whose owner died on this machine, is taken over by a sweeper (bot/takeover.py) that
+goes on from where it stopped.
 """
 
 from __future__ import annotations
@@ -109,9 +109,10 @@ class Execution:
     ) -> AsyncIterator[bool]:
         """Run a block as this process's one runner of a rollback, renewing its lease.
 
-        Yields False when another call here runs it already. Whatever escapes the block
-        (a bug, a shutdown, a lost lease) records the rollback interrupted, so it is never
-        left "running" forever, the service locked, or the thread silent.
+        Yields False when another call here runs it already. A database that stops
+        answering leaves the rollback to a takeover; whatever else escapes the block (a
+        bug, a shutdown, a lost lease) records it interrupted, so it is never left
+        "running" forever, the service locked, or the thread silent.
         """
         if rollback.id in self._executing:
             yield False
