@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
@@ -64,6 +63,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
+from providers.pg_urls import Target, split_dsn
 from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
@@ -79,7 +79,6 @@ BACKUP_NAME = re.compile(
 STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_ERROR_TEXT = 600
-SECRET_QUERY_KEYS = frozenset({"password", "passfile"})
 
 MIGRATIONS_QUERY = """
 SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at, logs
@@ -181,23 +180,6 @@ class Undo:
 
     migration: Migration
     down_sql: str
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the database connects, split so the password never reaches a command line."""
-
-    dsn: str
-    public_dsn: str
-    password: str | None
-    database: str
-
-    def redact(self, text: str) -> str:
-        """Keep the password (plain or URL-encoded) out of a text."""
-        if self.password:
-            for form in {self.password, _quote_all(self.password)}:
-                text = text.replace(form, "[redacted]")
-        return text
 
 
 class PostgresMigrationsProvider:
@@ -345,17 +327,17 @@ class PostgresMigrationsProvider:
         """Open one connection with server-side timeouts; errors become provider errors."""
         target = self._target()
         settings = self._settings
-        server_settings = {
-            "statement_timeout": str(int(settings.statement_timeout_seconds * 1000)),
-            "lock_timeout": str(int(settings.lock_timeout_seconds * 1000)),
-            "application_name": "rollbot",
-        }
         try:
             conn = await asyncpg.connect(
                 target.dsn,
                 timeout=settings.connect_timeout_seconds,
                 command_timeout=settings.statement_timeout_seconds + 5,
-                server_settings=server_settings,
+                # Timeouts and the schema go into each transaction (_limits): poolers
+                # refuse them as startup settings. application_name they pass on.
+                server_settings={"application_name": "rollbot"},
+                # A transaction-mode pooler may run each statement on another server
+                # connection, where a named prepared statement does not exist.
+                statement_cache_size=0 if target.pooled else 100,
             )
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise _connect_error(exc, target) from exc
@@ -367,11 +349,24 @@ class PostgresMigrationsProvider:
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 conn.terminate()
 
+    async def _limits(self, conn: asyncpg.Connection, target: Target) -> None:
+        """Set this transaction's timeouts and schema (SET LOCAL: nothing outlives it)."""
+        settings = self._settings
+        await conn.execute(
+            "SELECT set_config('statement_timeout', $1, true), "
+            "set_config('lock_timeout', $2, true), set_config('search_path', $3, true)",
+            f"{int(settings.statement_timeout_seconds * 1000)}ms",
+            f"{int(settings.lock_timeout_seconds * 1000)}ms",
+            _quote_ident(target.schema),
+        )
+
     async def _read_migrations(self) -> list[Migration]:
         target = self._target()
         async with self._connect() as conn:
             try:
-                records = await conn.fetch(MIGRATIONS_QUERY)
+                async with conn.transaction(readonly=True):
+                    await self._limits(conn, target)
+                    records = await conn.fetch(MIGRATIONS_QUERY)
             except asyncpg.UndefinedTableError as exc:
                 raise NotFound(
                     f"Database {target.database} has no _prisma_migrations table: Prisma has "
@@ -512,6 +507,7 @@ class PostgresMigrationsProvider:
         """Open the transaction and run the down.sql files; on any error roll it all back."""
         await conn.execute("BEGIN")
         try:
+            await self._limits(conn, target)
             await self._take_prisma_lock(conn, unchanged)
             await self._check_still_applied(conn, undo, unchanged)
             for u in undo:
@@ -605,6 +601,8 @@ class PostgresMigrationsProvider:
             f"--file={partial}",
             f"--dbname={target.public_dsn}",
         ]
+        if target.schema_given:
+            args.append(f"--schema={target.schema}")  # Prisma's schema, not the database
         error = await self._run_tool(args, target, self._settings.backup_timeout_seconds)
         if error is None:
             size = await asyncio.to_thread(_finish_file, partial, path)
@@ -633,7 +631,8 @@ class PostgresMigrationsProvider:
         if target.password:
             env["PGPASSWORD"] = target.password
         env["PGCONNECT_TIMEOUT"] = str(max(2, int(self._settings.connect_timeout_seconds)))
-        env["PGOPTIONS"] = f"-c lock_timeout={int(self._settings.lock_timeout_seconds * 1000)}"
+        if not target.pooled:  # poolers refuse startup options
+            env["PGOPTIONS"] = f"-c lock_timeout={int(self._settings.lock_timeout_seconds * 1000)}"
         tool = Path(args[0]).name
         try:
             process = await asyncio.create_subprocess_exec(
@@ -675,35 +674,6 @@ class PostgresMigrationsProvider:
         return chosen
 
 
-def split_dsn(dsn: SecretStr, variable: str) -> Target:
-    """Split a postgresql:// URL into the full DSN, one without password, and the password."""
-    raw = dsn.get_secret_value()
-    parts = urlsplit(raw)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise Refused(f"{variable} is not a postgresql:// URL.")
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    password = parts.password
-    for key, value in query:
-        if key == "password":
-            password = value
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = host if ":" not in host else f"[{host}]"
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if user:
-        netloc = f"{user}@{netloc}"
-    public_query = urlencode([(k, v) for k, v in query if k not in SECRET_QUERY_KEYS])
-    public = urlunsplit((parts.scheme, netloc, parts.path, public_query, ""))
-    database = unquote(parts.path.lstrip("/")) or dict(query).get("dbname") or unquote(user)
-    return Target(
-        dsn=raw,
-        public_dsn=public,
-        password=unquote(password) if password else None,
-        database=database or "postgres",
-    )
-
-
 def _applied(rows: Sequence[Migration]) -> list[Migration]:
     """Return applied migrations newest first (by their timestamped names, as Prisma orders)."""
     return sorted((m for m in rows if m.applied), key=lambda m: m.name, reverse=True)
@@ -722,8 +692,9 @@ def _safe_name(database: str) -> str:
     return UNSAFE_NAME_CHARS.sub("-", database)[:63] or "db"
 
 
-def _quote_all(text: str) -> str:
-    return quote(text, safe="")
+def _quote_ident(name: str) -> str:
+    """Quote an identifier as PostgreSQL does (a search path of one schema)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _error_text(exc: BaseException, target: Target) -> str:

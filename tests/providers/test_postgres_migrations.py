@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -25,41 +23,13 @@ from tests.support.migrations import (
     INIT,
     PgDatabaseFactory,
     PrismaProject,
+    ProviderFactory,
+    backup_files,
     with_database,
 )
 from tests.support.progress import Recorder
 
 PASSWORD = "s3cr3t-Pa55word"
-ProviderFactory = Callable[..., PostgresMigrationsProvider]
-
-
-@pytest.fixture
-async def make_provider(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> AsyncIterator[ProviderFactory]:
-    """Build providers for a project (its DSN in DATABASE_URL); close them after."""
-    made: list[PostgresMigrationsProvider] = []
-
-    def make(project: PrismaProject, dsn: str | None = None, **settings: Any) -> Any:
-        monkeypatch.setenv("DATABASE_URL", dsn or project.dsn)
-        values: dict[str, Any] = {
-            "provider": "postgres_migrations",
-            "migrations_dir": project.migrations_dir,
-            "backup_dir": tmp_path / "backups",
-            **settings,
-        }
-        provider = PostgresMigrationsProvider(PostgresMigrationsSettings(**values))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
-
-
-def backup_files(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "backups"
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
 async def test_versions_are_applied_migrations_newest_first(

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -125,54 +119,6 @@ async def test_an_unreachable_database_at_start_up_is_a_clear_error() -> None:
     with pytest.raises(StoreUnavailable) as down:
         await store.open()
     assert "pw-never-shown" not in down.value.message and "127.0.0.1" in down.value.message
-
-
-@pytest.fixture
-def pgbouncer(pg_dsn: str) -> Iterator[str]:
-    """A real PgBouncer in transaction mode in front of the test server; yields its URL base."""
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not Path(binary).exists():
-        pytest.fail("pgbouncer is not installed: scripts/test.sh installs it", pytrace=False)
-    server = urlsplit(pg_dsn)
-    port = free_port()
-    # PgBouncer refuses to run as root and drops to postgres, who cannot read pytest's
-    # private tmp_path: its files live in a folder of their own.
-    folder = Path(tempfile.mkdtemp(prefix="rollbot-pgbouncer-"))
-    shutil.chown(folder, "postgres")
-    (folder / "users.txt").write_text('"postgres" ""\n')
-    (folder / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host={server.hostname} port={server.port}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        "auth_type = trust\n"
-        f"auth_file = {folder / 'users.txt'}\n"
-        # Two server connections for many clients: transactions hop between them.
-        "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 100\n"
-        f"logfile = {folder / 'pgbouncer.log'}\n"
-    )
-    for name in ("users.txt", "pgbouncer.ini"):
-        shutil.chown(folder / name, "postgres")
-    process = subprocess.Popen(
-        [binary, "-u", "postgres", str(folder / "pgbouncer.ini")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        for _ in range(50):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-            except OSError:
-                if process.poll() is not None:
-                    said = process.stdout.read().decode() if process.stdout else ""
-                    pytest.fail(f"pgbouncer exited at start: {said}", pytrace=False)
-                time.sleep(0.1)
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
+
 # Prisma's own DDL for its table (schema engine, postgres flavour).
 PRISMA_TABLE = """
 CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -221,3 +223,35 @@ async def prisma_db(pg_database: PgDatabaseFactory, tmp_path: Path) -> PrismaPro
         await project.apply(name)
     await project.execute(SEED_ROWS)
     return project
+
+
+ProviderFactory = Callable[..., PostgresMigrationsProvider]
+
+
+@pytest.fixture
+async def make_provider(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[ProviderFactory]:
+    """Build providers for a project (its DSN in DATABASE_URL); close them after."""
+    made: list[PostgresMigrationsProvider] = []
+
+    def make(project: PrismaProject, dsn: str | None = None, **settings: Any) -> Any:
+        monkeypatch.setenv("DATABASE_URL", dsn or project.dsn)
+        values: dict[str, Any] = {
+            "provider": "postgres_migrations",
+            "migrations_dir": project.migrations_dir,
+            "backup_dir": tmp_path / "backups",
+            **settings,
+        }
+        provider = PostgresMigrationsProvider(PostgresMigrationsSettings(**values))
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+def backup_files(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "backups"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

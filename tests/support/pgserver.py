@@ -1,4 +1,4 @@
-"""A PostgreSQL server of a test's own, which the test may stop and start again.
+"""A PostgreSQL server of a test's own (it may stop and start it), and PgBouncer in front.
 
 The shared test server (scripts/start-postgres.sh) must stay up for every other test;
 a test that takes the database away under a running replica gets its own cluster
@@ -8,11 +8,14 @@ a test that takes the database away under a running replica gets its own cluster
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -114,4 +117,52 @@ def pg_server() -> Iterator[PgServer]:
             server.stop()
         except RuntimeError:
             pass  # stopped by the test already
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pgbouncer(pg_dsn: str) -> Iterator[str]:
+    """A real PgBouncer in transaction mode in front of the test server; yields its URL base."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        pytest.fail("pgbouncer is not installed: scripts/test.sh installs it", pytrace=False)
+    server = urlsplit(pg_dsn)
+    port = free_port()
+    # PgBouncer refuses to run as root and drops to postgres, who cannot read pytest's
+    # private tmp_path: its files live in a folder of their own.
+    folder = Path(tempfile.mkdtemp(prefix="rollbot-pgbouncer-"))
+    shutil.chown(folder, "postgres")
+    (folder / "users.txt").write_text('"postgres" ""\n')
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={server.hostname} port={server.port}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = trust\n"
+        f"auth_file = {folder / 'users.txt'}\n"
+        # Two server connections for many clients: transactions hop between them.
+        "pool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 100\n"
+        f"logfile = {folder / 'pgbouncer.log'}\n"
+    )
+    for name in ("users.txt", "pgbouncer.ini"):
+        shutil.chown(folder / name, "postgres")
+    process = subprocess.Popen(
+        [binary, "-u", "postgres", str(folder / "pgbouncer.ini")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(50):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None:
+                    said = process.stdout.read().decode() if process.stdout else ""
+                    pytest.fail(f"pgbouncer exited at start: {said}", pytrace=False)
+                time.sleep(0.1)
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,118 @@
+"""Prisma-style DATABASE_URLs (schema, pool and TLS arguments, PgBouncer) on real PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from pydantic import SecretStr
+
+from providers.base import Refused
+from providers.postgres_migrations import split_dsn
+from tests.support.migrations import (
+    ADD_POSTS,
+    INIT,
+    MIGRATIONS,
+    SEED_ROWS,
+    PgDatabaseFactory,
+    PrismaProject,
+    ProviderFactory,
+    backup_files,
+)
+from tests.support.progress import Recorder
+
+PRISMA_ARGS = "schema=app&connection_limit=5&pool_timeout=10&socket_timeout=30&sslmode=prefer"
+
+
+async def app_schema_project(pg_database: PgDatabaseFactory, tmp_path: Path) -> PrismaProject:
+    """Three migrations applied in schema `app` (public stays empty), as Prisma does it."""
+    dsn = await pg_database()
+    setup = PrismaProject(dsn, tmp_path / "prisma" / "migrations")
+    await setup.execute("CREATE SCHEMA app")
+    # asyncpg sends unknown query arguments as settings: this helper works in schema app.
+    project = PrismaProject(f"{dsn}?search_path=app", tmp_path / "prisma" / "migrations")
+    for name, (up, down) in MIGRATIONS.items():
+        project.write(name, up, down)
+        await project.apply(name)
+    await project.execute(SEED_ROWS)
+    assert await setup.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'") == []
+    return project
+
+
+@pytest.mark.parametrize(
+    ("query", "asyncpg_query", "libpq_query", "schema"),
+    [
+        (PRISMA_ARGS, "sslmode=prefer", "sslmode=prefer", "app"),
+        (
+            "sslmode=require&sslaccept=strict",
+            "sslmode=verify-full",
+            "sslmode=verify-full",
+            "public",
+        ),
+        (
+            "sslmode=require&sslcert=ca.pem",
+            "sslmode=require&sslrootcert=ca.pem",
+            "sslmode=require&sslrootcert=ca.pem",
+            "public",
+        ),
+        (
+            "pgbouncer=true&connect_timeout=3&application_name=web",
+            "application_name=web",
+            "connect_timeout=3&application_name=web",
+            "public",
+        ),
+    ],
+)
+def test_prisma_arguments_are_translated(
+    query: str, asyncpg_query: str, libpq_query: str, schema: str
+) -> None:
+    target = split_dsn(SecretStr(f"postgresql://app:pw@db:5432/shop?{query}"), "DATABASE_URL")
+    assert urlsplit(target.dsn).query == asyncpg_query
+    assert urlsplit(target.public_dsn).query == libpq_query
+    assert target.schema == schema
+    assert target.pooled == ("pgbouncer=true" in query)
+
+
+def test_a_pkcs12_identity_is_refused_with_what_to_give_instead() -> None:
+    with pytest.raises(Refused, match="sslidentity"):
+        split_dsn(SecretStr("postgresql://u@h/db?sslidentity=id.p12&sslpassword=x"), "DATABASE_URL")
+
+
+async def test_a_prisma_url_with_a_schema_is_read_rolled_back_and_backed_up(
+    pg_database: PgDatabaseFactory, make_provider: ProviderFactory, tmp_path: Path
+) -> None:
+    project = await app_schema_project(pg_database, tmp_path)
+    base = project.dsn.split("?")[0]
+    provider = make_provider(project, f"{base}?{PRISMA_ARGS}")
+
+    assert await provider.current_version() == ADD_POSTS
+    await provider.rollback(INIT, Recorder())
+
+    rows = await project.sql("SELECT migration_name, rolled_back_at FROM app._prisma_migrations")
+    assert sum(r["rolled_back_at"] is not None for r in rows) == 2
+    tables = await project.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'app'")
+    assert {r["tablename"] for r in tables} == {"users", "_prisma_migrations"}
+    (backup,) = backup_files(tmp_path)
+    listing = subprocess.run(
+        ["pg_restore", "--list", str(tmp_path / "backups" / backup)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert " app users " in listing and " public " not in listing.replace("SCHEMA - public", "")
+
+
+async def test_through_pgbouncer_in_transaction_mode(
+    pg_database: PgDatabaseFactory,
+    make_provider: ProviderFactory,
+    tmp_path: Path,
+    pgbouncer: str,
+) -> None:
+    project = await app_schema_project(pg_database, tmp_path)
+    database = urlsplit(project.dsn).path
+    provider = make_provider(project, f"{pgbouncer}{database}?pgbouncer=true&schema=app")
+
+    assert await provider.current_version() == ADD_POSTS
+    assert "at migration" in await provider.describe_state()
