@@ -120,6 +120,12 @@ class PostgresMigrationsSettings(BaseModel):
     backup_timeout_seconds: float = Field(
         default=900, gt=0, description="Deadline of pg_dump; the rollback aborts after it."
     )
+    keep_backups: int = Field(
+        default=10,
+        ge=1,
+        description="Backups of this database kept in backup_dir; older ones are removed "
+        "after a new one is written and checked.",
+    )
     restore_timeout_seconds: float = Field(
         default=1800, gt=0, description="Deadline of pg_restore (it runs in one transaction)."
     )
@@ -603,17 +609,37 @@ class PostgresMigrationsProvider:
         ]
         if target.schema_given:
             args.append(f"--schema={target.schema}")  # Prisma's schema, not the database
-        error = await self._run_tool(args, target, self._settings.backup_timeout_seconds)
-        if error is None:
-            size = await asyncio.to_thread(_finish_file, partial, path)
+        seconds = self._settings.backup_timeout_seconds
+        error = await self._run_tool(args, target, seconds)
+        if error is not None:
+            error = f"pg_dump said {error}"
         else:
+            # A dump pg_restore cannot read is no backup: check it before anything changes.
+            listing = [str(self._binary("pg_restore")), "--list", str(partial)]
+            if unreadable := await self._run_tool(listing, target, seconds):
+                error = f"pg_dump wrote a dump pg_restore cannot read ({unreadable})"
+        if error is not None:
             await asyncio.to_thread(partial.unlink, missing_ok=True)
             raise RollbackFailed(
-                f"The backup failed, so nothing was changed: pg_dump said {error}",
+                f"The backup failed, so nothing was changed: {error}",
                 target_state=await self._state_or_unknown(),
             )
+        size = await asyncio.to_thread(_finish_file, partial, path)
         backup = Backup(name=name, created_at=stamp, size_bytes=size, kind=kind)
-        await say(progress, f"Backup written: {backup.name} ({human_size(size)}) in {folder}.")
+        await say(
+            progress,
+            f"Backup written: {backup.name} ({human_size(size)}) in {folder}; "
+            "pg_restore --list reads it.",
+        )
+        pruned = await asyncio.to_thread(
+            _prune, folder, target.database, self._settings.keep_backups, backup.name
+        )
+        if pruned:
+            await say(
+                progress,
+                f"Removed {len(pruned)} older backup(s) (keep_backups: "
+                f"{self._settings.keep_backups}): {', '.join(pruned)}.",
+            )
         return backup
 
     def _binary(self, name: str) -> Path:
@@ -734,10 +760,28 @@ def _prepare_folder(folder: Path) -> None:
 
 
 def _finish_file(partial: Path, path: Path) -> int:
-    """Make a finished dump private and give it its name; return its size."""
+    """Make a finished dump private, durable and named; return its size."""
     partial.chmod(0o600)
+    with partial.open("rb") as dump:
+        os.fsync(dump.fileno())
     partial.rename(path)
+    # The rename is durable only once the folder is flushed too.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
     return path.stat().st_size
+
+
+def _prune(folder: Path, database: str, keep: int, newest: str) -> list[str]:
+    """Remove this database's backups beyond the newest `keep`; never the one just made."""
+    removed = []
+    for old in _list_backups(folder, database)[keep:]:
+        if old.name != newest:
+            (folder / old.name).unlink(missing_ok=True)
+            removed.append(old.name)
+    return removed
 
 
 def _list_backups(folder: Path, database: str) -> list[Backup]:

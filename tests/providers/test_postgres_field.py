@@ -1,7 +1,8 @@
-"""Prisma-style DATABASE_URLs (schema, pool and TLS arguments, PgBouncer) on real PostgreSQL."""
+"""postgres_migrations as the field meets it: Prisma URLs, poolers, backups that restore."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
-from providers.base import Refused
+from providers.base import Refused, RollbackFailed
 from providers.postgres_migrations import split_dsn
 from tests.support.migrations import (
     ADD_POSTS,
@@ -116,3 +117,43 @@ async def test_through_pgbouncer_in_transaction_mode(
 
     assert await provider.current_version() == ADD_POSTS
     assert "at migration" in await provider.describe_state()
+
+
+async def test_a_dump_pg_restore_cannot_read_is_no_backup(
+    prisma_db: PrismaProject, make_provider: ProviderFactory, tmp_path: Path
+) -> None:
+    # A pg_dump that exits 0 after writing a truncated file, as a full disk or a killed
+    # process can leave one.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pg_dump"
+    fake.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in --file=*) printf PGDMP > "${a#--file=}";; '
+        "esac; done\nexit 0\n"
+    )
+    fake.chmod(0o755)
+    (bin_dir / "pg_restore").symlink_to(shutil.which("pg_restore") or "/usr/bin/pg_restore")
+    provider = make_provider(prisma_db, pg_bin_dir=bin_dir)
+    before = await prisma_db.snapshot()
+
+    with pytest.raises(RollbackFailed) as failed:
+        await provider.rollback(INIT, Recorder())
+
+    assert "pg_restore cannot read" in failed.value.message
+    assert "nothing was changed" in failed.value.message
+    assert await prisma_db.snapshot() == before
+    assert backup_files(tmp_path) == []
+
+
+async def test_older_backups_beyond_keep_backups_are_removed(
+    prisma_db: PrismaProject, make_provider: ProviderFactory, tmp_path: Path
+) -> None:
+    provider = make_provider(prisma_db, keep_backups=2)
+    names = []
+    for _ in range(3):
+        progress = Recorder()
+        names.append((await provider._backup("pre-rollback", progress)).name)
+    assert backup_files(tmp_path) == sorted(names[1:])
+    assert f"Removed 1 older backup(s) (keep_backups: 2): {names[0]}" in progress.text
+    # Another database's backups in the same folder are not this one's to prune.
+    assert len(await provider.backups()) == 2
