@@ -20,7 +20,8 @@ from pydantic import SecretStr
 
 from providers.base import Refused
 
-SECRET_QUERY_KEYS = frozenset({"password", "passfile"})
+# Never on a command line (pg_dump's --dbname shows in `ps`).
+SECRET_QUERY_KEYS = frozenset({"password", "passfile", "sslpassword"})
 # Prisma's own arguments, read here or dropped: neither asyncpg nor libpq knows them.
 PRISMA_ONLY = frozenset(
     {
