@@ -79,6 +79,7 @@ BACKUP_NAME = re.compile(
 STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 MAX_ERROR_TEXT = 600
+CHECKSUM_LENGTH = 64  # a zero-padded SHA-256, as Prisma writes checksums now
 
 MIGRATIONS_QUERY = """
 SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at, logs
@@ -470,10 +471,10 @@ class PostgresMigrationsProvider:
     def _checksum_differs(self, migration: Migration) -> str | None:
         path = self._settings.migrations_dir / migration.name / "migration.sql"
         try:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            script = path.read_bytes()
         except OSError:
             return f"{migration.name}/migration.sql is missing: down.sql cannot be checked."
-        if digest != migration.checksum:
+        if not prisma_checksum_matches(script, migration.checksum):
             return (
                 f"{migration.name}/migration.sql differs from what was applied (checksum): its "
                 "down.sql may not match the database."
@@ -698,6 +699,26 @@ class PostgresMigrationsProvider:
             shown = ", ".join(b.name for b in found[:5]) or "none"
             raise NotFound(f"No backup `{name[:80]}` of this database. Newest: {shown}.")
         return chosen
+
+
+def prisma_checksum_matches(script: bytes, checksum: str) -> bool:
+    """Compare a migration.sql with its recorded checksum the way Prisma's engine does.
+
+    SHA-256 of the file as it is, with CRLF turned into LF, or with LF turned into CRLF
+    (git may have changed the line endings since it was applied); a recorded checksum
+    that is not 64 characters long is in the old format, whose bytes were not zero-padded.
+    A trailing newline added or removed is a change, to Prisma as here.
+    """
+    variants = (script, script.replace(b"\r\n", b"\n"), script.replace(b"\n", b"\r\n"))
+    for variant in variants:
+        digest = hashlib.sha256(variant).digest()
+        if checksum and len(checksum) != CHECKSUM_LENGTH:
+            rendered = "".join(f"{byte:x}" for byte in digest)
+        else:
+            rendered = digest.hex()
+        if rendered == checksum:
+            return True
+    return False
 
 
 def _applied(rows: Sequence[Migration]) -> list[Migration]:

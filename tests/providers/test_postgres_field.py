@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from providers.base import Refused, RollbackFailed
-from providers.postgres_migrations import split_dsn
+from providers.postgres_migrations import prisma_checksum_matches, split_dsn
 from tests.support.migrations import (
     ADD_POSTS,
+    ADD_ROLE,
     INIT,
     MIGRATIONS,
     SEED_ROWS,
@@ -157,3 +159,51 @@ async def test_older_backups_beyond_keep_backups_are_removed(
     assert f"Removed 1 older backup(s) (keep_backups: 2): {names[0]}" in progress.text
     # Another database's backups in the same folder are not this one's to prune.
     assert len(await provider.backups()) == 2
+
+
+@pytest.mark.parametrize(
+    ("applied", "now", "matches"),
+    [
+        (
+            b"CREATE TABLE a (id int);\nSELECT 1;\n",
+            b"CREATE TABLE a (id int);\r\nSELECT 1;\r\n",
+            True,
+        ),
+        (
+            b"CREATE TABLE a (id int);\r\nSELECT 1;\r\n",
+            b"CREATE TABLE a (id int);\nSELECT 1;\n",
+            True,
+        ),
+        (b"SELECT 1;\n", b"SELECT 1;\n", 1),
+        (b"SELECT 1;\n", b"SELECT 1;", 0),  # a trailing newline is a change, to Prisma too
+        (b"SELECT 1;\n", b"SELECT 2;\n", 0),
+    ],
+)
+def test_checksums_compare_as_prisma_compares_them(
+    applied: bytes, now: bytes, matches: int
+) -> None:
+    assert prisma_checksum_matches(now, hashlib.sha256(applied).hexdigest()) is bool(matches)
+
+
+def test_an_old_checksum_without_zero_padding_still_matches() -> None:
+    script = next(
+        s
+        for s in (f"SELECT {i};\n".encode() for i in range(1000))
+        if any(b < 16 for b in hashlib.sha256(s).digest())
+    )
+    old = "".join(f"{b:x}" for b in hashlib.sha256(script).digest())
+    assert len(old) < 64 and prisma_checksum_matches(script, old)
+    assert not prisma_checksum_matches(script + b"--", old)
+
+
+async def test_a_migration_checked_out_with_crlf_line_endings_is_not_reported_changed(
+    prisma_db: PrismaProject, make_provider: ProviderFactory
+) -> None:
+    for name in (ADD_ROLE, ADD_POSTS):
+        path = prisma_db.migrations_dir / name / "migration.sql"
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    plan = await make_provider(prisma_db).plan(INIT)
+    assert not [w for w in plan.warnings if "differs from what was applied" in w]
+    (prisma_db.migrations_dir / ADD_POSTS / "migration.sql").write_text("SELECT 'edited';\n")
+    plan = await make_provider(prisma_db).plan(INIT)
+    assert [w for w in plan.warnings if "differs from what was applied" in w]
