@@ -16,6 +16,7 @@ from bot.scheduler import LEASE, Done, JobHandler, Scheduler
 from bot.store import Store, open_store
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
 from tests.test_engine import make_engine, request
+from tests.test_scheduler import FakeClock
 
 
 @pytest.fixture
@@ -54,16 +55,6 @@ async def test_an_expiry_fires_once_when_every_replica_sweeps(
             await engine.providers.aclose()
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 async def test_a_monitoring_window_of_a_killed_replica_runs_once(
     replicas: list[Store], backend: ComposeContainer
 ) -> None:
@@ -72,7 +63,7 @@ async def test_a_monitoring_window_of_a_killed_replica_runs_once(
         rb = await request(engine)
     finally:
         await engine.providers.aclose()
-    clock = Clock()
+    clock = FakeClock(utcnow())
     job = Job(
         id=job_id(JobKind.MONITOR, rb.id), rollback_id=rb.id, kind=JobKind.MONITOR, due_at=clock.now
     )

@@ -60,5 +60,9 @@ def to_rollback(
 
 
 def aware(value: datetime) -> datetime:
-    """Return `value` with a timezone; naive datetimes in this codebase mean UTC."""
+    """Return `value` with a timezone; naive datetimes in this codebase mean UTC.
+
+    They come from utcnow()-style code that lost its tz; reading them as UTC beats
+    silently shifting them by the host's offset.
+    """
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from bot.store.rows import aware
+
 BUSY_TIMEOUT_MS = 5000
 
 # Migration N brings a database from user_version N-1 to N. The first one creates what
@@ -171,11 +173,7 @@ def statements(script: str) -> list[str]:
 
 def iso(value: datetime) -> str:
     """Return a fixed-width UTC ISO-8601 text that sorts like the instant it names."""
-    if value.tzinfo is None:
-        # Naive datetimes in this codebase come from utcnow()-style code that lost its
-        # tz; treating them as UTC beats silently shifting them by the host's offset.
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return aware(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def when(text: str) -> datetime:

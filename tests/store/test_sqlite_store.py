@@ -9,27 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import Rollback, State
+from bot.models import State
 from bot.store import open_store
 from bot.store.base import OpenSlotTaken
 from bot.store.sqlite import SQLiteStore
 from bot.store.sqlite_base import MIGRATIONS, V1
+from tests.support.stores import make
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def make(rollback_id: str = "rb-1", **fields: object) -> Rollback:
-    """Build a rollback with sensible defaults."""
-    values: dict[str, object] = {
-        "id": rollback_id,
-        "service": "backend",
-        "environment": "production",
-        "requested_by": "U1",
-        "current_version": "v1.2.4",
-        "target_version": "v1.2.3",
-    }
-    values.update(fields)
-    return Rollback.model_validate(values)
 
 
 @pytest.fixture

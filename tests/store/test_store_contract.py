@@ -15,23 +15,9 @@ from bot.models import AuditEntry, Event, PlanStep, Rollback, State, StepStatus
 from bot.states import LockChange
 from bot.store import Store, open_store
 from bot.store.base import Change, Fenced, LeaseGrant, OpenSlotTaken, Refusal
-from tests.support.stores import execute_raw
+from tests.support.stores import execute_raw, make
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-def make(rollback_id: str = "rb-1", **fields: object) -> Rollback:
-    """Build a rollback with sensible defaults."""
-    values: dict[str, object] = {
-        "id": rollback_id,
-        "service": "backend",
-        "environment": "production",
-        "requested_by": "U1",
-        "current_version": "v1.2.4",
-        "target_version": "v1.2.3",
-    }
-    values.update(fields)
-    return Rollback.model_validate(values)
 
 
 async def test_use_before_open_is_a_clear_error(store_url: str) -> None:

@@ -14,10 +14,25 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from bot.models import Rollback
 from bot.store import Store, open_store
 from tests.support.migrations import PgDatabaseFactory
 
 STORES = ("sqlite", "postgresql")
+
+
+def make(rollback_id: str = "rb-1", **fields: object) -> Rollback:
+    """Build a rollback with sensible defaults."""
+    values: dict[str, object] = {
+        "id": rollback_id,
+        "service": "backend",
+        "environment": "production",
+        "requested_by": "U1",
+        "current_version": "v1.2.4",
+        "target_version": "v1.2.3",
+    }
+    values.update(fields)
+    return Rollback.model_validate(values)
 
 
 @pytest.fixture(params=STORES)
