@@ -517,7 +517,7 @@ class PostgresMigrationsProvider:
         locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRISMA_LOCK)
         if not locked:
             raise Conflicting(
-                "prisma migrate holds its lock on this database (a deploy is migrating it); "
+                "prisma migrate holds its lock on this database (a deploy is in progress); "
                 f"nothing was run: {unchanged}.",
                 target_state=unchanged,
             )
@@ -610,7 +610,7 @@ def _connect_error(exc: BaseException, target: Target) -> ProviderError:
     if isinstance(
         exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
     ):
-        return AuthRejected(f"{what} was refused: {text}")
+        return AuthRejected(f"{what}: the database refused the credentials ({text})")
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return NotFound(f"{what} failed: {text}")
     if isinstance(exc, TimeoutError):
