@@ -207,3 +207,25 @@ async def test_cluster_mode_on_a_plain_server_or_a_database_number_is_refused(
     numbered = make_provider(redis_cluster_url.rsplit("/", 1)[0] + "/3")
     with pytest.raises(Refused, match="only database 0"):
         await numbered.describe_state()
+
+
+async def test_flush_database_empties_every_primary_and_restores(
+    cluster: RedisCluster,
+    make_provider: ProviderFactory,
+    cluster_prefix: str,
+    cluster_nodes: list[str],
+    redis_cluster_url: str,
+) -> None:
+    keys = [f"{cluster_prefix}any:{i}" for i in range(90)]
+    await seed(cluster, keys)
+    provider = make_provider(flush_database=True, pattern=None)
+
+    outcome = await provider.clear(Recorder())
+
+    assert outcome.summary == f"Flushed {where(redis_cluster_url)}: 90 keys removed."
+    assert await provider.describe_state() == f"{where(redis_cluster_url)} holds 0 keys"
+    for node in cluster_nodes:
+        assert await keys_on(node, cluster_prefix) == set()
+    [backup] = await provider.backups()
+    await provider.restore(backup.name, Recorder())
+    assert await cluster.mget_nonatomic(keys) == [k.encode() for k in keys]
