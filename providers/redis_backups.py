@@ -9,18 +9,20 @@ never listed nor restored.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import re
 import struct
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from providers.base import Refused, human_size
+from providers.base import Progress, Refused, human_size, say
 
 MAGIC = b"ROLLBOT-REDIS-KEYS 1\n"
 END = b"ROLLBOT-END\n"
@@ -32,6 +34,7 @@ BACKUP_NAME = re.compile(r"(?P<stamp>\d{8}T\d{6}\.\d{3}Z)_(?P<label>[A-Za-z0-9_.
 STAMP_FORMAT = "%Y%m%dT%H%M%S.%f"
 HEADER_LIMIT = 64 * 1024
 TRAILER = struct.Struct(">IQ")
+PROGRESS_EVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,61 @@ class Entry:
     key: bytes
     ttl_ms: int
     payload: bytes
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """Where a new backup goes and what its header says."""
+
+    folder: Path
+    label: str
+    scope: str
+    where: str
+
+
+async def write_backup(
+    target: BackupTarget,
+    batches: Callable[[set[bytes]], AsyncIterator[list[Entry]]],
+    *,
+    cap: int,
+    scope_text: str,
+    progress: Progress,
+) -> tuple[RedisBackup, set[bytes]]:
+    """Write every batch into a new file, named only once complete; refuse above the cap.
+
+    `batches` is given the keys written so far, so a key scanned twice is dumped once.
+    """
+    stamp = datetime.now(UTC)
+    name = f"{stamp.strftime(STAMP_FORMAT)[:-3]}Z_{target.label}{SUFFIX}"
+    path, partial = target.folder / name, target.folder / f".{name}.partial"
+    header = {"scope": target.scope, "where": target.where, "created": stamp.isoformat()}
+    try:
+        file = await asyncio.to_thread(open_partial, partial, header)
+    except OSError as exc:
+        raise Refused(f"Cannot write backups to {target.folder}: {exc.strerror}.") from exc
+    written: set[bytes] = set()
+    size, last_report = 0, time.monotonic()
+    try:
+        async for entries in batches(written):
+            chunk = encode(entries)
+            size += len(chunk)
+            if size > cap:
+                raise Refused(
+                    f"The backup of {scope_text} would exceed max_backup_bytes "
+                    f"({human_size(cap)}; {n_keys(len(written) + len(entries))} already take "
+                    f"{human_size(size)}), so nothing was deleted. Narrow the pattern or "
+                    "raise the cap."
+                )
+            await asyncio.to_thread(file.write, chunk)
+            written.update(e.key for e in entries)
+            if time.monotonic() - last_report > PROGRESS_EVERY_SECONDS:
+                last_report = time.monotonic()
+                await say(progress, f"Backed up {n_keys(len(written))} so far…")
+        size = await asyncio.to_thread(finish, file, partial, path, len(written))
+    except BaseException:
+        await asyncio.to_thread(discard, file, partial)
+        raise
+    return RedisBackup(name, stamp, len(written), size, target.scope), written
 
 
 def n_keys(count: int) -> str:

@@ -39,7 +39,6 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Literal
 
@@ -61,18 +60,14 @@ from providers.base import (
 )
 from providers.redis_backups import (
     EXPIRED,
-    STAMP_FORMAT,
-    SUFFIX,
+    BackupTarget,
     Entry,
     RedisBackup,
-    discard,
-    encode,
-    finish,
     list_backups,
     n_keys,
     open_checked,
-    open_partial,
     read_entries,
+    write_backup,
 )
 from providers.redis_keys import RedisKeys, Tally, Timeouts
 from providers.retry import retrying
@@ -80,7 +75,6 @@ from providers.retry import retrying
 log = structlog.get_logger(__name__)
 
 UNSAFE_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
-PROGRESS_EVERY_SECONDS = 10.0
 
 
 class RedisStateSettings(BaseModel):
@@ -287,51 +281,22 @@ class RedisStateProvider:
     ) -> tuple[RedisBackup, set[bytes]]:
         """Stream PTTL + DUMP of every affected key into a new file; refuse above the cap."""
         folder = self._settings.backup_dir
-        stamp = datetime.now(UTC)
-        name = f"{stamp.strftime(STAMP_FORMAT)[:-3]}Z_{self._label()}{SUFFIX}"
-        path, partial = folder / name, folder / f".{name}.partial"
         await say(progress, f"Backing up {self._scope()} into {folder}…")
-        scope = self._backup_scope()
-        header = {"scope": scope, "where": self._where, "created": stamp.isoformat()}
-        try:
-            file = await asyncio.to_thread(open_partial, partial, header)
-        except OSError as exc:
-            raise Refused(f"Cannot write backups to {folder}: {exc.strerror}.") from exc
-        try:
-            written = await self._write_entries(file, progress, give_up_at)
-            size = await asyncio.to_thread(finish, file, partial, path, len(written))
-        except BaseException:
-            await asyncio.to_thread(discard, file, partial)
-            raise
-        backup = RedisBackup(name, stamp, len(written), size, scope)
+
+        async def batches(written: set[bytes]) -> AsyncIterator[list[Entry]]:
+            async for batch in self._scan(give_up_at):
+                # SCAN may return a key twice (and a key moving between nodes on both).
+                yield await self._keys.dump([k for k in batch if k not in written])
+
+        backup, written = await write_backup(
+            BackupTarget(folder, self._label(), self._backup_scope(), self._where),
+            batches,
+            cap=self._settings.max_backup_bytes,
+            scope_text=self._scope(),
+            progress=progress,
+        )
         await say(progress, f"Backup written: {backup.describe()}.")
         return backup, written
-
-    async def _write_entries(
-        self, file: IO[bytes], progress: Progress, give_up_at: float
-    ) -> set[bytes]:
-        """Write each scanned batch's entries; return the keys written."""
-        written_keys: set[bytes] = set()
-        written, last_report = 0, time.monotonic()
-        cap = self._settings.max_backup_bytes
-        async for batch in self._scan(give_up_at):
-            # SCAN may return a key twice (and a key moving between nodes on both).
-            entries = await self._keys.dump([k for k in batch if k not in written_keys])
-            chunk = encode(entries)
-            written += len(chunk)
-            if written > cap:
-                raise Refused(
-                    f"The backup of {self._scope()} would exceed max_backup_bytes "
-                    f"({human_size(cap)}; {n_keys(len(written_keys) + len(entries))} already take "
-                    f"{human_size(written)}), so nothing was deleted. Narrow the pattern or "
-                    "raise the cap."
-                )
-            await asyncio.to_thread(file.write, chunk)
-            written_keys.update(e.key for e in entries)
-            if time.monotonic() - last_report > PROGRESS_EVERY_SECONDS:
-                last_report = time.monotonic()
-                await say(progress, f"Backed up {n_keys(len(written_keys))} so far…")
-        return written_keys
 
     async def _unlink(
         self, backed_up: set[bytes], tally: Tally, progress: Progress, give_up_at: float
