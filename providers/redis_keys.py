@@ -277,7 +277,13 @@ class RedisKeys:
         if isinstance(client, RedisCluster):
             await self._call(lambda c: c.initialize(), "Reading the cluster's slot map")
         else:
-            info = await self._call(lambda c: c.info("cluster"), "Reading INFO cluster")
+            try:
+                info = await client.info("cluster")
+            except redis.exceptions.ResponseError:
+                # INFO denied or renamed (common on managed Redis): nothing to tell either way.
+                info = {}
+            except (redis.exceptions.RedisError, OSError) as exc:
+                raise self.error(exc, "Reading INFO cluster") from exc
             if info.get("cluster_enabled"):
                 raise Refused(
                     f"{self.where} is a Redis Cluster node: a plain SCAN there sees only that "

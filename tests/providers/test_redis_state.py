@@ -6,6 +6,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -458,3 +459,22 @@ async def test_a_connection_reset_mid_restore_says_what_was_restored(
 
     assert outcome.summary.startswith("Restored 20000 keys")
     assert await db.dbsize() == 20_000
+
+
+async def test_a_user_without_info_can_still_clear(
+    db: redis.asyncio.Redis, make_provider: ProviderFactory, scratch_db: str
+) -> None:
+    # Managed Redis often denies INFO; the check for a cluster node must not block a clear.
+    user = f"rollbot-noinfo-{uuid.uuid4().hex[:8]}"
+    await db.execute_command("ACL", "SETUSER", user, "on", f">{PASSWORD}", "~*", "+@all", "-info")
+    try:
+        await seed(db, "session:", 5)
+        address, number = scratch_db.split("//", 1)[1].split("/", 1)
+        provider = make_provider(f"redis://{user}:{PASSWORD}@{address}/{number}")
+
+        outcome = await provider.clear(Recorder())
+    finally:
+        await db.execute_command("ACL", "DELUSER", user)
+
+    assert outcome.summary.startswith("Deleted 5 keys matching `session:*`")
+    assert await db.dbsize() == 0
