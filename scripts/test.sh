@@ -24,10 +24,12 @@ fi
 bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
 bash scripts/start-redis.sh
+bash scripts/start-redis-cluster.sh
 
 export DOCKER_HOST=unix:///tmp/rollbot-docker/docker.sock
 export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres
 export ROLLBOT_TEST_REDIS_URL=redis://127.0.0.1:56379/0
+export ROLLBOT_TEST_REDIS_CLUSTER_URL=redis://127.0.0.1:57001/0
 
 echo "== ruff"
 .venv/bin/ruff check bot handlers playground providers tests bench

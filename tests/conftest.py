@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.support.replicas",
     "tests.support.gitrepos",
     "tests.support.playground",
+    "tests.support.redis_cluster",
 ]
 
 # Variables the test command sets to reach the services it started; everything else

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,10 @@ import pytest
 import redis
 import redis.asyncio
 
-from providers.base import AuthRejected, Refused, TimedOut, Transient
+from providers.base import AuthRejected, Refused, RollbackFailed, TimedOut, Transient
 from providers.redis_state import RedisStateProvider, RedisStateSettings
 from tests.support.progress import Recorder
+from tests.support.proxy import tcp_proxy
 
 PASSWORD = "s3cr3t-Pa55word"
 ProviderFactory = Callable[..., RedisStateProvider]
@@ -410,3 +414,67 @@ async def test_a_clear_past_its_deadline_deletes_nothing_without_a_backup(
     assert (caught.value.target_state or "").startswith("nothing was deleted: ")
     assert await db.dbsize() == 5_000
     assert list((tmp_path / "backups").iterdir()) == []
+
+
+async def test_a_connection_reset_mid_restore_says_what_was_restored(
+    db: redis.asyncio.Redis, make_provider: ProviderFactory, scratch_db: str
+) -> None:
+    await seed(db, "session:", 20_000)
+    address, number = scratch_db.split("//", 1)[1].split("/", 1)
+    host, port = address.split(":")
+    async with tcp_proxy([(host, int(port))]) as proxy:
+        provider = make_provider(f"redis://127.0.0.1:{proxy.port}/{number}", batch_size=100)
+        await provider.clear(Recorder())
+        [backup] = await provider.backups()
+
+        async def cut_half_way() -> None:
+            while await db.dbsize() < 5_000:
+                await asyncio.sleep(0.001)
+            proxy.cut()
+
+        cutter = asyncio.create_task(cut_half_way())
+        with pytest.raises(RollbackFailed) as caught:
+            await provider.restore(backup.name, Recorder())
+        await cutter
+
+        message = caught.value.message
+        found = re.search(
+            r"Restored (\d+) of 20000 keys; (\d+) keys sent to (.+) when it failed may or may "
+            r"not have been restored; (\d+) keys were not restored\.",
+            message,
+        )
+        assert found, message
+        restored, unsure, left = (int(found[n]) for n in (1, 2, 4))
+        assert "Connection" in message or "connection" in message
+        assert found[3] == f"redis 127.0.0.1:{proxy.port} db {number}"
+        assert restored + unsure + left == 20_000
+        assert restored <= await db.dbsize() <= restored + unsure
+        assert "Running the restore again is safe" in message
+        # The server cannot be reached, and the state says so instead of guessing.
+        assert (caught.value.target_state or "").startswith("unknown (")
+
+        proxy.restore()
+        await provider.aclose()
+        outcome = await provider.restore(backup.name, Recorder())
+
+    assert outcome.summary.startswith("Restored 20000 keys")
+    assert await db.dbsize() == 20_000
+
+
+async def test_a_user_without_info_can_still_clear(
+    db: redis.asyncio.Redis, make_provider: ProviderFactory, scratch_db: str
+) -> None:
+    # Managed Redis often denies INFO; the check for a cluster node must not block a clear.
+    user = f"rollbot-noinfo-{uuid.uuid4().hex[:8]}"
+    await db.execute_command("ACL", "SETUSER", user, "on", f">{PASSWORD}", "~*", "+@all", "-info")
+    try:
+        await seed(db, "session:", 5)
+        address, number = scratch_db.split("//", 1)[1].split("/", 1)
+        provider = make_provider(f"redis://{user}:{PASSWORD}@{address}/{number}")
+
+        outcome = await provider.clear(Recorder())
+    finally:
+        await db.execute_command("ACL", "DELUSER", user)
+
+    assert outcome.summary.startswith("Deleted 5 keys matching `session:*`")
+    assert await db.dbsize() == 0
