@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from providers.base import Progress, Refused, human_size, say
+from providers.base import Progress, Refused, human_size, running_rollback, say
 
 MAGIC = b"ROLLBOT-REDIS-KEYS 1\n"
 END = b"ROLLBOT-END\n"
@@ -46,12 +46,14 @@ class RedisBackup:
     key_count: int
     size_bytes: int
     scope: str
+    rollback: str | None = None
 
     def describe(self) -> str:
         """Say in one line which backup this is."""
+        made = f", taken by {self.rollback}" if self.rollback else ""
         return (
             f"{self.name} ({n_keys(self.key_count)}, {self.scope}, {human_size(self.size_bytes)}, "
-            f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC)"
+            f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC{made})"
         )
 
 
@@ -90,6 +92,9 @@ async def write_backup(
     name = f"{stamp.strftime(STAMP_FORMAT)[:-3]}Z_{target.label}{SUFFIX}"
     path, partial = target.folder / name, target.folder / f".{name}.partial"
     header = {"scope": target.scope, "where": target.where, "created": stamp.isoformat()}
+    rollback = running_rollback()
+    if rollback:
+        header["rollback"] = rollback
     try:
         file = await asyncio.to_thread(open_partial, partial, header)
     except OSError as exc:
@@ -116,7 +121,7 @@ async def write_backup(
     except BaseException:
         await asyncio.to_thread(discard, file, partial)
         raise
-    return RedisBackup(name, stamp, len(written), size, target.scope), written
+    return RedisBackup(name, stamp, len(written), size, target.scope, rollback), written
 
 
 def n_keys(count: int) -> str:
@@ -253,5 +258,7 @@ def list_backups(folder: Path, label: str) -> list[RedisBackup]:
             continue
         stamp = datetime.strptime(match["stamp"][:-1] + "000", STAMP_FORMAT).replace(tzinfo=UTC)
         scope = str(header.get("scope", "unknown scope"))
-        found.append(RedisBackup(entry.name, stamp, count, entry.stat().st_size, scope))
+        rollback = str(header["rollback"]) if header.get("rollback") else None
+        size = entry.stat().st_size
+        found.append(RedisBackup(entry.name, stamp, count, size, scope, rollback))
     return sorted(found, key=lambda b: b.name, reverse=True)

@@ -16,7 +16,7 @@ import pytest
 import redis
 import redis.asyncio
 
-from providers.base import AuthRejected, Refused, RollbackFailed, TimedOut, Transient
+from providers.base import AuthRejected, Refused, RollbackFailed, TimedOut, Transient, running_for
 from providers.redis_state import RedisStateProvider, RedisStateSettings
 from tests.support.progress import Recorder
 from tests.support.proxy import tcp_proxy
@@ -478,3 +478,18 @@ async def test_a_user_without_info_can_still_clear(
 
     assert outcome.summary.startswith("Deleted 5 keys matching `session:*`")
     assert await db.dbsize() == 0
+
+
+async def test_a_backup_says_which_rollback_took_it(
+    db: redis.asyncio.Redis, make_provider: ProviderFactory
+) -> None:
+    await seed(db, "session:", 3)
+    provider = make_provider()
+
+    with running_for("rb-0badcafe"):
+        outcome = await provider.clear(Recorder())
+
+    [backup] = await provider.backups()
+    assert backup.rollback == "rb-0badcafe"
+    assert "taken by rb-0badcafe" in backup.describe()
+    assert backup.name in " ".join([outcome.summary, *outcome.notes])
