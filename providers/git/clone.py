@@ -199,6 +199,11 @@ class Clone:
                 last = sha
         return reverter
 
+    async def changed_files(self, old: str, new: str) -> list[str]:
+        """Return the files that differ between two commits."""
+        ran = await self.git("diff", "--name-only", old, new, "--", what="changed files")
+        return ran.out.split("\n")[:-1] if ran.out else []
+
     async def checkout_head(self) -> None:
         """Put the clone's work branch at the fetched branch head, clean."""
         # A rollback cancelled half-way may have left a revert in progress.

@@ -20,6 +20,8 @@ from providers.base import (
     ProviderError,
     Refused,
     RollbackFailed,
+    TimedOut,
+    Transient,
     Version,
     say,
 )
@@ -27,6 +29,7 @@ from providers.git.clone import Clone
 from providers.git.github import GitHubApi
 from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
 from providers.git.revert import Reverting, merge_warning, refuse_named
+from providers.git.rules import judge, judge_workflows, read_push_rules, workflow_files
 from providers.git.settings import GitSettings
 from providers.git.tag import Tagging
 from providers.git.transport import GitCli
@@ -84,7 +87,8 @@ class GitProvider:
             else:
                 commits = await self._reverting.commits_after(tag)
                 steps = self._reverting.plan(tag, commits)
-                warnings = merge_warning(commits)
+                files = await self._clone.changed_files(tag.commit, self._clone.remote_head)
+                warnings = merge_warning(commits) + await self._push_checks(files)
         return Plan(steps=steps + self._dispatch_steps(target), warnings=warnings)
 
     async def rollback(self, target: str, progress: Progress) -> Outcome:
@@ -112,7 +116,9 @@ class GitProvider:
         async with self._lock:
             await retrying(self._clone.fetch)
             bad = await self._clone.named_commit(commit)
-        steps, warnings = self._reverting.named_plan(bad)
+            files = await self._clone.changed_files(f"{bad.sha}^", bad.sha)
+            steps, warnings = self._reverting.named_plan(bad)
+            warnings += await self._push_checks(files)
         return Plan(
             steps=steps + self._dispatch_steps("<the revert commit's sha>"), warnings=warnings
         )
@@ -162,6 +168,29 @@ class GitProvider:
                 f"{self._clone.state_line(snapshot)} `{target}` is what it holds already."
             )
         return tag
+
+    async def _push_checks(self, files: list[str]) -> list[str]:
+        """Predict GitHub refusing the push: raise Refused saying why, or return warnings."""
+        repository = self._settings.github_repository
+        if repository is None:
+            return []
+        branch = self._clone.branch
+        try:
+            rules = await read_push_rules(self._github, branch)
+        except (Transient, TimedOut) as exc:
+            return [
+                f"Could not read what GitHub enforces on pushes to {branch} "
+                f"({self._cli.scrub(exc.message)}): GitHub may still refuse the push, and then "
+                "nothing changes."
+            ]
+        refusal, warnings = judge(rules, branch, repository)
+        if refusal is None and self._settings.https_token:
+            # Only a push with the token is held to its scopes (an ssh key has none).
+            refusal, more = judge_workflows(workflow_files(files), self._github.scopes)
+            warnings += more
+        if refusal is not None:
+            raise Refused(refusal)
+        return warnings
 
     def _dispatch_steps(self, target: str) -> list[str]:
         settings = self._settings

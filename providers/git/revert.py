@@ -14,6 +14,7 @@ from __future__ import annotations
 from providers.base import Progress, Refused, RollbackFailed, say
 from providers.git.clone import Clone, rejected
 from providers.git.model import COMMIT_PATTERN, SHORT_SHA, Commit, Tag, stamp
+from providers.git.rules import push_refusal
 
 LISTED_COMMITS = 10
 
@@ -150,6 +151,9 @@ class Reverting:
                 if rejected(pushed)
                 else self._git.error_text(pushed)
             )
+            refusal = push_refusal(self._git.scrub(pushed.out + pushed.err), self._branch)
+            if refusal is not None:
+                why, again = refusal
             raise RollbackFailed(
                 f"{self._clone.shown} refused the push of {self._branch}: {why}. Nothing was "
                 f"pushed; {again}.",
