@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from providers.git import GitProvider, GitSettings
+from tests.support.github import FakeGitHub
 
 BRANCH = "main"
 IDENTITY = {
@@ -166,49 +166,9 @@ def git_remote(tmp_path: Path) -> GitRemote:
     return released(tmp_path / "git")
 
 
-@dataclass
-class Dispatch:
-    """One workflow_dispatch request the fake received."""
-
-    path: str
-    authorization: str
-    body: dict[str, Any]
-
-
-class FakeGitHub:
-    """GitHub's workflow_dispatch endpoint: 204 for the right Bearer token, 401 otherwise."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.dispatches: list[Dispatch] = []
-        app = web.Application()
-        app.router.add_post(
-            "/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches", self._dispatch
-        )
-        self._runner = web.AppRunner(app)
-        self.url = ""
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-
-    async def _dispatch(self, request: web.Request) -> web.Response:
-        authorization = request.headers.get("Authorization", "")
-        self.dispatches.append(Dispatch(request.path, authorization, await request.json()))
-        if authorization != f"Bearer {self.token}":
-            return web.json_response({"message": "Bad credentials"}, status=401)
-        return web.Response(status=204)
-
-
 @pytest.fixture
 async def fake_github() -> AsyncIterator[FakeGitHub]:
-    """A local fake of GitHub's workflow_dispatch endpoint, token `ghp_test_token`."""
+    """A local fake of GitHub's REST API for acme/web, token `ghp_test_token`."""
     github = FakeGitHub("ghp_test_token")
     await github.start()
     yield github

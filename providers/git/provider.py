@@ -1,0 +1,218 @@
+"""Git provider: revert bad commits on a branch, or push a rollback tag, to redeploy.
+
+The clone lives in ``cache_dir``; without one, in a temporary folder made on first use and
+removed at shutdown (one clone per process). An optional workflow_dispatch follows the
+push, sent once, never retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+
+from providers.base import (
+    NotFound,
+    Outcome,
+    Plan,
+    Progress,
+    ProviderError,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+    Version,
+    say,
+)
+from providers.git.clone import Clone
+from providers.git.github import GitHubApi
+from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
+from providers.git.revert import Reverting, merge_warning, refuse_named
+from providers.git.rules import judge, judge_workflows, read_push_rules, workflow_files
+from providers.git.settings import GitSettings
+from providers.git.tag import Tagging
+from providers.git.transport import GitCli
+from providers.http import token_from
+from providers.retry import retrying
+
+log = structlog.get_logger(__name__)
+
+
+class GitProvider:
+    """Roll back by reverting commits or pushing a rollback tag, in a cached clone."""
+
+    def __init__(self, settings: GitSettings) -> None:
+        self._settings = settings
+        self._cli = GitCli(settings, token_from(settings.token_env))
+        self._clone = Clone(settings, self._cli)
+        self._reverting = Reverting(self._clone)
+        self._tagging = Tagging(self._clone)
+        self._github = GitHubApi(settings, self._cli.scrub)
+        self._lock = asyncio.Lock()
+
+    # -- Provider protocol ------------------------------------------------------------------
+
+    async def current_version(self) -> str:
+        """Return the version tag the branch holds now."""
+        snapshot = await self._snapshot()
+        if snapshot.current is None:
+            raise NotFound(self._clone.no_version(snapshot))
+        return snapshot.current.name
+
+    async def list_versions(self) -> list[Version]:
+        """Return the version tags newest first, current and previous stable marked."""
+        snapshot = await self._snapshot()
+        current = snapshot.current
+        previous = after(snapshot.versions, current)
+        return [
+            Version(
+                name=tag.name,
+                created_at=tag.committed_at,
+                current=tag is current,
+                previous_stable=tag is previous,
+                detail=f"{tag.commit[:SHORT_SHA]} “{tag.subject[:80]}”, {when(tag)}"
+                + ("" if tag.name in snapshot.reachable else f", not on {self._clone.branch}"),
+            )
+            for tag in snapshot.versions
+        ]
+
+    async def plan(self, target: str) -> Plan:
+        """Say which commits will be reverted or which tag pushed, changing nothing."""
+        async with self._lock:
+            snapshot = await self._clone.fetched()
+            tag = self._target(snapshot, target)
+            if self._settings.mode == "tag":
+                steps, warnings = self._tagging.plan(snapshot, tag), []
+            else:
+                commits = await self._reverting.commits_after(tag)
+                steps = self._reverting.plan(tag, commits)
+                files = await self._clone.changed_files(tag.commit, self._clone.remote_head)
+                warnings = merge_warning(commits) + await self._push_checks(files)
+        return Plan(steps=steps + self._dispatch_steps(target), warnings=warnings)
+
+    async def rollback(self, target: str, progress: Progress) -> Outcome:
+        """Revert and push, or push a rollback tag; then dispatch the workflow if set."""
+        started = time.monotonic()
+        async with self._lock:
+            snapshot = await self._clone.fetched()
+            tag = self._target(snapshot, target)
+            if self._settings.mode == "tag":
+                summary = await self._tagging.push(snapshot, tag, progress)
+            else:
+                summary = await self._reverting.back_to(tag, progress)
+            notes = await self._dispatch(target, summary, progress)
+        log.info(
+            "git.rollback",
+            mode=self._settings.mode,
+            target=target,
+            seconds=round(time.monotonic() - started, 2),
+        )
+        return Outcome(summary=summary, notes=notes)
+
+    async def plan_revert(self, commit: str) -> Plan:
+        """Say which commit will be reverted and pushed, changing nothing."""
+        refuse_named(commit, self._settings.mode, self._clone)
+        async with self._lock:
+            await retrying(self._clone.fetch)
+            bad = await self._clone.named_commit(commit)
+            files = await self._clone.changed_files(f"{bad.sha}^", bad.sha)
+            steps, warnings = self._reverting.named_plan(bad)
+            warnings += await self._push_checks(files)
+        return Plan(
+            steps=steps + self._dispatch_steps("<the revert commit's sha>"), warnings=warnings
+        )
+
+    async def revert(self, commit: str, progress: Progress) -> Outcome:
+        """Revert one named commit of the branch and push; then dispatch the workflow if set."""
+        refuse_named(commit, self._settings.mode, self._clone)
+        started = time.monotonic()
+        async with self._lock:
+            await retrying(self._clone.fetch)
+            bad = await self._clone.named_commit(commit)
+            summary, made = await self._reverting.named(bad, progress)
+            notes = await self._dispatch(made, summary, progress)
+        log.info(
+            "git.revert_commit",
+            commit=bad.sha,
+            revert=made,
+            seconds=round(time.monotonic() - started, 2),
+        )
+        return Outcome(summary=summary, notes=notes)
+
+    async def describe_state(self) -> str:
+        """Say what the branch (and, in tag mode, the last rollback tag) holds, from the remote."""
+        return self._clone.state_line(await self._snapshot())
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and remove a temporary clone."""
+        await self._github.aclose()
+        await self._cli.remove_temporary()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _snapshot(self) -> Snapshot:
+        async with self._lock:
+            return await self._clone.fetched()
+
+    def _target(self, snapshot: Snapshot, target: str) -> Tag:
+        tag = snapshot.find(target)
+        if tag is None:
+            raise NotFound(
+                f"No tag `{target}` matching {self._settings.tag_pattern} in {self._clone.shown}."
+            )
+        # In revert mode a branch ahead of its newest tag can go back to that tag.
+        holds = tag.tree == snapshot.head_tree if self._settings.mode == "revert" else None
+        if holds or (holds is None and snapshot.current is not None and tag is snapshot.current):
+            raise Refused(
+                f"{self._clone.state_line(snapshot)} `{target}` is what it holds already."
+            )
+        return tag
+
+    async def _push_checks(self, files: list[str]) -> list[str]:
+        """Predict GitHub refusing the push: raise Refused saying why, or return warnings."""
+        repository = self._settings.github_repository
+        if repository is None:
+            return []
+        branch = self._clone.branch
+        try:
+            rules = await read_push_rules(self._github, branch)
+        except (Transient, TimedOut) as exc:
+            return [
+                f"Could not read what GitHub enforces on pushes to {branch} "
+                f"({self._cli.scrub(exc.message)}): GitHub may still refuse the push, and then "
+                "nothing changes."
+            ]
+        refusal, warnings = judge(rules, branch, repository)
+        if refusal is None and self._settings.https_token:
+            # Only a push with the token is held to its scopes (an ssh key has none).
+            refusal, more = judge_workflows(workflow_files(files), self._github.scopes)
+            warnings += more
+        if refusal is not None:
+            raise Refused(refusal)
+        return warnings
+
+    def _dispatch_steps(self, target: str) -> list[str]:
+        settings = self._settings
+        if settings.workflow is None:
+            return []
+        return [
+            f"Start workflow {settings.workflow} of {settings.github_repository} on "
+            f"{settings.workflow_on} with input version={target} (workflow_dispatch, sent once)."
+        ]
+
+    async def _dispatch(self, version: str, summary: str, progress: Progress) -> list[str]:
+        """Start the workflow once; a failure after the push says the push happened."""
+        settings = self._settings
+        if settings.workflow is None:
+            return []
+        await say(progress, f"Starting workflow {settings.workflow} with version={version}…")
+        try:
+            await self._github.dispatch_workflow(version)
+        except ProviderError as exc:
+            raise RollbackFailed(
+                f"{summary} But {self._cli.scrub(exc.message)} (sent once, not retried): start "
+                "the workflow by hand.",
+                target_state=await self._clone.state_or_unknown(),
+            ) from exc
+        return [f"Started workflow {settings.workflow} on {settings.workflow_on}."]
