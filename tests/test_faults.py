@@ -154,3 +154,18 @@ def test_names_cause_wants_the_cause_and_refuses_what_misleads() -> None:
     assert not names_cause(Fault.BAD_GATEWAY_HTML, "Vercel failed (HTTP 502): <!DOCTYPE html>")
     assert names_cause(Fault.BAD_GATEWAY_HTML, "Vercel: an error page from a proxy (HTTP 502)")
     assert all(not names_cause(fault, "Something went wrong.") for fault in ALL_FAULTS)
+
+
+async def test_an_applied_fault_reaches_the_service_and_loses_only_the_answer(
+    upstream: str,
+) -> None:
+    seen: list[str] = []
+
+    async with FaultProxy(upstream, hang_seconds=2.0) as proxy:
+        proxy.inject(Fault.RESET, method="POST", path="/rollback", applied=True)
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            with pytest.raises(httpx.TransportError):
+                await client.post("/rollback")
+            seen = [path for _, path in proxy.calls]
+    # The proxy forwarded the write before cutting the answer: the service saw it once.
+    assert seen == ["/rollback"]

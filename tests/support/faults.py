@@ -115,6 +115,9 @@ class Rule:
     method: str | None
     path: re.Pattern[str]
     times: int | None
+    # Forward the request first, then answer with the fault: a write the platform applied
+    # whose answer never arrived (the case where retrying blindly would apply it twice).
+    applied: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         """Return True when this rule still applies to the request."""
@@ -198,9 +201,13 @@ class FaultProxy:
         method: str | None = None,
         path: str = "",
         times: int | None = 1,
+        applied: bool = False,
     ) -> None:
-        """Answer requests whose path matches the regex `path` with `fault`."""
-        self._rules.append(Rule(fault, method, re.compile(path), times))
+        """Answer requests whose path matches the regex `path` with `fault`.
+
+        With `applied`, the request reaches the service first and only its answer is lost.
+        """
+        self._rules.append(Rule(fault, method, re.compile(path), times, applied))
 
     def clear(self) -> None:
         """Forget every rule and every call seen."""
@@ -216,6 +223,8 @@ class FaultProxy:
                 if rule.times is not None:
                     rule.times -= 1
                 self.faulted.append((rule.fault, request.method, path))
+                if rule.applied:
+                    await self._forward(request)
                 return await self._fault(request, rule.fault)
         return await self._forward(request)
 
