@@ -38,6 +38,8 @@ from handlers.errors import report
 from handlers.thread import SlackThread
 
 SLACK_PATH = "/slack/events"
+# Under load Slack may refuse a call a few times running; the outbox waits beside the work.
+RATE_LIMIT_RETRIES = 4
 # /healthz answers within this even when the store hangs (probes time out at 1-5 s).
 HEALTH_TIMEOUT_SECONDS = 1.0
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -54,7 +56,10 @@ def web_client(settings: Settings) -> AsyncWebClient:
     client = AsyncWebClient(
         token=token, base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL, timeout=15
     )
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    # A 429 means Slack did nothing: retrying it is safe, after the Retry-After it names.
+    client.retry_handlers.append(
+        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
+    )
     return client
 
 

@@ -124,14 +124,12 @@ class DrillThread:
     async def progress(self, rollback: Rollback, text: str) -> None:
         """Queue a step for the thread and the card (the outbox sends it beside the work)."""
 
-        async def post() -> None:
-            await self.thread.reply(await self.engine.get(rollback.id), f":gear: {escape(text)}")
+        async def redraw(rb: Rollback, last_step: str) -> None:
+            # An ended run's card is redrawn with its outcome, after the outcome is posted.
+            if rb.state not in FINAL_STATES:
+                await self.update_card(rb, last_step=last_step)
 
-        async def redraw() -> None:
-            await self.update_card(await self.engine.get(rollback.id), last_step=text)
-
-        self.thread.outbox.send(rollback.id, post)
-        self.thread.outbox.redraw(rollback.id, redraw)
+        self.thread.live.add(rollback.id, text, redraw)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
         """Queue the verification table of a leg for the thread."""
@@ -141,6 +139,7 @@ class DrillThread:
         """Queue the outcome for the thread and the channel, and the card."""
 
         async def post() -> None:
+            self.thread.live.end(rollback.id)
             rb = await self.engine.get(rollback.id)
             await self.thread.reply(rb, summary, broadcast=True)
             await self.update_card(rb)

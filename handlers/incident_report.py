@@ -16,6 +16,7 @@ from bot.incident import REPORTED_STATES, filename, people, render_report, repor
 from bot.models import Rollback
 from bot.text import escape
 from bot.timeline import build
+from handlers.long_text import split_text
 from handlers.thread import SlackThread
 from handlers.timeline import KeyedLocks, LiveTimeline
 
@@ -24,31 +25,50 @@ log = structlog.get_logger(__name__)
 # Sections of the rollback checklist (title, items of label/done/by) for the report.
 ChecklistSource = Callable[[Rollback], Awaitable[Sequence[Any] | None]]
 NAME_CACHE_SECONDS = 600.0
+# Slack shows about 4,000 characters of a message before cutting it; code fences add a few.
+REPORT_PART_MAX = 3_800
 
 
 class UserNames:
-    """Readable names of Slack users from `users.info`, cached; an unknown user keeps its id."""
+    """Readable names of Slack users from `users.info`, cached; an unknown user keeps its id.
+
+    Without the `users:read` scope every lookup fails the same way: after the first
+    `missing_scope` none is asked for a while, and people appear as `<@U...>` ids.
+    """
 
     def __init__(self, client: AsyncWebClient) -> None:
         self._client = client
         self._cache: dict[str, tuple[float, str]] = {}
+        self._no_scope_until = 0.0
+
+    @property
+    def without_scope(self) -> bool:
+        """Whether Slack refused names for want of `users:read` lately."""
+        return time.monotonic() < self._no_scope_until
 
     async def lookup(self, users: Iterable[str]) -> dict[str, str]:
-        """Return a name for each user id."""
+        """Return a name for each user id, or the id as a Slack mention."""
         now = time.monotonic()
         wanted = sorted(set(users))
         stale = [u for u in wanted if now - self._cache.get(u, (-1e9, ""))[0] > NAME_CACHE_SECONDS]
+        if self.without_scope:
+            stale = []
         for user, name in zip(stale, await asyncio.gather(*map(self._ask, stale)), strict=True):
             if name is not None:
                 self._cache[user] = (now, name)
-        return {u: self._cache[u][1] if u in self._cache else u for u in wanted}
+        return {u: self._cache[u][1] if u in self._cache else f"<@{u}>" for u in wanted}
 
     async def _ask(self, user: str) -> str | None:
+        if self.without_scope:
+            return None
         try:
             response = await self._client.users_info(user=user)
         except SlackApiError as exc:
             # A report with an id in it beats no report.
-            log.warning("user name unreadable", user=user, error=exc.response.get("error"))
+            error = exc.response.get("error")
+            log.warning("user name unreadable", user=user, error=error)
+            if error == "missing_scope":
+                self._no_scope_until = time.monotonic() + NAME_CACHE_SECONDS
             return None
         info = response.get("user") or {}
         profile = info.get("profile") or {}
@@ -131,15 +151,51 @@ class IncidentReports:
             f":page_facing_up: {escape(summary(rollback, timeline))} "
             "People fill in the rest: the parts marked _To be written_."
         )
-        await self.client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            filename=filename(rollback),
-            content=content,
-            title=f"Incident report: {rollback.service}/{rollback.environment} {rollback.id}",
-            initial_comment=comment,
-        )
+        if self.names.without_scope:
+            comment += " People appear as Slack ids: rollbot lacks the `users:read` scope."
+        try:
+            await self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                filename=filename(rollback),
+                content=content,
+                title=f"Incident report: {rollback.service}/{rollback.environment} {rollback.id}",
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            # No files:write, or uploads refused: the report still reaches the thread.
+            error = str(exc.response.get("error"))
+            log.warning("report upload refused; posting it", rollback_id=rollback.id, error=error)
+            await self.post_instead(rollback, channel, thread_ts, content, comment, error)
+            return
         log.info("incident report uploaded", rollback_id=rollback.id, state=rollback.state.value)
+
+    async def post_instead(
+        self,
+        rollback: Rollback,
+        channel: str,
+        thread_ts: str | None,
+        content: str,
+        comment: str,
+        error: str,
+    ) -> None:
+        """Post the report as messages, split where Slack would cut it, when no file can go."""
+        why = (
+            "rollbot lacks the `files:write` scope"
+            if error == "missing_scope"
+            else f"Slack refused the upload ({error})"
+        )
+        parts = split_text(content, REPORT_PART_MAX)
+        head = (
+            f"{comment}\nNot attached as `{filename(rollback)}`: {why}. "
+            f"It follows in {len(parts)} part(s)."
+        )
+        await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=head)
+        for part in parts:
+            await self.client.chat_postMessage(
+                channel=channel, thread_ts=thread_ts, text=f"```\n{part}\n```"
+            )
+        log.info("incident report posted", rollback_id=rollback.id, parts=len(parts))
 
 
 def register(thread: SlackThread, checklist: ChecklistSource | None = None) -> IncidentReports:

@@ -1,20 +1,26 @@
-"""The incident thread: the card as its root, replies for every step, and the Reporter."""
+"""The incident thread: the card as its root, one live progress reply, and the Reporter."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
+from bot.errors import InvalidRequest
 from bot.events import Moved
-from bot.models import Rollback, State
+from bot.models import FINAL_STATES, Rollback, State
 from bot.states import Trigger
 from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
 from handlers.hooks import Hooks
 from handlers.outbox import Outbox
+from handlers.progress import LiveProgress
+
+log = structlog.get_logger(__name__)
 
 # The sweeper's transitions: nobody's click or run reports them.
 ANNOUNCED_HERE = frozenset({Trigger.EXPIRE, Trigger.ORPHAN})
@@ -29,6 +35,7 @@ class SlackThread:
         self.hooks = Hooks()
         # What the engine reports while it runs goes out beside the work, not in front.
         self.outbox = Outbox()
+        self.live = LiveProgress(client, self.outbox, engine.get)
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -49,14 +56,40 @@ class SlackThread:
         )
 
     async def post_card(self, rb: Rollback, channel: str) -> Rollback:
-        """Post the card as a new thread root and remember where it is."""
-        response = await self.client.chat_postMessage(
-            channel=channel, text=self._fallback(rb), blocks=self._blocks(rb)
-        )
+        """Post the card as a new thread root (joining the channel if need be); remember it."""
+        try:
+            response = await self.client.chat_postMessage(
+                channel=channel, text=self._fallback(rb), blocks=self._blocks(rb)
+            )
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_in_channel":
+                raise
+            await self.join(channel)
+            response = await self.client.chat_postMessage(
+                channel=channel, text=self._fallback(rb), blocks=self._blocks(rb)
+            )
         ts = str(response["ts"])
         return await self.engine.rollbacks.update(
             rb.id, channel_id=str(response["channel"]), message_ts=ts, thread_ts=ts
         )
+
+    async def join(self, channel: str) -> None:
+        """Join a public channel the bot was not invited to, or say how to let it in."""
+        try:
+            await self.client.conversations_join(channel=channel)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            why = (
+                "rollbot's Slack app lacks the `channels:join` scope"
+                if error == "missing_scope"
+                else f"Slack refused ({error})"
+            )
+            raise InvalidRequest(
+                f"I am not in <#{channel}> and cannot join it: {why}. Invite me with "
+                "`/invite @rollbot` in that channel, then run the command again. "
+                "Nothing was changed."
+            ) from exc
+        log.info("joined channel", channel=channel)
 
     async def update_card(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -82,16 +115,14 @@ class SlackThread:
     # -- Reporter: queued in the outbox, so the engine never waits on Slack ------------
 
     async def progress(self, rollback: Rollback, text: str) -> None:
-        """Queue a step for the thread and the card."""
+        """Queue a step for the thread's progress reply and the card, both paced."""
 
-        async def post() -> None:
-            await self.reply(await self.engine.get(rollback.id), f":gear: {escape(text)}")
+        async def redraw(rb: Rollback, last_step: str) -> None:
+            # An ended run's card is redrawn with its outcome, after the outcome is posted.
+            if rb.state not in FINAL_STATES:
+                await self.update_card(rb, last_step=last_step)
 
-        async def redraw() -> None:
-            await self.update_card(await self.engine.get(rollback.id), last_step=text)
-
-        self.outbox.send(rollback.id, post)
-        self.outbox.redraw(rollback.id, redraw)
+        self.live.add(rollback.id, text, redraw)
 
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
         """Queue the verification table for the thread."""
@@ -108,6 +139,7 @@ class SlackThread:
         """Queue the outcome for the thread and the channel, the card and the hooks."""
 
         async def post() -> None:
+            self.live.end(rollback.id)
             await self.tell_finished(rollback, summary)
 
         self.outbox.send(rollback.id, post, redraws=True)

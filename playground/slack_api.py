@@ -3,50 +3,81 @@
 `FakeSlack` is an aiohttp server that answers `/api/<method>` the way Slack does (HTTP 200
 with `ok: false` for errors, 429 with Retry-After when rate limited), keeps the state the
 bot builds (messages, ephemerals, modals), serves `response_url`s and Socket Mode
-(`apps.connections.open` and the websocket it hands out). `UserActions` plays the user's
-Slack client: it builds slash commands, clicks, selects and view submissions from what the
-fake really holds. `SignedSlack` delivers them as signed HTTP requests, `SocketSlack` as
-Socket Mode envelopes whose acks it awaits.
+(`apps.connections.open` and the websocket it hands out). The user's side (`UserActions`,
+`SignedSlack`, `SocketSlack`) is in `slack_users`, Slack's limits in `slack_limits`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
-import hmac
 import itertools
 import json
 import re
 import secrets
 import time
-import urllib.parse
 import uuid
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 from slack_sdk.errors import SlackObjectFormationError
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
+from playground.slack_limits import (
+    MANIFEST_SCOPES,
+    MESSAGE_BLOCKS_MAX,
+    VIEW_BLOCKS_MAX,
+    RateLimits,
+    check_scopes,
+    check_text,
+)
+from playground.slack_model import (
+    ACK_DEADLINE,
+    APP_ID,
+    BOT_ID,
+    BOT_USER_ID,
+    STATE_KEYS,
+    TEAM_DOMAIN,
+    TEAM_ID,
+    VERIFICATION_TOKEN,
+    Json,
+    SlackError,
+    as_sent,
+    flag,
+    interactive,
+    text_of,
+    without_none,
+)
+from playground.slack_users import SignedSlack, SocketSlack, UserActions
+
+# What the playground and the tests import from here.
+__all__ = [
+    "ACK_DEADLINE",
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "STATE_KEYS",
+    "TEAM_DOMAIN",
+    "TEAM_ID",
+    "VERIFICATION_TOKEN",
+    "Call",
+    "FakeSlack",
+    "Json",
+    "SignedSlack",
+    "SlackError",
+    "SocketSlack",
+    "UserActions",
+    "text_of",
+    "without_none",
+]
+
 T = TypeVar("T")
-Json = dict[str, Any]
 
-TEAM_ID = "T1"
-TEAM_DOMAIN = "rollbot-test"
-BOT_USER_ID = "UBOT"
-BOT_ID = "BBOT"
-APP_ID = "A_ROLLBOT"
-VERIFICATION_TOKEN = "legacy-verification-token"  # Slack's deprecated field, not a secret
-
-ACK_DEADLINE = 3.0  # Slack shows the user "operation_timeout" after this
 TRIGGER_TTL = 3.0  # a trigger_id expires this long after the interaction
 RESPONSE_URL_USES = 5  # a response_url accepts this many posts
-MESSAGE_BLOCKS_MAX = 50  # slack_sdk does not check this one, Slack does
 POLL_INTERVAL = 0.02
 
 # conversations.create: "Channel names may only contain lowercase letters, numbers, hyphens,
@@ -65,23 +96,6 @@ UPLOAD_PATH = "/upload/v1/"  # where files.getUploadURLExternal sends the bytes
 # Slack accepts these as JSON strings inside form-encoded bodies.
 JSON_FIELDS = ("blocks", "attachments", "view", "metadata")
 
-# What each stateful element reports in state.values; buttons and overflows report nothing.
-STATE_KEYS = {
-    "static_select": "selected_option",
-    "radio_buttons": "selected_option",
-    "multi_static_select": "selected_options",
-    "checkboxes": "selected_options",
-    "users_select": "selected_user",
-    "conversations_select": "selected_conversation",
-    "channels_select": "selected_channel",
-    "datepicker": "selected_date",
-    "timepicker": "selected_time",
-    "plain_text_input": "value",
-    "number_input": "value",
-    "email_text_input": "value",
-    "url_text_input": "value",
-}
-
 
 @dataclass(frozen=True)
 class Call:
@@ -92,22 +106,6 @@ class Call:
     time: float
     status: int
     response: Json
-
-
-class SlackError(Exception):
-    """An error Slack reports in the body: `ok: false` with an error code."""
-
-    def __init__(self, error: str, *messages: str) -> None:
-        super().__init__(error)
-        self.error = error
-        self.messages = messages
-
-    def body(self) -> Json:
-        """The JSON body Slack answers with."""
-        body: Json = {"ok": False, "error": self.error}
-        if self.messages:
-            body["response_metadata"] = {"messages": [f"[ERROR] {m}" for m in self.messages]}
-        return body
 
 
 class _InviteError(SlackError):
@@ -143,6 +141,12 @@ class FakeSlack:
         self.files: dict[str, Json] = {}  # file id -> the file, its bytes and where it went
         self.conversations: dict[str, Json] = {}  # channels that exist: created, or made by a test
         self._members: dict[str, set[str]] = {}
+        # The bot token's scopes: take one away to see the bot without it.
+        self.scopes: set[str] = set(MANIFEST_SCOPES)
+        self.rate_limits = RateLimits()  # rate_limits.enable() for Slack's documented tiers
+        # Off: a channel nobody created exists and holds the bot, as the older tests expect.
+        # On: only created channels exist; others answer channel_not_found.
+        self.strict_channels = False
         self.url = ""
         self._messages: dict[tuple[str, str], Json] = {}
         self._failures: dict[str, list[_Failure]] = {}
@@ -180,6 +184,7 @@ class FakeSlack:
             "files.completeUploadExternal": self._complete_upload,
             "conversations.create": self._conversations_create,
             "conversations.invite": self._conversations_invite,
+            "conversations.join": self._conversations_join,
         }
 
     @property
@@ -490,7 +495,12 @@ class FakeSlack:
         handler = self._handlers.get(method)
         if handler is None:
             return 200, {"ok": False, "error": "unknown_method"}, {}
+        retry_after = self.rate_limits.retry_after(method, args)
+        if retry_after is not None:
+            return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
         try:
+            if method not in APP_TOKEN_METHODS:
+                check_scopes(method, self.scopes)
             return 200, {"ok": True, **handler(args)}, {}
         except SlackError as exc:
             return 200, exc.body(), {}
@@ -582,12 +592,12 @@ class FakeSlack:
 
     def _apply_response(self, target: Json, body: Json) -> None:
         original = self._original(target)
-        if original is not None and _flag(body.get("delete_original")):
+        if original is not None and flag(body.get("delete_original")):
             if target["ephemeral"]:
                 self.ephemerals.remove(original)
             else:
                 del self._messages[(target["channel"], target["message_ts"])]
-        elif original is not None and _flag(body.get("replace_original")):
+        elif original is not None and flag(body.get("replace_original")):
             original["text"] = body.get("text", "")
             original["blocks"] = self._checked_blocks(body.get("blocks"), MESSAGE_BLOCKS_MAX)
         elif body.get("response_type") == "in_channel":
@@ -631,6 +641,8 @@ class FakeSlack:
 
     def _post_message(self, args: Json) -> Json:
         channel = _require(args, "channel")
+        self._check_writable(channel)
+        check_text(args)
         blocks = self._checked_blocks(args.get("blocks"), MESSAGE_BLOCKS_MAX)
         if not (args.get("text") or blocks or args.get("attachments")):
             raise SlackError("no_text")
@@ -647,13 +659,15 @@ class FakeSlack:
             "blocks": blocks,
             "attachments": args.get("attachments", []),
             "thread_ts": args.get("thread_ts"),
-            "reply_broadcast": _flag(args.get("reply_broadcast")),
+            "reply_broadcast": flag(args.get("reply_broadcast")),
         }
         self._messages[(channel, ts)] = message
-        return {"channel": channel, "ts": ts, "message": _as_sent(message)}
+        return {"channel": channel, "ts": ts, "message": as_sent(message)}
 
     def _update(self, args: Json) -> Json:
         channel, ts = _require(args, "channel"), _require(args, "ts")
+        self._check_writable(channel, updating=True)
+        check_text(args)
         message = self._messages.get((channel, ts))
         if message is None:
             raise SlackError("message_not_found")
@@ -664,7 +678,7 @@ class FakeSlack:
             message["text"] = args["text"]
         if "attachments" in args:
             message["attachments"] = args["attachments"]
-        return {"channel": channel, "ts": ts, "text": message["text"], "message": _as_sent(message)}
+        return {"channel": channel, "ts": ts, "text": message["text"], "message": as_sent(message)}
 
     def _delete(self, args: Json) -> Json:
         channel, ts = _require(args, "channel"), _require(args, "ts")
@@ -682,6 +696,8 @@ class FakeSlack:
 
     def _post_ephemeral(self, args: Json) -> Json:
         channel, user = _require(args, "channel"), _require(args, "user")
+        self._check_writable(channel, updating=True)
+        check_text(args)
         blocks = self._checked_blocks(args.get("blocks"), MESSAGE_BLOCKS_MAX)
         if not (args.get("text") or blocks or args.get("attachments")):
             raise SlackError("no_text")
@@ -750,6 +766,8 @@ class FakeSlack:
 
     def _conversations_info(self, args: Json) -> Json:
         channel_id = _require(args, "channel")
+        if self.strict_channels and channel_id not in self.conversations:
+            raise SlackError("channel_not_found")
         channel = {
             "id": channel_id,
             "name": channel_id.lower(),
@@ -776,7 +794,7 @@ class FakeSlack:
             raise SlackError("invalid_name")
         if self.channel_named(name) is not None:
             raise SlackError("name_taken")
-        channel = self._new_channel(name, is_private=_flag(args.get("is_private")))
+        channel = self._new_channel(name, is_private=flag(args.get("is_private")))
         self._members[channel["id"]] = {BOT_USER_ID}  # the creator is its first member
         return {"channel": copy.deepcopy(channel)}
 
@@ -802,13 +820,53 @@ class FakeSlack:
             if (error := self._invite_error(user, members))
         ]
         failed = {e["user"] for e in errors}
-        if errors and not _flag(args.get("force")):
+        if errors and not flag(args.get("force")):
             raise _InviteError(errors)
         members.update(u for u in users if u not in failed)
         answer: Json = {"channel": {**copy.deepcopy(channel), "num_members": len(members)}}
         if errors:
             answer["errors"] = errors
         return answer
+
+    def _conversations_join(self, args: Json) -> Json:
+        """Join a public channel; private ones take an invitation from a member."""
+        channel_id = _require(args, "channel")
+        channel = self.conversations.get(channel_id)
+        if channel is None:
+            if self.strict_channels:
+                raise SlackError("channel_not_found")
+            return {"channel": {"id": channel_id, "is_member": True}}
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
+        if channel["is_private"]:
+            raise SlackError("method_not_supported_for_channel_type")
+        members = self._members.setdefault(channel_id, set())
+        already = BOT_USER_ID in members
+        members.add(BOT_USER_ID)
+        answer: Json = {"channel": {**copy.deepcopy(channel), "is_member": True}}
+        if already:
+            answer["warning"] = "already_in_channel"
+        return answer
+
+    def _check_writable(self, channel_id: str, *, updating: bool = False) -> None:
+        """Refuse a post where Slack would: gone, archived, or a channel the bot is not in.
+
+        With chat:write.public a bot posts in public channels it never joined; a private
+        channel it is not in looks to it as if it did not exist.
+        """
+        channel = self.conversations.get(channel_id)
+        if channel is None:
+            if self.strict_channels:
+                raise SlackError("channel_not_found")
+            return
+        if channel["is_archived"]:
+            raise SlackError("is_archived")
+        if BOT_USER_ID in self._members.get(channel_id, set()):
+            return
+        if channel["is_private"]:
+            raise SlackError("channel_not_found")
+        if not updating and "chat:write.public" not in self.scopes:
+            raise SlackError("not_in_channel")
 
     def _invite_error(self, user: str, members: set[str]) -> str | None:
         if user == BOT_USER_ID:
@@ -889,6 +947,8 @@ class FakeSlack:
         if any(f is None or f["shared"] or not f["uploaded"] for f in found):
             raise SlackError("file_not_found")
         target = channel or (channels[0] if channels else None)
+        if target is not None:
+            self._check_writable(target)
         shared: list[Json] = []
         for given, file in zip(files, found, strict=True):
             assert file is not None
@@ -948,7 +1008,7 @@ class FakeSlack:
             "title": view.get("title"),
             "submit": view.get("submit"),
             "close": view.get("close"),
-            "blocks": self._checked_blocks(view.get("blocks"), 100),
+            "blocks": self._checked_blocks(view.get("blocks"), VIEW_BLOCKS_MAX),
             "private_metadata": view.get("private_metadata", ""),
             "callback_id": view.get("callback_id", ""),
             "external_id": view.get("external_id", ""),
@@ -987,7 +1047,7 @@ class FakeSlack:
                 raise SlackError("invalid_blocks", f"duplicate block_id {block['block_id']!r}")
             block_ids.add(block["block_id"])
             action_ids: set[str] = set()
-            for element in _interactive(block):
+            for element in interactive(block):
                 element.setdefault("action_id", f"a{next(self._ids)}")
                 if element["action_id"] in action_ids:
                     raise SlackError(
@@ -995,413 +1055,6 @@ class FakeSlack:
                     )
                 action_ids.add(element["action_id"])
         return blocks
-
-
-class UserActions(ABC):
-    """What a user does in Slack, built from what the fake shows them; subclasses deliver it.
-
-    Every delivery answers `(status, body)`: what the bot acked with, within Slack's deadline.
-    """
-
-    def __init__(self, fake: FakeSlack, *, ack_timeout: float = ACK_DEADLINE) -> None:
-        self.fake = fake
-        self.ack_timeout = ack_timeout
-        self.sent: list[Json] = []  # every payload or command form sent, for inspection
-        # (channel, ts) -> (block_id, action_id) -> state entry, as the user's client keeps it
-        self._selections: dict[tuple[str, str], dict[tuple[str, str], Any]] = {}
-
-    @abstractmethod
-    async def send_payload(self, payload: Json) -> tuple[int, str]:
-        """Deliver an interactivity payload (block_actions, view_submission) and record it."""
-
-    @abstractmethod
-    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
-        """Deliver a slash command's fields."""
-
-    # --- slash commands --------------------------------------------------------------------
-
-    def command_fields(
-        self, text: str, *, user: str = "U_REQ", channel: str = "C_OPS", command: str = "/rollback"
-    ) -> dict[str, str]:
-        """The form Slack posts for a slash command."""
-        return {
-            "token": VERIFICATION_TOKEN,
-            "team_id": TEAM_ID,
-            "team_domain": TEAM_DOMAIN,
-            "channel_id": channel,
-            "channel_name": self._channel_name(channel),
-            "user_id": user,
-            "user_name": self._user_name(user),
-            "command": command,
-            "text": text,
-            "api_app_id": APP_ID,
-            "is_enterprise_install": "false",
-            "response_url": self.fake.new_response_url(channel=channel, user=user),
-            "trigger_id": self.fake.new_trigger_id(user),
-        }
-
-    async def command(
-        self, text: str, *, user: str = "U_REQ", channel: str = "C_OPS", command: str = "/rollback"
-    ) -> tuple[int, str]:
-        """Run a slash command as `user` in `channel`."""
-        fields = self.command_fields(text, user=user, channel=channel, command=command)
-        self.sent.append(fields)
-        return await self.send_command(fields)
-
-    # --- interactivity ---------------------------------------------------------------------
-
-    async def click(
-        self, channel: str, ts: str, action_id: str, *, user: str, value: str | None = None
-    ) -> tuple[int, str]:
-        """Click a button that the message at (channel, ts) shows to `user` right now."""
-        message, ephemeral = self._shown_message(channel, ts, user)
-        block, element = _find_element(message, action_id)
-        if element["type"] in STATE_KEYS:
-            raise AssertionError(f"{action_id!r} is a {element['type']}; use select()")
-        action = {
-            "type": element["type"],
-            "action_id": action_id,
-            "block_id": block["block_id"],
-            "text": element.get("text"),
-            "value": element.get("value") if value is None else value,
-            "style": element.get("style"),
-            "action_ts": _action_ts(),
-        }
-        payload = self._block_actions(channel, message, ephemeral, user, _without_none(action))
-        return await self.send_payload(payload)
-
-    async def select(
-        self, channel: str, ts: str, action_id: str, option_value: str, *, user: str
-    ) -> tuple[int, str]:
-        """Pick an option of a select the message at (channel, ts) shows; later clicks carry it."""
-        message, ephemeral = self._shown_message(channel, ts, user)
-        block, element = _find_element(message, action_id)
-        if STATE_KEYS.get(element["type"]) != "selected_option":
-            raise AssertionError(f"{action_id!r} is a {element['type']}, not a single select")
-        option = _option(element, option_value)
-        self._selections.setdefault((channel, ts), {})[(block["block_id"], action_id)] = option
-        action = {
-            "type": element["type"],
-            "action_id": action_id,
-            "block_id": block["block_id"],
-            "selected_option": option,
-            "placeholder": element.get("placeholder"),
-            "action_ts": _action_ts(),
-        }
-        payload = self._block_actions(channel, message, ephemeral, user, _without_none(action))
-        return await self.send_payload(payload)
-
-    async def toggle_checkbox(
-        self, channel: str, ts: str, action_id: str, option_value: str, *, user: str
-    ) -> tuple[int, str]:
-        """Tick or untick one box of a checkboxes element the message at (channel, ts) shows.
-
-        As in Slack, the action and state.values carry every box of that element ticked
-        after the click (`selected_options`), not only the one clicked. The boxes start from
-        what the user's client holds: their own earlier clicks on the same block, else the
-        element's initial_options as the message shows them now.
-        """
-        message, ephemeral = self._shown_message(channel, ts, user)
-        block, element = _find_checkbox(message, action_id, option_value)
-        key = (block["block_id"], action_id)
-        chosen = self._selections.setdefault((channel, ts), {})
-        shown = chosen[key] if key in chosen else element.get("initial_options") or []
-        before = {o["value"] for o in shown}
-        after = before ^ {option_value}
-        selected = [dict(o) for o in element["options"] if o["value"] in after]
-        chosen[key] = selected
-        action = {
-            "type": element["type"],
-            "action_id": action_id,
-            "block_id": block["block_id"],
-            "selected_options": selected,
-            "action_ts": _action_ts(),
-        }
-        payload = self._block_actions(channel, message, ephemeral, user, action)
-        return await self.send_payload(payload)
-
-    def selections(self, channel: str, ts: str) -> dict[tuple[str, str], Any]:
-        """What the client holds for the message at (channel, ts): (block_id, action_id) -> pick."""
-        return copy.deepcopy(self._selections.get((channel, ts), {}))
-
-    async def close_view(self, view_id: str, *, user: str) -> tuple[int, str] | None:
-        """Press a modal's Close; Slack tells the app only when the view asked (notify_on_close)."""
-        view = self.fake.close_view(view_id)
-        if not view.get("notify_on_close"):
-            return None
-        payload = {**self._interaction("view_closed", user), "view": view, "is_cleared": False}
-        del payload["trigger_id"]  # view_closed payloads carry none
-        return await self.send_payload(payload)
-
-    async def submit_view(
-        self, view_id_or_callback_id: str, values: Mapping[str, Mapping[str, Any]], *, user: str
-    ) -> tuple[int, str]:
-        """Fill the inputs of an open modal and press its submit button."""
-        view = self.fake.find_view(view_id_or_callback_id)
-        inputs = {
-            (b["block_id"], b["element"]["action_id"]): b
-            for b in view["blocks"]
-            if b["type"] == "input"
-        }
-        chosen: dict[tuple[str, str], Any] = {}
-        for block_id, actions in values.items():
-            for action_id, raw in actions.items():
-                if (block_id, action_id) not in inputs:
-                    raise AssertionError(
-                        f"view {view['id']} has no input {block_id}/{action_id}; has {list(inputs)}"
-                    )
-                chosen[(block_id, action_id)] = _state_value(
-                    inputs[(block_id, action_id)]["element"], raw
-                )
-        state = _state_values(view["blocks"], chosen)
-        for (block_id, action_id), block in inputs.items():
-            entry = state[block_id][action_id]
-            if not block.get("optional") and not entry[STATE_KEYS[entry["type"]]]:
-                raise AssertionError(
-                    f"Slack would not submit: required {block_id}/{action_id} empty"
-                )
-        view["state"] = {"values": state}
-        payload = {**self._interaction("view_submission", user), "view": view, "response_urls": []}
-        status, body = await self.send_payload(payload)
-        self.fake.settle_submission(view["id"], status, body)
-        return status, body
-
-    # --- payload building ------------------------------------------------------------------
-
-    def _interaction(self, kind: str, user: str) -> Json:
-        return {
-            "type": kind,
-            "user": {
-                "id": user,
-                "username": self._user_name(user),
-                "name": self._user_name(user),
-                "team_id": TEAM_ID,
-            },
-            "api_app_id": APP_ID,
-            "token": VERIFICATION_TOKEN,
-            "trigger_id": self.fake.new_trigger_id(user),
-            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
-            "enterprise": None,
-            "is_enterprise_install": False,
-        }
-
-    def _block_actions(
-        self, channel: str, message: Json, ephemeral: bool, user: str, action: Json
-    ) -> Json:
-        ts = message["ts"]
-        payload = {
-            **self._interaction("block_actions", user),
-            "container": {
-                "type": "message",
-                "message_ts": ts,
-                "channel_id": channel,
-                "is_ephemeral": ephemeral,
-            },
-            "channel": {"id": channel, "name": self._channel_name(channel)},
-            "state": {
-                "values": _state_values(message["blocks"], self._selections.get((channel, ts), {}))
-            },
-            "response_url": self.fake.new_response_url(
-                channel=channel, user=user, message_ts=ts, ephemeral=ephemeral
-            ),
-            "actions": [action],
-        }
-        # Slack leaves the message out of payloads from ephemeral messages.
-        if not ephemeral:
-            payload["message"] = _as_sent(message)
-        return payload
-
-    def _shown_message(self, channel: str, ts: str, user: str) -> tuple[Json, bool]:
-        """The message `user` sees at (channel, ts), and whether it is ephemeral."""
-        for ephemeral in self.fake.ephemerals_for(user):
-            if (ephemeral["channel"], ephemeral["ts"]) == (channel, ts):
-                return ephemeral, True
-        return self.fake.message(channel, ts), False
-
-    def _user_name(self, user: str) -> str:
-        return str(self.fake.users.get(user, {}).get("name", user.lower()))
-
-    def _channel_name(self, channel: str) -> str:
-        return str(self.fake.channels.get(channel, {}).get("name", channel.lower()))
-
-
-class SignedSlack(UserActions):
-    """Sends the bot what Slack sends it when a user acts: signed, form-encoded requests."""
-
-    def __init__(
-        self,
-        events_url: str,
-        signing_secret: str,
-        fake: FakeSlack,
-        *,
-        ack_timeout: float = ACK_DEADLINE,
-    ) -> None:
-        super().__init__(fake, ack_timeout=ack_timeout)
-        self.events_url = events_url
-        self.signing_secret = signing_secret
-
-    # --- signing and transport -------------------------------------------------------------
-
-    def signed_headers(
-        self, body: bytes, *, timestamp: int | None = None, secret: str | None = None
-    ) -> dict[str, str]:
-        """Slack's headers for `body`; pass an old timestamp or another secret to forge."""
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        key = (self.signing_secret if secret is None else secret).encode()
-        digest = hmac.new(key, b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-        return {
-            "Content-Type": "application/x-www-form-urlencoded",
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": f"v0={digest}",
-        }
-
-    async def raw(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
-        """POST `body` with exactly these headers; the bot must answer within Slack's deadline."""
-        timeout = aiohttp.ClientTimeout(total=self.ack_timeout)
-        try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(self.events_url, data=body, headers=dict(headers)) as response,
-            ):
-                return response.status, await response.text()
-        except TimeoutError:
-            raise AssertionError(
-                f"the bot did not answer within {self.ack_timeout} s; "
-                "Slack would show the user operation_timeout"
-            ) from None
-
-    async def send(
-        self, fields: Mapping[str, str], *, timestamp: int | None = None, secret: str | None = None
-    ) -> tuple[int, str]:
-        """Form-encode `fields`, sign and POST them."""
-        body = urllib.parse.urlencode(fields).encode()
-        return await self.raw(body, self.signed_headers(body, timestamp=timestamp, secret=secret))
-
-    async def send_payload(self, payload: Json) -> tuple[int, str]:
-        """POST an interactivity payload as Slack does: one form field `payload`."""
-        self.sent.append(payload)
-        return await self.send({"payload": json.dumps(payload)})
-
-    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
-        """POST a slash command's form, signed."""
-        return await self.send(fields)
-
-
-class SocketSlack(UserActions):
-    """Sends the bot what Slack sends it in Socket Mode: envelopes over the fake's websocket.
-
-    Each delivery waits for the bot's ack (`{"envelope_id", "payload"?}`) and answers
-    `(200, the ack's payload as JSON or "")`, the way an HTTP answer would carry it.
-    """
-
-    async def wait_connected(self, timeout: float = 10.0) -> None:
-        """Wait until the bot holds a Socket Mode connection."""
-        await self.fake.wait_connected(timeout)
-
-    async def send_payload(self, payload: Json) -> tuple[int, str]:
-        """Send an interactivity payload in an `interactive` envelope."""
-        self.sent.append(payload)
-        return await self._push("interactive", payload)
-
-    async def send_command(self, fields: Mapping[str, str]) -> tuple[int, str]:
-        """Send a slash command in a `slash_commands` envelope."""
-        return await self._push("slash_commands", dict(fields))
-
-    async def _push(self, kind: str, payload: Json) -> tuple[int, str]:
-        ack = await self.fake.push_envelope(kind, payload, timeout=self.ack_timeout)
-        return 200, json.dumps(ack["payload"]) if ack.get("payload") is not None else ""
-
-
-def text_of(message: Json) -> str:
-    """All the text a message shows: its text and every text inside its blocks."""
-    parts = [message.get("text", "")]
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if isinstance(node.get("text"), str):
-                parts.append(node["text"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(message.get("blocks", []))
-    return "\n".join(p for p in parts if p)
-
-
-def _interactive(block: Json) -> Iterator[Json]:
-    """Elements of a block that carry an action_id (not images, not rich text)."""
-    for element in [*block.get("elements", []), block.get("accessory"), block.get("element")]:
-        kind = element.get("type", "") if isinstance(element, dict) else ""
-        if kind in STATE_KEYS or kind in ("button", "overflow") or kind.endswith("select"):
-            yield element
-
-
-def _find_element(message: Json, action_id: str) -> tuple[Json, Json]:
-    """The block and element with `action_id`, or an AssertionError naming what is shown."""
-    shown = []
-    for block in message["blocks"]:
-        for element in _interactive(block):
-            if element["action_id"] == action_id:
-                return block, element
-            shown.append(element["action_id"])
-    raise AssertionError(f"message {message['ts']} shows no {action_id!r}; it shows {shown}")
-
-
-def _find_checkbox(message: Json, action_id: str, value: str) -> tuple[Json, Json]:
-    """The block and checkboxes element with `action_id` that offers the option `value`."""
-    for block in message["blocks"]:
-        for element in _interactive(block):
-            if element["action_id"] != action_id or element["type"] != "checkboxes":
-                continue
-            if any(o["value"] == value for o in element.get("options", [])):
-                return block, element
-    raise AssertionError(f"message {message['ts']} shows no {action_id!r} box {value!r}")
-
-
-def _option(element: Json, value: str) -> Json:
-    options = [*element.get("options", [])]
-    for group in element.get("option_groups", []):
-        options.extend(group["options"])
-    for option in options:
-        if option["value"] == value:
-            return dict(option)
-    raise AssertionError(
-        f"{element['action_id']!r} has no option {value!r}; has {[o['value'] for o in options]}"
-    )
-
-
-def _state_value(element: Json, raw: Any) -> Any:
-    """What state.values holds for an element given the value a user entered or picked."""
-    key = STATE_KEYS.get(element["type"])
-    if key is None:
-        raise AssertionError(f"{element['action_id']!r} is a {element['type']}, it holds no value")
-    if key == "selected_option":
-        return _option(element, raw)
-    if key == "selected_options":
-        return [_option(element, v) for v in raw]
-    return raw
-
-
-def _state_values(blocks: list[Json], chosen: Mapping[tuple[str, str], Any]) -> Json:
-    """state.values for every stateful element: the user's choice, else its initial value."""
-    values: Json = {}
-    for block in blocks:
-        for element in _interactive(block):
-            key = STATE_KEYS.get(element["type"])
-            if key is None:
-                continue
-            initial = element.get("initial_" + key.removeprefix("selected_"))
-            if initial is None and key == "selected_options":
-                initial = []
-            value = chosen.get((block["block_id"], element["action_id"]), initial)
-            values.setdefault(block["block_id"], {})[element["action_id"]] = {
-                "type": element["type"],
-                key: value,
-            }
-    return values
 
 
 async def _read_args(request: web.Request) -> Json:
@@ -1429,25 +1082,6 @@ def _require(args: Json, name: str) -> Any:
     if not args.get(name):
         raise SlackError("invalid_arguments", f"missing required field: {name}")
     return args[name]
-
-
-def _flag(value: Any) -> bool:
-    """A boolean as JSON or as a form field ("true", "1")."""
-    return value is True or value in ("true", "1", 1)
-
-
-def _as_sent(message: Json) -> Json:
-    """A message as Slack shows it in API answers and payloads."""
-    shown = {k: v for k, v in message.items() if k not in ("channel", "reply_broadcast")}
-    return _without_none(copy.deepcopy(shown))
-
-
-def _without_none(values: Json) -> Json:
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _action_ts() -> str:
-    return f"{time.time():.6f}"
 
 
 def _short(value: Any, limit: int = 300) -> str:
