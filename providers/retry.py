@@ -52,3 +52,38 @@ async def retrying(
                 raise
             await asyncio.sleep(wait)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def watching(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    deadline_seconds: float,
+    interval: float,
+    trouble: Callable[[ProviderError], Awaitable[None]],
+    late: Callable[[], Awaitable[ProviderError]],
+) -> T:
+    """Poll `check` until it returns a value, under a deadline; then raise what `late` makes.
+
+    A read that fails (Transient, TimedOut, RateLimited) only slows the watch down: the
+    next poll waits with backoff and at least as long as Retry-After asks. `trouble` hears
+    the first failure of each bad spell, so a long outage is one line, not one per poll.
+    """
+    give_up_at = time.monotonic() + deadline_seconds
+    failures = 0
+    while True:
+        try:
+            done = await check()
+        except (Transient, TimedOut) as exc:
+            failures += 1
+            wait = backoff(failures, exc, base_delay=interval, max_delay=max(interval, 30.0))
+            if failures == 1:
+                await trouble(exc)
+        else:
+            if done is not None:
+                return done
+            failures, wait = 0, interval
+        left = give_up_at - time.monotonic()
+        # Never poll again sooner than a rate limit allows, even to meet the deadline.
+        if left <= 0 or (failures and wait > left):
+            raise await late()
+        await asyncio.sleep(min(wait, left))
