@@ -28,7 +28,7 @@ from bot.states import Trigger
 from bot.store.base import Fenced, StoreUnavailable
 from bot.text import escape
 from bot.verification import CheckResult, all_passed, render_table, run_checks
-from providers.base import ProviderError
+from providers.base import ProviderError, running_for
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -304,7 +304,8 @@ class Execution:
         try:
             async with asyncio.timeout(timeout):
                 commit = rollback.bad_commit if index == 0 else None
-                outcome = await run_step(target, step, commit, progress)
+                with running_for(rollback.id):
+                    outcome = await run_step(target, step, commit, progress)
         except (ProviderError, TimeoutError) as exc:
             message = (
                 exc.message

@@ -18,7 +18,9 @@ Providers translate every vendor exception into one of these at their boundary
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -26,6 +28,25 @@ from typing import Protocol, runtime_checkable
 import structlog
 
 log = structlog.get_logger(__name__)
+
+# The rollback a provider call runs for, so what it leaves behind (a backup file) can be
+# named after it. A context variable: concurrent rollbacks each see their own.
+_RUNNING_ROLLBACK: ContextVar[str | None] = ContextVar("running_rollback", default=None)
+
+
+@contextmanager
+def running_for(rollback_id: str) -> Iterator[None]:
+    """Mark provider calls made inside the block as made for `rollback_id`."""
+    token = _RUNNING_ROLLBACK.set(rollback_id)
+    try:
+        yield
+    finally:
+        _RUNNING_ROLLBACK.reset(token)
+
+
+def running_rollback() -> str | None:
+    """Return the id of the rollback the current provider call runs for, if any."""
+    return _RUNNING_ROLLBACK.get()
 
 
 class ProviderError(Exception):

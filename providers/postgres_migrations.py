@@ -32,12 +32,10 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -58,10 +56,17 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
-    human_size,
     say,
     sentence,
     state_or_unknown,
+)
+from providers.pg_backups import (
+    MAX_ERROR_TEXT,
+    PRE_RESTORE,
+    PRE_ROLLBACK,
+    Backup,
+    PgBackups,
+    when,
 )
 from providers.pg_urls import Target, split_dsn
 from providers.retry import retrying
@@ -70,15 +75,6 @@ log = structlog.get_logger(__name__)
 
 # Prisma's own migration lock: holding it keeps `prisma migrate` out while we run.
 PRISMA_LOCK = 72707369
-PRE_ROLLBACK = "pre-rollback"
-PRE_RESTORE = "pre-restore"
-BACKUP_NAME = re.compile(
-    r"(?P<stamp>\d{8}T\d{6}\.\d{3}Z)_(?P<db>[A-Za-z0-9_-]{1,63})_"
-    rf"(?P<kind>{PRE_ROLLBACK}|{PRE_RESTORE})\.dump"
-)
-STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
-UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-MAX_ERROR_TEXT = 600
 CHECKSUM_LENGTH = 64  # a zero-padded SHA-256, as Prisma writes checksums now
 
 MIGRATIONS_QUERY = """
@@ -163,22 +159,8 @@ class Migration:
         logs = (self.logs or "").strip().splitlines()
         why = f"; Prisma logged “{logs[0][:200]}”" if logs else ""
         return (
-            f"migration {self.name} FAILED (started {_when(self.started_at)}, never finished{why})"
+            f"migration {self.name} FAILED (started {when(self.started_at)}, never finished{why})"
         )
-
-
-@dataclass(frozen=True)
-class Backup:
-    """One pg_dump backup in the backup folder."""
-
-    name: str
-    created_at: datetime
-    size_bytes: int
-    kind: str
-
-    def describe(self) -> str:
-        """Say in one line which backup this is."""
-        return f"{self.name} ({human_size(self.size_bytes)}, {_when(self.created_at)})"
 
 
 @dataclass(frozen=True)
@@ -193,7 +175,8 @@ class PostgresMigrationsProvider:
     """Undo Prisma migrations with their down.sql in one transaction, after a pg_dump."""
 
     def __init__(self, settings: PostgresMigrationsSettings) -> None:
-        self._settings = settings
+        self.settings = settings
+        self._backups = PgBackups(settings, self._state_or_unknown)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -217,7 +200,7 @@ class PostgresMigrationsProvider:
                 created_at=m.finished_at or m.started_at,
                 current=m is current,
                 previous_stable=m is previous,
-                detail=m.failure() if m.failed else f"applied {_when(m.finished_at)}",
+                detail=m.failure() if m.failed else f"applied {when(m.finished_at)}",
             )
             for m in listed
         ]
@@ -228,7 +211,7 @@ class PostgresMigrationsProvider:
         undo = self._undo_list(target, rows)
         database = self._database_name()
         steps = [
-            f"Back up database {database} with pg_dump -Fc into {self._settings.backup_dir}.",
+            f"Back up database {database} with pg_dump -Fc into {self.settings.backup_dir}.",
             "In one transaction, newest first, run down.sql of: "
             + ", ".join(u.migration.name for u in undo)
             + "; mark them rolled back in _prisma_migrations. Any error undoes all of it.",
@@ -241,7 +224,7 @@ class PostgresMigrationsProvider:
         rows = await self._migrations()
         undo = self._undo_list(target, rows)
         current = undo[0].migration.name
-        backup = await self._backup(PRE_ROLLBACK, progress)
+        backup = await self._backups.take(self._target(), PRE_ROLLBACK, progress)
         names = ", ".join(u.migration.name for u in undo)
         await say(progress, f"Undoing in one transaction, newest first: {names}…")
         await self._run_down(undo, current, backup, progress)
@@ -278,31 +261,19 @@ class PostgresMigrationsProvider:
 
     async def backups(self) -> list[Backup]:
         """Return this database's backups, newest first."""
-        database = _safe_name(self._database_name())
-        return await asyncio.to_thread(_list_backups, self._settings.backup_dir, database)
+        return await self._backups.listed(self._database_name())
 
     async def restore(self, name: str | None, progress: Progress) -> Outcome:
         """Restore a backup (the latest pre-rollback one by default) in one transaction."""
-        chosen = await self._chosen_backup(name)
-        pg_restore = self._binary("pg_restore")
+        chosen = await self._backups.chosen(self._database_name(), name)
+        self._backups.binary("pg_restore")  # refuse before the pre-restore backup if missing
         await say(
             progress, f"Restoring {chosen.describe()}; first backing up the database as it is…"
         )
-        before = await self._backup(PRE_RESTORE, progress)
         target = self._target()
-        path = self._settings.backup_dir / chosen.name
-        args = [
-            str(pg_restore),
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--single-transaction",
-            "--exit-on-error",
-            f"--dbname={target.public_dsn}",
-            str(path),
-        ]
+        before = await self._backups.take(target, PRE_RESTORE, progress, keep=chosen.name)
         await say(progress, f"Running pg_restore of {chosen.name} in one transaction…")
-        error = await self._run_tool(args, target, self._settings.restore_timeout_seconds)
+        error = await self._backups.restore(target, chosen)
         if error is not None:
             raise RollbackFailed(
                 f"pg_restore of {chosen.name} failed: {error}",
@@ -323,7 +294,7 @@ class PostgresMigrationsProvider:
 
     def _target(self) -> Target:
         """Read the DSN from its variable now (it may be set after start-up)."""
-        variable = self._settings.dsn_env
+        variable = self.settings.dsn_env
         value = os.environ.get(variable)
         if not value:
             raise Refused(f"{variable} is not set: rollbot has no database URL to use.")
@@ -333,7 +304,7 @@ class PostgresMigrationsProvider:
     async def _connect(self) -> AsyncIterator[asyncpg.Connection]:
         """Open one connection with server-side timeouts; errors become provider errors."""
         target = self._target()
-        settings = self._settings
+        settings = self.settings
         try:
             conn = await asyncpg.connect(
                 target.dsn,
@@ -358,7 +329,7 @@ class PostgresMigrationsProvider:
 
     async def _limits(self, conn: asyncpg.Connection, target: Target) -> None:
         """Set this transaction's timeouts and schema (SET LOCAL: nothing outlives it)."""
-        settings = self._settings
+        settings = self.settings
         await conn.execute(
             "SELECT set_config('statement_timeout', $1, true), "
             "set_config('lock_timeout', $2, true), set_config('search_path', $3, true)",
@@ -436,13 +407,13 @@ class PostgresMigrationsProvider:
         if missing:
             raise Refused(
                 "Cannot roll back: these later migrations have no usable down.sql in "
-                f"{self._settings.migrations_dir}: {', '.join(missing)}. Nothing was changed."
+                f"{self.settings.migrations_dir}: {', '.join(missing)}. Nothing was changed."
             )
         return [Undo(m, downs[m.name][0]) for m in later]
 
     def _down_sql(self, name: str) -> tuple[str, str | None]:
         """Return a migration's down.sql and None, or '' and why it cannot be used."""
-        folder = self._settings.migrations_dir / name
+        folder = self.settings.migrations_dir / name
         try:
             text = (folder / "down.sql").read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -461,15 +432,16 @@ class PostgresMigrationsProvider:
             if changed:
                 warnings.append(changed)
         warnings += [
-            f"{m.failure()}: it is left as it is (its changes may be partial); fix it by hand "
-            "or restore a backup."
+            f"{m.failure()}: it is left as it is (its changes may be partial). `prisma migrate "
+            "deploy` stops with P3009 until it is resolved: undo what it did by hand (or "
+            f"restore a backup), then `prisma migrate resolve --rolled-back {m.name}`."
             for m in _failed(rows)
             if m.name > target
         ]
         return warnings
 
     def _checksum_differs(self, migration: Migration) -> str | None:
-        path = self._settings.migrations_dir / migration.name / "migration.sql"
+        path = self.settings.migrations_dir / migration.name / "migration.sql"
         try:
             script = path.read_bytes()
         except OSError:
@@ -488,7 +460,7 @@ class PostgresMigrationsProvider:
     ) -> None:
         """Run every down.sql and mark its row, in one transaction; never retried."""
         target = self._target()
-        where = self._settings.backup_dir / backup.name
+        where = self.settings.backup_dir / backup.name
         unchanged = f"the database is unchanged (still at migration {current}); backup: {where}"
         try:
             async with self._connect() as conn:
@@ -545,7 +517,7 @@ class PostgresMigrationsProvider:
         locked = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRISMA_LOCK)
         if not locked:
             raise Conflicting(
-                "prisma migrate holds its lock on this database (a deploy is migrating it); "
+                "prisma migrate holds its lock on this database (a deploy is in progress); "
                 f"nothing was run: {unchanged}.",
                 target_state=unchanged,
             )
@@ -584,122 +556,6 @@ class PostgresMigrationsProvider:
                 target_state=unchanged,
             ) from exc
 
-    # -- pg_dump / pg_restore ---------------------------------------------------------------
-
-    async def _backup(self, kind: str, progress: Progress) -> Backup:
-        """Dump the database with pg_dump -Fc; any failure aborts with nothing changed."""
-        target = self._target()
-        folder = self._settings.backup_dir
-        stamp = datetime.now(UTC)
-        name = f"{stamp.strftime(STAMP_FORMAT)[:-4]}Z_{_safe_name(target.database)}_{kind}.dump"
-        path, partial = folder / name, folder / f".{name}.partial"
-        await say(progress, f"Backing up database {target.database} with pg_dump -Fc…")
-        try:
-            await asyncio.to_thread(_prepare_folder, folder)
-        except OSError as exc:
-            raise RollbackFailed(
-                f"Cannot write backups to {folder}: {exc.strerror}. Nothing was changed.",
-                target_state=await self._state_or_unknown(),
-            ) from exc
-        args = [
-            str(self._binary("pg_dump")),
-            "--format=custom",
-            f"--lock-wait-timeout={int(self._settings.lock_timeout_seconds * 1000)}",
-            f"--file={partial}",
-            f"--dbname={target.public_dsn}",
-        ]
-        if target.schema_given:
-            args.append(f"--schema={target.schema}")  # Prisma's schema, not the database
-        seconds = self._settings.backup_timeout_seconds
-        error = await self._run_tool(args, target, seconds)
-        if error is not None:
-            error = f"pg_dump said {error}"
-        else:
-            # A dump pg_restore cannot read is no backup: check it before anything changes.
-            listing = [str(self._binary("pg_restore")), "--list", str(partial)]
-            if unreadable := await self._run_tool(listing, target, seconds):
-                error = f"pg_dump wrote a dump pg_restore cannot read ({unreadable})"
-        if error is not None:
-            await asyncio.to_thread(partial.unlink, missing_ok=True)
-            raise RollbackFailed(
-                f"The backup failed, so nothing was changed: {error}",
-                target_state=await self._state_or_unknown(),
-            )
-        size = await asyncio.to_thread(_finish_file, partial, path)
-        backup = Backup(name=name, created_at=stamp, size_bytes=size, kind=kind)
-        await say(
-            progress,
-            f"Backup written: {backup.name} ({human_size(size)}) in {folder}; "
-            "pg_restore --list reads it.",
-        )
-        pruned = await asyncio.to_thread(
-            _prune, folder, target.database, self._settings.keep_backups, backup.name
-        )
-        if pruned:
-            await say(
-                progress,
-                f"Removed {len(pruned)} older backup(s) (keep_backups: "
-                f"{self._settings.keep_backups}): {', '.join(pruned)}.",
-            )
-        return backup
-
-    def _binary(self, name: str) -> Path:
-        folder = self._settings.pg_bin_dir
-        found = shutil.which(name, path=str(folder) if folder else None)
-        if found is None:
-            where = str(folder) if folder else "PATH"
-            raise Refused(f"{name} was not found in {where}; set pg_bin_dir.")
-        return Path(found)
-
-    async def _run_tool(self, args: list[str], target: Target, seconds: float) -> str | None:
-        """Run pg_dump/pg_restore (no shell); return None, or what went wrong (redacted)."""
-        env = dict(os.environ)
-        env.pop("PGPASSWORD", None)
-        if target.password:
-            env["PGPASSWORD"] = target.password
-        env["PGCONNECT_TIMEOUT"] = str(max(2, int(self._settings.connect_timeout_seconds)))
-        if not target.pooled:  # poolers refuse startup options
-            env["PGOPTIONS"] = f"-c lock_timeout={int(self._settings.lock_timeout_seconds * 1000)}"
-        tool = Path(args[0]).name
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )
-        except OSError as exc:
-            return f"{tool} could not start: {exc.strerror}"
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), seconds)
-        except TimeoutError:
-            return f"{tool} did not finish within {seconds:g} s and was stopped."
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        if process.returncode != 0:
-            text = stderr.decode(errors="replace").strip() or f"exit status {process.returncode}"
-            return target.redact(text)[-MAX_ERROR_TEXT:]
-        return None
-
-    async def _chosen_backup(self, name: str | None) -> Backup:
-        """Return the named backup (only one the folder lists) or the latest pre-rollback one."""
-        found = await self.backups()
-        if name is None:
-            latest = next((b for b in found if b.kind == PRE_ROLLBACK), None)
-            if latest is None:
-                raise NotFound(
-                    f"No pre-rollback backup of this database in {self._settings.backup_dir}."
-                )
-            return latest
-        chosen = next((b for b in found if b.name == name), None)
-        if chosen is None:
-            shown = ", ".join(b.name for b in found[:5]) or "none"
-            raise NotFound(f"No backup `{name[:80]}` of this database. Newest: {shown}.")
-        return chosen
-
 
 def prisma_checksum_matches(script: bytes, checksum: str) -> bool:
     """Compare a migration.sql with its recorded checksum the way Prisma's engine does.
@@ -731,14 +587,6 @@ def _failed(rows: Sequence[Migration]) -> list[Migration]:
     return [m for m in rows if m.failed and m.name not in applied]
 
 
-def _when(moment: datetime | None) -> str:
-    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if moment else "at an unknown time"
-
-
-def _safe_name(database: str) -> str:
-    return UNSAFE_NAME_CHARS.sub("-", database)[:63] or "db"
-
-
 def _quote_ident(name: str) -> str:
     """Quote an identifier as PostgreSQL does (a search path of one schema)."""
     return '"' + name.replace('"', '""') + '"'
@@ -762,7 +610,7 @@ def _connect_error(exc: BaseException, target: Target) -> ProviderError:
     if isinstance(
         exc, asyncpg.InvalidAuthorizationSpecificationError | asyncpg.InvalidPasswordError
     ):
-        return AuthRejected(f"{what} was refused: {text}")
+        return AuthRejected(f"{what}: the database refused the credentials ({text})")
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return NotFound(f"{what} failed: {text}")
     if isinstance(exc, TimeoutError):
@@ -774,50 +622,3 @@ async def _rollback_quietly(conn: asyncpg.Connection) -> None:
     """Roll back; if the connection is gone, the server has rolled back already."""
     with contextlib.suppress(OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
         await conn.execute("ROLLBACK")
-
-
-def _prepare_folder(folder: Path) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _finish_file(partial: Path, path: Path) -> int:
-    """Make a finished dump private, durable and named; return its size."""
-    partial.chmod(0o600)
-    with partial.open("rb") as dump:
-        os.fsync(dump.fileno())
-    partial.rename(path)
-    # The rename is durable only once the folder is flushed too.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return path.stat().st_size
-
-
-def _prune(folder: Path, database: str, keep: int, newest: str) -> list[str]:
-    """Remove this database's backups beyond the newest `keep`; never the one just made."""
-    removed = []
-    for old in _list_backups(folder, database)[keep:]:
-        if old.name != newest:
-            (folder / old.name).unlink(missing_ok=True)
-            removed.append(old.name)
-    return removed
-
-
-def _list_backups(folder: Path, database: str) -> list[Backup]:
-    """List the backups of one database by strict name, newest first."""
-    try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise Refused(f"Cannot read the backup folder {folder}: {exc.strerror}") from exc
-    found = []
-    for entry in entries:
-        match = BACKUP_NAME.fullmatch(entry.name)
-        if match is None or match["db"] != database or not entry.is_file():
-            continue
-        stamp = datetime.strptime(match["stamp"][:-1] + "000Z", STAMP_FORMAT).replace(tzinfo=UTC)
-        found.append(Backup(entry.name, stamp, entry.stat().st_size, match["kind"]))
-    return sorted(found, key=lambda b: b.name, reverse=True)

@@ -77,10 +77,12 @@ async def test_migration_rollback_conversation(
     }
     (backup,) = (tmp_path / "backups").iterdir()
     thread = thread_text(bot.fake, card)
-    assert f"Backup written: {backup.name} (" in thread
+    (rb,) = await bot.store.find()
+    # The thread names the backup, its size and folder; the file is named after the rollback.
+    assert backup.name.endswith(f"_pre-rollback_{rb.id}.dump")
+    assert f"Backup written: {backup.name} (" in thread and str(tmp_path / "backups") in thread
     assert f"is at migration {INIT}: rolled back {ADD_POSTS}, {ADD_ROLE}" in thread
     assert "database" in thread and "Verification passed" in thread
-    (rb,) = await bot.store.find()
     assert (rb.state, rb.current_version, rb.target_version) == (State.SUCCEEDED, ADD_POSTS, INIT)
     assert await bot.store.locks() == []
     assert PASSWORD not in bot.log() and PASSWORD not in thread

@@ -12,6 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from providers.base import Refused, RollbackFailed
+from providers.pg_backups import PRE_ROLLBACK, PgBackups
 from providers.postgres_migrations import prisma_checksum_matches, split_dsn
 from tests.support.migrations import (
     ADD_POSTS,
@@ -151,10 +152,12 @@ async def test_older_backups_beyond_keep_backups_are_removed(
     prisma_db: PrismaProject, make_provider: ProviderFactory, tmp_path: Path
 ) -> None:
     provider = make_provider(prisma_db, keep_backups=2)
+    backups = PgBackups(provider.settings, provider.describe_state)
+    target = split_dsn(SecretStr(prisma_db.dsn), "DATABASE_URL")
     names = []
     for _ in range(3):
         progress = Recorder()
-        names.append((await provider._backup("pre-rollback", progress)).name)
+        names.append((await backups.take(target, PRE_ROLLBACK, progress)).name)
     assert backup_files(tmp_path) == sorted(names[1:])
     assert f"Removed 1 older backup(s) (keep_backups: 2): {names[0]}" in progress.text
     # Another database's backups in the same folder are not this one's to prune.
