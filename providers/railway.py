@@ -472,7 +472,17 @@ class RailwayProvider:
 
         async def check() -> Deployment | None:
             nonlocal new
-            fresh = [d for d in await self._deployments(retry=False) if d.id not in known]
+            try:
+                listed = await self._deployments(retry=False)
+            except (Transient, TimedOut):
+                raise
+            except ProviderError as exc:
+                raise type(exc)(
+                    "Railway accepted the rollback, but its progress could not be read: "
+                    f"{sentence(exc.message)} It may still finish.",
+                    target_state=await self._state_or_unknown(),
+                ) from exc
+            fresh = [d for d in listed if d.id not in known]
             if not fresh:
                 return None
             new = fresh[0]

@@ -40,6 +40,7 @@ from providers.base import (
     Transient,
     Version,
     say,
+    sentence,
     state_or_unknown,
 )
 from providers.http import error_for, send
@@ -355,7 +356,16 @@ class VercelProvider:
 
         async def check() -> Json | None:
             nonlocal seen
-            project = await self._project(retry=False)
+            try:
+                project = await self._project(retry=False)
+            except (Transient, TimedOut):
+                raise
+            except ProviderError as exc:
+                raise type(exc)(
+                    f"Vercel accepted the {settings.mode}, but its progress could not be read: "
+                    f"{sentence(exc.message)} It may still finish.",
+                    target_state=await self._state_or_unknown(),
+                ) from exc
             job: Json = project.get("lastAliasRequest") or {}
             status = str(job.get("jobStatus")) if is_ours(job, snap.job, deployment) else None
             if status is not None and status != seen:
