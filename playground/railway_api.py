@@ -10,7 +10,9 @@ type fails here the way it fails at Railway.
 It answers like Railway does: errors as HTTP 200 with `errors: [{message, locations, path}]`
 and `data: null`, "Not Authorized" for a missing or wrong token (a project token must come
 in `Project-Access-Token` and only sees its own environment; an account token comes in
-`Authorization: Bearer`), HTTP 429 with Retry-After when rate limited. Where Railway's docs
+`Authorization: Bearer`), HTTP 429 with Retry-After and the `X-RateLimit-Limit`,
+`X-RateLimit-Remaining` and `X-RateLimit-Reset` headers Railway's public API reference
+documents ("Rate Limits", docs.railway.com/reference/public-api). Where Railway's docs
 are silent, it chose: unknown project, service, environment and deployment ids answer
 "<Kind> not found"; a document that does not parse or validate answers HTTP 400.
 
@@ -19,7 +21,8 @@ through `rollback_statuses`, one step every `step_seconds` (QUEUED -> BUILDING -
 -> SUCCESS by default); when it reaches SUCCESS the deployment served before becomes
 REMOVED, as Railway's docs say. A new deployment that fails (CRASHED before going live)
 leaves the old one serving. Knobs: `fail` (HTTP errors), `fail_graphql` (GraphQL errors),
-`delay` (slow answers), `rollback_statuses`/`step_seconds`, `rollback_answer`.
+`delay` (slow answers), `rollback_statuses`/`step_seconds`, `rollback_answer`,
+`lose_rollback_answer` (the rollback is applied, its answer replaced by an error).
 """
 
 from __future__ import annotations
@@ -176,6 +179,7 @@ class Call:
     variables: Json
     status: int
     errors: tuple[str, ...] = ()
+    at: float = 0.0  # time.monotonic() when it was answered
 
 
 @dataclass
@@ -224,6 +228,8 @@ class FakeRailway:
         self.rollback_statuses: tuple[str, ...] = SUCCEEDS
         self.step_seconds = 0.3
         self.rollback_answer = True
+        # A status to answer deploymentRollback with after applying it (a lost answer).
+        self.lose_rollback_answer: int | None = None
         self._failures: list[_Failure] = []
         self._graphql_failures: list[_Failure] = []
         app = web.Application()
@@ -367,6 +373,9 @@ class FakeRailway:
         payload: Json = {"data": result.data}
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
+        if self.lose_rollback_answer and "deploymentRollback" in fields:
+            lost = {"errors": [{"message": "Bad Gateway"}]}
+            return self._answer(fields, variables, self.lose_rollback_answer, lost)
         return self._answer(fields, variables, 200, payload)
 
     def _answer(
@@ -378,13 +387,22 @@ class FakeRailway:
         headers: dict[str, str] | None = None,
     ) -> web.Response:
         errors = tuple(str(e.get("message")) for e in payload.get("errors") or [])
-        self.calls.append(Call(fields, variables, status, errors))
+        self.calls.append(Call(fields, variables, status, errors, time.monotonic()))
         return web.json_response(payload, status=status, headers=headers)
 
     def _failed(self, fields: tuple[str, ...], variables: Json, failure: _Failure) -> web.Response:
         headers = {}
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
+        if failure.status == 429:
+            reset = int(time.time() + (failure.retry_after or 1))
+            headers.update(
+                {
+                    "X-RateLimit-Limit": "1000",
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": str(reset),
+                }
+            )
         default = {401: "Not Authorized", 429: "Too Many Requests"}.get(failure.status)
         message = failure.message or default or f"HTTP {failure.status}"
         payload = {"errors": [{"message": message}]}

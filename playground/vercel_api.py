@@ -10,9 +10,21 @@ Shapes follow Vercel's REST API reference and the Vercel CLI's source:
   ``POST /v10/projects/{projectId}/promote/{deploymentId}`` -> 202, both with no body;
   the alias job they start goes pending -> in-progress -> succeeded (or failed, or
   never finishes) over ``job_seconds``, and only a succeeded job moves production.
+- Deployments that are not rollback candidates: previews (``target: null``), CANCELED
+  and ERROR ones, and staged production builds (``readySubstate: STAGED``, made with
+  ``vercel deploy --prod --skip-domain``: READY, production, never served); the canary
+  of a rolling release reads ``readySubstate: ROLLING``.
+- Rolling Releases: ``GET /v1/projects/{idOrName}/rolling-release`` answers
+  ``{"rollingRelease": null | {state ACTIVE|COMPLETE|ABORTED, currentDeployment,
+  canaryDeployment, activeStage: {targetPercentage}}}``; ``POST .../rolling-release/abort``
+  sends all traffic back to the current deployment ("abort" rolls back, as the
+  config endpoint's ``disableRolloutAction`` documents it), ``.../complete`` to the canary.
 - Errors ``{"error": {"code", "message"}}``: 403 ``forbidden`` for a missing or bad token
   (with ``missingToken``/``invalidToken``), 404 ``not_found``, 429 ``rate_limited`` with
   its ``limit`` object, ``X-RateLimit-*`` headers and Retry-After, 500 ``internal_server_error``.
+- Bad days, injected by tests: 429 with Retry-After while an alias job runs (the CLI's
+  ``rollback status`` polling hits it), a 403 whose body is a ``rate_limited`` error, and
+  an HTML 502 page from the CDN in front of the API (Cloudflare's "Bad gateway").
 
 Where Vercel's docs are silent the fake makes a choice, marked "chosen" below.
 """
@@ -31,7 +43,9 @@ from typing import Any, Literal
 from aiohttp import web
 
 Json = dict[str, Any]
-Route = Literal["deployments", "project", "rollback", "promote"]
+Route = Literal[
+    "deployments", "project", "rollback", "promote", "rolling", "rolling-abort", "rolling-complete"
+]
 JobOutcome = Literal["succeeded", "failed", "never"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,6 +70,7 @@ class FakeDeployment:
     state: str = "READY"
     target: str | None = "production"
     rollback_candidate: bool = True
+    substate: str = "PROMOTED"  # readySubstate of a READY deployment: STAGED, ROLLING, PROMOTED
 
     @property
     def version(self) -> str | None:
@@ -76,7 +91,7 @@ class FakeDeployment:
             "source": "git",
             "state": self.state,
             "readyState": self.state,
-            "readySubstate": "PROMOTED" if self.state == "READY" else None,
+            "readySubstate": self.substate if self.state == "READY" else None,
             "type": "LAMBDAS",
             "creator": {"uid": "usr_rollbot", "username": "release-bot"},
             "meta": dict(self.meta),
@@ -94,7 +109,7 @@ class FakeDeployment:
             "alias": [f"{project_name}.example.com"],
             "createdAt": self.created,
             "readyState": self.state,
-            "readySubstate": "PROMOTED",
+            "readySubstate": self.substate,
             "target": self.target,
             "meta": dict(self.meta),
             "name": project_name,
@@ -127,6 +142,33 @@ class AliasJob:
 
 
 @dataclass
+class RollingRelease:
+    """A rolling release: the canary serves `percent` of traffic, the current one the rest."""
+
+    current_id: str
+    canary_id: str
+    percent: int
+    state: str = "ACTIVE"
+
+    def as_json(self, project: FakeProject) -> Json:
+        """The release as GET /v1/projects/{idOrName}/rolling-release returns it."""
+
+        def summary(uid: str) -> Json | None:
+            found = project.deployment(uid)
+            if found is None:
+                return None
+            return {"id": uid, "url": found.url, "name": project.name, "target": "production"}
+
+        return {
+            "state": self.state,
+            "currentDeployment": summary(self.current_id),
+            "canaryDeployment": summary(self.canary_id),
+            "activeStage": {"index": 0, "targetPercentage": self.percent, "isFinalStage": False},
+            "advancementType": "manual-approval",
+        }
+
+
+@dataclass
 class FakeProject:
     """A project with its deployments and what its production domains serve."""
 
@@ -135,6 +177,7 @@ class FakeProject:
     deployments: list[FakeDeployment] = field(default_factory=list)
     production: str | None = None  # uid of the deployment production serves
     job: AliasJob | None = None
+    rolling: RollingRelease | None = None
 
     def deployment(self, uid: str) -> FakeDeployment | None:
         """Return one of the project's deployments by uid."""
@@ -172,8 +215,9 @@ class Failure:
     """An answer a test injected in place of the real one."""
 
     status: int
-    body: Json
+    body: Json | str
     headers: dict[str, str]
+    during_job: bool = False  # only while an alias job runs (status polling)
 
 
 @dataclass
@@ -220,6 +264,17 @@ class FakeVercel:
         app.router.add_post(
             "/v10/projects/{project}/promote/{deployment}", self._promote, name="promote"
         )
+        app.router.add_get(
+            "/v1/projects/{project}/rolling-release", self._get_rolling, name="rolling"
+        )
+        app.router.add_post(
+            "/v1/projects/{project}/rolling-release/abort", self._abort, name="rolling-abort"
+        )
+        app.router.add_post(
+            "/v1/projects/{project}/rolling-release/complete",
+            self._complete,
+            name="rolling-complete",
+        )
         # Handlers of clients that gave up (a request timeout) are cancelled at once.
         self._runner = web.AppRunner(
             app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
@@ -263,8 +318,9 @@ class FakeVercel:
         state: str = "READY",
         target: str | None = "production",
         rollback_candidate: bool = True,
+        substate: str = "PROMOTED",
     ) -> FakeDeployment:
-        """Add a deployment created after every earlier one."""
+        """Add a deployment created after every earlier one (a staged one never served)."""
         number = next(_counter)
         suffix = secrets.token_hex(5)
         deployment = FakeDeployment(
@@ -276,10 +332,21 @@ class FakeVercel:
             project_id=project.id,
             state=state,
             target=target,
-            rollback_candidate=rollback_candidate,
+            rollback_candidate=rollback_candidate and substate != "STAGED",
+            substate=substate,
         )
         project.deployments.append(deployment)
         return deployment
+
+    def start_rolling_release(self, version: str, percent: int = 10) -> FakeDeployment:
+        """Deploy `version` as the canary of a rolling release over what production serves."""
+        project = self.project
+        assert project.production is not None, "a rolling release needs a current deployment"
+        canary = self.add_deployment(
+            project, {"version": version}, rollback_candidate=False, substate="ROLLING"
+        )
+        project.rolling = RollingRelease(project.production, canary.uid, percent)
+        return canary
 
     @property
     def project(self) -> FakeProject:
@@ -311,16 +378,33 @@ class FakeVercel:
         times: int = 1,
         headers: dict[str, str] | None = None,
         extra: Json | None = None,
+        during_job: bool = False,
     ) -> None:
         """Answer the next `times` requests of a route with this error instead."""
         default_code, default_message = _DEFAULT_ERRORS.get(status, ("bad_request", "Bad request"))
-        body = {"error": {"code": code or default_code, "message": message or default_message}}
-        body["error"].update(extra or {})
+        error: Json = {"code": code or default_code, "message": message or default_message}
+        error.update(extra or {})
         queue = self._failures.setdefault(route, deque())
-        queue.extend(Failure(status, body, dict(headers or {})) for _ in range(times))
+        queue.extend(
+            Failure(status, {"error": error}, dict(headers or {}), during_job) for _ in range(times)
+        )
+
+    def fail_html(self, route: Route, status: int = 502, *, times: int = 1) -> None:
+        """Answer the next `times` requests of a route with the CDN's HTML error page."""
+        page = CDN_ERROR_PAGE.format(status=status)
+        headers = {"Content-Type": "text/html; charset=UTF-8", "Server": "cloudflare"}
+        queue = self._failures.setdefault(route, deque())
+        queue.extend(Failure(status, page, headers) for _ in range(times))
 
     def rate_limit(
-        self, route: Route, *, times: int = 1, retry_after: int | None = 1, reset_in: int = 1
+        self,
+        route: Route,
+        *,
+        times: int = 1,
+        retry_after: int | None = 1,
+        reset_in: int = 1,
+        status: int = 429,
+        during_job: bool = False,
     ) -> None:
         """Answer the next `times` requests of a route with 429, as Vercel does."""
         reset = int(time.time()) + max(reset_in, retry_after or 0)
@@ -334,11 +418,13 @@ class FakeVercel:
         limit = {"remaining": 0, "reset": reset, "resetMs": reset * 1000, "total": 100}
         self.fail(
             route,
-            429,
+            status,
+            code="rate_limited",
             message=f"The rate limit of 100 exceeded for '{route}'. Try again in {retry_after} s",
             times=times,
             headers=headers,
             extra={"limit": limit},
+            during_job=during_job,
         )
 
     def slow(self, route: Route, seconds: float) -> None:
@@ -376,11 +462,24 @@ class FakeVercel:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        queue = self._failures.get(route)
-        if queue:
-            failure = queue.popleft()
-            return web.json_response(failure.body, status=failure.status, headers=failure.headers)
+        failure = self._next_failure(route, request)
+        if failure is not None:
+            status, headers = failure.status, failure.headers
+            if isinstance(failure.body, str):
+                return web.Response(body=failure.body.encode(), status=status, headers=headers)
+            return web.json_response(failure.body, status=status, headers=headers)
         return await handler(request)
+
+    def _next_failure(self, route: str, request: web.Request) -> Failure | None:
+        """Take the next injected answer of a route, if one applies now."""
+        queue = self._failures.get(route)
+        if not queue:
+            return None
+        if queue[0].during_job:
+            project = self._find_project(request.match_info.get("project", ""))
+            if project is None or project.job is None or project.job.status not in RUNNING:
+                return None
+        return queue.popleft()
 
     def _refuse(self, request: web.Request) -> web.Response | None:
         """Check the bearer token and the team scope, as Vercel does before anything else."""
@@ -445,6 +544,39 @@ class FakeVercel:
         rollback_info = request.query.get("rollbackInfo") == "true"
         return web.json_response(project.as_json(self.account_id, rollback_info))
 
+    async def _get_rolling(self, request: web.Request) -> web.Response:
+        project = self._find_project(request.match_info["project"])
+        if project is None:
+            return _error(404, "not_found", "Project not found")
+        rolling = project.rolling.as_json(project) if project.rolling else None
+        return web.json_response({"rollingRelease": rolling})
+
+    async def _abort(self, request: web.Request) -> web.Response:
+        return await self._end_rolling(request, "ABORTED")
+
+    async def _complete(self, request: web.Request) -> web.Response:
+        return await self._end_rolling(request, "COMPLETE")
+
+    async def _end_rolling(self, request: web.Request, state: str) -> web.Response:
+        """Abort (traffic back to the current deployment) or complete (all to the canary)."""
+        project = self._find_project(request.match_info["project"])
+        if project is None:
+            return _error(404, "not_found", "Project not found")
+        rolling = project.rolling
+        if rolling is None or rolling.state != "ACTIVE":
+            return _error(400, "bad_request", "There is no active rolling release")
+        body = await request.json() if request.can_read_body else {}
+        if body.get("canaryDeploymentId") not in (None, rolling.canary_id):
+            return _error(400, "bad_request", "The canary deployment does not match")
+        rolling.state = state
+        canary = project.deployment(rolling.canary_id)
+        if state == "COMPLETE" and canary is not None:
+            project.production = canary.uid
+            canary.substate, canary.rollback_candidate = "PROMOTED", True
+        elif canary is not None:
+            canary.substate = "STAGED"  # chosen: an aborted canary never served all traffic
+        return web.json_response({"rollingRelease": rolling.as_json(project)})
+
     async def _rollback(self, request: web.Request) -> web.Response:
         return self._start_job(request, "rollback", 201)
 
@@ -476,6 +608,16 @@ class FakeVercel:
         return web.Response(status=status)
 
 
+RUNNING = ("pending", "in-progress")
+CDN_ERROR_PAGE = """<!DOCTYPE html>
+<html lang="en-US"><head><title>api.vercel.com | {status}: Bad gateway</title></head>
+<body><div id="cf-error-details" class="cf-error-details-wrapper">
+<h1><span class="cf-error-type">Bad gateway</span>
+<span class="code-label">Error code {status}</span></h1>
+<p>The web server reported a bad gateway error.</p>
+<p>Cloudflare Ray ID: <strong>8f2a6c1b0d4e7a93</strong> &bull; Your IP: 127.0.0.1</p>
+</div></body></html>"""
+
 _DEFAULT_ERRORS = {
     400: ("bad_request", "An english description of the error that just occurred"),
     401: ("forbidden", "Not authorized"),
@@ -495,8 +637,13 @@ def _refuse_job(project: FakeProject, deployment: FakeDeployment, kind: str) -> 
         return _error(
             409, "conflict", "A rollback or promotion is already in progress for this project"
         )
+    if project.rolling is not None and project.rolling.state == "ACTIVE":
+        # Chosen: the docs leave open how an alias job and an active rollout interact.
+        return _error(409, "conflict", "A rolling release is in progress for this project")
     if project.production == deployment.uid:
         return _error(409, "conflict", "The deployment is already serving production")
+    if kind == "rollback" and deployment.substate == "STAGED":
+        return _error(400, "bad_request", "The deployment is not eligible for Instant Rollback")
     if deployment.state != "READY" or deployment.target != "production":
         return _error(400, "bad_request", "The deployment is not a READY production deployment")
     if kind == "rollback" and not deployment.rollback_candidate:

@@ -16,7 +16,8 @@ What Railway documents, and this module relies on:
   become REMOVING, then REMOVED: a deployment that served well yesterday reads REMOVED
   today. SLEEPING is a live deployment put to sleep by App Sleeping.
 - Errors come back as HTTP 200 with ``errors: [{message, ...}]`` ("Not Authorized" for a
-  token that may not see the resource); rate limits as HTTP 429 with Retry-After.
+  token that may not see the resource); rate limits as HTTP 429 with Retry-After and
+  ``X-RateLimit-Limit/Remaining/Reset`` (the public API reference's "Rate Limits").
 
 Choices where the docs are silent, written down here:
 
@@ -27,7 +28,10 @@ Choices where the docs are silent, written down here:
   SUCCESS, SLEEPING or REMOVED (superseded). The API cannot tell a deployment removed after
   serving from one removed after crashing; the verification after the rollback catches that.
 - The new deployment is the newest one whose id was not in the list read just before the
-  mutation: comparing ids needs no agreement between our clock and Railway's.
+  mutation: comparing ids needs no agreement between our clock and Railway's. When the
+  mutation's answer is lost (a timeout, a closed connection, a 5xx or a proxy's page),
+  the same comparison tells whether Railway started the rollback: if so it is followed,
+  if not the error says so; it is never sent again.
 - A GraphQL error whose message says "not authorized" is AuthRejected (as Railway's CLI
   reads it), one that says "not found" is NotFound, any other is Refused.
 
@@ -38,7 +42,6 @@ it; those aliases travel with the deployment's Version, so the engine accepts th
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Sequence
@@ -69,7 +72,8 @@ from providers.base import (
 )
 from providers.http import error_for, new_client, send, token_from
 from providers.images import ImageRef
-from providers.retry import retrying
+from providers.railway_watch import Pacer
+from providers.retry import retrying, watching
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +136,9 @@ class RailwaySettings(BaseModel):
     )
     history: int = Field(
         default=20, ge=2, le=100, description="How many recent deployments are read."
+    )
+    progress_interval_seconds: float = Field(
+        default=5, ge=0, description="Least time between two progress lines while watching."
     )
 
     def secret_variables(self) -> dict[str, str]:
@@ -283,7 +290,7 @@ class RailwayProvider:
         chosen = self._candidate(target, deployments, _serving(deployments))
         known = {d.id for d in deployments}
         await say(progress, f"Asking Railway to roll back to {chosen.describe()}…")
-        await self._send_rollback(chosen)
+        await self._send_rollback(chosen, known)
         await say(progress, "Railway accepted the rollback; waiting for its new deployment…")
         new = await self._follow_new_deployment(known, chosen, progress)
         log.info(
@@ -382,7 +389,7 @@ class RailwayProvider:
             return text
         return text.replace(self._token.get_secret_value(), "[redacted]")
 
-    async def _deployments(self) -> list[Deployment]:
+    async def _deployments(self, *, retry: bool = True) -> list[Deployment]:
         """Read the service's recent deployments, newest first (a read: retried)."""
         settings = self._settings
         variables = {
@@ -397,12 +404,16 @@ class RailwayProvider:
             f"Reading the Railway deployments of service {settings.service_id} "
             f"in environment {settings.environment_id}"
         )
-        data = await retrying(lambda: self._graphql(DEPLOYMENTS_QUERY, variables, what))
+        data = (
+            await retrying(lambda: self._graphql(DEPLOYMENTS_QUERY, variables, what), timeouts=True)
+            if retry
+            else await self._graphql(DEPLOYMENTS_QUERY, variables, what)
+        )
         edges = (data.get("deployments") or {}).get("edges") or []
         found = [Deployment.parse(edge["node"]) for edge in edges if edge.get("node")]
         return sorted(found, key=_newest_first)
 
-    async def _send_rollback(self, chosen: Deployment) -> None:
+    async def _send_rollback(self, chosen: Deployment, known: set[str]) -> None:
         """Call deploymentRollback exactly once: a retry could roll back twice."""
         what = f"Railway deploymentRollback({chosen.id})"
         try:
@@ -414,11 +425,9 @@ class RailwayProvider:
                 target_state=await self._state_or_unknown(),
             ) from exc
         except (Transient, TimedOut) as exc:
-            raise RollbackFailed(
-                f"{sentence(exc.message)} The rollback was sent once and not retried (a retry "
-                "could roll back twice); whether Railway started it is unknown.",
-                target_state=await self._state_or_unknown(),
-            ) from exc
+            if await self._started_anyway(chosen, known, exc):
+                return
+            raise
         except ProviderError as exc:
             raise type(exc)(
                 f"{sentence(exc.message)} Nothing was changed.",
@@ -430,45 +439,82 @@ class RailwayProvider:
                 target_state=await self._state_or_unknown(),
             )
 
+    async def _started_anyway(
+        self, chosen: Deployment, known: set[str], error: ProviderError
+    ) -> bool:
+        """After a lost answer, ask Railway whether the rollback started; never resend it."""
+        try:
+            fresh = [d for d in await self._deployments() if d.id not in known]
+        except ProviderError as exc:
+            raise type(error)(
+                f"{sentence(error.message)} It was sent once and not sent again (a retry could "
+                f"roll back twice); whether Railway started it is unknown ({exc.message}): "
+                "check the service's deployments in Railway before retrying.",
+                target_state=f"unknown (Railway could not be asked: {exc.message})",
+            ) from error
+        if any(d.origin() == chosen.origin() for d in fresh):
+            log.warning("railway.rollback_answer_lost_but_started", error=error.message)
+            return True
+        raise type(error)(
+            f"{sentence(error.message)} Railway shows no new deployment of {chosen.origin()}: "
+            "the rollback did not start, and it was not sent again (a retry could roll back "
+            "twice).",
+            target_state=await self._state_or_unknown(),
+        ) from error
+
     async def _follow_new_deployment(
         self, known: set[str], chosen: Deployment, progress: Progress
     ) -> Deployment:
         """Poll until the deployment the rollback created serves, fails, or time runs out."""
         settings = self._settings
-        give_up_at = time.monotonic() + settings.deploy_timeout_seconds
-        reported: str | None = None
+        pacer = Pacer(progress, settings.progress_interval_seconds)
         new: Deployment | None = None
-        while True:
-            fresh = await self._new_deployments(known, progress)
-            if fresh:
-                new = fresh[0]
-                if new.status != reported:
-                    reported = new.status
-                    await say(progress, _status_line(new))
-                if new.status in LIVE:
-                    return new
-                if new.status in ENDED_BADLY:
-                    raise RollbackFailed(
-                        f"Railway's new deployment {new.id} (the rollback to deployment "
-                        f"{chosen.id}) ended {new.status}.",
-                        target_state=await self._state_or_unknown(),
-                    )
-            left = give_up_at - time.monotonic()
-            if left <= 0:
-                raise TimedOut(
-                    _timeout_text(new, settings.deploy_timeout_seconds),
+
+        async def check() -> Deployment | None:
+            nonlocal new
+            try:
+                listed = await self._deployments(retry=False)
+            except (Transient, TimedOut):
+                raise
+            except ProviderError as exc:
+                raise type(exc)(
+                    "Railway accepted the rollback, but its progress could not be read: "
+                    f"{sentence(exc.message)} It may still finish.",
+                    target_state=await self._state_or_unknown(),
+                ) from exc
+            fresh = [d for d in listed if d.id not in known]
+            if not fresh:
+                return None
+            new = fresh[0]
+            ended = new.status in LIVE or new.status in ENDED_BADLY
+            await pacer.report(_status_line(new), final=ended)
+            if new.status in LIVE:
+                return new
+            if new.status in ENDED_BADLY:
+                raise RollbackFailed(
+                    f"Railway's new deployment {new.id} (the rollback to deployment "
+                    f"{chosen.id}) ended {new.status}.",
                     target_state=await self._state_or_unknown(),
                 )
-            await asyncio.sleep(min(settings.poll_interval_seconds, left))
+            await pacer.tick()
+            return None
 
-    async def _new_deployments(self, known: set[str], progress: Progress) -> list[Deployment]:
-        """Return deployments unseen before the rollback; a failed read only delays the watch."""
-        try:
-            deployments = await self._deployments()
-        except (Transient, TimedOut) as exc:
-            await say(progress, f"{exc.message}; still waiting.")
-            return []
-        return [d for d in deployments if d.id not in known]
+        async def trouble(error: ProviderError) -> None:
+            await pacer.report(f"{error.message}; still waiting.")
+
+        async def late() -> ProviderError:
+            return TimedOut(
+                _timeout_text(new, settings.deploy_timeout_seconds),
+                target_state=await self._state_or_unknown(),
+            )
+
+        return await watching(
+            check,
+            deadline_seconds=settings.deploy_timeout_seconds,
+            interval=settings.poll_interval_seconds,
+            trouble=trouble,
+            late=late,
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -1,32 +1,26 @@
-"""Vercel provider: point production back at an earlier READY production deployment.
+"""Vercel provider: point production back at an earlier production deployment.
 
-What this module relies on, from Vercel's REST API reference and its CLI's source:
+The API it relies on is described in `providers/vercel_api.py`. Choices made here:
 
-- ``GET /v6/deployments?projectId=&target=production&state=READY&limit=`` lists deployments
-  newest first with ``uid``, ``url`` (a host, no scheme), ``created``/``createdAt`` (ms),
-  ``state``/``readyState``, ``target``, ``meta`` and ``isRollbackCandidate``.
-- ``GET /v9/projects/{idOrName}``: ``targets.production`` is the deployment the production
-  domains serve now; ``lastAliasRequest`` (``jobStatus`` pending | in-progress | succeeded
-  | failed | skipped, ``fromDeploymentId``, ``toDeploymentId``, ``type`` rollback |
-  promote, ``requestedAt``) is only included with ``rollbackInfo=true``, which is how
-  ``vercel rollback status`` asks for it.
-- ``POST /v1/projects/{projectId}/rollback/{deploymentId}`` (201; the CLI still calls the
-  same operation under /v9) and ``POST /v10/projects/{projectId}/promote/{deploymentId}``
-  (201 or 202) only start an alias job: success is read from ``lastAliasRequest``.
-- Errors are ``{"error": {"code", "message"}}``; a bad token gets 403 ``forbidden``; 429
-  ``rate_limited`` comes with ``X-RateLimit-Limit/Remaining/Reset`` (epoch seconds).
-- ``Authorization: Bearer <token>`` and, for a team's project, ``teamId`` on every call.
+- Only deployments that served production are offered: READY, target production, not
+  a staged build (readySubstate STAGED) nor a rolling release's canary (ROLLING); for an
+  instant rollback also only those Vercel marks ``isRollbackCandidate``. Naming another
+  one is refused with its reason.
+- An active rolling release is undone the documented way: rolling back to its current
+  (base) deployment aborts the release, which sends all traffic back there. Any other
+  target is refused while the release runs: an alias job would race the rollout.
+- The mutation (rollback, promote or abort) is sent once. When its answer is lost (a
+  timeout, a closed connection, a 5xx or a proxy's page) Vercel is asked what it did.
+- Waiting for the alias job, a rate limit or a failed read only slows the watch down
+  (Retry-After honoured, jittered backoff); the deadline alone ends it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import re
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Literal, TypeVar
 
 import httpx
 import structlog
@@ -45,27 +39,37 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    say,
+    sentence,
+    state_or_unknown,
 )
 from providers.http import error_for, send
-from providers.retry import retrying
+from providers.retry import retrying, watching
+from providers.vercel_api import (
+    ABORT_PATH,
+    ACCEPTED,
+    DEPLOYMENTS_PATH,
+    MUTATION_PATHS,
+    NEVER_SERVED,
+    PROJECT_PATH,
+    ROLLING_PATH,
+    RUNNING,
+    Deployment,
+    Json,
+    RollingRelease,
+    Snapshot,
+    error_body,
+    is_ours,
+    json_of,
+    names_of,
+    previous_stable,
+    production_of,
+    version_key,
+)
 
 log = structlog.get_logger(__name__)
 
-Json = dict[str, Any]
-
-DEPLOYMENTS_PATH = "/v6/deployments"
-PROJECT_PATH = "/v9/projects/{project}"
-MUTATION_PATHS = {
-    "rollback": "/v1/projects/{project}/rollback/{deployment}",
-    "promote": "/v10/projects/{project}/promote/{deployment}",
-}
-# The documented answers of both endpoints; 200 is accepted too in case one answers so.
-ACCEPTED = frozenset({200, 201, 202})
-RUNNING = frozenset({"pending", "in-progress"})
-# The grammar rollbot checks chat versions against (bot/names.py): a meta version that
-# does not fit it could never be typed back, so such a deployment is named by its uid.
-NAMEABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
-SEMVER_LIKE = re.compile(r"[vV]?\d")
+T = TypeVar("T")
 LISTED_NAMES = 10
 
 
@@ -109,63 +113,6 @@ class VercelSettings(BaseModel):
         return {"token_env": self.token_env}
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """One READY production deployment, as much of it as a rollback needs."""
-
-    uid: str
-    url: str
-    created_ms: int
-    meta_version: str | None
-    rollback_candidate: bool | None = None
-
-    @classmethod
-    def parse(cls, raw: Json, meta_key: str) -> Deployment:
-        """Read a deployment list item or a project's `targets.production`."""
-        meta = raw.get("meta") or {}
-        version = meta.get(meta_key)
-        return cls(
-            # The list calls the id `uid`, a project's targets call it `id`.
-            uid=str(raw.get("uid") or raw.get("id")),
-            url=str(raw.get("url") or ""),
-            created_ms=int(raw.get("createdAt") or raw.get("created") or 0),
-            meta_version=str(version).strip() if version not in (None, "") else None,
-            rollback_candidate=raw.get("isRollbackCandidate"),
-        )
-
-    @property
-    def link(self) -> str:
-        """The deployment's own URL."""
-        return f"https://{self.url}" if self.url else self.uid
-
-    @property
-    def created(self) -> datetime:
-        """When the deployment was created."""
-        return datetime.fromtimestamp(self.created_ms / 1000, UTC)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The project and its READY production deployments, read together."""
-
-    project_id: str
-    project_name: str
-    production: Deployment | None
-    job: Json | None
-    deployments: list[Deployment]
-    names: dict[str, str]
-
-    def name(self, deployment: Deployment) -> str:
-        """Return the version name rollbot shows for a deployment."""
-        return self.names[deployment.uid]
-
-    def serving(self) -> str:
-        """Say what production serves, e.g. `https://app-x.vercel.app (v1.2.4)`."""
-        if self.production is None:
-            return "nothing (the project has no production deployment)"
-        return f"{self.production.link} ({self.name(self.production)})"
-
-
 class VercelProvider:
     """Roll a Vercel project's production back to an earlier deployment."""
 
@@ -184,9 +131,10 @@ class VercelProvider:
         return snap.name(snap.production)
 
     async def list_versions(self) -> list[Version]:
-        """Return READY production deployments, newest first, current and previous marked."""
+        """Return the deployments rollbot may go back to, newest first, current and previous."""
         snap = await self._snapshot()
-        previous = _previous_stable(snap)
+        offered = [d for d in snap.deployments if self._refusal(snap, d) is None]
+        previous = previous_stable(snap, offered)
         return [
             Version(
                 name=snap.name(d),
@@ -200,14 +148,25 @@ class VercelProvider:
                     if alias and alias != snap.name(d)
                 ),
             )
-            for d in snap.deployments
+            for d in offered
         ]
 
     async def plan(self, target: str) -> Plan:
-        """Describe the alias job that would move production to `target`, changing nothing."""
+        """Describe the alias job (or the abort) that would move production, changing nothing."""
         snap = await self._snapshot()
         deployment = self._resolve(snap, target)
         settings = self._settings
+        if snap.rolling is not None:
+            self._check_rolling(snap, snap.rolling, deployment)
+            steps = [
+                f"Abort the active rolling release of {snap.rolling.canary_link} "
+                f"({snap.rolling.share()}) so {snap.named(deployment.uid)} serves all traffic "
+                f"again: POST {ABORT_PATH.format(project=snap.project_id)} once; it is never "
+                "retried.",
+                f"Wait up to {settings.promote_timeout_seconds:g} s for Vercel to show the "
+                "rolling release ABORTED.",
+            ]
+            return Plan(steps=steps)
         steps = [
             f"Point production of Vercel project `{snap.project_name}` at {deployment.link} "
             f"({snap.name(deployment)}, created {deployment.created:%Y-%m-%d %H:%M} UTC); "
@@ -221,10 +180,12 @@ class VercelProvider:
         return Plan(steps=steps, warnings=self._warnings(snap, deployment))
 
     async def rollback(self, target: str, progress: Progress) -> Outcome:
-        """Start the alias job for `target` (one request, never repeated) and wait for it."""
+        """Start the alias job (or abort the rolling release) once, and wait for it."""
         started = time.monotonic()
         snap = await self._snapshot()
         deployment = self._resolve(snap, target)
+        if snap.rolling is not None:
+            return await self._abort_rolling(snap, snap.rolling, deployment, progress)
         name = snap.name(deployment)
         if snap.production is not None and deployment.uid == snap.production.uid:
             raise Refused(
@@ -232,9 +193,9 @@ class VercelProvider:
                 target_state=self._state_line(snap),
             )
         path = self._mutation_path(snap, deployment)
-        await progress(f"Asking Vercel to serve {deployment.link} ({name}): POST {path}")
+        await say(progress, f"Asking Vercel to serve {deployment.link} ({name}): POST {path}")
         await self._request_alias_job(snap, deployment, path)
-        await progress("Vercel accepted the request; waiting for its alias job.")
+        await say(progress, "Vercel accepted the request; waiting for its alias job.")
         job = await self._wait_for_job(snap, deployment, progress)
         seconds = time.monotonic() - started
         log.info(
@@ -257,7 +218,7 @@ class VercelProvider:
         )
 
     async def describe_state(self) -> str:
-        """Say what production serves now, and any alias job still running, asked from Vercel."""
+        """Say what production serves now, and any job or rollout running, asked from Vercel."""
         return self._state_line(await self._snapshot())
 
     async def aclose(self) -> None:
@@ -269,7 +230,7 @@ class VercelProvider:
     # -- reading ----------------------------------------------------------------------------
 
     async def _snapshot(self) -> Snapshot:
-        """Read the project and its READY production deployments, and name them."""
+        """Read the project, its READY production deployments and its rolling release."""
         project = await self._project()
         listed = await self._read(
             DEPLOYMENTS_PATH,
@@ -289,7 +250,7 @@ class VercelProvider:
             if raw.get("target") == "production"
             and (raw.get("readyState") or raw.get("state")) == "READY"
         ]
-        production = _production(project, key)
+        production = production_of(project, key)
         # Production may serve a deployment older than the page listed: it still counts.
         if production is not None and all(d.uid != production.uid for d in deployments):
             deployments.append(production)
@@ -300,28 +261,44 @@ class VercelProvider:
             production=production,
             job=project.get("lastAliasRequest"),
             deployments=deployments,
-            names=_names(deployments),
+            names=names_of(deployments),
+            rolling=await self._rolling(str(project["id"])),
         )
 
-    async def _project(self) -> Json:
+    async def _project(self, *, retry: bool = True) -> Json:
         """Read the project with its last alias request."""
         project = self._settings.project
         return await self._read(
             PROJECT_PATH.format(project=project),
             f"reading project `{project}`",
             {"rollbackInfo": "true"},
+            retry=retry,
         )
 
-    async def _read(self, path: str, what: str, params: Json) -> Json:
-        """GET a JSON document, retrying rate limits and transient failures."""
+    async def _rolling(self, project_id: str, *, retry: bool = True) -> RollingRelease | None:
+        """Read the project's ACTIVE rolling release, if any."""
+        try:
+            body = await self._read(
+                ROLLING_PATH.format(project=project_id),
+                "reading the project's rolling release",
+                {},
+                retry=retry,
+            )
+        except NotFound:
+            # Chosen: a team without Rolling Releases (a Hobby plan) has no release to read.
+            return None
+        return RollingRelease.parse(body)
+
+    async def _read(self, path: str, what: str, params: Json, *, retry: bool = True) -> Json:
+        """GET a JSON document, retrying rate limits, timeouts and transient failures."""
 
         async def once() -> Json:
             response = await self._send("GET", path, what, params)
             if response.status_code != 200:
                 raise self._error(response, what)
-            return _json(response, what)
+            return json_of(response, what)
 
-        return await retrying(once)
+        return await retrying(once, timeouts=True) if retry else await once()
 
     # -- the alias job ----------------------------------------------------------------------
 
@@ -331,9 +308,26 @@ class VercelProvider:
         params: Json = {}
         if self._settings.mode == "rollback":
             params["description"] = "Rolled back by rollbot"
+
+        async def landed() -> bool:
+            fresh = await self._snapshot_or_none()
+            return fresh is not None and is_ours(fresh.job, snap.job, deployment)
+
+        await self._mutate(path, what, params, {}, landed, f"{self._settings.mode} status")
+
+    async def _mutate(
+        self,
+        path: str,
+        what: str,
+        params: Json,
+        body: Json,
+        landed: Callable[[], Awaitable[bool]],
+        status_command: str,
+    ) -> None:
+        """POST a mutation once; when its answer is lost, ask Vercel whether it landed."""
         error: ProviderError
         try:
-            response = await self._send("POST", path, what, params, json={})
+            response = await self._send("POST", path, what, params, json=body)
         except (TimedOut, Transient) as exc:
             error = exc
         else:
@@ -342,13 +336,12 @@ class VercelProvider:
             error = self._error(response, what)
         if isinstance(error, TimedOut | Transient) and not isinstance(error, RateLimited):
             # An unanswered or failed request may still have reached Vercel: look, never resend.
-            fresh = await self._snapshot_or_none()
-            if fresh is not None and _ours(fresh.job, snap.job, deployment):
-                log.warning("vercel.request_failed_but_job_started", error=error.message)
+            if await landed():
+                log.warning("vercel.request_failed_but_applied", error=error.message)
                 return
             raise type(error)(
                 f"{error.message}. It may still have reached Vercel and was not sent again: "
-                f"check `vercel {self._settings.mode} status {snap.project_name}` before retrying.",
+                f"check `vercel {status_command} {self._settings.project}` before retrying.",
                 target_state=await self._state_or_unknown(),
             ) from error
         error.target_state = await self._state_or_unknown()
@@ -359,23 +352,26 @@ class VercelProvider:
     ) -> Json:
         """Poll the project's lastAliasRequest until our job succeeds, fails or runs out of time."""
         settings = self._settings
-        give_up_at = time.monotonic() + settings.promote_timeout_seconds
         seen: str | None = None
-        while True:
+
+        async def check() -> Json | None:
+            nonlocal seen
             try:
-                project = await self._project()
+                project = await self._project(retry=False)
+            except (Transient, TimedOut):
+                raise
             except ProviderError as exc:
-                raise RollbackFailed(
-                    f"Vercel accepted the request, but its progress could not be read: "
-                    f"{exc.message}",
+                raise type(exc)(
+                    f"Vercel accepted the {settings.mode}, but its progress could not be read: "
+                    f"{sentence(exc.message)} It may still finish.",
                     target_state=await self._state_or_unknown(),
                 ) from exc
             job: Json = project.get("lastAliasRequest") or {}
-            status = str(job.get("jobStatus")) if _ours(job, snap.job, deployment) else None
+            status = str(job.get("jobStatus")) if is_ours(job, snap.job, deployment) else None
             if status is not None and status != seen:
                 seen = status
-                await progress(f"Vercel alias job ({job.get('type')}): {status}")
-            serving = _production(project, settings.version_meta_key)
+                await say(progress, f"Vercel alias job ({job.get('type')}): {status}")
+            serving = production_of(project, settings.version_meta_key)
             on_target = serving is not None and serving.uid == deployment.uid
             # Vercel may drop a finished job from the project; the target then tells.
             if status == "succeeded" or (status in (None, "skipped") and on_target):
@@ -387,14 +383,90 @@ class VercelProvider:
                     "shows the job.",
                     target_state=await self._state_or_unknown(),
                 )
-            if time.monotonic() + settings.poll_interval_seconds > give_up_at:
-                raise TimedOut(
-                    f"Vercel's alias job to {deployment.link} ({snap.name(deployment)}) did not "
-                    f"finish within {settings.promote_timeout_seconds:g} s "
-                    f"(last status: {seen or 'not started'}); it may still finish.",
-                    target_state=await self._state_or_unknown(),
-                )
-            await asyncio.sleep(settings.poll_interval_seconds)
+            return None
+
+        def late() -> str:
+            return (
+                f"Vercel's alias job to {deployment.link} ({snap.name(deployment)}) did not "
+                f"finish within {settings.promote_timeout_seconds:g} s "
+                f"(last status: {seen or 'not started'}); it may still finish."
+            )
+
+        return await self._watch(check, late, progress)
+
+    # -- rolling releases -------------------------------------------------------------------
+
+    def _check_rolling(self, snap: Snapshot, rolling: RollingRelease, target: Deployment) -> None:
+        """Refuse any target but the release's current deployment while the release runs."""
+        if target.uid == rolling.current_id:
+            return
+        base = snap.named(rolling.current_id)
+        raise Refused(
+            f"A rolling release of {rolling.canary_link} is active on Vercel project "
+            f"`{snap.project_name}` ({rolling.share()}; the rest goes to {base}). Roll back "
+            f"to {base} instead, which aborts the release, or abort or complete it in Vercel "
+            "first (`vercel rolling-release abort`).",
+            target_state=self._state_line(snap),
+        )
+
+    async def _abort_rolling(
+        self, snap: Snapshot, rolling: RollingRelease, deployment: Deployment, progress: Progress
+    ) -> Outcome:
+        """Abort the active rolling release so its current deployment serves all traffic."""
+        self._check_rolling(snap, rolling, deployment)
+        started = time.monotonic()
+        path = ABORT_PATH.format(project=snap.project_id)
+        await say(
+            progress,
+            f"A rolling release of {rolling.canary_link} has {rolling.share()}; aborting it "
+            f"so {snap.named(deployment.uid)} serves all traffic: POST {path}",
+        )
+
+        async def ended() -> bool:
+            try:
+                return await self._rolling(snap.project_id) != rolling
+            except ProviderError:
+                return False
+
+        body = {"canaryDeploymentId": rolling.canary_id}
+        await self._mutate(path, "aborting the rolling release", {}, body, ended, "rolling-release")
+
+        async def check() -> bool | None:
+            return True if await self._rolling(snap.project_id, retry=False) is None else None
+
+        def late() -> str:
+            return (
+                f"Vercel accepted the abort, but the rolling release of {rolling.canary_link} "
+                f"still shows ACTIVE after {self._settings.promote_timeout_seconds:g} s."
+            )
+
+        await self._watch(check, late, progress)
+        seconds = time.monotonic() - started
+        log.info("vercel.rolling_release_aborted", project=snap.project_name, seconds=seconds)
+        return Outcome(
+            summary=f"Vercel aborted the rolling release of {rolling.canary_link}: "
+            f"{snap.named(deployment.uid)} serves all traffic of `{snap.project_name}` again "
+            f"({seconds:.1f} s)."
+        )
+
+    async def _watch(
+        self, check: Callable[[], Awaitable[T | None]], late: Callable[[], str], progress: Progress
+    ) -> T:
+        """Poll `check` until it answers or the rollback's deadline passes."""
+
+        async def trouble(error: ProviderError) -> None:
+            await say(progress, f"{error.message}; still waiting.")
+
+        async def timed_out() -> ProviderError:
+            return TimedOut(late(), target_state=await self._state_or_unknown())
+
+        return await watching(
+            check,
+            deadline_seconds=self._settings.promote_timeout_seconds,
+            interval=self._settings.poll_interval_seconds,
+            trouble=trouble,
+            late=timed_out,
+        )
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -425,9 +497,9 @@ class VercelProvider:
 
     def _error(self, response: httpx.Response, what: str) -> ProviderError:
         """Translate an error answer, with Vercel's own message, never the token."""
-        code, message = _error_body(response)
+        code, message = error_body(response)
         detail = f"{message} ({code})" if message and code else message or code
-        error = error_for(response, f"Vercel: {what}", self._scrub(detail))
+        error = error_for(response, f"Vercel: {what}", self._scrub(detail), service="Vercel")
         if isinstance(error, AuthRejected):
             team = self._settings.team_id
             scope = f"team {team}" if team else "the project"
@@ -435,8 +507,6 @@ class VercelProvider:
                 f"{error.message}. Check the token in {self._settings.token_env} "
                 f"and its access to {scope}."
             )
-        if isinstance(error, RateLimited) and error.retry_after is None:
-            error.retry_after = _reset_wait(response)
         return error
 
     def _scrub(self, text: str) -> str:
@@ -447,26 +517,52 @@ class VercelProvider:
 
     def _mutation_path(self, snap: Snapshot, deployment: Deployment) -> str:
         # Instant rollback by default: Vercel's docs make it the incident tool for a deployment
-        # that served production (every one we list), it answers 201 and takes a reason; the
-        # rollback guide's `vercel promote` is `mode: promote`.
+        # that served production, it answers 201 and takes a reason; the rollback guide's
+        # `vercel promote` is `mode: promote`.
         return MUTATION_PATHS[self._settings.mode].format(
             project=snap.project_id, deployment=deployment.uid
         )
 
+    def _refusal(self, snap: Snapshot, deployment: Deployment) -> str | None:
+        """Say why a listed deployment is no way back, or None when it is one."""
+        if snap.production is not None and deployment.uid == snap.production.uid:
+            return None
+        if deployment.substate in NEVER_SERVED:
+            return f"it is {NEVER_SERVED[deployment.substate]}"
+        if self._settings.mode == "rollback" and deployment.rollback_candidate is False:
+            return (
+                "it is not an instant rollback candidate (isRollbackCandidate false: on the "
+                "Hobby plan only the previous production deployment is); a `mode: promote` "
+                "target can still promote it"
+            )
+        return None
+
     def _resolve(self, snap: Snapshot, target: str) -> Deployment:
         """Find the deployment meant by a version name, meta version, uid or url."""
-        wanted = _version_key(target)
-        for deployment in snap.deployments:  # newest first: a redeploy wins over its original
-            if target in (deployment.uid, deployment.url, snap.name(deployment)):
-                return deployment
-            if deployment.meta_version and _version_key(deployment.meta_version) == wanted:
-                return deployment
-        shown = ", ".join(snap.name(d) for d in snap.deployments[:LISTED_NAMES]) or "none"
-        raise NotFound(
-            f"No READY production deployment of Vercel project `{snap.project_name}` is "
-            f"`{target}` (by meta.{self._settings.version_meta_key}, id or url). "
-            f"Available: {shown}."
+        wanted = version_key(target)
+        found = next(
+            (
+                d  # newest first: a redeploy wins over its original
+                for d in snap.deployments
+                if target in (d.uid, d.url, snap.name(d))
+                or (d.meta_version and version_key(d.meta_version) == wanted)
+            ),
+            None,
         )
+        if found is None:
+            offered = [snap.name(d) for d in snap.deployments if self._refusal(snap, d) is None]
+            raise NotFound(
+                f"No READY production deployment of Vercel project `{snap.project_name}` is "
+                f"`{target}` (by meta.{self._settings.version_meta_key}, id or url). "
+                f"Available: {', '.join(offered[:LISTED_NAMES]) or 'none'}."
+            )
+        refusal = self._refusal(snap, found)
+        if refusal is not None:
+            raise Refused(
+                f"{found.link} ({snap.name(found)}) is no way back for Vercel project "
+                f"`{snap.project_name}`: {refusal}."
+            )
+        return found
 
     def _warnings(self, snap: Snapshot, deployment: Deployment) -> list[str]:
         warnings = []
@@ -475,11 +571,6 @@ class VercelProvider:
             warnings.append(
                 f"Vercel is still running a {job.get('type')} of this project "
                 f"({job.get('jobStatus')}); it may refuse a second one."
-            )
-        if self._settings.mode == "rollback" and deployment.rollback_candidate is False:
-            warnings.append(
-                f"Vercel does not list {deployment.link} as an instant rollback candidate "
-                "(on the Hobby plan only the previous production deployment is); it may refuse."
             )
         if snap.production is not None and deployment.created_ms > snap.production.created_ms:
             warnings.append(
@@ -492,9 +583,12 @@ class VercelProvider:
         line = f"Vercel project `{snap.project_name}`: production serves {snap.serving()}"
         job = snap.job or {}
         if job.get("jobStatus") in RUNNING:
-            to = next((d for d in snap.deployments if d.uid == job.get("toDeploymentId")), None)
-            towards = f"{to.link} ({snap.name(to)})" if to else str(job.get("toDeploymentId"))
+            towards = snap.named(job.get("toDeploymentId"))
             line += f"; a {job.get('type')} to {towards} is {job.get('jobStatus')}"
+        if snap.rolling is not None:
+            line += (
+                f"; a rolling release of {snap.rolling.canary_link} serves {snap.rolling.share()}"
+            )
         return line
 
     async def _snapshot_or_none(self) -> Snapshot | None:
@@ -505,87 +599,4 @@ class VercelProvider:
 
     async def _state_or_unknown(self) -> str:
         """Describe the state for an error message without raising a second error."""
-        try:
-            return await self.describe_state()
-        except ProviderError as exc:
-            return f"unknown (Vercel could not be asked: {exc.message})"
-
-
-def _production(project: Json, meta_key: str) -> Deployment | None:
-    """Return the deployment production serves: the project's `targets.production`."""
-    target = (project.get("targets") or {}).get("production")
-    return Deployment.parse(target, meta_key) if target and target.get("id") else None
-
-
-def _previous_stable(snap: Snapshot) -> Deployment | None:
-    """Return the newest deployment older than the one production serves."""
-    if snap.production is None:
-        return None
-    current = snap.production
-    return next(
-        (d for d in snap.deployments if d.uid != current.uid and d.created_ms < current.created_ms),
-        None,
-    )
-
-
-def _names(deployments: list[Deployment]) -> dict[str, str]:
-    """Name deployments by meta version (`1.2.3` shows as `v1.2.3`), else by uid; unique."""
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    for deployment in deployments:
-        name = _display(deployment.meta_version)
-        if name is None or name in taken:
-            name = deployment.uid
-        taken.add(name)
-        names[deployment.uid] = name
-    return names
-
-
-def _display(meta_version: str | None) -> str | None:
-    if not meta_version:
-        return None
-    name = f"v{meta_version}" if meta_version[0].isdigit() else meta_version
-    return name if NAMEABLE.fullmatch(name) else None
-
-
-def _version_key(text: str) -> str:
-    """Compare versions without a leading v: `v1.2.3` and `1.2.3` are the same release."""
-    return text[1:] if SEMVER_LIKE.match(text) and text[0] in "vV" else text
-
-
-def _ours(job: Json | None, before: Json | None, deployment: Deployment) -> bool:
-    """Return True when `job` is a new alias job towards `deployment` (not the one before)."""
-    if not job or job.get("toDeploymentId") != deployment.uid:
-        return False
-    return not before or job.get("requestedAt") != before.get("requestedAt")
-
-
-def _json(response: httpx.Response, what: str) -> Json:
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise Transient(f"Vercel: {what}: the answer was not JSON") from exc
-    if not isinstance(body, dict):
-        raise Transient(f"Vercel: {what}: unexpected answer ({type(body).__name__})")
-    return body
-
-
-def _error_body(response: httpx.Response) -> tuple[str, str]:
-    """Return Vercel's error code and message, or empty strings."""
-    try:
-        body = response.json()
-    except ValueError:
-        return "", ""
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "", ""
-    return str(error.get("code") or ""), str(error.get("message") or "")[:300]
-
-
-def _reset_wait(response: httpx.Response) -> float | None:
-    """Seconds until X-RateLimit-Reset (epoch seconds), for a 429 without Retry-After."""
-    try:
-        reset = float(response.headers["X-RateLimit-Reset"])
-    except (KeyError, ValueError):
-        return None
-    return max(0.0, reset - time.time())
+        return await state_or_unknown(self.describe_state)
