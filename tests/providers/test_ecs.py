@@ -215,7 +215,7 @@ async def test_a_failed_update_is_not_retried_and_says_where_the_service_stands(
         await provider.rollback("v1.2.3", Recorder())
 
     assert "may or may not have been applied" in failed.value.message
-    assert endpoint.intercepted == 1  # reads are retried, the update never
+    assert endpoint.intercepted == ["UpdateService"]  # reads are retried, the update never
     assert f"is set to {target.family}:3 (v1.2.4)" in (failed.value.target_state or "")
     assert service_task_definition(ecs_client, target).endswith(f"{target.family}:3")
 
