@@ -204,6 +204,8 @@ class AlbListener:
             "green_target_group_arn": self.green_arn,
             "region": REGION,
             "endpoint_url": self.endpoint_url,
+            "poll_interval_seconds": 0.1,
+            "settle_timeout_seconds": 5,
             **overrides,
         }
 
