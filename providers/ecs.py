@@ -333,11 +333,27 @@ class EcsProvider:
                 ),
             )
         except (TimedOut, Transient) as exc:
-            # The request may have been applied: say what the service is set to now.
-            raise type(exc)(
-                f"{exc.message} It may or may not have been applied.",
-                target_state=await self._state_or_unknown(catalog),
-            ) from exc
+            # The request may have been applied: ask ECS before saying anything.
+            try:
+                service = await self._service()
+            except ProviderError as again:
+                raise type(exc)(
+                    f"{exc.message} It may or may not have been applied.",
+                    target_state=f"unknown ({again.message})",
+                ) from exc
+            if _parse_task_definition(str(service.get("taskDefinition") or "")) != (
+                revision.family,
+                revision.number,
+            ):
+                raise type(exc)(
+                    f"{exc.message} It was not applied.",
+                    target_state=_state_text(catalog, service, settings),
+                ) from exc
+            log.info("ecs.update_applied_without_answer", target=revision.ref)
+            answer = {"service": service}
+        except ProviderError as exc:
+            exc.target_state = exc.target_state or await self._state_or_unknown(catalog)
+            raise
         primary = _primary(answer.get("service") or {})
         return None if primary is None else primary.get("id")
 
@@ -354,7 +370,8 @@ class EcsProvider:
             except ProviderError as exc:
                 raise RollbackFailed(
                     f"The service was set to {revision.ref}, but rollbot lost sight of its "
-                    f"deployment: {exc.message}"
+                    f"deployment: {exc.message}",
+                    target_state=await self._state_or_unknown(catalog),
                 ) from exc
             deployment = _watched(service, deployment_id)
             if deployment is None:
