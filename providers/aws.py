@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import boto3
@@ -50,8 +51,6 @@ Json = dict[str, Any]
 
 AUTH_CODES = frozenset(
     {
-        "AccessDenied",
-        "AccessDeniedException",
         "UnrecognizedClientException",
         "InvalidClientTokenId",
         "ExpiredToken",
@@ -63,6 +62,8 @@ AUTH_CODES = frozenset(
         "AuthFailure",
     }
 )
+# The key is valid but lacks an IAM permission: a different fix than a bad key.
+PERMISSION_CODES = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"})
 NOT_FOUND_CODES = frozenset(
     {
         "ClusterNotFoundException",
@@ -83,11 +84,27 @@ THROTTLING_CODES = frozenset(
     }
 )
 CONFLICT_CODES = frozenset(
-    {"ServiceNotActiveException", "UpdateInProgressException", "ResourceInUseException"}
+    {
+        "ServiceNotActiveException",
+        "UpdateInProgressException",
+        "ResourceInUseException",
+        "ResourceInUse",
+        "ConflictException",
+    }
 )
 SERVER_CODES = frozenset(
     {"ServerException", "InternalFailure", "InternalError", "ServiceUnavailable"}
 )
+# IAM names actions by these prefixes, not by boto3's service names.
+IAM_PREFIXES = {"ecs": "ecs", "elbv2": "elasticloadbalancing"}
+
+
+class _ReadTimedOut(Transient):
+    """A read that got no answer in time: safe to ask again, unlike a mutation."""
+
+    def __init__(self, timed_out: TimedOut) -> None:
+        super().__init__(timed_out.message)
+        self.timed_out = timed_out
 
 
 # Docker's tag grammar: anything else in an image reference is not a version name.
@@ -126,11 +143,21 @@ class AwsApi:
         except TimeoutError as exc:
             raise TimedOut(f"{what}: AWS did not answer within {deadline:g} s.") from exc
         except (ClientError, BotoCoreError) as exc:
-            raise translate(exc, what) from exc
+            raise translate(exc, what, IAM_PREFIXES.get(self._service)) from exc
 
     async def read(self, what: str, operation: Callable[[Any], T]) -> T:
-        """Run a read, retrying transient failures and throttling with backoff."""
-        return await retrying(lambda: self.call(what, operation))
+        """Run a read, retrying transient failures, throttling and timeouts with backoff."""
+
+        async def once() -> T:
+            try:
+                return await self.call(what, operation)
+            except TimedOut as exc:
+                raise _ReadTimedOut(exc) from exc
+
+        try:
+            return await retrying(once)
+        except _ReadTimedOut as exc:
+            raise exc.timed_out from exc.timed_out.__cause__
 
     async def aclose(self) -> None:
         """Close the client's connection pool."""
@@ -165,10 +192,12 @@ class AwsApi:
             raise Refused(f"Cannot set up the AWS {self._service} client: {exc}") from exc
 
 
-def translate(exc: ClientError | BotoCoreError, what: str) -> ProviderError:
+def translate(
+    exc: ClientError | BotoCoreError, what: str, iam_prefix: str | None = None
+) -> ProviderError:
     """Map a botocore error onto the provider error tree."""
     if isinstance(exc, ClientError):
-        return _translate_client_error(exc, what)
+        return _translate_client_error(exc, what, iam_prefix)
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
         return TimedOut(f"{what}: AWS did not answer in time ({type(exc).__name__}).")
     if isinstance(exc, BotoConnectionError | BotoHTTPClientError):
@@ -178,12 +207,25 @@ def translate(exc: ClientError | BotoCoreError, what: str) -> ProviderError:
     return Refused(f"{what}: {exc}")
 
 
-def _translate_client_error(exc: ClientError, what: str) -> ProviderError:
+def _translate_client_error(exc: ClientError, what: str, iam_prefix: str | None) -> ProviderError:
     error = exc.response.get("Error") or {}
     code = str(error.get("Code") or "")
-    text = str(error.get("Message") or "")
+    text = str(error.get("Message") or "").rstrip(".")
     status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
     detail = f"{code}: {text}" if text else code
+    if status >= 500 and (not code or code.isdigit()):
+        # Not an AWS error document: a proxy, VPC endpoint or CDN answered with its own page.
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+        return Transient(
+            f"{what}: got an error page (HTTP {status} {reason}) from a proxy or gateway in "
+            "front of AWS, not an answer from AWS."
+        )
+    if code in PERMISSION_CODES:
+        action = f"{iam_prefix}:{exc.operation_name}" if iam_prefix else exc.operation_name
+        return AuthRejected(
+            f"{what}: AWS refused: {detail} (the credentials lack the permission for IAM "
+            f"action {action})."
+        )
     if code in AUTH_CODES or status in (401, 403):
         return AuthRejected(f"{what}: AWS rejected the credentials ({detail}).")
     lowered = text.lower()
@@ -192,9 +234,9 @@ def _translate_client_error(exc: ClientError, what: str) -> ProviderError:
     ):
         return NotFound(f"{what}: not found ({detail}).")
     if code in THROTTLING_CODES or status == 429:
-        return RateLimited(f"{what}: AWS throttled the request ({detail}).")
+        return RateLimited(f"{what}: AWS's rate limit throttled the request ({detail}).")
     if code in SERVER_CODES or status >= 500:
         return Transient(f"{what}: AWS failed ({detail}, HTTP {status}).")
     if code in CONFLICT_CODES:
-        return Conflicting(f"{what}: {detail}.")
+        return Conflicting(f"{what}: AWS reports a conflict with the resource's state ({detail}).")
     return Refused(f"{what}: AWS refused ({detail}).")

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from providers.aws import AwsApi, AwsSettings
 from providers.base import (
+    Conflicting,
     NotFound,
     Outcome,
     Plan,
@@ -31,6 +32,7 @@ from providers.base import (
     Transient,
     Version,
 )
+from providers.ecs_breaker import BreakerRollback, breaker_rollback
 
 log = structlog.get_logger(__name__)
 
@@ -147,13 +149,15 @@ class EcsProvider:
         """Return the newest revisions, newest first, current and the one before marked."""
         catalog = await self._catalog()
         previous = _previous(catalog)
+        breaker = breaker_rollback(catalog.service)
         return [
             Version(
                 name=catalog.name(r.number),
                 created_at=r.registered_at,
                 current=r.number == catalog.current.number,
                 previous_stable=previous is not None and r.number == previous.number,
-                detail=f"revision {r.ref}, image {r.image or 'unknown'}",
+                detail=f"revision {r.ref}, image {r.image or 'unknown'}"
+                + _breaker_note(catalog, breaker, r),
                 # `/rollback backend 42` means revision 42 of the family.
                 aliases=(str(r.number),),
             )
@@ -165,6 +169,7 @@ class EcsProvider:
         catalog = await self._catalog()
         revision = await self._resolve(catalog, target)
         _refuse_unsupported(catalog.service)
+        self._refuse_fighting_ecs(catalog)
         settings = self._settings
         service = catalog.service
         desired = int(service.get("desiredCount") or 0)
@@ -190,6 +195,7 @@ class EcsProvider:
         catalog = await self._catalog()
         revision = await self._resolve(catalog, target)
         _refuse_unsupported(catalog.service)
+        self._refuse_fighting_ecs(catalog)
         deployment_id = await self._update_service(catalog, revision)
         await progress(
             f"ECS service `{self._settings.service}` set to {catalog.described(revision)}; "
@@ -327,11 +333,27 @@ class EcsProvider:
                 ),
             )
         except (TimedOut, Transient) as exc:
-            # The request may have been applied: say what the service is set to now.
-            raise type(exc)(
-                f"{exc.message} It may or may not have been applied.",
-                target_state=await self._state_or_unknown(catalog),
-            ) from exc
+            # The request may have been applied: ask ECS before saying anything.
+            try:
+                service = await self._service()
+            except ProviderError as again:
+                raise type(exc)(
+                    f"{exc.message} It may or may not have been applied.",
+                    target_state=f"unknown ({again.message})",
+                ) from exc
+            if _parse_task_definition(str(service.get("taskDefinition") or "")) != (
+                revision.family,
+                revision.number,
+            ):
+                raise type(exc)(
+                    f"{exc.message} It was not applied.",
+                    target_state=_state_text(catalog, service, settings),
+                ) from exc
+            log.info("ecs.update_applied_without_answer", target=revision.ref)
+            answer = {"service": service}
+        except ProviderError as exc:
+            exc.target_state = exc.target_state or await self._state_or_unknown(catalog)
+            raise
         primary = _primary(answer.get("service") or {})
         return None if primary is None else primary.get("id")
 
@@ -348,10 +370,19 @@ class EcsProvider:
             except ProviderError as exc:
                 raise RollbackFailed(
                     f"The service was set to {revision.ref}, but rollbot lost sight of its "
-                    f"deployment: {exc.message}"
+                    f"deployment: {exc.message}",
+                    target_state=await self._state_or_unknown(catalog),
                 ) from exc
             deployment = _watched(service, deployment_id)
             if deployment is None:
+                breaker = breaker_rollback(service)
+                if breaker is not None and breaker.in_progress:
+                    raise RollbackFailed(
+                        f"ECS's circuit breaker stopped this rollback: the deployment of "
+                        f"{revision.ref} failed ({breaker.why}), and ECS is rolling the service "
+                        f"back to {catalog.label_of(breaker.to)}.",
+                        target_state=_state_text(catalog, service, settings),
+                    )
                 raise RollbackFailed(
                     "Another deployment replaced this rollback's deployment before it completed.",
                     target_state=_state_text(catalog, service, settings),
@@ -385,6 +416,22 @@ class EcsProvider:
                 f"(limit {limit}); check the service's events and stopped tasks.",
                 target_state=state,
             )
+
+    def _refuse_fighting_ecs(self, catalog: Catalog) -> None:
+        """Refuse to start a deployment while ECS's circuit breaker runs its own rollback."""
+        breaker = breaker_rollback(catalog.service)
+        if breaker is None or not breaker.in_progress:
+            return
+        failed = f"{catalog.label_of(breaker.failed)} failed" if breaker.failed else breaker.cause()
+        to = catalog.label_of(breaker.to)
+        raise Conflicting(
+            f"ECS's circuit breaker is rolling `{self._settings.service}` back to {to} since "
+            f"{breaker.when}, after {failed} ({breaker.why}). Starting another deployment "
+            f"now would replace ECS's own rollback: wait until it completes (the service's "
+            f"state shows its progress), then roll back again only if {to} is not what "
+            "you want.",
+            target_state=_state_text(catalog, catalog.service, self._settings),
+        )
 
     async def _state_or_unknown(self, catalog: Catalog) -> str:
         """Describe the state for an error message without raising a second error."""
@@ -444,6 +491,13 @@ def _plan_warnings(catalog: Catalog, revision: Revision) -> list[str]:
     service = catalog.service
     if len(service.get("deployments") or []) > 1:
         warnings.append("A deployment is still in progress; the rollback replaces it.")
+    rolled = breaker_rollback(service)
+    if rolled is not None and not rolled.in_progress:
+        warnings.append(
+            f"ECS's circuit breaker already rolled back `{service.get('serviceName')}` to "
+            f"{catalog.label_of(rolled.to)} at {rolled.when} ({rolled.cause()}); this rollback "
+            f"goes further back, to {catalog.label(revision.number)}."
+        )
     breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
     if breaker.get("enable") and breaker.get("rollback"):
         warnings.append(
@@ -451,6 +505,23 @@ def _plan_warnings(catalog: Catalog, revision: Revision) -> list[str]:
             f"the service to {catalog.label(catalog.current.number)}."
         )
     return warnings
+
+
+def _breaker_note(catalog: Catalog, breaker: BreakerRollback | None, revision: Revision) -> str:
+    """Label the revision ECS's circuit breaker rolled back to, and the one that failed."""
+    if breaker is None:
+        return ""
+    to = catalog.label_of(breaker.to)
+    if to == catalog.label(revision.number):
+        if breaker.in_progress:
+            return f"; ECS's circuit breaker is rolling back to {revision.ref} since {breaker.when}"
+        return (
+            f"; ECS's circuit breaker already rolled back to {revision.ref} at {breaker.when} "
+            f"({breaker.cause()})"
+        )
+    if breaker.failed and catalog.label_of(breaker.failed) == catalog.label(revision.number):
+        return f"; its deployment failed at {breaker.when} ({breaker.why}) and ECS rolled it back"
+    return ""
 
 
 def _primary(service: Json) -> Json | None:

@@ -4,10 +4,16 @@ The two versions are the target groups, named by their labels (`blue`, `green`).
 current one is where the listener's default forward action sends traffic (with weights,
 the heaviest group); the previous stable one is the other. A target group's name is an
 alias of its label.
+
+Before the switch the other group must have a healthy target: an empty group or one
+whose targets are all unhealthy is refused with the states and reasons AWS gives. After
+the switch the listener and the group's target health are read until the listener
+forwards there and the health checks settled with a healthy target, under a deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
 from dataclasses import dataclass
@@ -17,7 +23,21 @@ import structlog
 from pydantic import Field, model_validator
 
 from providers.aws import AwsApi, AwsSettings
-from providers.base import NotFound, Outcome, Plan, Progress, Refused, RollbackFailed, Version
+from providers.base import (
+    NotFound,
+    Outcome,
+    Plan,
+    Progress,
+    ProviderError,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+    Version,
+    say,
+    state_or_unknown,
+)
+from providers.target_health import Health, partly_healthy
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +58,19 @@ class EcsBlueGreenSettings(AwsSettings):
     )
     green_label: str = Field(
         default="green", pattern=LABEL_PATTERN, description="Version name of the green group."
+    )
+    poll_interval_seconds: float = Field(
+        default=5,
+        gt=0,
+        description="Pace of the listener and target-health reads after the switch.",
+    )
+    settle_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description=(
+            "How long the listener and the group's health checks may take to settle after "
+            "the switch (ALB default: 5 checks of 30 s for a new target)."
+        ),
     )
 
     @model_validator(mode="after")
@@ -98,52 +131,59 @@ class EcsBlueGreenProvider:
         group = self._target(target, current)
         names = await self._group_names()
         health = {g.arn: await self._health(g.arn) for g in self._groups}
+        self._refuse_unready(group, names, health[group.arn], listener)
+        settings = self._settings
         steps = [
-            f"Listener {self._settings.listener_arn} forwards to {current.label} "
-            f"({names.get(current.arn, '?')}: {_health_text(health[current.arn])}).",
+            f"Listener {settings.listener_arn} forwards to {current.label} "
+            f"({names.get(current.arn, '?')}: {health[current.arn].text()}).",
             f"Call elbv2:ModifyListener with its {len(listener.get('DefaultActions') or [])} "
             f"default action(s), the forward action now sending all traffic to {group.label} "
-            f"({names.get(group.arn, '?')}: {_health_text(health[group.arn])}); "
-            "the switch is immediate.",
-            f"Read the listener back (describe_listeners) to confirm it forwards to {group.label}.",
+            f"({names.get(group.arn, '?')}: {health[group.arn].text()}).",
+            f"Read the listener (describe_listeners) and {group.label}'s target health "
+            "(describe_target_health) every "
+            f"{settings.poll_interval_seconds:g} s for up to "
+            f"{settings.settle_timeout_seconds:g} s: wait until it forwards to {group.label} "
+            f"and {group.label} has healthy targets with their health checks settled.",
         ]
-        warnings = []
-        if not health[group.arn].get("healthy"):
-            warnings.append(
-                f"{group.label} has no healthy target: after the switch the listener sends "
-                "traffic to nothing healthy."
-            )
-        return Plan(steps=steps, warnings=warnings)
+        return Plan(steps=steps, warnings=partly_healthy(group.label, health[group.arn]))
 
     async def rollback(self, target: str, progress: Progress) -> Outcome:
-        """Forward the listener to the target group, then confirm it by reading it back."""
+        """Forward the listener to the target group, then wait until it serves from there."""
         started = time.monotonic()
         listener = await self._listener()
         current = self._current(listener)
         group = self._target(target, current)
-        actions = _switched(listener.get("DefaultActions") or [], group.arn)
-        arn = self._settings.listener_arn
-        await self._aws.call(
-            f"switching listener {arn} to {group.label}",
-            lambda c: c.modify_listener(ListenerArn=arn, DefaultActions=actions),
+        health = await self._health(group.arn)
+        if not health.targets or not health.healthy:
+            self._refuse_unready(group, await self._group_names(), health, listener)
+        await self._switch(listener, group)
+        await say(
+            progress,
+            f"Listener switched from {current.label} to {group.label}; waiting for it to "
+            f"forward there and for {group.label}'s targets to be healthy…",
         )
-        await progress(f"Listener switched from {current.label} to {group.label}; confirming…")
-        now = _forward_target(await self._listener())
-        if now != group.arn:
-            raise RollbackFailed(
-                f"The listener was modified, but it does not forward to {group.label} "
-                f"({group.arn}) when read back.",
-                target_state=await self.describe_state(),
-            )
+        health = await self._settle(group, progress)
         log.info("ecs_blue_green.rollback", target=group.label, seconds=time.monotonic() - started)
         return Outcome(
-            summary=f"Listener now forwards all traffic to {group.label} ({group.arn}).",
-            notes=[f"{current.label} ({current.arn}) takes no traffic now; it is kept as is."],
+            summary=(
+                f"Listener now forwards all traffic to {group.label} ({group.arn}); "
+                f"{health.healthy}/{len(health.targets)} targets of {group.label} healthy."
+            ),
+            notes=[
+                f"{current.label} ({current.arn}) takes no traffic now; it is kept as is.",
+                *(
+                    [f"{group.label}: {health.text()}."]
+                    if health.healthy < len(health.targets)
+                    else []
+                ),
+            ],
         )
 
     async def describe_state(self) -> str:
         """Say which target group the listener forwards to now."""
-        listener = await self._listener()
+        return self._state_text(await self._listener())
+
+    def _state_text(self, listener: Json) -> str:
         arn = _forward_target(listener)
         known = {g.arn: g.label for g in self._groups}
         weights = _weights(listener)
@@ -177,17 +217,106 @@ class EcsBlueGreenProvider:
         )
         return {g["TargetGroupArn"]: g["TargetGroupName"] for g in answer.get("TargetGroups") or []}
 
-    async def _health(self, arn: str) -> dict[str, int]:
-        """Count a target group's targets by health state."""
+    async def _health(self, arn: str) -> Health:
+        """Read a target group's targets with their health state, reason and description."""
         answer = await self._aws.read(
             f"reading target health of {arn}",
             lambda c: c.describe_target_health(TargetGroupArn=arn),
         )
-        counts: dict[str, int] = {}
+        targets = []
         for target in answer.get("TargetHealthDescriptions") or []:
-            state = str((target.get("TargetHealth") or {}).get("State") or "unknown")
-            counts[state] = counts.get(state, 0) + 1
-        return counts
+            health = target.get("TargetHealth") or {}
+            targets.append(
+                (
+                    str(health.get("State") or "unknown"),
+                    health.get("Reason"),
+                    health.get("Description"),
+                )
+            )
+        return Health(tuple(targets))
+
+    def _refuse_unready(
+        self, group: Group, names: dict[str, str], health: Health, listener: Json
+    ) -> None:
+        """Refuse switching to a group with no target or no healthy one, saying why."""
+        state = self._state_text(listener)
+        name = names.get(group.arn, group.arn)
+        if not health.targets:
+            raise Refused(
+                f"Target group {name} has no registered targets: switching to {group.label} "
+                "would send all traffic to nothing. Start its ECS tasks (or register "
+                "targets) first.",
+                target_state=state,
+            )
+        if health.healthy:
+            return
+        advice = (
+            f" AWS does not health-check a target group no listener rule uses: attach {name} "
+            "to a rule (a test listener, or weight 0 in the forward action) and try again."
+            if health.not_in_use
+            else f" Fix {group.label}'s targets first; the listener is left as it is."
+        )
+        raise Refused(
+            f"{group.label} has no healthy target ({len(health.targets)} registered in "
+            f"target group {name}): {health.text()}.{advice}",
+            target_state=state,
+        )
+
+    async def _switch(self, listener: Json, group: Group) -> None:
+        """Modify the listener once; on a lost answer, read it back before saying anything."""
+        actions = _switched(listener.get("DefaultActions") or [], group.arn)
+        arn = self._settings.listener_arn
+        try:
+            await self._aws.call(
+                f"switching listener {arn} to {group.label}",
+                lambda c: c.modify_listener(ListenerArn=arn, DefaultActions=actions),
+            )
+        except (TimedOut, Transient) as exc:
+            try:
+                now = await self._listener()
+            except ProviderError as again:
+                raise type(exc)(
+                    f"{exc.message} It may or may not have been applied.",
+                    target_state=f"unknown ({again.message})",
+                ) from exc
+            if _forward_target(now) != group.arn:
+                raise type(exc)(
+                    f"{exc.message} It was not applied.", target_state=self._state_text(now)
+                ) from exc
+            log.info("ecs_blue_green.switch_applied_without_answer", target=group.label)
+        except ProviderError as exc:
+            exc.target_state = await state_or_unknown(self.describe_state)
+            raise
+
+    async def _settle(self, group: Group, progress: Progress) -> Health:
+        """Read until the listener forwards to `group` and its health checks settled."""
+        settings = self._settings
+        deadline = time.monotonic() + settings.settle_timeout_seconds
+        reported = ""
+        while True:
+            listener = await self._listener()
+            forwards = _forward_target(listener) == group.arn
+            health = await self._health(group.arn) if forwards else Health(())
+            if forwards and health.text() != reported:
+                reported = health.text()
+                await say(progress, f"{group.label}: {reported}.")
+            late = time.monotonic() >= deadline
+            if forwards and health.healthy and (not health.settling or late):
+                return health
+            if late:
+                waited = f"{settings.settle_timeout_seconds:g} s"
+                if not forwards:
+                    raise RollbackFailed(
+                        f"The listener was modified, but it does not forward to {group.label} "
+                        f"({group.arn}) when read back after {waited}.",
+                        target_state=self._state_text(listener),
+                    )
+                raise TimedOut(
+                    f"The listener forwards to {group.label}, but {group.label} has no healthy "
+                    f"target after {waited}: {health.text()}.",
+                    target_state=self._state_text(listener),
+                )
+            await asyncio.sleep(settings.poll_interval_seconds)
 
     def _current(self, listener: Json) -> Group:
         arn = _forward_target(listener)
@@ -248,9 +377,3 @@ def _switched(actions: list[Json], arn: str) -> list[Json]:
         if oidc is not None and "ClientSecret" not in oidc:
             oidc["UseExistingClientSecret"] = True
     return result
-
-
-def _health_text(counts: dict[str, int]) -> str:
-    if not counts:
-        return "no registered targets"
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from providers.base import AuthRejected, NotFound, Refused, RollbackFailed
+from providers.base import AuthRejected, NotFound, Refused, RollbackFailed, TimedOut
 from providers.ecs_blue_green import EcsBlueGreenSettings
 from tests.support.aws import (
     AlbListenerFactory,
@@ -15,7 +16,23 @@ from tests.support.aws import (
     ProviderFactory,
     listener_actions,
 )
+from tests.support.aws_standin import Health
 from tests.support.progress import Recorder
+
+# Target states and reasons as the ELBv2 API reference's TargetHealth lists them.
+HEALTHY: Health = ("healthy", None, None)
+INITIAL: Health = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
+MISMATCH: Health = (
+    "unhealthy",
+    "Target.ResponseCodeMismatch",
+    "Health checks failed with these codes: [502]",
+)
+TIMED_OUT: Health = ("unhealthy", "Target.Timeout", "Request timed out")
+NOT_IN_USE: Health = (
+    "unused",
+    "Target.NotInUse",
+    "Target group is not configured to receive traffic from the load balancer",
+)
 
 
 async def test_versions_are_the_two_target_groups(
@@ -52,16 +69,128 @@ async def test_plan_shows_both_target_groups_and_changes_nothing(
     assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.blue_arn
 
 
-async def test_plan_warns_when_the_other_group_has_no_healthy_target(
-    alb_listener: AlbListenerFactory, aws_provider: ProviderFactory
+async def test_an_empty_target_group_is_refused_before_the_switch(
+    alb_listener: AlbListenerFactory, aws_provider: ProviderFactory, elbv2_client: Any
 ) -> None:
-    provider = aws_provider(alb_listener(green_targets=0))
+    target = alb_listener(green_targets=0)
+    provider = aws_provider(target)
+
+    with pytest.raises(Refused) as refused:
+        await provider.plan("green")
+    assert re.search(r"Target group green-\w+ has no registered targets", refused.value.message)
+    with pytest.raises(Refused, match="has no registered targets"):
+        await provider.rollback("green", Recorder())
+    assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.blue_arn
+
+
+async def test_an_unhealthy_target_group_is_refused_with_the_reasons_aws_gives(
+    alb_listener: AlbListenerFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+    elbv2_client: Any,
+) -> None:
+    target = alb_listener(green_targets=2)
+    endpoint = await aws_endpoint()
+    endpoint.target_health(target.green_arn, [MISMATCH, TIMED_OUT])
+    provider = aws_provider(target, endpoint_url=endpoint.endpoint_url)
+
+    with pytest.raises(Refused) as refused:
+        await provider.rollback("green", Recorder())
+
+    message = refused.value.message
+    assert "green has no healthy target (2 registered in target group green-" in message
+    assert (
+        "unhealthy (Target.ResponseCodeMismatch: Health checks failed with these codes: [502])"
+        in message
+    )
+    assert "Target.Timeout: Request timed out" in message
+    assert refused.value.target_state == f"Listener {target.listener_arn} forwards to blue"
+    assert "ModifyListener" not in endpoint.actions
+    assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.blue_arn
+
+
+async def test_a_group_no_listener_uses_is_refused_with_what_to_do(
+    alb_listener: AlbListenerFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+) -> None:
+    target = alb_listener()
+    endpoint = await aws_endpoint()
+    endpoint.target_health(target.green_arn, [NOT_IN_USE])
+    provider = aws_provider(target, endpoint_url=endpoint.endpoint_url)
+
+    with pytest.raises(Refused) as refused:
+        await provider.plan("green")
+
+    assert "1 unused (Target.NotInUse" in refused.value.message
+    assert "does not health-check a target group no listener rule uses" in refused.value.message
+
+
+async def test_some_unhealthy_targets_are_a_warning_in_the_plan(
+    alb_listener: AlbListenerFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+) -> None:
+    target = alb_listener(green_targets=2)
+    endpoint = await aws_endpoint()
+    endpoint.target_health(target.green_arn, [HEALTHY, TIMED_OUT])
+    provider = aws_provider(target, endpoint_url=endpoint.endpoint_url)
+
     plan = await provider.plan("green")
-    assert "no registered targets" in plan.steps[1]
+
     assert plan.warnings == [
-        "green has no healthy target: after the switch the listener sends traffic to "
-        "nothing healthy."
+        "Only 1 of 2 targets of green is healthy; the others: 1 unhealthy "
+        "(Target.Timeout: Request timed out). The healthy one takes all traffic."
     ]
+    assert "wait until it forwards to green and green has healthy targets" in plan.steps[-1]
+
+
+async def test_after_the_switch_it_waits_for_the_listener_and_healthy_targets(
+    alb_listener: AlbListenerFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+    elbv2_client: Any,
+) -> None:
+    target = alb_listener(green_targets=2)
+    endpoint = await aws_endpoint()
+    # Read before the switch, then three polls after it.
+    endpoint.target_health(
+        target.green_arn,
+        [HEALTHY, INITIAL],
+        [HEALTHY, INITIAL],
+        [HEALTHY, INITIAL],
+        [HEALTHY, HEALTHY],
+    )
+    provider = aws_provider(target, endpoint_url=endpoint.endpoint_url)
+    progress = Recorder()
+
+    outcome = await provider.rollback("green", progress)
+
+    assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.green_arn
+    assert endpoint.actions.count("DescribeTargetHealth") == 4
+    assert "green: 1 healthy, 1 initial (Elb.RegistrationInProgress" in progress.text
+    assert "2/2 targets of green healthy" in outcome.summary
+
+
+async def test_targets_that_never_turn_healthy_after_the_switch_time_out(
+    alb_listener: AlbListenerFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+    elbv2_client: Any,
+) -> None:
+    target = alb_listener()
+    endpoint = await aws_endpoint()
+    endpoint.target_health(target.green_arn, [HEALTHY], [MISMATCH])
+    provider = aws_provider(target, endpoint_url=endpoint.endpoint_url, settle_timeout_seconds=0.5)
+
+    with pytest.raises(TimedOut) as timed_out:
+        await provider.rollback("green", Recorder())
+
+    message = timed_out.value.message
+    assert "The listener forwards to green, but green has no healthy target after 0.5 s" in message
+    assert "Target.ResponseCodeMismatch" in message
+    assert timed_out.value.target_state == f"Listener {target.listener_arn} forwards to green"
+    assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.green_arn
 
 
 async def test_rollback_switches_the_listener_and_back(
@@ -77,7 +206,11 @@ async def test_rollback_switches_the_listener_and_back(
         {"Type": "forward", "TargetGroupArn": target.green_arn}
     ]
     assert outcome.summary.startswith("Listener now forwards all traffic to green")
-    assert progress.messages == ["Listener switched from blue to green; confirming…"]
+    assert progress.messages == [
+        "Listener switched from blue to green; waiting for it to forward there and for "
+        "green's targets to be healthy…",
+        "green: 1 healthy.",
+    ]
     assert await provider.current_version() == "green"
     assert (await provider.describe_state()).endswith("forwards to green")
 
@@ -144,7 +277,7 @@ async def test_a_change_that_does_not_stick_fails_with_the_state_now(
 ) -> None:
     target = alb_listener()
     proxy = await aws_endpoint(action="ModifyListener")
-    provider = aws_provider(target, endpoint_url=proxy.endpoint_url)
+    provider = aws_provider(target, endpoint_url=proxy.endpoint_url, settle_timeout_seconds=0.5)
 
     with pytest.raises(RollbackFailed) as failed:
         await provider.rollback("green", Recorder())

@@ -7,23 +7,19 @@ service is created: the `ecs_service` factory sets them for the service it creat
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import parse_qs
 
 import boto3
 import pytest
-from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestServer
 from moto.server import ThreadedMotoServer
 from pydantic import TypeAdapter
 
 from providers import ProviderSettings, build_provider
 from providers.base import Provider
+from tests.support.aws_standin import AwsStandIn
 
 REGION = "us-east-1"
 CREDENTIALS = {
@@ -208,6 +204,8 @@ class AlbListener:
             "green_target_group_arn": self.green_arn,
             "region": REGION,
             "endpoint_url": self.endpoint_url,
+            "poll_interval_seconds": 0.1,
+            "settle_timeout_seconds": 5,
             **overrides,
         }
 
@@ -270,80 +268,7 @@ def listener_actions(elbv2_client: Any, target: AlbListener) -> list[dict[str, A
     return actions
 
 
-class AwsEndpoint:
-    """A local endpoint standing in for AWS: it intercepts one action (or every call) and
-    passes the others on to moto.
-
-    An intercepted call gets `error` (status, code, message) in the caller's protocol (ECS
-    speaks JSON, ELBv2 the query protocol with XML errors) after `delay` seconds, or, with
-    no error, an empty success: an API that accepted a change which did not stick.
-    """
-
-    def __init__(
-        self,
-        upstream: str,
-        action: str | None = None,
-        error: tuple[int, str, str] | None = None,
-        delay: float = 0.0,
-    ) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self.server = TestServer(app, host="127.0.0.1")
-        self.upstream, self.action, self.error, self.delay = upstream, action, error, delay
-        self.requests = 0
-        self.intercepted = 0
-
-    @property
-    def endpoint_url(self) -> str:
-        """The URL to give a provider as `endpoint_url`."""
-        return str(self.server.make_url("")).rstrip("/")
-
-    async def _answer(self, request: web.Request) -> web.StreamResponse:
-        self.requests += 1
-        body = await request.read()
-        json_protocol = request.content_type == "application/x-amz-json-1.1"
-        if json_protocol:
-            action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
-        else:
-            action = (parse_qs(body.decode()).get("Action") or [""])[0]
-        if self.action is not None and action != self.action:
-            return await self._forward(request, body)
-        self.intercepted += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.error is None:
-            if json_protocol:
-                return web.json_response({}, content_type="application/x-amz-json-1.1")
-            return web.Response(
-                text=f"<{action}Response><{action}Result/></{action}Response>",
-                content_type="text/xml",
-            )
-        status, code, message = self.error
-        if json_protocol:
-            return web.Response(
-                status=status,
-                text=json.dumps({"__type": code, "message": message}),
-                content_type="application/x-amz-json-1.1",
-                headers={"x-amzn-ErrorType": code},
-            )
-        xml = (
-            f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
-            f"<Message>{message}</Message></Error><RequestId>fake</RequestId></ErrorResponse>"
-        )
-        return web.Response(status=status, text=xml, content_type="text/xml")
-
-    async def _forward(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        url = self.upstream + request.path_qs
-        async with (
-            ClientSession() as session,
-            session.request(request.method, url, data=body, headers=headers) as upstream,
-        ):
-            kept = {"Content-Type": upstream.headers.get("Content-Type", "text/xml")}
-            return web.Response(status=upstream.status, body=await upstream.read(), headers=kept)
-
-
-AwsEndpointFactory = Callable[..., Awaitable[AwsEndpoint]]
+AwsEndpointFactory = Callable[..., Awaitable[AwsStandIn]]
 
 
 @pytest.fixture
@@ -352,17 +277,23 @@ async def aws_endpoint(moto_server: str) -> AsyncIterator[AwsEndpointFactory]:
 
     `aws_endpoint(error=(status, code, message))` answers every call with that error;
     `aws_endpoint(action="UpdateService", error=...)` only that action;
-    `aws_endpoint(action="ModifyListener")` accepts that action and does nothing.
+    `aws_endpoint(action="ModifyListener")` accepts that action and does nothing;
+    `aws_endpoint()` passes everything on, for `inject`, `target_health`, `edit_services`.
     """
-    made: list[AwsEndpoint] = []
+    made: list[AwsStandIn] = []
 
     async def make(
         *,
         action: str | None = None,
         error: tuple[int, str, str] | None = None,
         delay: float = 0.0,
-    ) -> AwsEndpoint:
-        endpoint = AwsEndpoint(moto_server, action, error, delay)
+        hang_seconds: float = 5.0,
+    ) -> AwsStandIn:
+        endpoint = AwsStandIn(moto_server, hang_seconds=hang_seconds)
+        if error is not None:
+            endpoint.fail(*error, action=action, delay=delay)
+        elif action is not None:
+            endpoint.swallow(action)
         made.append(endpoint)
         await endpoint.server.start_server()
         return endpoint
