@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,6 @@ from aiodocker.exceptions import DockerError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from providers.base import (
-    AuthRejected,
     NotFound,
     Outcome,
     Plan,
@@ -50,8 +50,10 @@ from providers.compose_containers import (
 from providers.compose_files import write_pin
 from providers.compose_labels import PROJECT_LABEL, SERVICE_LABEL, recreated_labels
 from providers.compose_up import up_warning
+from providers.docker_errors import lost_connection, registry_error, translate
 from providers.images import ImageRef
 from providers.registry_auth import DOCKER_HUB, credentials_for, docker_config_dir, registry_of
+from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
 
@@ -282,24 +284,48 @@ class DockerComposeProvider:
             async with asyncio.timeout(seconds):
                 return await call
         except DockerError as exc:
-            raise _translate(exc, what) from exc
+            raise translate(exc, what) from exc
         except TimeoutError as exc:
-            raise TimedOut(f"Docker Engine did not answer within {seconds:g} s {what}.") from exc
+            raise TimedOut(
+                f"The Docker Engine gave no answer in time {what} ({seconds:g} s)."
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise Transient(f"Could not reach the Docker Engine {what}: {exc}") from exc
+            raise lost_connection(exc, what) from exc
+
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a read under `_call`, retried on transient failures and timeouts (reads only)."""
+
+        async def attempt() -> T:
+            try:
+                return await self._call(what, call())
+            except TimedOut as exc:
+                raise _ReadTimedOut(exc.message) from exc
+
+        try:
+            return await retrying(
+                attempt, attempts=3, base_delay=0.2, deadline_seconds=self._read_budget
+            )
+        except _ReadTimedOut as exc:
+            raise TimedOut(exc.message) from exc
+
+    @property
+    def _read_budget(self) -> float:
+        return self._settings.api_timeout_seconds * 3 + 5
 
     async def _inspect(self, container_id: str) -> Json:
         """Return a container's inspect document."""
         handle = self._client().containers.container(container_id)
-        return await self._call(f"inspecting container {container_id[:12]}", handle.show())
+        return await self._read(f"inspecting container {container_id[:12]}", handle.show)
 
     async def _labelled(self) -> list[Json]:
         """Inspect every container labelled with the service, leftovers of a swap included."""
         settings = self._settings
         labels = [f"{PROJECT_LABEL}={settings.project}", f"{SERVICE_LABEL}={settings.service}"]
-        found = await self._call(
+        containers = self._client().containers
+        filters = json.dumps({"label": labels})
+        found = await self._read(
             f"listing the containers of {settings.project}/{settings.service}",
-            self._client().containers.list(all=True, filters=json.dumps({"label": labels})),
+            lambda: containers.list(all=True, filters=filters),
         )
         return [await self._inspect(c.id) for c in found]
 
@@ -317,7 +343,8 @@ class DockerComposeProvider:
     async def _find_image(self, ref: str) -> Json | None:
         """Inspect an image, or return None when the host does not have it."""
         try:
-            return await self._call(f"inspecting image {ref}", self._client().images.inspect(ref))
+            images = self._client().images
+            return await self._read(f"inspecting image {ref}", lambda: images.inspect(ref))
         except NotFound:
             return None
 
@@ -336,9 +363,10 @@ class DockerComposeProvider:
 
     async def _local_tags(self, repository: str) -> list[LocalTag]:
         """Return the repository's tags on this host, newest image first."""
-        images = await self._call(
+        client = self._client()
+        images = await self._read(
             f"listing the local tags of {repository}",
-            self._client().images.list(filters={"reference": [repository]}),
+            lambda: client.images.list(filters={"reference": [repository]}),
         )
         tags = [
             LocalTag(ImageRef.parse(ref).tag, image["Id"], int(image.get("Created", 0)))
@@ -365,7 +393,7 @@ class DockerComposeProvider:
             return
         available = ", ".join(t.tag for t in await self._local_tags(target.repository))
         raise NotFound(
-            f"Tag `{target.tag}` of {target.repository} is not on this host "
+            f"Tag `{target.tag}` of {target.repository} not found on this host "
             f"(available: {available or 'none'}); pulling is off for this target."
         )
 
@@ -402,7 +430,7 @@ class DockerComposeProvider:
                 deadline=settings.pull_timeout_seconds,
             )
         except ProviderError as exc:
-            raise _registry_error(exc, registry, auth.source if auth else None) from exc
+            raise registry_error(exc, registry, auth.source if auth else None) from exc
 
     async def _needing_replacement(self, containers: list[Json], target: ImageRef) -> list[Json]:
         """Return the containers not on `target` yet; refuse when none is left."""
@@ -481,10 +509,18 @@ class DockerComposeProvider:
         body["Labels"] = recreated_labels(body.get("Labels") or {}, target_image_id)
         await self._remove_leftover(temp_name(old))
         client = self._client()
-        new = await self._call(
-            f"creating {temp_name(old)}",
-            client.containers.create(body, name=temp_name(old)),
-        )
+        try:
+            new = await self._call(
+                f"creating {temp_name(old)}",
+                client.containers.create(body, name=temp_name(old)),
+            )
+        except (TimedOut, Transient) as exc:
+            # The engine may have created it before the answer was lost: ask, then clean up.
+            await self._remove_leftover_quietly(temp_name(old))
+            state = await self._state_or_unknown()
+            raise type(exc)(
+                f"{exc.message} Nothing was swapped: {state}.", target_state=state
+            ) from exc
         await say(progress, f"Created `{temp_name(old)}` from {target}.")
         swap = _Swap(name=name, old_id=old["Id"], new_id=new.id, was_running=is_running(old))
         try:
@@ -498,16 +534,17 @@ class DockerComposeProvider:
             await self._put_back_quietly(swap, old)
             raise
         else:
-            await self._remove(old["Id"])
-            await say(progress, f"Removed the old container `{old_name(old)}`.")
+            await self._remove_replaced(old, progress)
             return
         await self._restore_and_fail(swap, old, old_ref, target, reason, progress, done)
 
     async def _connect_extra_networks(self, old: Json, new_id: str) -> None:
         """Attach the new container to every network of the old one beyond the first."""
+        networks = self._client().networks
         for network, endpoint in endpoints_of(old)[1:]:
-            client = self._client()
-            net = await self._call(f"finding network {network}", client.networks.get(network))
+            net = await self._read(
+                f"finding network {network}", functools.partial(networks.get, network)
+            )
             await self._call(
                 f"connecting to network {network}",
                 net.connect({"Container": new_id, "EndpointConfig": endpoint}),
@@ -647,6 +684,26 @@ class DockerComposeProvider:
             return []
         return [line.rstrip("\n") for line in lines if line.strip()][-LOG_TAIL_LINES:]
 
+    async def _remove_replaced(self, old: Json, progress: Progress) -> None:
+        """Remove the replaced container; a failure leaves it stopped, which is said, not raised."""
+        try:
+            await self._remove(old["Id"])
+        except ProviderError as exc:
+            await say(
+                progress,
+                f"Could not remove the old container `{old_name(old)}` ({exc.message}); it is "
+                f"stopped and harmless: remove it with `docker rm {old_name(old)}`.",
+            )
+        else:
+            await say(progress, f"Removed the old container `{old_name(old)}`.")
+
+    async def _remove_leftover_quietly(self, name: str) -> None:
+        """Remove a container a lost create may have left, logging when that fails too."""
+        try:
+            await self._remove_leftover(name)
+        except ProviderError as exc:
+            log.warning("docker_compose.leftover_not_removed", container=name, error=exc.message)
+
     async def _remove_leftover(self, name: str) -> None:
         """Remove a temporary container an interrupted recreation left under `name`."""
         try:
@@ -681,6 +738,10 @@ class DockerComposeProvider:
         return [note]
 
 
+class _ReadTimedOut(Transient):
+    """A read that got no answer in time: worth another try, unlike a write."""
+
+
 @dataclass
 class _Swap:
     """Where one container recreation stands, so a failure can be undone exactly."""
@@ -690,41 +751,6 @@ class _Swap:
     new_id: str
     was_running: bool
     old_renamed: bool = False
-
-
-def _translate(exc: DockerError, what: str) -> ProviderError:
-    """Map a Docker Engine error onto the provider error tree."""
-    message = f"Docker Engine error {what}: {exc.message}"
-    text = str(exc.message).lower()
-    if exc.status == 404 or "not found" in text or "manifest unknown" in text:
-        return NotFound(message)
-    if exc.status in (400, 401, 403, 409) or "unauthorized" in text or "denied" in text:
-        return Refused(message)
-    # 900: aiodocker's "cannot connect"; 0: an error inside a pull's progress stream.
-    if exc.status in (0, 900) or exc.status >= 500:
-        return Transient(message)
-    return Refused(message)
-
-
-def _registry_error(exc: ProviderError, registry: str, source: str | None) -> ProviderError:
-    """Name a registry's refusal of a pull (the engine reports it as HTTP 500 or 404)."""
-    text = exc.message.lower()
-    login = f"`docker login {registry}` as the bot's user, or set docker_config"
-    if "no basic auth credentials" in text or (source is None and "unauthorized" in text):
-        return AuthRejected(
-            f"The registry {registry} refused: credentials needed ({login}). Nothing was changed."
-        )
-    if "unauthorized" in text or "authentication required" in text or "denied" in text:
-        if source is None:
-            return AuthRejected(
-                f"The registry {registry} refused the pull: the repository does not exist "
-                f"there or needs credentials ({login}). Nothing was changed."
-            )
-        return AuthRejected(
-            f"The registry {registry} rejected the credentials from {source} ({login} "
-            "again). Nothing was changed."
-        )
-    return exc
 
 
 def _previous_stable(tags: Iterable[LocalTag], current: str, created: int) -> LocalTag | None:
