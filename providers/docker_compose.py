@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import json
-import os
-import re
-import tempfile
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import aiodocker
 import aiohttp
@@ -35,27 +32,36 @@ from providers.base import (
     say,
     state_or_unknown,
 )
+from providers.compose_containers import (
+    OLD_MARK,
+    TEMP_NAME,
+    Json,
+    container_name,
+    container_order,
+    create_body,
+    endpoints_of,
+    is_running,
+    is_service_container,
+    old_name,
+    raise_if_failed,
+    status_text,
+    temp_name,
+)
+from providers.compose_files import write_pin
+from providers.compose_labels import PROJECT_LABEL, SERVICE_LABEL, recreated_labels
+from providers.compose_up import up_warning
+from providers.docker_errors import lost_connection, registry_error, translate
 from providers.images import ImageRef
+from providers.registry_auth import DOCKER_HUB, credentials_for, docker_config_dir, registry_of
+from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Json = dict[str, Any]
 
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-NUMBER_LABEL = "com.docker.compose.container-number"
-ONEOFF_LABEL = "com.docker.compose.oneoff"
-OLD_MARK = "_rollbot_old_"
-# `<old id[:12]>_<name>`: a new container before it takes the service's name (compose's too).
-TEMP_NAME = re.compile(r"^[0-9a-f]{12}_")
 DEFAULT_STOP_TIMEOUT = 10
 POLL_SECONDS = 0.25
 LOG_TAIL_LINES = 5
-# The engine copies these from the image into a container's Config when the user left them
-# unset; a copy that still equals the old image's value must go so the new image's applies.
-IMAGE_DEFAULT_KEYS = ("WorkingDir", "User", "Healthcheck", "StopSignal", "OnBuild")
-IMAGE_DEFAULT_SETS = ("ExposedPorts", "Volumes")
 SIGKILL_EXIT = 137
 
 
@@ -72,6 +78,16 @@ class DockerComposeSettings(BaseModel):
     )
     pull: bool = Field(
         default=False, description="Pull a missing target tag from the image's registry."
+    )
+    compose_files: list[Path] | None = Field(
+        default=None,
+        description="Compose files of the project, to check the service's `image:`; default: "
+        "those its containers' labels name (com.docker.compose.project.config_files).",
+    )
+    docker_config: Path | None = Field(
+        default=None,
+        description="Folder of the Docker config.json whose registry credentials pulls use; "
+        "default: DOCKER_CONFIG or ~/.docker.",
     )
     pin_env_file: Path | None = Field(
         default=None, description="Env file the compose file reads the image tag from."
@@ -162,7 +178,7 @@ class DockerComposeProvider:
         if self._pinned:
             steps.append(self._pin_step(target))
         else:
-            warnings.append(self._no_pin_warning(current))
+            warnings.append(await self._up_warning(containers[0], target_ref, current))
         return Plan(steps=steps, warnings=warnings)
 
     async def rollback(self, target: str, progress: Progress) -> Outcome:
@@ -171,13 +187,16 @@ class DockerComposeProvider:
         containers = await self._containers()
         current = await self._image_ref(containers[0])
         target_ref = current.with_tag(target)
-        await self._ensure_image(target_ref, progress)
+        image = await self._ensure_image(target_ref, progress)
         to_replace = await self._needing_replacement(containers, target_ref)
         done: list[str] = []
         for container in to_replace:
-            await self._replace(container, target_ref, progress, done)
-            done.append(_name(container))
-        notes = await self._pin_or_warn(target, current, progress)
+            await self._replace(container, target_ref, image["Id"], progress, done)
+            done.append(container_name(container))
+        notes = await self._pin(target, progress)
+        warning = await self._up_warning(containers[0], target_ref, current)
+        await say(progress, warning)
+        notes.append(warning)
         summary = (
             f"{self._settings.service} now runs {target_ref} "
             f"({len(done)} container{_plural(len(done))} recreated: {', '.join(done)})"
@@ -191,13 +210,14 @@ class DockerComposeProvider:
         """Say what the service's containers run now, asked from the engine."""
         containers = await self._containers()
         refs = [str(await self._image_ref(c)) for c in containers]
-        states = ", ".join(f"{_name(c)} {_status(c)}" for c in containers)
+        states = ", ".join(f"{container_name(c)} {status_text(c)}" for c in containers)
         count = f"{len(containers)} container{_plural(len(containers))}"
         if len(set(refs)) == 1:
-            verb = "running" if all(_running(c) for c in containers) else "on"
+            verb = "running" if all(is_running(c) for c in containers) else "on"
             return f"{self._settings.service}: {count} {verb} {refs[0]} ({states})"
         mixed = ", ".join(
-            f"{_name(c)} {_status(c)} on {r}" for c, r in zip(containers, refs, strict=True)
+            f"{container_name(c)} {status_text(c)} on {r}"
+            for c, r in zip(containers, refs, strict=True)
         )
         return f"{self._settings.service}: {count} on different images ({mixed})"
 
@@ -210,32 +230,32 @@ class DockerComposeProvider:
         left before the old one was renamed is removed, and the old one started if stopped.
         """
         containers = await self._labelled()
-        by_name = {_name(c): c for c in containers}
+        by_name = {container_name(c): c for c in containers}
         notes: list[str] = []
-        for old in [c for c in containers if OLD_MARK in _name(c)]:
-            name = _name(old).split(OLD_MARK, 1)[0]
+        for old in [c for c in containers if OLD_MARK in container_name(c)]:
+            name = container_name(old).split(OLD_MARK, 1)[0]
             temp = f"{old['Id'][:12]}_{name}"
             new = by_name.get(name) or by_name.get(temp)
             by_name.pop(temp, None)
-            if new is not None and _name(new) == name and _running(new):
+            if new is not None and container_name(new) == name and is_running(new):
                 await self._remove(old["Id"])
                 notes.append(f"`{name}` runs its new container; removed the old one left behind.")
                 continue
             swap = _Swap(name, old["Id"], new["Id"] if new else "", True, old_renamed=True)
             await self._put_back(swap, old)
             notes.append(f"Put the old `{name}` back: a swap was cut short before the new one ran.")
-        for temp_name, leftover in by_name.items():
-            if not TEMP_NAME.match(temp_name):
+        for leftover_name, leftover in by_name.items():
+            if not TEMP_NAME.match(leftover_name):
                 continue
             await self._remove(leftover["Id"])
-            name = TEMP_NAME.sub("", temp_name, count=1)
+            name = TEMP_NAME.sub("", leftover_name, count=1)
             service = by_name.get(name)
-            if service is not None and not _running(service):
+            if service is not None and not is_running(service):
                 swap = _Swap(name, service["Id"], "", True)
                 await self._put_back(swap, service)
                 notes.append(f"Started `{name}` again: a swap was cut short after stopping it.")
             else:
-                notes.append(f"Removed `{temp_name}`, left by a swap cut short.")
+                notes.append(f"Removed `{leftover_name}`, left by a swap cut short.")
         return notes
 
     async def aclose(self) -> None:
@@ -264,42 +284,67 @@ class DockerComposeProvider:
             async with asyncio.timeout(seconds):
                 return await call
         except DockerError as exc:
-            raise _translate(exc, what) from exc
+            raise translate(exc, what) from exc
         except TimeoutError as exc:
-            raise TimedOut(f"Docker Engine did not answer within {seconds:g} s {what}.") from exc
+            raise TimedOut(
+                f"The Docker Engine gave no answer in time {what} ({seconds:g} s)."
+            ) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise Transient(f"Could not reach the Docker Engine {what}: {exc}") from exc
+            raise lost_connection(exc, what) from exc
+
+    async def _read(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Run a read under `_call`, retried on transient failures and timeouts (reads only)."""
+
+        async def attempt() -> T:
+            try:
+                return await self._call(what, call())
+            except TimedOut as exc:
+                raise _ReadTimedOut(exc.message) from exc
+
+        try:
+            return await retrying(
+                attempt, attempts=3, base_delay=0.2, deadline_seconds=self._read_budget
+            )
+        except _ReadTimedOut as exc:
+            raise TimedOut(exc.message) from exc
+
+    @property
+    def _read_budget(self) -> float:
+        return self._settings.api_timeout_seconds * 3 + 5
 
     async def _inspect(self, container_id: str) -> Json:
         """Return a container's inspect document."""
         handle = self._client().containers.container(container_id)
-        return await self._call(f"inspecting container {container_id[:12]}", handle.show())
+        return await self._read(f"inspecting container {container_id[:12]}", handle.show)
 
     async def _labelled(self) -> list[Json]:
         """Inspect every container labelled with the service, leftovers of a swap included."""
         settings = self._settings
         labels = [f"{PROJECT_LABEL}={settings.project}", f"{SERVICE_LABEL}={settings.service}"]
-        found = await self._call(
+        containers = self._client().containers
+        filters = json.dumps({"label": labels})
+        found = await self._read(
             f"listing the containers of {settings.project}/{settings.service}",
-            self._client().containers.list(all=True, filters=json.dumps({"label": labels})),
+            lambda: containers.list(all=True, filters=filters),
         )
         return [await self._inspect(c.id) for c in found]
 
     async def _containers(self) -> list[Json]:
         """Inspect the service's containers, ordered by compose's container number."""
         settings = self._settings
-        service = [c for c in await self._labelled() if _is_service_container(c)]
+        service = [c for c in await self._labelled() if is_service_container(c)]
         if not service:
             raise NotFound(
                 f"No container of service `{settings.service}` in compose project "
                 f"`{settings.project}` on this Docker Engine."
             )
-        return sorted(service, key=_container_order)
+        return sorted(service, key=container_order)
 
     async def _find_image(self, ref: str) -> Json | None:
         """Inspect an image, or return None when the host does not have it."""
         try:
-            return await self._call(f"inspecting image {ref}", self._client().images.inspect(ref))
+            images = self._client().images
+            return await self._read(f"inspecting image {ref}", lambda: images.inspect(ref))
         except NotFound:
             return None
 
@@ -311,14 +356,17 @@ class DockerComposeProvider:
         image = await self._find_image(container["Image"])
         tags = (image or {}).get("RepoTags") or []
         if not tags:
-            raise NotFound(f"{_name(container)} runs an untagged image ({configured[:19]}).")
+            raise NotFound(
+                f"{container_name(container)} runs an untagged image ({configured[:19]})."
+            )
         return ImageRef.parse(tags[0])
 
     async def _local_tags(self, repository: str) -> list[LocalTag]:
         """Return the repository's tags on this host, newest image first."""
-        images = await self._call(
+        client = self._client()
+        images = await self._read(
             f"listing the local tags of {repository}",
-            self._client().images.list(filters={"reference": [repository]}),
+            lambda: client.images.list(filters={"reference": [repository]}),
         )
         tags = [
             LocalTag(ImageRef.parse(ref).tag, image["Id"], int(image.get("Created", 0)))
@@ -345,7 +393,7 @@ class DockerComposeProvider:
             return
         available = ", ".join(t.tag for t in await self._local_tags(target.repository))
         raise NotFound(
-            f"Tag `{target.tag}` of {target.repository} is not on this host "
+            f"Tag `{target.tag}` of {target.repository} not found on this host "
             f"(available: {available or 'none'}); pulling is off for this target."
         )
 
@@ -356,17 +404,33 @@ class DockerComposeProvider:
             return image
         await self._require_pullable(target)
         await say(progress, f"Pulling {target} (not on this host yet)…")
-        client = self._client()
-        await self._call(
-            f"pulling {target}",
-            client.images.pull(target.repository, tag=target.tag),
-            deadline=self._settings.pull_timeout_seconds,
-        )
+        await self._pull(target)
         image = await self._find_image(str(target))
         if image is None:
             raise NotFound(f"Pulling {target} finished but the image is still not on this host.")
         await say(progress, f"Pulled {target} (image {_short_image_id(image['Id'])}).")
         return image
+
+    async def _pull(self, target: ImageRef) -> None:
+        """Pull an image, sending the Docker config's credentials for its registry, if any."""
+        settings = self._settings
+        config_dir = docker_config_dir(settings.docker_config)
+        auth = await credentials_for(target.repository, config_dir, settings.api_timeout_seconds)
+        registry = registry_of(target.repository)
+        repository = target.repository
+        if auth is not None and registry == DOCKER_HUB:
+            # aiodocker sends credentials only with a registry host in the name.
+            repository = f"{DOCKER_HUB}/{repository}"
+        try:
+            await self._call(
+                f"pulling {target}",
+                self._client().images.pull(
+                    repository, tag=target.tag, auth=auth.fields if auth else None
+                ),
+                deadline=settings.pull_timeout_seconds,
+            )
+        except ProviderError as exc:
+            raise registry_error(exc, registry, auth.source if auth else None) from exc
 
     async def _needing_replacement(self, containers: list[Json], target: ImageRef) -> list[Json]:
         """Return the containers not on `target` yet; refuse when none is left."""
@@ -379,22 +443,22 @@ class DockerComposeProvider:
 
     async def _container_steps(self, container: Json, target: ImageRef) -> list[str]:
         """Describe how one container will be recreated."""
-        name = _name(container)
+        name = container_name(container)
         old = await self._image_ref(container)
         host = container["HostConfig"]
         restart = (host.get("RestartPolicy") or {}).get("Name") or "no"
         return [
-            f"Create `{_temp_name(container)}` from {target} with the config of `{name}` "
+            f"Create `{temp_name(container)}` from {target} with the config of `{name}` "
             f"(env, labels, command, mounts, network {host.get('NetworkMode') or 'default'}, "
             f"restart policy {restart}); replaces {old}.",
             f"Stop `{name}` ({old}), allowing {self._stop_timeout(container)} s before it is "
             "killed.",
-            f"Rename `{name}` to `{_old_name(container)}`, give the new container the name "
+            f"Rename `{name}` to `{old_name(container)}`, give the new container the name "
             f"`{name}` and start it.",
             f"Wait up to {self._settings.healthy_timeout_seconds:g} s for it to run"
             " (and pass its HEALTHCHECK, if the image has one); if it does not, remove it and "
             f"start `{name}` on {old} again.",
-            f"Remove the old container `{_old_name(container)}`.",
+            f"Remove the old container `{old_name(container)}`.",
         ]
 
     @property
@@ -407,8 +471,18 @@ class DockerComposeProvider:
             "later `docker compose up` keeps this version."
         )
 
-    def _no_pin_warning(self, current: ImageRef) -> str:
-        return f"No pin_env_file configured: a later `docker compose up` will bring back {current}."
+    async def _up_warning(self, first: Json, target: ImageRef, replaced: ImageRef) -> str:
+        """Say what a later `docker compose up -d` will run, read from the compose file."""
+        settings = self._settings
+        return await asyncio.to_thread(
+            up_warning,
+            service=settings.service,
+            configured_files=settings.compose_files,
+            labels=first["Config"].get("Labels") or {},
+            pin_env_file=settings.pin_env_file,
+            target=target,
+            replaced=replaced,
+        )
 
     # -- rollback ---------------------------------------------------------------------------
 
@@ -423,22 +497,32 @@ class DockerComposeProvider:
         self,
         old: Json,
         target: ImageRef,
+        target_image_id: str,
         progress: Progress,
         done: list[str],
     ) -> None:
         """Recreate one container on `target`, putting the old one back if the new one fails."""
-        name = _name(old)
+        name = container_name(old)
         old_ref = await self._image_ref(old)
         old_image = await self._find_image(old["Image"]) or {}
-        body = _create_body(old, old_image, str(target))
-        await self._remove_leftover(_temp_name(old))
+        body = create_body(old, old_image, str(target))
+        body["Labels"] = recreated_labels(body.get("Labels") or {}, target_image_id)
+        await self._remove_leftover(temp_name(old))
         client = self._client()
-        new = await self._call(
-            f"creating {_temp_name(old)}",
-            client.containers.create(body, name=_temp_name(old)),
-        )
-        await say(progress, f"Created `{_temp_name(old)}` from {target}.")
-        swap = _Swap(name=name, old_id=old["Id"], new_id=new.id, was_running=_running(old))
+        try:
+            new = await self._call(
+                f"creating {temp_name(old)}",
+                client.containers.create(body, name=temp_name(old)),
+            )
+        except (TimedOut, Transient) as exc:
+            # The engine may have created it before the answer was lost: ask, then clean up.
+            await self._remove_leftover_quietly(temp_name(old))
+            state = await self._state_or_unknown()
+            raise type(exc)(
+                f"{exc.message} Nothing was swapped: {state}.", target_state=state
+            ) from exc
+        await say(progress, f"Created `{temp_name(old)}` from {target}.")
+        swap = _Swap(name=name, old_id=old["Id"], new_id=new.id, was_running=is_running(old))
         try:
             await self._connect_extra_networks(old, new.id)
             await self._stop_old(old, progress)
@@ -450,16 +534,17 @@ class DockerComposeProvider:
             await self._put_back_quietly(swap, old)
             raise
         else:
-            await self._remove(old["Id"])
-            await say(progress, f"Removed the old container `{_old_name(old)}`.")
+            await self._remove_replaced(old, progress)
             return
         await self._restore_and_fail(swap, old, old_ref, target, reason, progress, done)
 
     async def _connect_extra_networks(self, old: Json, new_id: str) -> None:
         """Attach the new container to every network of the old one beyond the first."""
-        for network, endpoint in _endpoints(old)[1:]:
-            client = self._client()
-            net = await self._call(f"finding network {network}", client.networks.get(network))
+        networks = self._client().networks
+        for network, endpoint in endpoints_of(old)[1:]:
+            net = await self._read(
+                f"finding network {network}", functools.partial(networks.get, network)
+            )
             await self._call(
                 f"connecting to network {network}",
                 net.connect({"Container": new_id, "EndpointConfig": endpoint}),
@@ -467,9 +552,9 @@ class DockerComposeProvider:
 
     async def _stop_old(self, old: Json, progress: Progress) -> None:
         """Stop the old container, saying whether it had to be killed."""
-        name = _name(old)
-        if not _running(old):
-            await say(progress, f"`{name}` is not running ({_status(old)}); nothing to stop.")
+        name = container_name(old)
+        if not is_running(old):
+            await say(progress, f"`{name}` is not running ({status_text(old)}); nothing to stop.")
             return
         seconds = self._stop_timeout(old)
         started = time.monotonic()
@@ -498,7 +583,7 @@ class DockerComposeProvider:
         # Rename while neither runs: the engine fails to rename a host-network container
         # that has just crashed ("sandbox ... not found").
         handle = client.containers.container(swap.old_id)
-        await self._call(f"renaming {swap.name}", handle.rename(_old_name(old)))
+        await self._call(f"renaming {swap.name}", handle.rename(old_name(old)))
         swap.old_renamed = True
         await self._call(f"renaming the new {swap.name}", new.rename(swap.name))
         await self._call(f"starting the new {swap.name}", new.start())
@@ -513,7 +598,7 @@ class DockerComposeProvider:
         running_since: float | None = None
         while True:
             state = (await self._inspect(container_id))["State"]
-            _raise_if_failed(state)
+            raise_if_failed(state)
             health = (state.get("Health") or {}).get("Status")
             now = time.monotonic()
             if state.get("Running") and running_since is None:
@@ -550,7 +635,7 @@ class DockerComposeProvider:
             state = await self._state_or_unknown()
             raise RollbackFailed(
                 f"{message}\nRestoring the old container failed too: {exc.message}",
-                target_state=f"{state} (old container `{_old_name(old)}` NOT restored)",
+                target_state=f"{state} (old container `{old_name(old)}` NOT restored)",
             ) from exc
         again = "again" if swap.was_running else "again (stopped, as before)"
         state = f"{self._settings.service} runs {old_ref} {again} (old container restored)"
@@ -566,7 +651,7 @@ class DockerComposeProvider:
             await self._remove(swap.new_id)
         if swap.old_renamed:
             handle = client.containers.container(swap.old_id)
-            await self._call(f"renaming {_old_name(old)} back", handle.rename(swap.name))
+            await self._call(f"renaming {old_name(old)} back", handle.rename(swap.name))
         if not swap.was_running:
             return
         await self._call(
@@ -599,6 +684,26 @@ class DockerComposeProvider:
             return []
         return [line.rstrip("\n") for line in lines if line.strip()][-LOG_TAIL_LINES:]
 
+    async def _remove_replaced(self, old: Json, progress: Progress) -> None:
+        """Remove the replaced container; a failure leaves it stopped, which is said, not raised."""
+        try:
+            await self._remove(old["Id"])
+        except ProviderError as exc:
+            await say(
+                progress,
+                f"Could not remove the old container `{old_name(old)}` ({exc.message}); it is "
+                f"stopped and harmless: remove it with `docker rm {old_name(old)}`.",
+            )
+        else:
+            await say(progress, f"Removed the old container `{old_name(old)}`.")
+
+    async def _remove_leftover_quietly(self, name: str) -> None:
+        """Remove a container a lost create may have left, logging when that fails too."""
+        try:
+            await self._remove_leftover(name)
+        except ProviderError as exc:
+            log.warning("docker_compose.leftover_not_removed", container=name, error=exc.message)
+
     async def _remove_leftover(self, name: str) -> None:
         """Remove a temporary container an interrupted recreation left under `name`."""
         try:
@@ -618,22 +723,23 @@ class DockerComposeProvider:
 
     # -- pin --------------------------------------------------------------------------------
 
-    async def _pin_or_warn(self, target: str, current: ImageRef, progress: Progress) -> list[str]:
-        """Write the target tag into the pin file, or return the warning that there is none."""
+    async def _pin(self, target: str, progress: Progress) -> list[str]:
+        """Write the target tag into the pin file, when one is configured."""
         settings = self._settings
         if settings.pin_env_file is None or settings.pin_variable is None:
-            warning = self._no_pin_warning(current)
-            await say(progress, warning)
-            return [warning]
+            return []
         try:
             await asyncio.to_thread(write_pin, settings.pin_env_file, settings.pin_variable, target)
         except OSError as exc:
             note = f"Could not update {settings.pin_env_file}: {exc}. Pin {target} by hand."
-            await say(progress, note)
-            return [note]
-        note = f"Pinned {settings.pin_variable}={target} in {settings.pin_env_file}."
+        else:
+            note = f"Pinned {settings.pin_variable}={target} in {settings.pin_env_file}."
         await say(progress, note)
         return [note]
+
+
+class _ReadTimedOut(Transient):
+    """A read that got no answer in time: worth another try, unlike a write."""
 
 
 @dataclass
@@ -647,190 +753,10 @@ class _Swap:
     old_renamed: bool = False
 
 
-def write_pin(path: Path, variable: str, value: str) -> None:
-    """Set `variable=value` in an env file, keeping other lines; replace the file atomically."""
-    text = path.read_text() if path.exists() else ""
-    lines = text.splitlines()
-    pattern = re.compile(rf"^(\s*(?:export\s+)?){re.escape(variable)}\s*=")
-    replaced = False
-    for index, line in enumerate(lines):
-        match = pattern.match(line)
-        if match:
-            lines[index] = f"{match.group(1)}{variable}={value}"
-            replaced = True
-    if not replaced:
-        lines.append(f"{variable}={value}")
-    _write_atomically(path, "\n".join(lines) + "\n")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write through a temp file in the same folder, so readers see the old or the new file."""
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def _create_body(old: Json, old_image: Json, target: str) -> Json:
-    """Build the create request of a container like `old` but on the `target` image."""
-    image_config = old_image.get("Config") or {}
-    config = {k: v for k, v in old["Config"].items() if k not in ("Hostname", "Image")}
-    _drop_image_defaults(config, image_config)
-    endpoints = _endpoints(old)
-    body: Json = {**config, "Image": target, "HostConfig": _host_config(old)}
-    if endpoints:
-        network, endpoint = endpoints[0]
-        body["NetworkingConfig"] = {"EndpointsConfig": {network: endpoint}}
-    return body
-
-
-def _drop_image_defaults(config: Json, image: Json) -> None:
-    """Drop values the engine copied from the old image, so the new image's defaults apply."""
-    entrypoint_is_default = config.get("Entrypoint") == image.get("Entrypoint")
-    # The engine only fills Cmd from the image when the user set no Entrypoint.
-    if entrypoint_is_default:
-        config.pop("Entrypoint", None)
-        if config.get("Cmd") == image.get("Cmd"):
-            config.pop("Cmd", None)
-    for key in IMAGE_DEFAULT_KEYS:
-        if key in config and config[key] == image.get(key):
-            config.pop(key)
-    for key in IMAGE_DEFAULT_SETS:
-        inherited = image.get(key) or {}
-        kept = {k: v for k, v in (config.get(key) or {}).items() if k not in inherited}
-        config[key] = kept or None
-    image_env = set(image.get("Env") or [])
-    config["Env"] = [e for e in config.get("Env") or [] if e not in image_env]
-    image_labels = image.get("Labels") or {}
-    labels = config.get("Labels") or {}
-    config["Labels"] = {k: v for k, v in labels.items() if image_labels.get(k) != v}
-
-
-def _host_config(old: Json) -> Json:
-    """Return the old HostConfig, with its anonymous volumes bound so their data stays."""
-    host = dict(old["HostConfig"])
-    declared = {_bind_target(b) for b in host.get("Binds") or []}
-    declared |= {m.get("Target") for m in host.get("Mounts") or []}
-    anonymous = [
-        f"{m['Name']}:{m['Destination']}{'' if m.get('RW', True) else ':ro'}"
-        for m in old.get("Mounts") or []
-        if m.get("Type") == "volume" and m.get("Destination") not in declared
-    ]
-    if anonymous:
-        host["Binds"] = [*(host.get("Binds") or []), *anonymous]
-    return host
-
-
-def _bind_target(bind: str) -> str:
-    """Return the container path of a `source:target[:options]` bind."""
-    parts = bind.split(":")
-    return parts[1] if len(parts) > 1 else parts[0]
-
-
-def _endpoints(old: Json) -> list[tuple[str, Json]]:
-    """Return the old container's networks and the endpoint settings worth keeping, main first."""
-    networks = (old.get("NetworkSettings") or {}).get("Networks") or {}
-    mode = old["HostConfig"].get("NetworkMode")
-    short_id = old["Id"][:12]
-    endpoints = []
-    for network, endpoint in networks.items():
-        # The engine adds the container's short id as an alias; the new one gets its own.
-        aliases = [a for a in endpoint.get("Aliases") or [] if a != short_id]
-        kept: Json = {"Aliases": aliases or None}
-        for key in ("IPAMConfig", "Links", "DriverOpts"):
-            if endpoint.get(key):
-                kept[key] = endpoint[key]
-        endpoints.append((network, kept))
-    return sorted(endpoints, key=lambda item: item[0] != mode)
-
-
-def _raise_if_failed(state: Json) -> None:
-    """Raise when a new container exited, restarted or reports unhealthy."""
-    if state.get("Status") in ("exited", "dead", "restarting"):
-        raise RollbackFailed(f"it {_exit_text(state)}")
-    if int(state.get("RestartCount") or 0) > 0:
-        raise RollbackFailed(f"it crashed and was restarted ({_exit_text(state)})")
-    health = state.get("Health") or {}
-    if health.get("Status") == "unhealthy":
-        checks = health.get("Log") or [{}]
-        output = str(checks[-1].get("Output") or "").strip()
-        detail = f": {output[:200]}" if output else ""
-        raise RollbackFailed(f"it runs but its HEALTHCHECK reports unhealthy{detail}")
-
-
-def _exit_text(state: Json) -> str:
-    code = state.get("ExitCode")
-    error = state.get("Error")
-    text = f"exited with code {code}" if code is not None else str(state.get("Status"))
-    return f"{text} ({error})" if error else text
-
-
-def _translate(exc: DockerError, what: str) -> ProviderError:
-    """Map a Docker Engine error onto the provider error tree."""
-    message = f"Docker Engine error {what}: {exc.message}"
-    text = str(exc.message).lower()
-    if exc.status == 404 or "not found" in text or "manifest unknown" in text:
-        return NotFound(message)
-    if exc.status in (400, 401, 403, 409) or "unauthorized" in text or "denied" in text:
-        return Refused(message)
-    # 900: aiodocker's "cannot connect"; 0: an error inside a pull's progress stream.
-    if exc.status in (0, 900) or exc.status >= 500:
-        return Transient(message)
-    return Refused(message)
-
-
-def _is_service_container(container: Json) -> bool:
-    """Leave out one-off containers and a rollback's leftovers."""
-    labels = container["Config"].get("Labels") or {}
-    name = _name(container)
-    leftover = OLD_MARK in name or TEMP_NAME.match(name) is not None
-    return labels.get(ONEOFF_LABEL, "False") != "True" and not leftover
-
-
-def _container_order(container: Json) -> tuple[int, str]:
-    labels = container["Config"].get("Labels") or {}
-    number = str(labels.get(NUMBER_LABEL, "0"))
-    return (int(number) if number.isdigit() else 0, _name(container))
-
-
 def _previous_stable(tags: Iterable[LocalTag], current: str, created: int) -> LocalTag | None:
     """Return the newest tag older than the running one."""
     older = [t for t in tags if t.tag != current and t.created < created]
     return max(older, key=lambda t: t.created, default=None)
-
-
-def _name(container: Json) -> str:
-    return str(container["Name"]).lstrip("/")
-
-
-def _temp_name(container: Json) -> str:
-    return f"{container['Id'][:12]}_{_name(container)}"
-
-
-def _old_name(container: Json) -> str:
-    return f"{_name(container)}{OLD_MARK}{container['Id'][:12]}"
-
-
-def _running(container: Json) -> bool:
-    return bool(container["State"].get("Running"))
-
-
-def _status(container: Json) -> str:
-    state = container["State"]
-    status = str(state.get("Status"))
-    health = (state.get("Health") or {}).get("Status")
-    if status == "exited":
-        status = f"exited ({state.get('ExitCode')})"
-    return f"{status}, {health}" if health else status
 
 
 def _short_image_id(image_id: str) -> str:

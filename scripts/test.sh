@@ -25,6 +25,9 @@ bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
 bash scripts/start-redis.sh
 bash scripts/start-redis-cluster.sh
+# A private registry and the Compose v2 CLI for the docker_compose provider's tests.
+bash scripts/start-registry.sh
+bash scripts/install-compose.sh
 
 export DOCKER_HOST=unix:///tmp/rollbot-docker/docker.sock
 export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,52 +11,31 @@ import aiodocker
 import pytest
 
 from providers.base import NotFound, Refused, RollbackFailed
-from providers.docker_compose import (
-    DockerComposeProvider,
-    DockerComposeSettings,
-    write_pin,
-)
+from providers.compose_files import write_pin
 from providers.images import ImageRef
 from tests.support.docker import (
     ComposeContainer,
     ComposeContainerFactory,
+    ComposeProviderFactory,
     DemoImages,
     unique_project,
     wait_http,
 )
 from tests.support.progress import Recorder
 
-ProviderFactory = Callable[..., DockerComposeProvider]
+ProviderFactory = ComposeProviderFactory
 
 
 @pytest.fixture
-async def make_provider(docker_host: str) -> AsyncIterator[ProviderFactory]:
-    """Build providers for a project/service and close them all after the test."""
-    made: list[DockerComposeProvider] = []
-
-    def make(project: str, service: str = "backend", **settings: Any) -> DockerComposeProvider:
-        defaults: dict[str, Any] = {"settle_seconds": 1, "healthy_timeout_seconds": 20}
-        config = DockerComposeSettings(
-            provider="docker_compose",
-            project=project,
-            service=service,
-            docker_host=docker_host,
-            **{**defaults, **settings},
-        )
-        provider = DockerComposeProvider(config)
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+def make_provider(make_compose_provider: ProviderFactory) -> ProviderFactory:
+    """Build providers for a project/service, closed after the test."""
+    return make_compose_provider
 
 
 @pytest.fixture
-async def docker(docker_host: str) -> AsyncIterator[aiodocker.Docker]:
+def docker(docker_client: aiodocker.Docker) -> aiodocker.Docker:
     """A client for the test's own checks on containers."""
-    async with aiodocker.Docker(url=docker_host) as client:
-        yield client
+    return docker_client
 
 
 async def inspect(docker: aiodocker.Docker, name: str) -> dict[str, Any]:
@@ -128,8 +106,9 @@ async def test_plan_without_pin_warns_that_compose_up_brings_the_old_tag_back(
     assert f"Stop `{backend.name}`" in text
     assert "allowing 10 s" in text
     assert plan.warnings == [
-        "No pin_env_file configured: a later `docker compose up` will bring back "
-        "rollbot-test/backend:v1.2.4."
+        "Could not check the compose file: no `compose_files` setting and the containers do "
+        "not name theirs. Make sure it names rollbot-test/backend:v1.2.3 before the next "
+        "`docker compose up -d`, or that run brings rollbot-test/backend:v1.2.4 back."
     ]
     # A plan changes nothing.
     assert await project_container_names(docker, backend.project) == [backend.name]
@@ -171,7 +150,11 @@ async def test_rollback_recreates_the_container_like_compose(
     assert after["Name"] == f"/{backend.name}"
     assert after["Config"]["Image"] == "rollbot-test/backend:v1.2.3"
     assert after["State"]["Running"]
-    assert after["Config"]["Labels"] == before["Config"]["Labels"]
+    target_id = (await docker.images.inspect("rollbot-test/backend:v1.2.3"))["Id"]
+    assert after["Config"]["Labels"] == {
+        **before["Config"]["Labels"],
+        "com.docker.compose.image": target_id,
+    }
     assert f"PORT={backend.port}" in after["Config"]["Env"]
     assert "APP_MODE=prod" in after["Config"]["Env"]
     assert after["HostConfig"]["NetworkMode"] == "host"
@@ -181,7 +164,7 @@ async def test_rollback_recreates_the_container_like_compose(
     # The old container is gone: only the new one is left in the project.
     assert await project_container_names(docker, backend.project) == [backend.name]
     assert "now runs rollbot-test/backend:v1.2.3" in outcome.summary
-    assert any("No pin_env_file configured" in note for note in outcome.notes)
+    assert any("Could not check the compose file" in note for note in outcome.notes)
     assert "Created" in progress.text and "Stopped" in progress.text
     assert "Removed the old container" in progress.text
     assert "killed after" not in progress.text
@@ -308,7 +291,7 @@ async def test_rollback_rewrites_the_pin_file(
     assert (
         pin.read_text() == "# deployed by CI\nFRONTEND_TAG=v3\nexport BACKEND_TAG=v1.2.3\nDEBUG=0\n"
     )
-    assert outcome.notes == [f"Pinned BACKEND_TAG=v1.2.3 in {pin}."]
+    assert outcome.notes[0] == f"Pinned BACKEND_TAG=v1.2.3 in {pin}."
     assert f"Pinned BACKEND_TAG=v1.2.3 in {pin}." in progress.messages
     assert [p.name for p in tmp_path.iterdir()] == [".env"]
 

@@ -22,6 +22,7 @@ import pytest
 from playground import images as shared
 from playground.images import BROKEN, HEALTHCHECK, SERVE, DockerCommandError
 from playground.world import free_port
+from providers.docker_compose import DockerComposeProvider, DockerComposeSettings
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class ComposeContainer:
 
 
 ComposeContainerFactory = Callable[..., Awaitable[ComposeContainer]]
+
+# Where scripts/install-compose.sh puts the Compose v2 CLI it builds.
+COMPOSE_CLI = "/tmp/rollbot-tools/docker-compose"
 
 LEAKY_PASSWORD = "s3cr3t!"
 LEAKY_DSN = f"postgresql://app:{LEAKY_PASSWORD}@db/x"
@@ -215,3 +219,59 @@ async def compose_container(
         finally:
             async with asyncio.timeout(60):
                 await shared.remove_projects(docker, projects)
+
+
+ComposeProviderFactory = Callable[..., DockerComposeProvider]
+
+
+@pytest.fixture
+async def make_compose_provider(docker_host: str) -> AsyncIterator[ComposeProviderFactory]:
+    """Build docker_compose providers for a project/service; close them all after the test."""
+    made: list[DockerComposeProvider] = []
+
+    def make(project: str, service: str = "backend", **settings: Any) -> DockerComposeProvider:
+        defaults: dict[str, Any] = {"settle_seconds": 1, "healthy_timeout_seconds": 20}
+        config = DockerComposeSettings(
+            provider="docker_compose",
+            project=project,
+            service=service,
+            docker_host=settings.pop("docker_host", docker_host),
+            **{**defaults, **settings},
+        )
+        provider = DockerComposeProvider(config)
+        made.append(provider)
+        return provider
+
+    yield make
+    for provider in made:
+        await provider.aclose()
+
+
+@pytest.fixture
+async def docker_client(docker_host: str) -> AsyncIterator[aiodocker.Docker]:
+    """A client for a test's own checks on containers and images."""
+    async with aiodocker.Docker(url=docker_host) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def compose_cli() -> str:
+    """Return the Compose v2 CLI (ROLLBOT_TEST_COMPOSE, or the one install-compose.sh built)."""
+    path = os.environ.get("ROLLBOT_TEST_COMPOSE") or COMPOSE_CLI
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"No Compose CLI at {path}: run scripts/install-compose.sh")
+    return path
+
+
+def run_compose(cli: str, docker_host: str, folder: str, project: str, *args: str) -> str:
+    """Run `docker compose` for a project whose compose.yaml is in `folder`; return stdout."""
+    result = subprocess.run(
+        [cli, "--project-directory", folder, "-p", project, *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={"DOCKER_HOST": docker_host, "PATH": os.environ.get("PATH", ""), "HOME": folder},
+    )
+    if result.returncode != 0:
+        pytest.fail(f"docker compose {' '.join(args)} failed: {result.stderr.decode()}")
+    return result.stdout.decode()
