@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from providers.backup_files import named_files, rename_durably
 from providers.base import (
     NotFound,
     Progress,
@@ -233,14 +234,7 @@ def _finish_file(partial: Path, path: Path) -> int:
     partial.chmod(0o600)
     with partial.open("rb") as dump:
         os.fsync(dump.fileno())
-    partial.rename(path)
-    # The rename is durable only once the folder is flushed too.
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-    return path.stat().st_size
+    return rename_durably(partial, path)
 
 
 def _prune(folder: Path, database: str, keep: int, spared: set[str]) -> list[str]:
@@ -255,16 +249,9 @@ def _prune(folder: Path, database: str, keep: int, spared: set[str]) -> list[str
 
 def _list_backups(folder: Path, database: str) -> list[Backup]:
     """List the backups of one database by strict name, newest first."""
-    try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise Refused(f"Cannot read the backup folder {folder}: {exc.strerror}") from exc
     found = []
-    for entry in entries:
-        match = BACKUP_NAME.fullmatch(entry.name)
-        if match is None or match["db"] != database or not entry.is_file():
+    for entry, match in named_files(folder, BACKUP_NAME):
+        if match["db"] != database:
             continue
         stamp = datetime.strptime(match["stamp"][:-1] + "000Z", STAMP_FORMAT).replace(tzinfo=UTC)
         size = entry.stat().st_size

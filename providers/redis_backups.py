@@ -10,7 +10,6 @@ never listed nor restored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from providers.backup_files import named_files, rename_durably
 from providers.base import Progress, Refused, human_size, running_rollback, say
 
 MAGIC = b"ROLLBOT-REDIS-KEYS 1\n"
@@ -157,15 +157,7 @@ def finish(file: IO[bytes], partial: Path, path: Path, count: int) -> int:
     file.flush()
     os.fsync(file.fileno())
     file.close()
-    partial.rename(path)
-    with contextlib.suppress(OSError):
-        # The rename is only durable once the folder is synced too.
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
-    return path.stat().st_size
+    return rename_durably(partial, path)
 
 
 def discard(file: IO[bytes], partial: Path) -> None:
@@ -241,16 +233,9 @@ def _exactly(file: IO[bytes], size: int) -> bytes:
 
 def list_backups(folder: Path, label: str) -> list[RedisBackup]:
     """List the complete backups of one database by strict name, newest first."""
-    try:
-        entries = list(folder.iterdir())
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise Refused(f"Cannot read the backup folder {folder}: {exc.strerror}") from exc
     found = []
-    for entry in entries:
-        match = BACKUP_NAME.fullmatch(entry.name)
-        if match is None or match["label"] != label or not entry.is_file():
+    for entry, match in named_files(folder, BACKUP_NAME):
+        if match["label"] != label:
             continue
         try:
             count, header = _summary(entry)
