@@ -197,6 +197,17 @@ async def say(progress: Progress, text: str) -> None:
         log.warning("provider.progress_failed", text=text, exc_info=True)
 
 
+REDACTED = "[redacted]"
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Replace every secret found in `text` (a platform may echo a request) with [redacted]."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 async def state_or_unknown(describe: Callable[[], Awaitable[str]]) -> str:
     """Describe a target for an error message without raising a second error."""
     try:

@@ -164,12 +164,37 @@ async def send(
         ) from exc
 
 
-def new_client(timeout_seconds: float) -> httpx.AsyncClient:
+def new_client(
+    timeout_seconds: float, *, base_url: str = "", headers: dict[str, str] | None = None
+) -> httpx.AsyncClient:
     """Create a provider's one HTTP client with explicit timeouts."""
     return httpx.AsyncClient(
+        base_url=base_url,
         timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
-        headers={"User-Agent": "rollbot"},
+        headers={"User-Agent": "rollbot", **(headers or {})},
     )
+
+
+class LazyClient:
+    """A provider's one HTTP client: made on first use (it needs a running loop), closed once."""
+
+    def __init__(self, timeout_seconds: float) -> None:
+        self._timeout = timeout_seconds
+        self._client: httpx.AsyncClient | None = None
+
+    def get(
+        self, *, base_url: str = "", headers: dict[str, str] | None = None
+    ) -> httpx.AsyncClient:
+        """Return the client; `base_url` and `headers` count only when it is first made."""
+        if self._client is None:
+            self._client = new_client(self._timeout, base_url=base_url, headers=headers)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the client if one was made; a later call makes a new one."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
 
 
 def token_from(variable: str) -> SecretStr | None:

@@ -66,11 +66,12 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    redact,
     say,
     sentence,
     state_or_unknown,
 )
-from providers.http import error_for, new_client, send, token_from
+from providers.http import LazyClient, error_for, send, token_from
 from providers.images import ImageRef
 from providers.railway_watch import Pacer
 from providers.retry import retrying, watching
@@ -222,7 +223,7 @@ class RailwayProvider:
 
     def __init__(self, settings: RailwaySettings) -> None:
         self._settings = settings
-        self._client: httpx.AsyncClient | None = None
+        self._client = LazyClient(settings.request_timeout_seconds)
         self._token = token_from(settings.token_env)
 
     # -- Provider protocol ------------------------------------------------------------------
@@ -320,17 +321,13 @@ class RailwayProvider:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self._client.aclose()
 
     # -- GraphQL calls ----------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
         """Return the one HTTP client, created on first use."""
-        if self._client is None:
-            self._client = new_client(self._settings.request_timeout_seconds)
-        return self._client
+        return self._client.get()
 
     def _auth_headers(self) -> dict[str, str]:
         """Return the header that carries the token, reading the variable again if unset."""
@@ -385,9 +382,7 @@ class RailwayProvider:
 
     def _redact(self, text: str) -> str:
         """Keep the token out of any text Railway sends back."""
-        if self._token is None:
-            return text
-        return text.replace(self._token.get_secret_value(), "[redacted]")
+        return redact(text, self._token.get_secret_value() if self._token else None)
 
     async def _deployments(self, *, retry: bool = True) -> list[Deployment]:
         """Read the service's recent deployments, newest first (a read: retried)."""

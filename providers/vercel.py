@@ -39,11 +39,12 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    redact,
     say,
     sentence,
     state_or_unknown,
 )
-from providers.http import error_for, send
+from providers.http import LazyClient, error_for, send
 from providers.retry import retrying, watching
 from providers.vercel_api import (
     ABORT_PATH,
@@ -118,7 +119,7 @@ class VercelProvider:
 
     def __init__(self, settings: VercelSettings) -> None:
         self._settings = settings
-        self._http: httpx.AsyncClient | None = None
+        self._http = LazyClient(settings.request_timeout_seconds)
         self._token: str | None = None
 
     # -- Provider protocol ------------------------------------------------------------------
@@ -223,9 +224,7 @@ class VercelProvider:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        await self._http.aclose()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -471,20 +470,17 @@ class VercelProvider:
     # -- HTTP -------------------------------------------------------------------------------
 
     def _client(self) -> httpx.AsyncClient:
-        """Return the one HTTP client, created on first use (it needs a running loop)."""
-        if self._http is None:
+        """Return the one HTTP client, made with the token read on first use."""
+        if self._token is None:
             variable = self._settings.token_env
             token = os.environ.get(variable, "").strip()
             if not token:
                 raise AuthRejected(f"Vercel: environment variable {variable} holds no token.")
             self._token = token
-            seconds = self._settings.request_timeout_seconds
-            self._http = httpx.AsyncClient(
-                base_url=self._settings.api_url.rstrip("/"),
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-                timeout=httpx.Timeout(seconds, connect=min(seconds, 5.0)),
-            )
-        return self._http
+        return self._http.get(
+            base_url=self._settings.api_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
+        )
 
     async def _send(
         self, method: str, path: str, what: str, params: Json, json: Json | None = None
@@ -511,7 +507,7 @@ class VercelProvider:
 
     def _scrub(self, text: str) -> str:
         """Remove the token from text that came from elsewhere (Vercel may echo a request)."""
-        return text.replace(self._token, "***") if self._token else text
+        return redact(text, self._token)
 
     # -- helpers ----------------------------------------------------------------------------
 
