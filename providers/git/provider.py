@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import structlog
 
@@ -18,6 +19,7 @@ from providers.base import (
     Plan,
     Progress,
     ProviderError,
+    RateLimited,
     Refused,
     RollbackFailed,
     TimedOut,
@@ -37,6 +39,9 @@ from providers.http import token_from
 from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
+
+RUN_LOOKUPS = 3
+RUN_LOOKUP_WAIT = 2.0
 
 
 class GitProvider:
@@ -202,17 +207,61 @@ class GitProvider:
         ]
 
     async def _dispatch(self, version: str, summary: str, progress: Progress) -> list[str]:
-        """Start the workflow once; a failure after the push says the push happened."""
+        """Start the workflow once; a failure after the push says the push happened.
+
+        A dispatch left unanswered (no answer in time, a reset, a 5xx) may have started a
+        run: GitHub's list of runs says whether it did, and the dispatch is never resent.
+        """
         settings = self._settings
         if settings.workflow is None:
             return []
         await say(progress, f"Starting workflow {settings.workflow} with version={version}…")
+        sent_at = datetime.now(UTC)
         try:
             await self._github.dispatch_workflow(version)
         except ProviderError as exc:
+            cause = f"{self._cli.scrub(exc.message)} (sent once, not retried)"
+            if not unanswered(exc):
+                what_now = "start the workflow by hand"
+            else:
+                run, what_now = await self._run_started(sent_at, version)
+                if run is not None:
+                    return [
+                        f"Started workflow {settings.workflow} on {settings.workflow_on}: "
+                        f"GitHub's answer was lost ({cause}), but a run started: {run}"
+                    ]
             raise RollbackFailed(
-                f"{summary} But {self._cli.scrub(exc.message)} (sent once, not retried): start "
-                "the workflow by hand.",
+                f"{summary} But {cause}: {what_now}.",
                 target_state=await self._clone.state_or_unknown(),
             ) from exc
         return [f"Started workflow {settings.workflow} on {settings.workflow_on}."]
+
+    async def _run_started(self, sent_at: datetime, version: str) -> tuple[str | None, str]:
+        """Look for the run an unanswered dispatch started: (its URL, or None; what to do)."""
+        settings = self._settings
+        page = self._github.workflow_page()
+        # GitHub makes the run a moment after it accepts the dispatch: look a few times.
+        for attempt in range(RUN_LOOKUPS):
+            if attempt:
+                await asyncio.sleep(min(RUN_LOOKUP_WAIT, settings.request_timeout_seconds))
+            try:
+                runs = await self._github.dispatched_runs(sent_at)
+            except ProviderError as exc:
+                return None, (
+                    f"whether a run started is unknown ({self._cli.scrub(exc.message)}): look "
+                    f"at {page} before starting it by hand"
+                )
+            if runs:
+                return str(runs[0].get("html_url") or page), ""
+        command = (
+            f"`gh workflow run {settings.workflow} --repo {settings.github_repository} "
+            f"--ref {settings.workflow_on} -f version={version}`"
+        )
+        return None, f"no run started; start it by hand: {command}, or Run workflow at {page}"
+
+
+def unanswered(exc: ProviderError) -> bool:
+    """Return True when a write may have been applied though its answer never came."""
+    return isinstance(exc, TimedOut) or (
+        isinstance(exc, Transient) and not isinstance(exc, RateLimited)
+    )

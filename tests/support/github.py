@@ -14,13 +14,21 @@ Documented behaviours it reproduces (docs.github.com/rest, and what git prints o
   (readable without admin rights); a missing branch is 404 "Branch not found".
 - ``GET /repos/{o}/{r}/branches/{b}/protection``: 404 "Branch not protected" when there
   is no classic protection (rulesets do not show here), 403 without admin rights.
-- ``GET /repos/{o}/{r}/rules/branches/{b}``: every active rule of every ruleset that
-  applies, each with its ``ruleset_id``; ``GET /repos/{o}/{r}/rulesets/{id}`` tells
-  ``current_user_can_bypass`` ("always", "pull_requests_only", "never").
+- ``GET /repos/{o}/{r}/rules/branches/{b}``: every active rule of every branch ruleset
+  that applies, each with its ``ruleset_id``; ``GET /repos/{o}/{r}/rulesets/{id}`` tells
+  ``target`` ("branch", "tag"), ``enforcement``, ``conditions.ref_name.include/exclude``
+  (full ref patterns in fnmatch syntax where ``*`` stops at ``/``, or ``~ALL``), the
+  ``rules`` and ``current_user_can_bypass`` ("always", "pull_requests_only", "never").
+- ``GET /repos/{o}/{r}/rulesets``: a summary of each ruleset (no conditions, no rules);
+  rulesets of the organization only with ``includes_parents=true`` (the default).
 - ``POST .../actions/workflows/{w}/dispatches``: 204; 404 for an unknown workflow; 422
   "Workflow does not have 'workflow_dispatch' trigger", "No ref found for: x" and
-  "Unexpected inputs provided: [...]" as GitHub validates.
-- ``GET .../actions/workflows/{w}/runs``: the runs dispatches started.
+  "Unexpected inputs provided: [...]" as GitHub validates. Only an accepted dispatch
+  starts a run (it has no id in the answer: the run is found by listing).
+- ``GET .../actions/workflows/{w}/runs``: runs newest first with ``html_url``,
+  ``created_at``, ``event``, ``head_branch``, ``status``; filtered by ``event``,
+  ``branch`` and ``created`` (``>=``, ``>``, ``<=``, ``<``, ``a..b`` or a date), as
+  documented in docs.github.com/rest/actions/workflow-runs.
 - Pushes (`guard_pushes` installs a pre-receive hook in the bare remote): a protected
   branch refuses with "GH006: Protected branch update failed" and the rule ("Required
   status check "ci" is expected.", "Changes must be made through a pull request."); a
@@ -29,14 +37,23 @@ Documented behaviours it reproduces (docs.github.com/rest, and what git prints o
   Personal Access Token to create or update workflow `…` without `workflow` scope".
   Admins pass branch protection that does not include administrators, and a ruleset
   whose ``current_user_can_bypass`` is "always" lets the push through.
+- Tag pushes: a tag ruleset whose ``creation`` (``update``, ``deletion``) rule covers the
+  tag refuses with "GH013: Repository rule violations found for refs/tags/…" and "- Cannot
+  create ref due to creations being restricted." (as reported in
+  opensearch-project/.github#531); a tag protection rule of the older kind (still on
+  GitHub Enterprise Server) refuses a non-admin with "GH006: Protected tag update failed
+  for refs/tags/…" and "You're not authorized to create a tag" (VirtusLab/pulumi-kotlin#217).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,13 +83,38 @@ class Protection:
 
 @dataclass
 class Ruleset:
-    """A repository ruleset on one branch; `rules` are GitHub's rule objects."""
+    """A ruleset on one branch, or (target "tag") on the tags `include` names.
+
+    `rules` are GitHub's rule objects; `source_type` "Organization" is a parent's ruleset.
+    """
 
     id: int
     name: str
     branch: str
     rules: list[dict[str, Any]]
     bypass: str = "never"
+    target: str = "branch"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    enforcement: str = "active"
+    source_type: str = "Repository"
+
+    def ref_names(self) -> dict[str, list[str]]:
+        """The ruleset's ``conditions.ref_name``."""
+        include = self.include or [f"refs/heads/{self.branch}"]
+        return {"include": include, "exclude": self.exclude}
+
+
+@dataclass
+class Run:
+    """One workflow run."""
+
+    id: int
+    workflow: str
+    branch: str
+    created_at: datetime
+    event: str = "workflow_dispatch"
+    status: str = "queued"
 
 
 def required_checks(*contexts: str) -> dict[str, Any]:
@@ -82,6 +124,31 @@ def required_checks(*contexts: str) -> dict[str, Any]:
 
 
 PULL_REQUEST = {"type": "pull_request", "parameters": {"required_approving_review_count": 1}}
+CREATION = {"type": "creation"}
+
+
+def tag_ruleset(id: int, name: str, *include: str, bypass: str = "never", **more: Any) -> Ruleset:
+    """A ruleset restricting the creation of the tags `include` names (e.g. refs/tags/v*)."""
+    return Ruleset(
+        id, name, "", [CREATION], bypass=bypass, target="tag", include=list(include), **more
+    )
+
+
+def ref_matches(pattern: str, ref: str) -> bool:
+    """Match a ref as GitHub's rulesets do: fnmatch where `*` stops at `/`, `**` does not."""
+    if pattern == "~ALL":
+        return True
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wild = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.fullmatch("".join(wild.get(p, re.escape(p)) for p in parts), ref) is not None
+
+
+def covers(ruleset: Ruleset, ref: str) -> bool:
+    """Return True when the ruleset's ref conditions take in `ref`."""
+    names = ruleset.ref_names()
+    return any(ref_matches(p, ref) for p in names["include"]) and not any(
+        ref_matches(p, ref) for p in names["exclude"]
+    )
 
 
 class FakeGitHub:
@@ -110,12 +177,16 @@ class FakeGitHub:
         # Workflow file name -> whether it has a workflow_dispatch trigger with input `version`.
         self.workflows: dict[str, bool] = {"deploy.yml": True, "ci.yml": False}
         self.dispatches: list[Dispatch] = []
+        self.runs: list[Run] = []
+        # Tag protection rules of the older kind (GitHub Enterprise Server): name patterns.
+        self.protected_tags: list[str] = []
         self.requests: list[tuple[str, str]] = []
         app = web.Application(middlewares=[self._gate])
         repo = "/repos/{owner}/{repo}"
         app.router.add_get(repo + "/branches/{branch:.+}/protection", self._protection)
         app.router.add_get(repo + "/branches/{branch:.+}", self._branch)
         app.router.add_get(repo + "/rules/branches/{branch:.+}", self._rules)
+        app.router.add_get(repo + "/rulesets", self._rulesets)
         app.router.add_get(repo + "/rulesets/{id:\\d+}", self._ruleset)
         app.router.add_post(repo + "/actions/workflows/{workflow}/dispatches", self._dispatch)
         app.router.add_get(repo + "/actions/workflows/{workflow}/runs", self._runs)
@@ -228,36 +299,62 @@ class FakeGitHub:
         return web.json_response(body)
 
     async def _rules(self, request: web.Request) -> web.Response:
-        branch = request.match_info["branch"]
+        ref = f"refs/heads/{request.match_info['branch']}"
         rules = [
             {
                 **rule,
-                "ruleset_source_type": "Repository",
-                "ruleset_source": self.repository,
+                "ruleset_source_type": ruleset.source_type,
+                "ruleset_source": self._source(ruleset),
                 "ruleset_id": ruleset.id,
             }
             for ruleset in self.rulesets
-            if ruleset.branch == branch
+            if ruleset.target == "branch" and ruleset.enforcement == "active"
+            if covers(ruleset, ref)
             for rule in ruleset.rules
         ]
         return web.json_response(rules)
 
+    async def _rulesets(self, request: web.Request) -> web.Response:
+        parents = request.query.get("includes_parents", "true") == "true"
+        listed = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "target": r.target,
+                "source_type": r.source_type,
+                "source": self._source(r),
+                "enforcement": r.enforcement,
+                "node_id": f"RRS_{r.id}",
+                "_links": {"self": {"href": f"{self.url}{request.path}/{r.id}"}},
+            }
+            for r in self.rulesets
+            if parents or r.source_type == "Repository"
+        ]
+        return web.json_response(listed)
+
     async def _ruleset(self, request: web.Request) -> web.Response:
         wanted = int(request.match_info["id"])
+        parents = request.query.get("includes_parents", "true") == "true"
         found = next((r for r in self.rulesets if r.id == wanted), None)
-        if found is None:
+        if found is None or (found.source_type != "Repository" and not parents):
             return _error(404, "Not Found")
         return web.json_response(
             {
                 "id": found.id,
                 "name": found.name,
-                "target": "branch",
-                "enforcement": "active",
-                "conditions": {"ref_name": {"include": [f"refs/heads/{found.branch}"]}},
+                "target": found.target,
+                "source_type": found.source_type,
+                "source": self._source(found),
+                "enforcement": found.enforcement,
+                "conditions": {"ref_name": found.ref_names()},
                 "rules": found.rules,
                 "current_user_can_bypass": found.bypass,
             }
         )
+
+    def _source(self, ruleset: Ruleset) -> str:
+        owner = self.repository.split("/")[0]
+        return self.repository if ruleset.source_type == "Repository" else owner
 
     # -- workflows --------------------------------------------------------------------------
 
@@ -269,7 +366,8 @@ class FakeGitHub:
         self.dispatches.append(
             Dispatch(request.path, request.headers.get("Authorization", ""), body)
         )
-        dispatchable = self.workflows.get(request.match_info["workflow"])
+        workflow = request.match_info["workflow"]
+        dispatchable = self.workflows.get(workflow)
         if dispatchable is None:
             return _error(404, "Not Found")
         if not dispatchable:
@@ -280,16 +378,57 @@ class FakeGitHub:
         unexpected = sorted(set(body.get("inputs", {})) - {"version"})
         if unexpected:
             return _error(422, f"Unexpected inputs provided: {json.dumps(unexpected)}")
+        branch = ref.removeprefix("refs/heads/")
+        self.runs.append(Run(len(self.runs) + 1, workflow, branch, datetime.now(UTC)))
         return web.Response(status=204)
 
     async def _runs(self, request: web.Request) -> web.Response:
         workflow = request.match_info["workflow"]
+        if workflow not in self.workflows:
+            return _error(404, "Not Found")
+        query = request.query
+        try:
+            created = _created_filter(query.get("created"))
+        except ValueError:
+            return _error(422, f"Invalid value for created: {query.get('created')}")
         runs = [
-            {"id": n, "event": "workflow_dispatch", "status": "queued", "path": d.path}
-            for n, d in enumerate(self.dispatches, 1)
-            if f"/workflows/{workflow}/" in d.path and self.workflows.get(workflow)
+            {
+                "id": run.id,
+                "name": workflow,
+                "event": run.event,
+                "status": run.status,
+                "head_branch": run.branch,
+                "path": f".github/workflows/{workflow}",
+                "created_at": f"{run.created_at:%Y-%m-%dT%H:%M:%SZ}",
+                "html_url": f"https://github.com/{self.repository}/actions/runs/{run.id}",
+            }
+            for run in reversed(self.runs)
+            if run.workflow == workflow
+            and query.get("event", run.event) == run.event
+            and query.get("branch", run.branch) == run.branch
+            and created(run.created_at.replace(microsecond=0))
         ]
-        return web.json_response({"total_count": len(runs), "workflow_runs": runs[::-1]})
+        return web.json_response({"total_count": len(runs), "workflow_runs": runs})
+
+
+def _created_filter(value: str | None) -> Any:
+    """GitHub's `created` search qualifier: >=, >, <=, <, a..b or a date."""
+    if not value:
+        return lambda moment: True
+
+    def at(text: str) -> datetime:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    for sign, test in ((">=", "__ge__"), ("<=", "__le__"), (">", "__gt__"), ("<", "__lt__")):
+        if value.startswith(sign):
+            edge = at(value.removeprefix(sign))
+            return lambda moment: getattr(moment, test)(edge)
+    if ".." in value:
+        low, high = (at(part) for part in value.split("..", 1))
+        return lambda moment: low <= moment <= high
+    day = at(value)
+    return lambda moment: day <= moment < day + timedelta(days=1)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -299,7 +438,9 @@ def _error(status: int, message: str) -> web.Response:
 
 
 HOOK = r"""
-import json, subprocess, sys
+import json, re, subprocess, sys
+
+__REF_MATCHES__
 
 CONFIG = json.loads(__CONFIG__)
 ZERO = "0" * 40
@@ -322,6 +463,8 @@ for line in sys.stdin.read().splitlines():
             said += [f"error: GH006: Protected branch update failed for {ref}."]
             said += ["error: " + " ".join(rules)]
     for ruleset in CONFIG["rulesets"]:
+        if ruleset["target"] != "branch" or ruleset["enforcement"] != "active":
+            continue
         if ruleset["branch"] != branch or ruleset["bypass"] == "always":
             continue
         lines = []
@@ -336,6 +479,31 @@ for line in sys.stdin.read().splitlines():
             where = f"https://github.com/{CONFIG['repository']}/rules?ref={ref.replace('/', '%2F')}"
             said += [f"Review all repository rules at {where}", ""]
             said += [part for l in lines for part in (l, "")]
+    tag = ref.removeprefix("refs/tags/") if ref.startswith("refs/tags/") else None
+    if tag and not CONFIG["admin"] and any(ref_matches(p, tag) for p in CONFIG["protected_tags"]):
+        said += [f"error: GH006: Protected tag update failed for {ref}."]
+        said += ["error: You're not authorized to create a tag" if old == ZERO else
+                 "error: You're not authorized to update a tag"]
+    kind = "creation" if old == ZERO else "deletion" if new == ZERO else "update"
+    sentence = {
+        "creation": "Cannot create ref due to creations being restricted.",
+        "update": "Cannot update this protected ref.",
+        "deletion": "Cannot delete this protected ref.",
+    }[kind]
+    for ruleset in CONFIG["rulesets"] if tag else []:
+        if ruleset["target"] != "tag" or ruleset["enforcement"] != "active":
+            continue
+        names = ruleset["include"], ruleset["exclude"]
+        if not any(ref_matches(p, ref) for p in names[0]) or any(
+            ref_matches(p, ref) for p in names[1]
+        ):
+            continue
+        if ruleset["bypass"] == "always":
+            continue
+        if any(rule["type"] == kind for rule in ruleset["rules"]):
+            where = f"https://github.com/{CONFIG['repository']}/rules?ref={ref.replace('/', '%2F')}"
+            said += [f"error: GH013: Repository rule violations found for {ref}."]
+            said += [f"Review all repository rules at {where}", "", f"- {sentence}", ""]
     if not CONFIG["workflow_write"] and old != ZERO and new != ZERO:
         changed = subprocess.run(
             ["git", "diff", "--name-only", old, new, "--", ".github/workflows/"],
@@ -366,8 +534,11 @@ def guard_pushes(bare: Path, github: FakeGitHub, *, workflow_write: bool | None 
         "admin": github.admin,
         "protections": {b: vars(p) for b, p in github.protections.items()},
         "rulesets": [vars(r) for r in github.rulesets],
+        "protected_tags": github.protected_tags,
         "workflow_write": workflow_write,
     }
     hook = bare / "hooks" / "pre-receive"
-    hook.write_text(f"#!{sys.executable}\n" + HOOK.replace("__CONFIG__", repr(json.dumps(config))))
+    code = HOOK.replace("__CONFIG__", repr(json.dumps(config)))
+    code = code.replace("__REF_MATCHES__", inspect.getsource(ref_matches))
+    hook.write_text(f"#!{sys.executable}\n" + code)
     hook.chmod(0o755)
