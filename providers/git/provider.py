@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 
 import structlog
@@ -29,11 +30,12 @@ from providers.base import (
 )
 from providers.git.clone import Clone
 from providers.git.github import GitHubApi
-from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
+from providers.git.model import ROLLBACK_SUFFIX, SHORT_SHA, Snapshot, Tag, after, when
 from providers.git.revert import Reverting, merge_warning, refuse_named
 from providers.git.rules import judge, judge_workflows, read_push_rules, workflow_files
 from providers.git.settings import GitSettings
 from providers.git.tag import Tagging
+from providers.git.tag_rules import judge_tag, read_tag_rules
 from providers.git.transport import GitCli
 from providers.http import token_from
 from providers.retry import retrying
@@ -88,7 +90,8 @@ class GitProvider:
             snapshot = await self._clone.fetched()
             tag = self._target(snapshot, target)
             if self._settings.mode == "tag":
-                steps, warnings = self._tagging.plan(snapshot, tag), []
+                steps = self._tagging.plan(snapshot, tag)
+                warnings = await self._tag_checks(tag)
             else:
                 commits = await self._reverting.commits_after(tag)
                 steps = self._reverting.plan(tag, commits)
@@ -102,9 +105,14 @@ class GitProvider:
         async with self._lock:
             snapshot = await self._clone.fetched()
             tag = self._target(snapshot, target)
+            # The rules are read again: they may have changed since the plan was approved.
             if self._settings.mode == "tag":
+                self._tagging.plan(snapshot, tag)
+                await self._before_push(self._tag_checks(tag), snapshot)
                 summary = await self._tagging.push(snapshot, tag, progress)
             else:
+                files = await self._clone.changed_files(tag.commit, self._clone.remote_head)
+                await self._before_push(self._push_checks(files), snapshot)
                 summary = await self._reverting.back_to(tag, progress)
             notes = await self._dispatch(target, summary, progress)
         log.info(
@@ -133,8 +141,10 @@ class GitProvider:
         refuse_named(commit, self._settings.mode, self._clone)
         started = time.monotonic()
         async with self._lock:
-            await retrying(self._clone.fetch)
+            snapshot = await self._clone.fetched()
             bad = await self._clone.named_commit(commit)
+            files = await self._clone.changed_files(f"{bad.sha}^", bad.sha)
+            await self._before_push(self._push_checks(files), snapshot)
             summary, made = await self._reverting.named(bad, progress)
             notes = await self._dispatch(made, summary, progress)
         log.info(
@@ -196,6 +206,34 @@ class GitProvider:
         if refusal is not None:
             raise Refused(refusal)
         return warnings
+
+    async def _tag_checks(self, tag: Tag) -> list[str]:
+        """Predict GitHub refusing the rollback tag: raise Refused saying why, or warn."""
+        repository = self._settings.github_repository
+        if repository is None:
+            return []
+        name = tag.name + ROLLBACK_SUFFIX
+        try:
+            rules = await read_tag_rules(self._github, name)
+        except (Transient, TimedOut) as exc:
+            return [
+                f"Could not read the tag rules of {repository} ({self._cli.scrub(exc.message)}): "
+                f"GitHub may still refuse tag {name}, and then nothing changes."
+            ]
+        refusal, warnings = judge_tag(rules, name, repository)
+        if refusal is not None:
+            raise Refused(refusal)
+        return warnings
+
+    async def _before_push(self, checks: Awaitable[list[str]], snapshot: Snapshot) -> None:
+        """Stop before pushing when GitHub's rules now refuse the push."""
+        try:
+            await checks
+        except Refused as exc:
+            raise Refused(
+                f"Stopped before pushing (GitHub's rules, read again just now): {exc.message}",
+                target_state=self._clone.state_line(snapshot),
+            ) from exc
 
     def _dispatch_steps(self, target: str) -> list[str]:
         settings = self._settings

@@ -23,7 +23,8 @@ Documented behaviours it reproduces (docs.github.com/rest, and what git prints o
   rulesets of the organization only with ``includes_parents=true`` (the default).
 - ``POST .../actions/workflows/{w}/dispatches``: 204; 404 for an unknown workflow; 422
   "Workflow does not have 'workflow_dispatch' trigger", "No ref found for: x" and
-  "Unexpected inputs provided: [...]" as GitHub validates. Only an accepted dispatch
+  "Unexpected inputs provided: [...]" as GitHub validates; 403 "Resource not accessible
+  by personal access token" for a token without "Actions: write". Only an accepted dispatch
   starts a run (it has no id in the answer: the run is found by listing).
 - ``GET .../actions/workflows/{w}/runs``: runs newest first with ``html_url``,
   ``created_at``, ``event``, ``head_branch``, ``status``; filtered by ``event``,
@@ -177,6 +178,8 @@ class FakeGitHub:
         # Workflow file name -> whether it has a workflow_dispatch trigger with input `version`.
         self.workflows: dict[str, bool] = {"deploy.yml": True, "ci.yml": False}
         self.dispatches: list[Dispatch] = []
+        # Whether the token may start workflows ("Actions: write" for a fine-grained token).
+        self.actions_write = True
         self.runs: list[Run] = []
         # Tag protection rules of the older kind (GitHub Enterprise Server): name patterns.
         self.protected_tags: list[str] = []
@@ -366,6 +369,8 @@ class FakeGitHub:
         self.dispatches.append(
             Dispatch(request.path, request.headers.get("Authorization", ""), body)
         )
+        if not self.actions_write:
+            return _error(403, "Resource not accessible by personal access token")
         workflow = request.match_info["workflow"]
         dispatchable = self.workflows.get(workflow)
         if dispatchable is None:
