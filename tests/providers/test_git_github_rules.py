@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from providers.base import AuthRejected, Refused, RollbackFailed
-from tests.support.github import PULL_REQUEST, FakeGitHub, Protection, Ruleset, guard_pushes
+from tests.support.github import PULL_REQUEST, FakeGitHub, Protection, Ruleset
+from tests.support.github_pushes import guard_pushes
 from tests.support.gitrepos import GitProviderFactory, GitRemote, short
 from tests.support.progress import Recorder
 

@@ -8,7 +8,8 @@ import pytest
 
 from providers.base import Refused, RollbackFailed
 from providers.git import GitProvider
-from tests.support.github import PULL_REQUEST, FakeGitHub, Ruleset, guard_pushes, tag_ruleset
+from tests.support.github import PULL_REQUEST, FakeGitHub, Ruleset, tag_ruleset
+from tests.support.github_pushes import guard_pushes
 from tests.support.gitrepos import GitProviderFactory, GitRemote
 from tests.support.progress import Recorder
 
