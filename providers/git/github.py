@@ -3,12 +3,16 @@
 GitHub answers a spent rate limit with 403 (``x-ratelimit-remaining: 0``, or "secondary
 rate limit" in the message): that is a RateLimited, never a rejected token. A classic
 token's scopes come in ``X-OAuth-Scopes``; fine-grained and app tokens send none.
+A dispatch's answer carries no run id: a run it started is found by listing the
+workflow's runs (``event=workflow_dispatch``, ``branch``, ``created>=``).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -19,6 +23,9 @@ from providers.http import error_for, new_client, retry_after, send, token_from
 from providers.retry import retrying
 
 API_VERSION = "2022-11-28"
+# Runs are dated by GitHub's clock: look a little before the send time, so a clock of
+# ours that runs ahead never hides the run a dispatch started.
+CLOCK_SKEW = timedelta(seconds=60)
 
 
 class GitHubApi:
@@ -63,6 +70,29 @@ class GitHubApi:
         )
         if response.status_code not in (httpx.codes.NO_CONTENT, httpx.codes.OK):
             raise self.error(response, what)
+
+    async def dispatched_runs(self, since: datetime) -> list[dict[str, Any]]:
+        """Return the workflow's dispatched runs on its ref created since `since`, newest first."""
+        settings = self._settings
+        query = urlencode(
+            {
+                "event": "workflow_dispatch",
+                "branch": settings.workflow_on,
+                "created": f">={since - CLOCK_SKEW:%Y-%m-%dT%H:%M:%SZ}",
+                "per_page": "10",
+            }
+        )
+        what = f"Listing the runs of workflow {settings.workflow} of {self.repository}"
+        response = await self.read(f"/actions/workflows/{settings.workflow}/runs?{query}", what)
+        payload = response.json()
+        runs = payload.get("workflow_runs") if isinstance(payload, dict) else None
+        return [run for run in runs or [] if isinstance(run, dict)]
+
+    def workflow_page(self) -> str:
+        """The workflow's page on GitHub, where it can be started by hand."""
+        # api.github.com serves github.com; GitHub Enterprise Server serves its API at /api/v3.
+        web = self._api.replace("://api.github.com", "://github.com").removesuffix("/api/v3")
+        return f"{web}/{self.repository}/actions/workflows/{self._settings.workflow}"
 
     def error(self, response: httpx.Response, what: str) -> ProviderError:
         """Translate GitHub's answer, telling a spent rate limit from a rejected token."""

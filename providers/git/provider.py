@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 
 import structlog
 
@@ -18,6 +20,7 @@ from providers.base import (
     Plan,
     Progress,
     ProviderError,
+    RateLimited,
     Refused,
     RollbackFailed,
     TimedOut,
@@ -27,16 +30,20 @@ from providers.base import (
 )
 from providers.git.clone import Clone
 from providers.git.github import GitHubApi
-from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
+from providers.git.model import ROLLBACK_SUFFIX, SHORT_SHA, Snapshot, Tag, after, when
 from providers.git.revert import Reverting, merge_warning, refuse_named
 from providers.git.rules import judge, judge_workflows, read_push_rules, workflow_files
 from providers.git.settings import GitSettings
 from providers.git.tag import Tagging
+from providers.git.tag_rules import judge_tag, read_tag_rules
 from providers.git.transport import GitCli
 from providers.http import token_from
 from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
+
+RUN_LOOKUPS = 3
+RUN_LOOKUP_WAIT = 2.0
 
 
 class GitProvider:
@@ -83,7 +90,8 @@ class GitProvider:
             snapshot = await self._clone.fetched()
             tag = self._target(snapshot, target)
             if self._settings.mode == "tag":
-                steps, warnings = self._tagging.plan(snapshot, tag), []
+                steps = self._tagging.plan(snapshot, tag)
+                warnings = await self._tag_checks(tag)
             else:
                 commits = await self._reverting.commits_after(tag)
                 steps = self._reverting.plan(tag, commits)
@@ -97,9 +105,14 @@ class GitProvider:
         async with self._lock:
             snapshot = await self._clone.fetched()
             tag = self._target(snapshot, target)
+            # The rules are read again: they may have changed since the plan was approved.
             if self._settings.mode == "tag":
+                self._tagging.plan(snapshot, tag)
+                await self._before_push(self._tag_checks(tag), snapshot)
                 summary = await self._tagging.push(snapshot, tag, progress)
             else:
+                files = await self._clone.changed_files(tag.commit, self._clone.remote_head)
+                await self._before_push(self._push_checks(files), snapshot)
                 summary = await self._reverting.back_to(tag, progress)
             notes = await self._dispatch(target, summary, progress)
         log.info(
@@ -128,8 +141,10 @@ class GitProvider:
         refuse_named(commit, self._settings.mode, self._clone)
         started = time.monotonic()
         async with self._lock:
-            await retrying(self._clone.fetch)
+            snapshot = await self._clone.fetched()
             bad = await self._clone.named_commit(commit)
+            files = await self._clone.changed_files(f"{bad.sha}^", bad.sha)
+            await self._before_push(self._push_checks(files), snapshot)
             summary, made = await self._reverting.named(bad, progress)
             notes = await self._dispatch(made, summary, progress)
         log.info(
@@ -192,6 +207,34 @@ class GitProvider:
             raise Refused(refusal)
         return warnings
 
+    async def _tag_checks(self, tag: Tag) -> list[str]:
+        """Predict GitHub refusing the rollback tag: raise Refused saying why, or warn."""
+        repository = self._settings.github_repository
+        if repository is None:
+            return []
+        name = tag.name + ROLLBACK_SUFFIX
+        try:
+            rules = await read_tag_rules(self._github, name)
+        except (Transient, TimedOut) as exc:
+            return [
+                f"Could not read the tag rules of {repository} ({self._cli.scrub(exc.message)}): "
+                f"GitHub may still refuse tag {name}, and then nothing changes."
+            ]
+        refusal, warnings = judge_tag(rules, name, repository)
+        if refusal is not None:
+            raise Refused(refusal)
+        return warnings
+
+    async def _before_push(self, checks: Awaitable[list[str]], snapshot: Snapshot) -> None:
+        """Stop before pushing when GitHub's rules now refuse the push."""
+        try:
+            await checks
+        except Refused as exc:
+            raise Refused(
+                f"Stopped before pushing (GitHub's rules, read again just now): {exc.message}",
+                target_state=self._clone.state_line(snapshot),
+            ) from exc
+
     def _dispatch_steps(self, target: str) -> list[str]:
         settings = self._settings
         if settings.workflow is None:
@@ -202,17 +245,61 @@ class GitProvider:
         ]
 
     async def _dispatch(self, version: str, summary: str, progress: Progress) -> list[str]:
-        """Start the workflow once; a failure after the push says the push happened."""
+        """Start the workflow once; a failure after the push says the push happened.
+
+        A dispatch left unanswered (no answer in time, a reset, a 5xx) may have started a
+        run: GitHub's list of runs says whether it did, and the dispatch is never resent.
+        """
         settings = self._settings
         if settings.workflow is None:
             return []
         await say(progress, f"Starting workflow {settings.workflow} with version={version}…")
+        sent_at = datetime.now(UTC)
         try:
             await self._github.dispatch_workflow(version)
         except ProviderError as exc:
+            cause = f"{self._cli.scrub(exc.message)} (sent once, not retried)"
+            if not unanswered(exc):
+                what_now = "start the workflow by hand"
+            else:
+                run, what_now = await self._run_started(sent_at, version)
+                if run is not None:
+                    return [
+                        f"Started workflow {settings.workflow} on {settings.workflow_on}: "
+                        f"GitHub's answer was lost ({cause}), but a run started: {run}"
+                    ]
             raise RollbackFailed(
-                f"{summary} But {self._cli.scrub(exc.message)} (sent once, not retried): start "
-                "the workflow by hand.",
+                f"{summary} But {cause}: {what_now}.",
                 target_state=await self._clone.state_or_unknown(),
             ) from exc
         return [f"Started workflow {settings.workflow} on {settings.workflow_on}."]
+
+    async def _run_started(self, sent_at: datetime, version: str) -> tuple[str | None, str]:
+        """Look for the run an unanswered dispatch started: (its URL, or None; what to do)."""
+        settings = self._settings
+        page = self._github.workflow_page()
+        # GitHub makes the run a moment after it accepts the dispatch: look a few times.
+        for attempt in range(RUN_LOOKUPS):
+            if attempt:
+                await asyncio.sleep(min(RUN_LOOKUP_WAIT, settings.request_timeout_seconds))
+            try:
+                runs = await self._github.dispatched_runs(sent_at)
+            except ProviderError as exc:
+                return None, (
+                    f"whether a run started is unknown ({self._cli.scrub(exc.message)}): look "
+                    f"at {page} before starting it by hand"
+                )
+            if runs:
+                return str(runs[0].get("html_url") or page), ""
+        command = (
+            f"`gh workflow run {settings.workflow} --repo {settings.github_repository} "
+            f"--ref {settings.workflow_on} -f version={version}`"
+        )
+        return None, f"no run started; start it by hand: {command}, or Run workflow at {page}"
+
+
+def unanswered(exc: ProviderError) -> bool:
+    """Return True when a write may have been applied though its answer never came."""
+    return isinstance(exc, TimedOut) or (
+        isinstance(exc, Transient) and not isinstance(exc, RateLimited)
+    )

@@ -29,7 +29,8 @@ RULESET_RULES = {
 }
 GITHUB_LINE = re.compile(
     r"GH006|GH013|required status checks? .*expected|must be made through a pull request|"
-    r"refusing to allow|cannot force-push|repository rules",
+    r"refusing to allow|cannot force-push|repository rules|cannot (create|update|delete) |"
+    r"not authorized to (create|update|delete)",
     re.IGNORECASE,
 )
 WORKFLOW_REFUSAL = re.compile(
@@ -91,15 +92,20 @@ async def read_push_rules(api: GitHubApi, branch: str) -> PushRules:
     return found
 
 
-def judge(rules: PushRules, branch: str, repository: str) -> tuple[str | None, list[str]]:
-    """Return why GitHub will refuse the push (or None) and the warnings for the plan."""
-    blocking = [b for b in rules.blockers if not b.bypassed]
-    warnings = [
-        f"{b.source} ({', '.join(b.rules)}) applies to {branch}, but rollbot may bypass it, "
+def bypass_warnings(rules: PushRules, where: str) -> list[str]:
+    """Warn about each set of rules that applies to `where` but that rollbot may bypass."""
+    return [
+        f"{b.source} ({', '.join(b.rules)}) applies to {where}, but rollbot may bypass it, "
         "so its push goes through (GitHub records the bypass)."
         for b in rules.blockers
         if b.bypassed
     ]
+
+
+def judge(rules: PushRules, branch: str, repository: str) -> tuple[str | None, list[str]]:
+    """Return why GitHub will refuse the push (or None) and the warnings for the plan."""
+    blocking = [b for b in rules.blockers if not b.bypassed]
+    warnings = bypass_warnings(rules, branch)
     if rules.hidden:
         warnings.append(
             f"{branch} of {repository} is protected and rollbot cannot read which rules apply "
@@ -147,13 +153,18 @@ def judge_workflows(
     ), []
 
 
-def push_refusal(text: str, branch: str) -> tuple[str, str] | None:
-    """Read GitHub's reason out of a refused push: (why, what to do), or None."""
+def github_lines(text: str) -> list[str]:
+    """Return the lines of what git printed that carry GitHub's reason for a refusal."""
     lines = [
         line.removeprefix("remote:").strip().removeprefix("error:").strip().lstrip("- ")
         for line in text.replace("; ", "\n").splitlines()
     ]
-    said = [line for line in lines if GITHUB_LINE.search(line)]
+    return [line for line in lines if GITHUB_LINE.search(line)]
+
+
+def push_refusal(text: str, branch: str) -> tuple[str, str] | None:
+    """Read GitHub's reason out of a refused push: (why, what to do), or None."""
+    said = github_lines(text)
     workflow = WORKFLOW_REFUSAL.search(text)
     if workflow is not None:
         return (

@@ -1,7 +1,8 @@
 """Tag mode: push an annotated ``<version>-rollback`` tag at the target's commit.
 
 A rollback tag that exists on the remote already is refused (Conflicting); the deploy
-pipeline deploys the tag pushed last.
+pipeline deploys the tag pushed last. A push GitHub refuses (a tag ruleset, GH013; a tag
+protection rule, GH006) says why, that nothing was pushed and what to do.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from providers.base import Conflicting, Progress, RollbackFailed, say
 from providers.git.clone import Clone, rejected
 from providers.git.model import ROLLBACK_SUFFIX, Snapshot, Tag, when
+from providers.git.tag_rules import tag_push_refusal
 
 
 class Tagging:
@@ -48,6 +50,13 @@ class Tagging:
         pushed = await self._clone.push(f"{ref}:{ref}", f"Pushing tag {name}")
         if pushed.code != 0:
             await self._git("tag", "--delete", name, what="Removing the unpushed tag")
+            refusal = tag_push_refusal(self._git.scrub(pushed.out + pushed.err), name)
+            if refusal is not None:
+                why, what_now = refusal
+                raise RollbackFailed(
+                    f"{shown} refused tag {name}: {why}. Nothing was pushed; {what_now}.",
+                    target_state=await self._clone.state_or_unknown(),
+                )
             if rejected(pushed):
                 raise Conflicting(
                     f"{shown} refused tag {name}: it exists there already. Nothing was pushed.",

@@ -326,7 +326,8 @@ async def test_a_rejected_dispatch_says_the_push_happened_and_hides_the_token(
     fake_github: FakeGitHub,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("GITHUB_TOKEN", "ghp_wrong_token_value")
+    monkeypatch.setenv("GITHUB_TOKEN", fake_github.token)
+    fake_github.actions_write = False  # may read the repository, may not start workflows
     provider = make_git_provider(
         mode="tag", github_repository="acme/web", workflow="deploy.yml", api_url=fake_github.url
     )
@@ -337,10 +338,10 @@ async def test_a_rejected_dispatch_says_the_push_happened_and_hides_the_token(
     message = caught.value.message
     assert message.startswith("Pushed tag v1.2.3-rollback at v1.2.3")
     assert (
-        "the token was rejected (HTTP 401)" in message and "start the workflow by hand" in message
+        "the token was rejected (HTTP 403)" in message and "start the workflow by hand" in message
     )
-    assert "ghp_wrong_token_value" not in message + str(caught.value.target_state)
-    assert [m for m, _ in fake_github.requests] == ["POST"]  # sent once, never retried
+    assert fake_github.token not in message + str(caught.value.target_state)
+    assert [m for m, _ in fake_github.requests].count("POST") == 1  # sent once, never retried
     assert "refs/tags/v1.2.3-rollback" in git_remote.refs()
 
 

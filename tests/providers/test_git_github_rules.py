@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from providers.base import AuthRejected, Refused, RollbackFailed
-from tests.support.github import PULL_REQUEST, FakeGitHub, Protection, Ruleset, guard_pushes
+from tests.support.github import PULL_REQUEST, FakeGitHub, Protection, Ruleset
+from tests.support.github_pushes import guard_pushes
 from tests.support.gitrepos import GitProviderFactory, GitRemote, short
 from tests.support.progress import Recorder
 
@@ -61,7 +62,16 @@ async def test_a_required_status_check_is_predicted_and_a_refused_push_says_why(
     assert "open a pull request" in message
     assert github.dispatches == []
 
-    # Asked anyway (rules changed after the plan): the push is refused, and the reason said.
+    # Asked anyway: the rules are read again and the rollback stops before pushing.
+    with pytest.raises(Refused) as stopped:
+        await provider.rollback("v1.2.3", Recorder())
+    assert stopped.value.message.startswith("Stopped before pushing")
+    assert 'required status check "ci"' in stopped.value.message
+    assert git_remote.refs() == before
+
+    # Rules rollbot cannot see (here: gone from the API, still enforced on the push): the
+    # push is refused, and GitHub's reason said.
+    github.protections.clear()
     with pytest.raises(RollbackFailed) as failed:
         await provider.rollback("v1.2.3", Recorder())
     message = failed.value.message
@@ -87,11 +97,16 @@ async def test_a_ruleset_is_predicted_unless_rollbot_may_bypass_it(
     assert "ruleset “protect main”" in caught.value.message
     assert "changes must come through a pull request" in caught.value.message
 
+    with pytest.raises(Refused, match=r"^Stopped before pushing .*protect main"):
+        await provider.revert(bad, Recorder())
+
+    github.rulesets[0].enforcement = "evaluate"  # the API says not enforced; the push says no
     with pytest.raises(RollbackFailed) as failed:
         await provider.revert(bad, Recorder())
     assert "GH013" in failed.value.message and "repository rules" in failed.value.message
     assert "Changes must be made through a pull request" in failed.value.message
 
+    github.rulesets[0].enforcement = "active"
     github.rulesets[0].bypass = "always"
     guard_pushes(git_remote.bare, github)
     plan = await provider.plan_revert(short(bad))
@@ -144,6 +159,11 @@ async def test_a_workflow_change_without_the_workflow_scope_is_predicted_and_exp
     assert ".github/workflows/deploy.yml" in message
     assert "`workflow` scope" in message and "has: repo" in message
 
+    with pytest.raises(Refused, match=r"^Stopped before pushing .*`workflow` scope"):
+        await provider.rollback("v1.2.3", Recorder())
+    assert git_remote.refs() == before
+
+    github.fine_grained()  # no X-OAuth-Scopes: rollbot cannot tell, the push says no
     with pytest.raises(RollbackFailed) as failed:
         await provider.rollback("v1.2.3", Recorder())
     message = failed.value.message
@@ -151,7 +171,6 @@ async def test_a_workflow_change_without_the_workflow_scope_is_predicted_and_exp
     assert "give the token the `workflow` scope" in message
     assert git_remote.refs() == before
 
-    github.fine_grained()  # no X-OAuth-Scopes: rollbot cannot tell
     plan = await provider.plan("v1.2.3")
     assert any(".github/workflows/deploy.yml" in w and "Workflows" in w for w in plan.warnings)
 

@@ -14,30 +14,32 @@ Documented behaviours it reproduces (docs.github.com/rest, and what git prints o
   (readable without admin rights); a missing branch is 404 "Branch not found".
 - ``GET /repos/{o}/{r}/branches/{b}/protection``: 404 "Branch not protected" when there
   is no classic protection (rulesets do not show here), 403 without admin rights.
-- ``GET /repos/{o}/{r}/rules/branches/{b}``: every active rule of every ruleset that
-  applies, each with its ``ruleset_id``; ``GET /repos/{o}/{r}/rulesets/{id}`` tells
-  ``current_user_can_bypass`` ("always", "pull_requests_only", "never").
+- ``GET /repos/{o}/{r}/rules/branches/{b}``: every active rule of every branch ruleset
+  that applies, each with its ``ruleset_id``; ``GET /repos/{o}/{r}/rulesets/{id}`` tells
+  ``target`` ("branch", "tag"), ``enforcement``, ``conditions.ref_name.include/exclude``
+  (full ref patterns in fnmatch syntax where ``*`` stops at ``/``, or ``~ALL``), the
+  ``rules`` and ``current_user_can_bypass`` ("always", "pull_requests_only", "never").
+- ``GET /repos/{o}/{r}/rulesets``: a summary of each ruleset (no conditions, no rules);
+  rulesets of the organization only with ``includes_parents=true`` (the default).
 - ``POST .../actions/workflows/{w}/dispatches``: 204; 404 for an unknown workflow; 422
   "Workflow does not have 'workflow_dispatch' trigger", "No ref found for: x" and
-  "Unexpected inputs provided: [...]" as GitHub validates.
-- ``GET .../actions/workflows/{w}/runs``: the runs dispatches started.
-- Pushes (`guard_pushes` installs a pre-receive hook in the bare remote): a protected
-  branch refuses with "GH006: Protected branch update failed" and the rule ("Required
-  status check "ci" is expected.", "Changes must be made through a pull request."); a
-  ruleset with "GH013: Repository rule violations found"; a token that may not write
-  workflows refuses a change under ``.github/workflows/`` with "refusing to allow a
-  Personal Access Token to create or update workflow `…` without `workflow` scope".
-  Admins pass branch protection that does not include administrators, and a ruleset
-  whose ``current_user_can_bypass`` is "always" lets the push through.
+  "Unexpected inputs provided: [...]" as GitHub validates; 403 "Resource not accessible
+  by personal access token" for a token without "Actions: write". Only an accepted dispatch
+  starts a run (it has no id in the answer: the run is found by listing).
+- ``GET .../actions/workflows/{w}/runs``: runs newest first with ``html_url``,
+  ``created_at``, ``event``, ``head_branch``, ``status``; filtered by ``event``,
+  ``branch`` and ``created`` (``>=``, ``>``, ``<=``, ``<``, ``a..b`` or a date), as
+  documented in docs.github.com/rest/actions/workflow-runs.
+- Pushes are refused as GitHub refuses them by ``tests.support.github_pushes``.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -66,13 +68,38 @@ class Protection:
 
 @dataclass
 class Ruleset:
-    """A repository ruleset on one branch; `rules` are GitHub's rule objects."""
+    """A ruleset on one branch, or (target "tag") on the tags `include` names.
+
+    `rules` are GitHub's rule objects; `source_type` "Organization" is a parent's ruleset.
+    """
 
     id: int
     name: str
     branch: str
     rules: list[dict[str, Any]]
     bypass: str = "never"
+    target: str = "branch"
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    enforcement: str = "active"
+    source_type: str = "Repository"
+
+    def ref_names(self) -> dict[str, list[str]]:
+        """The ruleset's ``conditions.ref_name``."""
+        include = self.include or [f"refs/heads/{self.branch}"]
+        return {"include": include, "exclude": self.exclude}
+
+
+@dataclass
+class Run:
+    """One workflow run."""
+
+    id: int
+    workflow: str
+    branch: str
+    created_at: datetime
+    event: str = "workflow_dispatch"
+    status: str = "queued"
 
 
 def required_checks(*contexts: str) -> dict[str, Any]:
@@ -82,6 +109,31 @@ def required_checks(*contexts: str) -> dict[str, Any]:
 
 
 PULL_REQUEST = {"type": "pull_request", "parameters": {"required_approving_review_count": 1}}
+CREATION = {"type": "creation"}
+
+
+def tag_ruleset(id: int, name: str, *include: str, bypass: str = "never", **more: Any) -> Ruleset:
+    """A ruleset restricting the creation of the tags `include` names (e.g. refs/tags/v*)."""
+    return Ruleset(
+        id, name, "", [CREATION], bypass=bypass, target="tag", include=list(include), **more
+    )
+
+
+def ref_matches(pattern: str, ref: str) -> bool:
+    """Match a ref as GitHub's rulesets do: fnmatch where `*` stops at `/`, `**` does not."""
+    if pattern == "~ALL":
+        return True
+    parts = re.split(r"(\*\*|\*|\?)", pattern)
+    wild = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.fullmatch("".join(wild.get(p, re.escape(p)) for p in parts), ref) is not None
+
+
+def covers(ruleset: Ruleset, ref: str) -> bool:
+    """Return True when the ruleset's ref conditions take in `ref`."""
+    names = ruleset.ref_names()
+    return any(ref_matches(p, ref) for p in names["include"]) and not any(
+        ref_matches(p, ref) for p in names["exclude"]
+    )
 
 
 class FakeGitHub:
@@ -110,12 +162,18 @@ class FakeGitHub:
         # Workflow file name -> whether it has a workflow_dispatch trigger with input `version`.
         self.workflows: dict[str, bool] = {"deploy.yml": True, "ci.yml": False}
         self.dispatches: list[Dispatch] = []
+        # Whether the token may start workflows ("Actions: write" for a fine-grained token).
+        self.actions_write = True
+        self.runs: list[Run] = []
+        # Tag protection rules of the older kind (GitHub Enterprise Server): name patterns.
+        self.protected_tags: list[str] = []
         self.requests: list[tuple[str, str]] = []
         app = web.Application(middlewares=[self._gate])
         repo = "/repos/{owner}/{repo}"
         app.router.add_get(repo + "/branches/{branch:.+}/protection", self._protection)
         app.router.add_get(repo + "/branches/{branch:.+}", self._branch)
         app.router.add_get(repo + "/rules/branches/{branch:.+}", self._rules)
+        app.router.add_get(repo + "/rulesets", self._rulesets)
         app.router.add_get(repo + "/rulesets/{id:\\d+}", self._ruleset)
         app.router.add_post(repo + "/actions/workflows/{workflow}/dispatches", self._dispatch)
         app.router.add_get(repo + "/actions/workflows/{workflow}/runs", self._runs)
@@ -228,36 +286,62 @@ class FakeGitHub:
         return web.json_response(body)
 
     async def _rules(self, request: web.Request) -> web.Response:
-        branch = request.match_info["branch"]
+        ref = f"refs/heads/{request.match_info['branch']}"
         rules = [
             {
                 **rule,
-                "ruleset_source_type": "Repository",
-                "ruleset_source": self.repository,
+                "ruleset_source_type": ruleset.source_type,
+                "ruleset_source": self._source(ruleset),
                 "ruleset_id": ruleset.id,
             }
             for ruleset in self.rulesets
-            if ruleset.branch == branch
+            if ruleset.target == "branch" and ruleset.enforcement == "active"
+            if covers(ruleset, ref)
             for rule in ruleset.rules
         ]
         return web.json_response(rules)
 
+    async def _rulesets(self, request: web.Request) -> web.Response:
+        parents = request.query.get("includes_parents", "true") == "true"
+        listed = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "target": r.target,
+                "source_type": r.source_type,
+                "source": self._source(r),
+                "enforcement": r.enforcement,
+                "node_id": f"RRS_{r.id}",
+                "_links": {"self": {"href": f"{self.url}{request.path}/{r.id}"}},
+            }
+            for r in self.rulesets
+            if parents or r.source_type == "Repository"
+        ]
+        return web.json_response(listed)
+
     async def _ruleset(self, request: web.Request) -> web.Response:
         wanted = int(request.match_info["id"])
+        parents = request.query.get("includes_parents", "true") == "true"
         found = next((r for r in self.rulesets if r.id == wanted), None)
-        if found is None:
+        if found is None or (found.source_type != "Repository" and not parents):
             return _error(404, "Not Found")
         return web.json_response(
             {
                 "id": found.id,
                 "name": found.name,
-                "target": "branch",
-                "enforcement": "active",
-                "conditions": {"ref_name": {"include": [f"refs/heads/{found.branch}"]}},
+                "target": found.target,
+                "source_type": found.source_type,
+                "source": self._source(found),
+                "enforcement": found.enforcement,
+                "conditions": {"ref_name": found.ref_names()},
                 "rules": found.rules,
                 "current_user_can_bypass": found.bypass,
             }
         )
+
+    def _source(self, ruleset: Ruleset) -> str:
+        owner = self.repository.split("/")[0]
+        return self.repository if ruleset.source_type == "Repository" else owner
 
     # -- workflows --------------------------------------------------------------------------
 
@@ -269,7 +353,10 @@ class FakeGitHub:
         self.dispatches.append(
             Dispatch(request.path, request.headers.get("Authorization", ""), body)
         )
-        dispatchable = self.workflows.get(request.match_info["workflow"])
+        if not self.actions_write:
+            return _error(403, "Resource not accessible by personal access token")
+        workflow = request.match_info["workflow"]
+        dispatchable = self.workflows.get(workflow)
         if dispatchable is None:
             return _error(404, "Not Found")
         if not dispatchable:
@@ -280,94 +367,60 @@ class FakeGitHub:
         unexpected = sorted(set(body.get("inputs", {})) - {"version"})
         if unexpected:
             return _error(422, f"Unexpected inputs provided: {json.dumps(unexpected)}")
+        branch = ref.removeprefix("refs/heads/")
+        self.runs.append(Run(len(self.runs) + 1, workflow, branch, datetime.now(UTC)))
         return web.Response(status=204)
 
     async def _runs(self, request: web.Request) -> web.Response:
         workflow = request.match_info["workflow"]
+        if workflow not in self.workflows:
+            return _error(404, "Not Found")
+        query = request.query
+        try:
+            created = _created_filter(query.get("created"))
+        except ValueError:
+            return _error(422, f"Invalid value for created: {query.get('created')}")
         runs = [
-            {"id": n, "event": "workflow_dispatch", "status": "queued", "path": d.path}
-            for n, d in enumerate(self.dispatches, 1)
-            if f"/workflows/{workflow}/" in d.path and self.workflows.get(workflow)
+            {
+                "id": run.id,
+                "name": workflow,
+                "event": run.event,
+                "status": run.status,
+                "head_branch": run.branch,
+                "path": f".github/workflows/{workflow}",
+                "created_at": f"{run.created_at:%Y-%m-%dT%H:%M:%SZ}",
+                "html_url": f"https://github.com/{self.repository}/actions/runs/{run.id}",
+            }
+            for run in reversed(self.runs)
+            if run.workflow == workflow
+            and query.get("event", run.event) == run.event
+            and query.get("branch", run.branch) == run.branch
+            and created(run.created_at.replace(microsecond=0))
         ]
-        return web.json_response({"total_count": len(runs), "workflow_runs": runs[::-1]})
+        return web.json_response({"total_count": len(runs), "workflow_runs": runs})
+
+
+def _created_filter(value: str | None) -> Any:
+    """GitHub's `created` search qualifier: >=, >, <=, <, a..b or a date."""
+    if not value:
+        return lambda moment: True
+
+    def at(text: str) -> datetime:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    for sign, test in ((">=", "__ge__"), ("<=", "__le__"), (">", "__gt__"), ("<", "__lt__")):
+        if value.startswith(sign):
+            edge = at(value.removeprefix(sign))
+            return lambda moment: getattr(moment, test)(edge)
+    if ".." in value:
+        low, high = (at(part) for part in value.split("..", 1))
+        return lambda moment: low <= moment <= high
+    day = at(value)
+    return lambda moment: day <= moment < day + timedelta(days=1)
 
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response(
         {"message": message, "documentation_url": DOCS, "status": str(status)}, status=status
     )
-
-
-HOOK = r"""
-import json, subprocess, sys
-
-CONFIG = json.loads(__CONFIG__)
-ZERO = "0" * 40
-status = 0
-for line in sys.stdin.read().splitlines():
-    old, new, ref = line.split()
-    said = []
-    branch = ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None
-    classic = CONFIG["protections"].get(branch) if branch else None
-    if classic and not (CONFIG["admin"] and not classic["enforce_admins"]):
-        rules = []
-        checks = classic["checks"]
-        if classic["reviews"]:
-            rules.append("Changes must be made through a pull request.")
-        if len(checks) == 1:
-            rules.append(f'Required status check "{checks[0]}" is expected.')
-        elif checks:
-            rules.append(f"{len(checks)} of {len(checks)} required status checks are expected.")
-        if rules:
-            said += [f"error: GH006: Protected branch update failed for {ref}."]
-            said += ["error: " + " ".join(rules)]
-    for ruleset in CONFIG["rulesets"]:
-        if ruleset["branch"] != branch or ruleset["bypass"] == "always":
-            continue
-        lines = []
-        for rule in ruleset["rules"]:
-            if rule["type"] == "pull_request":
-                lines.append("- Changes must be made through a pull request.")
-            if rule["type"] == "required_status_checks":
-                for check in rule["parameters"]["required_status_checks"]:
-                    lines.append(f'- Required status check "{check["context"]}" is expected.')
-        if lines:
-            said += [f"error: GH013: Repository rule violations found for {ref}."]
-            where = f"https://github.com/{CONFIG['repository']}/rules?ref={ref.replace('/', '%2F')}"
-            said += [f"Review all repository rules at {where}", ""]
-            said += [part for l in lines for part in (l, "")]
-    if not CONFIG["workflow_write"] and old != ZERO and new != ZERO:
-        changed = subprocess.run(
-            ["git", "diff", "--name-only", old, new, "--", ".github/workflows/"],
-            capture_output=True, text=True, check=True,
-        ).stdout.split()
-        if changed:
-            said.append(
-                f"refusing to allow a Personal Access Token to create or update workflow "
-                f"`{changed[0]}` without `workflow` scope"
-            )
-    if said:
-        print("\n".join(said), file=sys.stderr)
-        status = 1
-sys.exit(status)
-"""
-
-
-def guard_pushes(bare: Path, github: FakeGitHub, *, workflow_write: bool | None = None) -> None:
-    """Make the bare remote refuse pushes as GitHub would for `github`'s token and rules.
-
-    `workflow_write` says whether the token may write workflows; by default, whether its
-    classic scopes include `workflow` (a fine-grained token must be told).
-    """
-    if workflow_write is None:
-        workflow_write = github.scopes is not None and "workflow" in github.scopes
-    config = {
-        "repository": github.repository,
-        "admin": github.admin,
-        "protections": {b: vars(p) for b, p in github.protections.items()},
-        "rulesets": [vars(r) for r in github.rulesets],
-        "workflow_write": workflow_write,
-    }
-    hook = bare / "hooks" / "pre-receive"
-    hook.write_text(f"#!{sys.executable}\n" + HOOK.replace("__CONFIG__", repr(json.dumps(config))))
-    hook.chmod(0o755)
