@@ -19,7 +19,7 @@ import httpx
 from providers.base import ProviderError, RateLimited, Refused, TimedOut, Transient
 from providers.git.settings import GitSettings
 from providers.git.transport import Scrubber
-from providers.http import error_for, new_client, retry_after, send, token_from
+from providers.http import LazyClient, error_for, retry_after, send, token_from
 from providers.retry import retrying
 
 API_VERSION = "2022-11-28"
@@ -35,7 +35,7 @@ class GitHubApi:
         self._settings = settings
         self._scrub = scrub
         self._token = token_from(settings.token_env)
-        self._client: httpx.AsyncClient | None = None
+        self._client = LazyClient(settings.request_timeout_seconds)
         self.repository = settings.github_repository or ""
         # The classic token's scopes, once an answer said them; None: not a classic token.
         self.scopes: frozenset[str] | None = None
@@ -108,9 +108,7 @@ class GitHubApi:
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        await self._client.aclose()
 
     @property
     def _api(self) -> str:
@@ -123,9 +121,7 @@ class GitHubApi:
         )
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = new_client(self._settings.request_timeout_seconds)
-        return self._client
+        return self._client.get()
 
     def _headers(self) -> dict[str, str]:
         if self._token is None:

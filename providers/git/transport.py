@@ -22,11 +22,18 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from providers.base import AuthRejected, NotFound, ProviderError, Refused, TimedOut, Transient
+from providers.base import (
+    REDACTED,
+    AuthRejected,
+    NotFound,
+    ProviderError,
+    Refused,
+    TimedOut,
+    Transient,
+)
 from providers.git.settings import GitSettings
 
 MAX_ERROR_TEXT = 400
-REDACTED = "[redacted]"
 USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 # git's messages that say what went wrong (LC_ALL=C keeps them in English).
 AUTH_HINTS = (
