@@ -16,7 +16,9 @@ from bot.states import Trigger
 from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
+from handlers.fit import shorten
 from handlers.hooks import Hooks
+from handlers.long_text import MESSAGE_TEXT_MAX, split_text
 from handlers.outbox import Outbox
 from handlers.progress import LiveProgress
 
@@ -24,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 # The sweeper's transitions: nobody's click or run reports them.
 ANNOUNCED_HERE = frozenset({Trigger.EXPIRE, Trigger.ORPHAN})
+# A reply longer than this many messages buries the thread: the rest is in the report.
+REPLY_PARTS_MAX = 6
 
 
 class SlackThread:
@@ -105,12 +109,21 @@ class SlackThread:
         )
 
     async def reply(self, rb: Rollback, text: str, *, broadcast: bool = False) -> None:
-        """Post a reply in the rollback's thread."""
+        """Post a reply in the rollback's thread: a long one in parts, only the first broadcast."""
         if not (rb.channel_id and rb.thread_ts):
             return
-        await self.client.chat_postMessage(
-            channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, reply_broadcast=broadcast
-        )
+        parts = split_text(text) if len(text) > MESSAGE_TEXT_MAX else [text]
+        if len(parts) > REPLY_PARTS_MAX:
+            rest = "\n".join(parts[REPLY_PARTS_MAX - 1 :])
+            where = f"`/rollback report {rb.id}` has all of it"
+            parts = [*parts[: REPLY_PARTS_MAX - 1], shorten(rest, MESSAGE_TEXT_MAX, where)]
+        for index, part in enumerate(parts):
+            await self.client.chat_postMessage(
+                channel=rb.channel_id,
+                thread_ts=rb.thread_ts,
+                text=part,
+                reply_broadcast=broadcast and index == 0,
+            )
 
     # -- Reporter: queued in the outbox, so the engine never waits on Slack ------------
 
