@@ -39,7 +39,7 @@ class SlackThread:
         self.hooks = Hooks()
         # What the engine reports while it runs goes out beside the work, not in front.
         self.outbox = Outbox()
-        self.live = LiveProgress(client, self.outbox, engine.get)
+        self.live = LiveProgress(client, self.outbox, engine.get, self._remember_progress)
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -51,6 +51,9 @@ class SlackThread:
             preview_issue=preview_issue,
             last_step=last_step,
         )
+
+    async def _remember_progress(self, rollback_id: str, ts: str | None) -> None:
+        await self.engine.rollbacks.update(rollback_id, progress_ts=ts)
 
     @staticmethod
     def _fallback(rb: Rollback) -> str:
@@ -152,7 +155,7 @@ class SlackThread:
         """Queue the outcome for the thread and the channel, the card and the hooks."""
 
         async def post() -> None:
-            self.live.end(rollback.id)
+            await self.live.end(rollback.id)
             await self.tell_finished(rollback, summary)
 
         self.outbox.send(rollback.id, post, redraws=True)
