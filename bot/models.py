@@ -123,6 +123,8 @@ class Rollback(BaseModel):
     # live timeline reply in the thread, and which ending the report was uploaded for.
     verification_table: str | None = None
     timeline_ts: str | None = None
+    # The run's progress reply, so a replica that takes the run over edits that one.
+    progress_ts: str | None = None
     reported: str | None = None
     channel_id: str | None = None
     message_ts: str | None = None

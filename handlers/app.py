@@ -35,6 +35,7 @@ from handlers import (
 )
 from handlers.directory import SlackDirectory
 from handlers.errors import report
+from handlers.fit import FittingWebClient, install
 from handlers.thread import SlackThread
 
 SLACK_PATH = "/slack/events"
@@ -53,7 +54,7 @@ REQUEST_KINDS: dict[str, RequestKind] = {
 def web_client(settings: Settings) -> AsyncWebClient:
     """Create the Web API client, pointed at SLACK_API_URL when set, retrying 429s."""
     token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
-    client = AsyncWebClient(
+    client = FittingWebClient(
         token=token, base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL, timeout=15
     )
     # A 429 means Slack did nothing: retrying it is safe, after the Retry-After it names.
@@ -82,7 +83,9 @@ def create_app(
     async def checklist_of(rb: Rollback) -> list[ChecklistSection]:
         return await checklist_sections(engine.rollbacks, engine.records, rb.id)
 
-    # Before any listener: a request Slack delivers twice is handled once.
+    # Before any listener: what listeners send fits Slack's limits; a request Slack
+    # delivers twice is handled once.
+    install(app)
     once.register(app, engine)
     # The timeline registers its hook first so that it stays the thread's first reply.
     reports = incident_report.register(thread, checklist=checklist_of)

@@ -28,6 +28,7 @@ from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, Rollback, State, StepStatus
 from bot.policy import ApprovalPolicy
 from bot.text import escape, mention, quote_user_text
+from handlers.fit import SECTION_TEXT_MAX, fit_blocks, shorten
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
 MAX_BLOCKS = 50
@@ -58,14 +59,16 @@ STEP_ICONS = {
 
 
 def dump(blocks: list[Block]) -> list[dict[str, Any]]:
-    """Validate and serialise blocks, enforcing the 50-block limit slack_sdk leaves out."""
-    if len(blocks) > MAX_BLOCKS:
-        raise ValueError(f"{len(blocks)} blocks; Slack allows {MAX_BLOCKS}")
-    return [block.to_dict() for block in blocks]
+    """Validate and serialise blocks; past Slack's 50, the last block says how many are left."""
+    return fit_blocks([block.to_dict() for block in blocks], MAX_BLOCKS)
 
 
-def _md(text: str) -> MarkdownTextObject:
-    return MarkdownTextObject(text=text[:3000])
+def _md(text: str, where: str = "") -> MarkdownTextObject:
+    return MarkdownTextObject(text=shorten(text, SECTION_TEXT_MAX, where))
+
+
+def _everything_in(rb: Rollback) -> str:
+    return f"`/rollback report {rb.id}` has all of it"
 
 
 def _people(policy: ApprovalPolicy) -> str:
@@ -113,7 +116,7 @@ def _plan_blocks(rb: Rollback) -> list[Block]:
     if not rb.multi_step:
         lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
         lines += [f":warning: {escape(w)}" for w in rb.warnings]
-        return [SectionBlock(text=_md("\n".join(lines)))]
+        return [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
     # One section per step: each has Slack's 3000-character room of its own.
     blocks: list[Block] = [
         SectionBlock(
@@ -128,7 +131,7 @@ def _plan_blocks(rb: Rollback) -> list[Block]:
         lines = [f"{STEP_ICONS[step.status]} *{i}. {escape(step.heading)}*{status}"]
         lines += [f"        • {escape(line)}" for line in step.plan]
         lines += [f"        :warning: {escape(w)}" for w in step.warnings]
-        blocks.append(SectionBlock(text=_md("\n".join(lines))))
+        blocks.append(SectionBlock(text=_md("\n".join(lines), _everything_in(rb))))
     return blocks
 
 
@@ -232,7 +235,7 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
         lines.append(f"*State now:* {escape(rb.target_state)}")
     if rb.dry_run and rb.state is State.CANCELLED:
         lines.append(f"Approval would be needed from {_people(policy)}.")
-    return [SectionBlock(text=_md("\n".join(lines)))] if lines else []
+    return [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))] if lines else []
 
 
 def _approve_button(rb: Rollback) -> ButtonElement:

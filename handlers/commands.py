@@ -132,7 +132,8 @@ def register(
 def versions_text(service: str, env: str, versions: list[Version]) -> str:
     """List versions newest first with their marks and the other names they answer to."""
     lines = [f"*Versions of {service}/{env}* (newest first):"]
-    for v in versions[:30]:
+    # All of them: a long list is answered in parts, never cut short silently.
+    for v in versions:
         marks = [
             m for m, on in (("running", v.current), ("previous stable", v.previous_stable)) if on
         ]

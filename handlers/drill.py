@@ -139,7 +139,7 @@ class DrillThread:
         """Queue the outcome for the thread and the channel, and the card."""
 
         async def post() -> None:
-            self.thread.live.end(rollback.id)
+            await self.thread.live.end(rollback.id)
             rb = await self.engine.get(rollback.id)
             await self.thread.reply(rb, summary, broadcast=True)
             await self.update_card(rb)

@@ -185,16 +185,19 @@ class IncidentReports:
             if error == "missing_scope"
             else f"Slack refused the upload ({error})"
         )
-        parts = split_text(content, REPORT_PART_MAX)
+        # As mrkdwn, not in a code block: Slack clients show a `<@U…>` mention as the
+        # person's name even when rollbot may not read names (no users:read), and inside
+        # code it would stay a raw id. Pinging the people of a rollback in its own thread
+        # is what they expect; everything else in the report is escaped, so nothing else
+        # in it (a reason someone typed, provider output) can ping, link or format.
+        parts = split_text(escape(content), REPORT_PART_MAX)
         head = (
             f"{comment}\nNot attached as `{filename(rollback)}`: {why}. "
             f"It follows in {len(parts)} part(s)."
         )
         await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=head)
         for part in parts:
-            await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread_ts, text=f"```\n{part}\n```"
-            )
+            await self.client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=part)
         log.info("incident report posted", rollback_id=rollback.id, parts=len(parts))
 
 

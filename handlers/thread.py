@@ -16,7 +16,9 @@ from bot.states import Trigger
 from bot.text import escape
 from bot.verification import CheckResult, render_table
 from handlers.blocks import card, failure_options
+from handlers.fit import shorten
 from handlers.hooks import Hooks
+from handlers.long_text import MESSAGE_TEXT_MAX, split_text
 from handlers.outbox import Outbox
 from handlers.progress import LiveProgress
 
@@ -24,6 +26,8 @@ log = structlog.get_logger(__name__)
 
 # The sweeper's transitions: nobody's click or run reports them.
 ANNOUNCED_HERE = frozenset({Trigger.EXPIRE, Trigger.ORPHAN})
+# A reply longer than this many messages buries the thread: the rest is in the report.
+REPLY_PARTS_MAX = 6
 
 
 class SlackThread:
@@ -35,7 +39,7 @@ class SlackThread:
         self.hooks = Hooks()
         # What the engine reports while it runs goes out beside the work, not in front.
         self.outbox = Outbox()
-        self.live = LiveProgress(client, self.outbox, engine.get)
+        self.live = LiveProgress(client, self.outbox, engine.get, self._remember_progress)
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -47,6 +51,9 @@ class SlackThread:
             preview_issue=preview_issue,
             last_step=last_step,
         )
+
+    async def _remember_progress(self, rollback_id: str, ts: str | None) -> None:
+        await self.engine.rollbacks.update(rollback_id, progress_ts=ts)
 
     @staticmethod
     def _fallback(rb: Rollback) -> str:
@@ -105,12 +112,21 @@ class SlackThread:
         )
 
     async def reply(self, rb: Rollback, text: str, *, broadcast: bool = False) -> None:
-        """Post a reply in the rollback's thread."""
+        """Post a reply in the rollback's thread: a long one in parts, only the first broadcast."""
         if not (rb.channel_id and rb.thread_ts):
             return
-        await self.client.chat_postMessage(
-            channel=rb.channel_id, thread_ts=rb.thread_ts, text=text, reply_broadcast=broadcast
-        )
+        parts = split_text(text) if len(text) > MESSAGE_TEXT_MAX else [text]
+        if len(parts) > REPLY_PARTS_MAX:
+            rest = "\n".join(parts[REPLY_PARTS_MAX - 1 :])
+            where = f"`/rollback report {rb.id}` has all of it"
+            parts = [*parts[: REPLY_PARTS_MAX - 1], shorten(rest, MESSAGE_TEXT_MAX, where)]
+        for index, part in enumerate(parts):
+            await self.client.chat_postMessage(
+                channel=rb.channel_id,
+                thread_ts=rb.thread_ts,
+                text=part,
+                reply_broadcast=broadcast and index == 0,
+            )
 
     # -- Reporter: queued in the outbox, so the engine never waits on Slack ------------
 
@@ -139,7 +155,7 @@ class SlackThread:
         """Queue the outcome for the thread and the channel, the card and the hooks."""
 
         async def post() -> None:
-            self.live.end(rollback.id)
+            await self.live.end(rollback.id)
             await self.tell_finished(rollback, summary)
 
         self.outbox.send(rollback.id, post, redraws=True)

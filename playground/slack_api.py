@@ -133,6 +133,7 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.responses: list[tuple[str, Json]] = []
+        self.response_errors: list[str] = []  # what Slack answered response_url posts it refused
         self.ephemerals: list[Json] = []
         self.views: dict[str, Json] = {}
         self.usergroups: dict[str, list[str]] = {}
@@ -518,10 +519,12 @@ class FakeSlack:
         target["uses"] += 1
         if target["uses"] > RESPONSE_URL_USES:
             # Slack documents the limit, not the exact error text.
+            self.response_errors.append("used_url")
             return web.Response(status=404, text="used_url")
         try:
             self._apply_response(target, body)
         except SlackError as exc:
+            self.response_errors.append(exc.error)
             return web.Response(status=400, text=exc.error)
         return web.Response(text="ok")
 
@@ -598,6 +601,7 @@ class FakeSlack:
             else:
                 del self._messages[(target["channel"], target["message_ts"])]
         elif original is not None and flag(body.get("replace_original")):
+            check_text(body)
             original["text"] = body.get("text", "")
             original["blocks"] = self._checked_blocks(body.get("blocks"), MESSAGE_BLOCKS_MAX)
         elif body.get("response_type") == "in_channel":

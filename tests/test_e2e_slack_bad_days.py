@@ -62,6 +62,11 @@ async def test_without_users_read_and_files_write_the_report_is_posted_with_ids(
     report = thread_text(fake, card)
     assert f"| Requested by | <@{REQUESTER}> |" in report
     assert f"| Approved by | <@{APPROVER}> |" in report
+    # Live mentions, outside code: Slack clients show each person's name.
+    (people,) = [
+        m for m in fake.thread(card["channel"], card["ts"]) if "| Requested by" in m["text"]
+    ]
+    assert "```" not in people["text"]
     assert fake.uploads() == []
     # users.info was asked at most once a person, and refused.
     asked = fake.calls_of("users.info")

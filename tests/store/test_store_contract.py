@@ -61,6 +61,7 @@ async def test_create_get_round_trips_every_field(store: Store) -> None:
         verification="2/2 checks passed",
         verification_table="check  type  result",
         timeline_ts="1.2",
+        progress_ts="1.3",
         reported="succeeded@2024-05-01T12:05:00+00:00",
         channel_id="C1",
         message_ts="1.1",
