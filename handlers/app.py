@@ -12,7 +12,6 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.checklists import ChecklistSection, checklist_sections
@@ -36,6 +35,7 @@ from handlers import (
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.fit import FittingWebClient, install
+from handlers.slack_retries import slack_retry_handlers
 from handlers.thread import SlackThread
 
 SLACK_PATH = "/slack/events"
@@ -52,15 +52,12 @@ REQUEST_KINDS: dict[str, RequestKind] = {
 
 
 def web_client(settings: Settings) -> AsyncWebClient:
-    """Create the Web API client, pointed at SLACK_API_URL when set, retrying 429s."""
+    """Create the Web API client, pointed at SLACK_API_URL when set (retries: slack_retries)."""
     token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
     client = FittingWebClient(
         token=token, base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL, timeout=15
     )
-    # A 429 means Slack did nothing: retrying it is safe, after the Retry-After it names.
-    client.retry_handlers.append(
-        AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES)
-    )
+    client.retry_handlers[:] = slack_retry_handlers(RATE_LIMIT_RETRIES)
     return client
 
 

@@ -18,7 +18,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
 import structlog
 
@@ -103,8 +103,14 @@ class Outbox:
             try:
                 await call()
             except Exception as exc:
-                # Slack being down must not stop the rest of what the thread should show.
-                log.warning("slack update failed", key=key, error=type(exc).__name__)
+                # Slack being down must not stop the rest of what the thread should show;
+                # the log says what was not shown (the audit log keeps it all).
+                log.warning(
+                    "slack update failed",
+                    key=key,
+                    unsent=getattr(call, "__qualname__", type(call).__name__),
+                    error=slack_error(exc),
+                )
 
     async def _pause(self, key: str, seconds: float) -> None:
         """Wait before a paced call, cut short when something is queued behind it."""
@@ -116,3 +122,10 @@ class Outbox:
             pass
         finally:
             self._kicks.pop(key, None)
+
+
+def slack_error(exc: Exception) -> str:
+    """Name a failed call's cause: Slack's error code, or the exception's type."""
+    response: Any = getattr(exc, "response", None)
+    code = response.get("error") if hasattr(response, "get") else None
+    return f"{type(exc).__name__}: {code}" if code else type(exc).__name__

@@ -9,6 +9,7 @@ outcome once Slack answers again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -28,7 +29,7 @@ from tests.e2e_helpers import (
 from tests.support.bot import StartBot
 from tests.support.docker import ComposeContainerFactory, unique_project
 from tests.support.faults import Fault, FaultProxy
-from tests.support.slack import FakeSlack
+from tests.support.slack import FakeSlack, text_of
 
 FAULTS = [
     Fault.RATE_LIMITED,
@@ -77,3 +78,38 @@ async def test_a_slack_fault_during_a_run_leaves_the_rollback_whole(
     assert image.endswith(":v1.2.3")
     audit = [e.action for e in await bot.store.audit_log(rb.id)]
     assert audit.count("started") == 1 and "succeeded" in audit, audit
+    if fault in (Fault.SERVER_ERROR, Fault.BAD_GATEWAY_HTML) or (fault, call) == (
+        Fault.RESET,
+        "post",
+    ):
+        # Not retried: the log says which call's content Slack did not show, and why.
+        failures = [
+            record
+            for record in map(json.loads, bot.log().splitlines())
+            if record["event"] in ("slack update failed", "hook failed", "job failed")
+        ]
+        assert failures, bot.log()
+        assert all(r.get("unsent") or r.get("subscriber") or r.get("job_id") for r in failures)
+
+
+async def test_a_reply_whose_answer_was_lost_is_not_posted_twice(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    slack_proxy: FaultProxy,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    config = backend_config(container.project, container.port)
+    bot = await start_rollbot(config, extra_env={"SLACK_API_URL": f"{slack_proxy.url}/api/"})
+    card = await request_card(bot, "backend v1.2.3")
+    await confirm(bot, card, "critical_bug")
+    card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    # Slack posts the reply, but the connection drops before its answer reaches the bot.
+    slack_proxy.inject(Fault.RESET, method="POST", path=CALLS["post"], times=None, applied=True)
+
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+
+    fake = bot.fake
+    await fake.wait_for(lambda: "RESOLVED" in thread_text(fake, card), timeout=40)
+    replies = [text_of(m) for m in fake.thread(card["channel"], card["ts"])]
+    assert len(slack_proxy.faulted) >= 2
+    assert len(replies) == len(set(replies)), replies
