@@ -13,7 +13,8 @@ from pydantic import SecretStr
 
 from providers.base import Refused, RollbackFailed
 from providers.pg_backups import PRE_ROLLBACK, PgBackups
-from providers.postgres_migrations import prisma_checksum_matches, split_dsn
+from providers.postgres_migrations import split_dsn
+from providers.prisma_history import prisma_checksum_matches
 from tests.support.migrations import (
     ADD_POSTS,
     ADD_ROLE,
