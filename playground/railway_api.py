@@ -23,6 +23,9 @@ REMOVED, as Railway's docs say. A new deployment that fails (CRASHED before goin
 leaves the old one serving. Knobs: `fail` (HTTP errors), `fail_graphql` (GraphQL errors),
 `delay` (slow answers), `rollback_statuses`/`step_seconds`, `rollback_answer`,
 `lose_rollback_answer` (the rollback is applied, its answer replaced by an error).
+
+The schema and the token scopes are in `playground/railway_schema.py`, the deployments and
+their statuses over time in `playground/railway_model.py`.
 """
 
 from __future__ import annotations
@@ -40,135 +43,18 @@ from inspect import isawaitable
 from typing import Any
 
 from aiohttp import web
-from graphql import (
-    GraphQLError,
-    GraphQLResolveInfo,
-    OperationDefinitionNode,
-    build_schema,
-    execute,
-    parse,
-    validate,
-)
+from graphql import GraphQLError, GraphQLResolveInfo, execute, parse, validate
+
+from playground.railway_model import LIVE, FakeDeployment, advance, ordered
+from playground.railway_schema import SCHEMA, Context, Scope, authorize, root_fields
 
 Json = dict[str, Any]
-
-SCHEMA = build_schema(
-    """
-    scalar DateTime
-    "Railway's DeploymentMeta: free-form JSON."
-    scalar DeploymentMeta
-
-    enum DeploymentStatus {
-      BUILDING CRASHED DEPLOYING FAILED INITIALIZING NEEDS_APPROVAL QUEUED REMOVED
-      REMOVING SKIPPED SLEEPING SUCCESS WAITING
-    }
-
-    input DeploymentStatusInput {
-      in: [DeploymentStatus!]
-      notIn: [DeploymentStatus!]
-      successfulOnly: Boolean
-    }
-
-    input DeploymentListInput {
-      projectId: String
-      environmentId: String
-      serviceId: String
-      includeDeleted: Boolean
-      status: DeploymentStatusInput
-    }
-
-    type Deployment {
-      id: ID!
-      status: DeploymentStatus!
-      createdAt: DateTime!
-      updatedAt: DateTime!
-      canRollback: Boolean!
-      canRedeploy: Boolean!
-      meta: DeploymentMeta
-      staticUrl: String
-      url: String
-      projectId: String!
-      serviceId: String
-      environmentId: String!
-    }
-
-    type PageInfo {
-      hasNextPage: Boolean!
-      hasPreviousPage: Boolean!
-      startCursor: String
-      endCursor: String
-    }
-
-    type QueryDeploymentsConnectionEdge {
-      cursor: String!
-      node: Deployment!
-    }
-
-    type QueryDeploymentsConnection {
-      edges: [QueryDeploymentsConnectionEdge!]!
-      pageInfo: PageInfo!
-    }
-
-    type Query {
-      deployments(
-        input: DeploymentListInput!, first: Int, after: String, last: Int, before: String
-      ): QueryDeploymentsConnection!
-      deployment(id: String!): Deployment!
-    }
-
-    type Mutation {
-      deploymentRollback(id: String!): Boolean!
-    }
-    """
-)
 
 ENDPOINT_PATH = "/graphql/v2"
 SUCCEEDS = ("QUEUED", "BUILDING", "DEPLOYING", "SUCCESS")
 CRASHES = ("QUEUED", "BUILDING", "DEPLOYING", "CRASHED")
 NEVER_READY = ("QUEUED", "BUILDING", "DEPLOYING")
-LIVE = ("SUCCESS", "SLEEPING")
 IMAGE = "ghcr.io/acme/api"
-
-
-@dataclass
-class FakeDeployment:
-    """One deployment the fake holds."""
-
-    id: str
-    project_id: str
-    service_id: str
-    environment_id: str
-    status: str
-    created_at: datetime
-    can_rollback: bool
-    meta: Json
-    # A deployment made by deploymentRollback walks these statuses, one per step.
-    schedule: tuple[str, ...] = ()
-    started: float = 0.0
-    step_seconds: float = 0.0
-
-    @property
-    def tag(self) -> str:
-        """Return the tag of its image."""
-        return str(self.meta.get("image", "")).rpartition(":")[2]
-
-    def node(self) -> Json:
-        """Return it as the GraphQL Deployment type."""
-        stamp = _iso(self.created_at)
-        return {
-            "id": self.id,
-            "status": self.status,
-            "createdAt": stamp,
-            "updatedAt": stamp,
-            "canRollback": self.can_rollback,
-            "canRedeploy": self.status in (*LIVE, "FAILED", "CRASHED", "REMOVED"),
-            "meta": self.meta,
-            "staticUrl": f"api-{self.id[:8]}.up.railway.app",
-            "url": None,
-            "projectId": self.project_id,
-            "serviceId": self.service_id,
-            "environmentId": self.environment_id,
-        }
 
 
 @dataclass(frozen=True)
@@ -189,24 +75,6 @@ class _Failure:
     field: str | None
     retry_after: float | None = None
     message: str | None = None
-
-
-@dataclass
-class _Scope:
-    """What a token may see: everything (account) or one environment of one project."""
-
-    project_id: str | None = None
-    environment_id: str | None = None
-
-    def allows(self, project_id: str | None, environment_id: str | None) -> bool:
-        if self.project_id is None:
-            return True
-        return project_id == self.project_id and environment_id == self.environment_id
-
-
-@dataclass
-class _Context:
-    scope: _Scope | None
 
 
 class FakeRailway:
@@ -290,23 +158,23 @@ class FakeRailway:
 
     def by_tag(self, tag: str) -> FakeDeployment:
         """Return the oldest deployment of an image tag (the seeded one)."""
-        return next(d for d in self._ordered(newest_first=False) if d.tag == tag)
+        return next(d for d in ordered(self.deployments, newest_first=False) if d.tag == tag)
 
     def serving(self) -> FakeDeployment | None:
         """Return the deployment that serves now."""
-        self._advance()
-        return next((d for d in self._ordered() if d.status in LIVE), None)
+        advance(self.deployments)
+        return next((d for d in ordered(self.deployments) if d.status in LIVE), None)
 
     def newest(self) -> FakeDeployment:
         """Return the newest deployment."""
-        self._advance()
-        return self._ordered()[0]
+        advance(self.deployments)
+        return ordered(self.deployments)[0]
 
     def dump(self) -> str:
         """Describe what the fake holds and received, for assertion messages."""
         rows = [
             {"id": d.id, "status": d.status, "tag": d.tag, "canRollback": d.can_rollback}
-            for d in self._ordered()
+            for d in ordered(self.deployments)
         ]
         calls = [(c.fields, c.status, c.errors) for c in self.calls[-20:]]
         return json.dumps({"deployments": rows, "calls": calls}, indent=1)
@@ -348,7 +216,7 @@ class FakeRailway:
             document = parse(query)
         except GraphQLError as exc:
             return self._answer((), variables, 400, {"errors": [exc.formatted]})
-        fields = _root_fields(document, body.get("operationName"))
+        fields = root_fields(document, body.get("operationName"))
         failure = _take(self._failures, fields)
         if failure is not None:
             return self._failed(fields, variables, failure)
@@ -359,12 +227,12 @@ class FakeRailway:
         if injected is not None:
             error = {"message": injected.message, "path": list(fields[:1])}
             return self._answer(fields, variables, 200, {"data": None, "errors": [error]})
-        self._advance()
+        advance(self.deployments)
         result = execute(
             SCHEMA,
             document,
             root_value=_Root(self),
-            context_value=_Context(self._scope(request)),
+            context_value=Context(self._scope(request)),
             variable_values=variables,
             operation_name=body.get("operationName"),
         )
@@ -408,16 +276,16 @@ class FakeRailway:
         payload = {"errors": [{"message": message}]}
         return self._answer(fields, variables, failure.status, payload, headers)
 
-    def _scope(self, request: web.Request) -> _Scope | None:
+    def _scope(self, request: web.Request) -> Scope | None:
         """Return what the request's token may see, or None when it carries no valid one."""
         project_token = request.headers.get("Project-Access-Token")
         if project_token is not None:
             if secrets.compare_digest(project_token, self.token):
-                return _Scope(self.project_id, self.environment_id)
+                return Scope(self.project_id, self.environment_id)
             return None
         bearer = request.headers.get("Authorization", "")
         if secrets.compare_digest(bearer, f"Bearer {self.account_token}"):
-            return _Scope()
+            return Scope()
         return None
 
     # -- resolvers of the root fields ------------------------------------------------------
@@ -426,15 +294,15 @@ class FakeRailway:
         self, info: GraphQLResolveInfo, input: Json, first: int | None = None, **_: Any
     ) -> Json:
         """Resolve `deployments`: the filtered deployments, newest first."""
-        context: _Context = info.context
+        context: Context = info.context
         project, environment = input.get("projectId"), input.get("environmentId")
-        _authorize(context, project, environment)
+        authorize(context, project, environment)
         self._require_known(input)
         if first is not None and first < 0:
             raise GraphQLError("first must be a non-negative integer")
         found = [
             d
-            for d in self._ordered()
+            for d in ordered(self.deployments)
             if all(
                 value is None or getattr(d, attribute) == value
                 for attribute, value in (
@@ -466,33 +334,20 @@ class FakeRailway:
             raise GraphQLError("Deployment cannot be rolled back")
         if not self.rollback_answer:
             return False
-        now = time.monotonic()
         self.deployments.append(
-            FakeDeployment(
-                id=str(uuid.uuid4()),
-                project_id=target.project_id,
-                service_id=target.service_id,
-                environment_id=target.environment_id,
-                status=self.rollback_statuses[0],
-                created_at=datetime.now(UTC),
-                can_rollback=False,
-                meta={**target.meta, "reason": "rollback"},
-                schedule=self.rollback_statuses,
-                started=now,
-                step_seconds=self.step_seconds,
-            )
+            FakeDeployment.rollback_of(target, self.rollback_statuses, self.step_seconds)
         )
         return True
 
     # -- internals --------------------------------------------------------------------------
 
-    def _deployment_for(self, context: _Context, deployment_id: str) -> FakeDeployment:
+    def _deployment_for(self, context: Context, deployment_id: str) -> FakeDeployment:
         if context.scope is None:
             raise GraphQLError("Not Authorized")
         found = next((d for d in self.deployments if d.id == deployment_id), None)
         if found is None:
             raise GraphQLError("Deployment not found")
-        _authorize(context, found.project_id, found.environment_id)
+        authorize(context, found.project_id, found.environment_id)
         return found
 
     def _require_known(self, input: Json) -> None:
@@ -503,28 +358,6 @@ class FakeRailway:
         ):
             if input.get(key) is not None and input[key] != known:
                 raise GraphQLError(f"{kind} not found")
-
-    def _ordered(self, *, newest_first: bool = True) -> list[FakeDeployment]:
-        return sorted(self.deployments, key=lambda d: d.created_at, reverse=newest_first)
-
-    def _advance(self) -> None:
-        """Move deployments made by deploymentRollback along their schedule."""
-        for deployment in self._ordered(newest_first=False):
-            if not deployment.schedule:
-                continue
-            step = int((time.monotonic() - deployment.started) / deployment.step_seconds)
-            status = deployment.schedule[min(step, len(deployment.schedule) - 1)]
-            if status == deployment.status:
-                continue
-            deployment.status = status
-            if status in LIVE:
-                deployment.can_rollback = True
-                self._retire_older_than(deployment)
-
-    def _retire_older_than(self, live: FakeDeployment) -> None:
-        for other in self.deployments:
-            if other is not live and other.status in LIVE and other.created_at < live.created_at:
-                other.status = "REMOVED"
 
 
 class _Root:
@@ -539,27 +372,6 @@ class _Root:
 def commit_of(tag: str) -> str:
     """Return the (made-up) commit hash a tag was built from."""
     return hashlib.sha1(tag.encode(), usedforsecurity=False).hexdigest()
-
-
-def _authorize(context: _Context, project_id: str | None, environment_id: str | None) -> None:
-    if context.scope is None or not context.scope.allows(project_id, environment_id):
-        raise GraphQLError("Not Authorized")
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _root_fields(document: Any, operation_name: str | None) -> tuple[str, ...]:
-    """Return the root field names of the operation a request runs."""
-    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-    chosen = next(
-        (o for o in operations if operation_name and o.name and o.name.value == operation_name),
-        operations[0] if operations else None,
-    )
-    if chosen is None:
-        return ()
-    return tuple(s.name.value for s in chosen.selection_set.selections if hasattr(s, "name"))
 
 
 def _take(failures: list[_Failure], fields: tuple[str, ...]) -> _Failure | None:

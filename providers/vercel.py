@@ -1,14 +1,16 @@
 """Vercel provider: point production back at an earlier production deployment.
 
-The API it relies on is described in `providers/vercel_api.py`. Choices made here:
+The API it relies on is described in `providers/vercel_api.py`; its calls are made by
+`providers/vercel_client.py`. Choices made here:
 
 - Only deployments that served production are offered: READY, target production, not
   a staged build (readySubstate STAGED) nor a rolling release's canary (ROLLING); for an
   instant rollback also only those Vercel marks ``isRollbackCandidate``. Naming another
-  one is refused with its reason.
+  one is refused with its reason (`providers/vercel_candidates.py`).
 - An active rolling release is undone the documented way: rolling back to its current
   (base) deployment aborts the release, which sends all traffic back there. Any other
-  target is refused while the release runs: an alias job would race the rollout.
+  target is refused while the release runs: an alias job would race the rollout
+  (`providers/vercel_rolling.py`).
 - The mutation (rollback, promote or abort) is sent once. When its answer is lost (a
   timeout, a closed connection, a 5xx or a proxy's page) Vercel is asked what it did.
 - Waiting for the alias job, a rate limit or a failed read only slows the watch down
@@ -17,61 +19,40 @@ The API it relies on is described in `providers/vercel_api.py`. Choices made her
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from typing import Literal
 
-import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.base import (
-    AuthRejected,
     NotFound,
     Outcome,
     Plan,
     Progress,
     ProviderError,
-    RateLimited,
     Refused,
     RollbackFailed,
     TimedOut,
     Transient,
     Version,
-    redact,
     say,
     sentence,
-    state_or_unknown,
 )
-from providers.http import LazyClient, error_for, send
-from providers.retry import retrying, watching
 from providers.vercel_api import (
-    ABORT_PATH,
-    ACCEPTED,
-    DEPLOYMENTS_PATH,
     MUTATION_PATHS,
-    NEVER_SERVED,
-    PROJECT_PATH,
-    ROLLING_PATH,
     RUNNING,
     Deployment,
     Json,
-    RollingRelease,
     Snapshot,
-    error_body,
     is_ours,
-    json_of,
-    names_of,
-    previous_stable,
     production_of,
-    version_key,
 )
+from providers.vercel_candidates import offered, previous_stable, resolve
+from providers.vercel_client import VercelClient
+from providers.vercel_rolling import abort_rolling, plan_abort
 
 log = structlog.get_logger(__name__)
-
-T = TypeVar("T")
-LISTED_NAMES = 10
 
 
 class VercelSettings(BaseModel):
@@ -119,23 +100,22 @@ class VercelProvider:
 
     def __init__(self, settings: VercelSettings) -> None:
         self._settings = settings
-        self._http = LazyClient(settings.request_timeout_seconds)
-        self._token: str | None = None
+        self._client = VercelClient(settings)
 
     # -- Provider protocol ------------------------------------------------------------------
 
     async def current_version(self) -> str:
         """Return the version production serves now."""
-        snap = await self._snapshot()
+        snap = await self._client.snapshot()
         if snap.production is None:
             raise NotFound(f"Vercel project `{snap.project_name}` has no production deployment.")
         return snap.name(snap.production)
 
     async def list_versions(self) -> list[Version]:
         """Return the deployments rollbot may go back to, newest first, current and previous."""
-        snap = await self._snapshot()
-        offered = [d for d in snap.deployments if self._refusal(snap, d) is None]
-        previous = previous_stable(snap, offered)
+        snap = await self._client.snapshot()
+        way_back = offered(snap, self._settings.mode)
+        previous = previous_stable(snap, way_back)
         return [
             Version(
                 name=snap.name(d),
@@ -149,25 +129,16 @@ class VercelProvider:
                     if alias and alias != snap.name(d)
                 ),
             )
-            for d in offered
+            for d in way_back
         ]
 
     async def plan(self, target: str) -> Plan:
         """Describe the alias job (or the abort) that would move production, changing nothing."""
-        snap = await self._snapshot()
+        snap = await self._client.snapshot()
         deployment = self._resolve(snap, target)
         settings = self._settings
         if snap.rolling is not None:
-            self._check_rolling(snap, snap.rolling, deployment)
-            steps = [
-                f"Abort the active rolling release of {snap.rolling.canary_link} "
-                f"({snap.rolling.share()}) so {snap.named(deployment.uid)} serves all traffic "
-                f"again: POST {ABORT_PATH.format(project=snap.project_id)} once; it is never "
-                "retried.",
-                f"Wait up to {settings.promote_timeout_seconds:g} s for Vercel to show the "
-                "rolling release ABORTED.",
-            ]
-            return Plan(steps=steps)
+            return plan_abort(snap, snap.rolling, deployment, settings.promote_timeout_seconds)
         steps = [
             f"Point production of Vercel project `{snap.project_name}` at {deployment.link} "
             f"({snap.name(deployment)}, created {deployment.created:%Y-%m-%d %H:%M} UTC); "
@@ -183,15 +154,22 @@ class VercelProvider:
     async def rollback(self, target: str, progress: Progress) -> Outcome:
         """Start the alias job (or abort the rolling release) once, and wait for it."""
         started = time.monotonic()
-        snap = await self._snapshot()
+        snap = await self._client.snapshot()
         deployment = self._resolve(snap, target)
         if snap.rolling is not None:
-            return await self._abort_rolling(snap, snap.rolling, deployment, progress)
+            return await abort_rolling(
+                self._client,
+                snap,
+                snap.rolling,
+                deployment,
+                progress,
+                self._settings.promote_timeout_seconds,
+            )
         name = snap.name(deployment)
         if snap.production is not None and deployment.uid == snap.production.uid:
             raise Refused(
                 f"Production already serves {snap.serving()}; nothing to do.",
-                target_state=self._state_line(snap),
+                target_state=snap.describe(),
             )
         path = self._mutation_path(snap, deployment)
         await say(progress, f"Asking Vercel to serve {deployment.link} ({name}): POST {path}")
@@ -220,84 +198,11 @@ class VercelProvider:
 
     async def describe_state(self) -> str:
         """Say what production serves now, and any job or rollout running, asked from Vercel."""
-        return self._state_line(await self._snapshot())
+        return await self._client.describe_state()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        await self._http.aclose()
-
-    # -- reading ----------------------------------------------------------------------------
-
-    async def _snapshot(self) -> Snapshot:
-        """Read the project, its READY production deployments and its rolling release."""
-        project = await self._project()
-        listed = await self._read(
-            DEPLOYMENTS_PATH,
-            f"listing the production deployments of project `{self._settings.project}`",
-            {
-                "projectId": project["id"],
-                "target": "production",
-                "state": "READY",
-                "limit": self._settings.history,
-            },
-        )
-        key = self._settings.version_meta_key
-        deployments = [
-            Deployment.parse(raw, key)
-            for raw in listed.get("deployments") or []
-            # The filters are the API's; checked again so a loose answer cannot mislead us.
-            if raw.get("target") == "production"
-            and (raw.get("readyState") or raw.get("state")) == "READY"
-        ]
-        production = production_of(project, key)
-        # Production may serve a deployment older than the page listed: it still counts.
-        if production is not None and all(d.uid != production.uid for d in deployments):
-            deployments.append(production)
-        deployments.sort(key=lambda d: d.created_ms, reverse=True)
-        return Snapshot(
-            project_id=str(project["id"]),
-            project_name=str(project.get("name") or self._settings.project),
-            production=production,
-            job=project.get("lastAliasRequest"),
-            deployments=deployments,
-            names=names_of(deployments),
-            rolling=await self._rolling(str(project["id"])),
-        )
-
-    async def _project(self, *, retry: bool = True) -> Json:
-        """Read the project with its last alias request."""
-        project = self._settings.project
-        return await self._read(
-            PROJECT_PATH.format(project=project),
-            f"reading project `{project}`",
-            {"rollbackInfo": "true"},
-            retry=retry,
-        )
-
-    async def _rolling(self, project_id: str, *, retry: bool = True) -> RollingRelease | None:
-        """Read the project's ACTIVE rolling release, if any."""
-        try:
-            body = await self._read(
-                ROLLING_PATH.format(project=project_id),
-                "reading the project's rolling release",
-                {},
-                retry=retry,
-            )
-        except NotFound:
-            # Chosen: a team without Rolling Releases (a Hobby plan) has no release to read.
-            return None
-        return RollingRelease.parse(body)
-
-    async def _read(self, path: str, what: str, params: Json, *, retry: bool = True) -> Json:
-        """GET a JSON document, retrying rate limits, timeouts and transient failures."""
-
-        async def once() -> Json:
-            response = await self._send("GET", path, what, params)
-            if response.status_code != 200:
-                raise self._error(response, what)
-            return json_of(response, what)
-
-        return await retrying(once, timeouts=True) if retry else await once()
+        await self._client.aclose()
 
     # -- the alias job ----------------------------------------------------------------------
 
@@ -309,42 +214,10 @@ class VercelProvider:
             params["description"] = "Rolled back by rollbot"
 
         async def landed() -> bool:
-            fresh = await self._snapshot_or_none()
+            fresh = await self._client.snapshot_or_none()
             return fresh is not None and is_ours(fresh.job, snap.job, deployment)
 
-        await self._mutate(path, what, params, {}, landed, f"{self._settings.mode} status")
-
-    async def _mutate(
-        self,
-        path: str,
-        what: str,
-        params: Json,
-        body: Json,
-        landed: Callable[[], Awaitable[bool]],
-        status_command: str,
-    ) -> None:
-        """POST a mutation once; when its answer is lost, ask Vercel whether it landed."""
-        error: ProviderError
-        try:
-            response = await self._send("POST", path, what, params, json=body)
-        except (TimedOut, Transient) as exc:
-            error = exc
-        else:
-            if response.status_code in ACCEPTED:
-                return
-            error = self._error(response, what)
-        if isinstance(error, TimedOut | Transient) and not isinstance(error, RateLimited):
-            # An unanswered or failed request may still have reached Vercel: look, never resend.
-            if await landed():
-                log.warning("vercel.request_failed_but_applied", error=error.message)
-                return
-            raise type(error)(
-                f"{error.message}. It may still have reached Vercel and was not sent again: "
-                f"check `vercel {status_command} {self._settings.project}` before retrying.",
-                target_state=await self._state_or_unknown(),
-            ) from error
-        error.target_state = await self._state_or_unknown()
-        raise error
+        await self._client.mutate(path, what, params, {}, landed, f"{self._settings.mode} status")
 
     async def _wait_for_job(
         self, snap: Snapshot, deployment: Deployment, progress: Progress
@@ -356,14 +229,14 @@ class VercelProvider:
         async def check() -> Json | None:
             nonlocal seen
             try:
-                project = await self._project(retry=False)
+                project = await self._client.project(retry=False)
             except (Transient, TimedOut):
                 raise
             except ProviderError as exc:
                 raise type(exc)(
                     f"Vercel accepted the {settings.mode}, but its progress could not be read: "
                     f"{sentence(exc.message)} It may still finish.",
-                    target_state=await self._state_or_unknown(),
+                    target_state=await self._client.state_or_unknown(),
                 ) from exc
             job: Json = project.get("lastAliasRequest") or {}
             status = str(job.get("jobStatus")) if is_ours(job, snap.job, deployment) else None
@@ -380,7 +253,7 @@ class VercelProvider:
                     f"Vercel's alias job to {deployment.link} ({snap.name(deployment)}) "
                     f"ended `{status}`; `vercel {settings.mode} status {snap.project_name}` "
                     "shows the job.",
-                    target_state=await self._state_or_unknown(),
+                    target_state=await self._client.state_or_unknown(),
                 )
             return None
 
@@ -391,123 +264,7 @@ class VercelProvider:
                 f"(last status: {seen or 'not started'}); it may still finish."
             )
 
-        return await self._watch(check, late, progress)
-
-    # -- rolling releases -------------------------------------------------------------------
-
-    def _check_rolling(self, snap: Snapshot, rolling: RollingRelease, target: Deployment) -> None:
-        """Refuse any target but the release's current deployment while the release runs."""
-        if target.uid == rolling.current_id:
-            return
-        base = snap.named(rolling.current_id)
-        raise Refused(
-            f"A rolling release of {rolling.canary_link} is active on Vercel project "
-            f"`{snap.project_name}` ({rolling.share()}; the rest goes to {base}). Roll back "
-            f"to {base} instead, which aborts the release, or abort or complete it in Vercel "
-            "first (`vercel rolling-release abort`).",
-            target_state=self._state_line(snap),
-        )
-
-    async def _abort_rolling(
-        self, snap: Snapshot, rolling: RollingRelease, deployment: Deployment, progress: Progress
-    ) -> Outcome:
-        """Abort the active rolling release so its current deployment serves all traffic."""
-        self._check_rolling(snap, rolling, deployment)
-        started = time.monotonic()
-        path = ABORT_PATH.format(project=snap.project_id)
-        await say(
-            progress,
-            f"A rolling release of {rolling.canary_link} has {rolling.share()}; aborting it "
-            f"so {snap.named(deployment.uid)} serves all traffic: POST {path}",
-        )
-
-        async def ended() -> bool:
-            try:
-                return await self._rolling(snap.project_id) != rolling
-            except ProviderError:
-                return False
-
-        body = {"canaryDeploymentId": rolling.canary_id}
-        await self._mutate(path, "aborting the rolling release", {}, body, ended, "rolling-release")
-
-        async def check() -> bool | None:
-            return True if await self._rolling(snap.project_id, retry=False) is None else None
-
-        def late() -> str:
-            return (
-                f"Vercel accepted the abort, but the rolling release of {rolling.canary_link} "
-                f"still shows ACTIVE after {self._settings.promote_timeout_seconds:g} s."
-            )
-
-        await self._watch(check, late, progress)
-        seconds = time.monotonic() - started
-        log.info("vercel.rolling_release_aborted", project=snap.project_name, seconds=seconds)
-        return Outcome(
-            summary=f"Vercel aborted the rolling release of {rolling.canary_link}: "
-            f"{snap.named(deployment.uid)} serves all traffic of `{snap.project_name}` again "
-            f"({seconds:.1f} s)."
-        )
-
-    async def _watch(
-        self, check: Callable[[], Awaitable[T | None]], late: Callable[[], str], progress: Progress
-    ) -> T:
-        """Poll `check` until it answers or the rollback's deadline passes."""
-
-        async def trouble(error: ProviderError) -> None:
-            await say(progress, f"{error.message}; still waiting.")
-
-        async def timed_out() -> ProviderError:
-            return TimedOut(late(), target_state=await self._state_or_unknown())
-
-        return await watching(
-            check,
-            deadline_seconds=self._settings.promote_timeout_seconds,
-            interval=self._settings.poll_interval_seconds,
-            trouble=trouble,
-            late=timed_out,
-        )
-
-    # -- HTTP -------------------------------------------------------------------------------
-
-    def _client(self) -> httpx.AsyncClient:
-        """Return the one HTTP client, made with the token read on first use."""
-        if self._token is None:
-            variable = self._settings.token_env
-            token = os.environ.get(variable, "").strip()
-            if not token:
-                raise AuthRejected(f"Vercel: environment variable {variable} holds no token.")
-            self._token = token
-        return self._http.get(
-            base_url=self._settings.api_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"},
-        )
-
-    async def _send(
-        self, method: str, path: str, what: str, params: Json, json: Json | None = None
-    ) -> httpx.Response:
-        """Send one request with the team scope; transport failures become provider errors."""
-        query = {**params, **({"teamId": self._settings.team_id} if self._settings.team_id else {})}
-        return await send(
-            self._client(), method, path, what=f"Vercel: {what}", params=query, json=json
-        )
-
-    def _error(self, response: httpx.Response, what: str) -> ProviderError:
-        """Translate an error answer, with Vercel's own message, never the token."""
-        code, message = error_body(response)
-        detail = f"{message} ({code})" if message and code else message or code
-        error = error_for(response, f"Vercel: {what}", self._scrub(detail), service="Vercel")
-        if isinstance(error, AuthRejected):
-            team = self._settings.team_id
-            scope = f"team {team}" if team else "the project"
-            error = AuthRejected(
-                f"{error.message}. Check the token in {self._settings.token_env} "
-                f"and its access to {scope}."
-            )
-        return error
-
-    def _scrub(self, text: str) -> str:
-        """Remove the token from text that came from elsewhere (Vercel may echo a request)."""
-        return redact(text, self._token)
+        return await self._client.watch(check, late, progress)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -519,46 +276,9 @@ class VercelProvider:
             project=snap.project_id, deployment=deployment.uid
         )
 
-    def _refusal(self, snap: Snapshot, deployment: Deployment) -> str | None:
-        """Say why a listed deployment is no way back, or None when it is one."""
-        if snap.production is not None and deployment.uid == snap.production.uid:
-            return None
-        if deployment.substate in NEVER_SERVED:
-            return f"it is {NEVER_SERVED[deployment.substate]}"
-        if self._settings.mode == "rollback" and deployment.rollback_candidate is False:
-            return (
-                "it is not an instant rollback candidate (isRollbackCandidate false: on the "
-                "Hobby plan only the previous production deployment is); a `mode: promote` "
-                "target can still promote it"
-            )
-        return None
-
     def _resolve(self, snap: Snapshot, target: str) -> Deployment:
-        """Find the deployment meant by a version name, meta version, uid or url."""
-        wanted = version_key(target)
-        found = next(
-            (
-                d  # newest first: a redeploy wins over its original
-                for d in snap.deployments
-                if target in (d.uid, d.url, snap.name(d))
-                or (d.meta_version and version_key(d.meta_version) == wanted)
-            ),
-            None,
-        )
-        if found is None:
-            offered = [snap.name(d) for d in snap.deployments if self._refusal(snap, d) is None]
-            raise NotFound(
-                f"No READY production deployment of Vercel project `{snap.project_name}` is "
-                f"`{target}` (by meta.{self._settings.version_meta_key}, id or url). "
-                f"Available: {', '.join(offered[:LISTED_NAMES]) or 'none'}."
-            )
-        refusal = self._refusal(snap, found)
-        if refusal is not None:
-            raise Refused(
-                f"{found.link} ({snap.name(found)}) is no way back for Vercel project "
-                f"`{snap.project_name}`: {refusal}."
-            )
-        return found
+        """Find the deployment a target names, refusing one that is no way back."""
+        return resolve(snap, target, self._settings.mode, self._settings.version_meta_key)
 
     def _warnings(self, snap: Snapshot, deployment: Deployment) -> list[str]:
         warnings = []
@@ -574,25 +294,3 @@ class VercelProvider:
                 "forward, not back."
             )
         return warnings
-
-    def _state_line(self, snap: Snapshot) -> str:
-        line = f"Vercel project `{snap.project_name}`: production serves {snap.serving()}"
-        job = snap.job or {}
-        if job.get("jobStatus") in RUNNING:
-            towards = snap.named(job.get("toDeploymentId"))
-            line += f"; a {job.get('type')} to {towards} is {job.get('jobStatus')}"
-        if snap.rolling is not None:
-            line += (
-                f"; a rolling release of {snap.rolling.canary_link} serves {snap.rolling.share()}"
-            )
-        return line
-
-    async def _snapshot_or_none(self) -> Snapshot | None:
-        try:
-            return await self._snapshot()
-        except ProviderError:
-            return None
-
-    async def _state_or_unknown(self) -> str:
-        """Describe the state for an error message without raising a second error."""
-        return await state_or_unknown(self.describe_state)

@@ -155,22 +155,24 @@ class Snapshot:
         found = next((d for d in self.deployments if d.uid == uid), None)
         return f"{found.link} ({self.name(found)})" if found else str(uid)
 
+    def describe(self) -> str:
+        """Say what production serves, and any alias job or rolling release under way."""
+        line = f"Vercel project `{self.project_name}`: production serves {self.serving()}"
+        job = self.job or {}
+        if job.get("jobStatus") in RUNNING:
+            towards = self.named(job.get("toDeploymentId"))
+            line += f"; a {job.get('type')} to {towards} is {job.get('jobStatus')}"
+        if self.rolling is not None:
+            line += (
+                f"; a rolling release of {self.rolling.canary_link} serves {self.rolling.share()}"
+            )
+        return line
+
 
 def production_of(project: Json, meta_key: str) -> Deployment | None:
     """Return the deployment production serves: the project's `targets.production`."""
     target = (project.get("targets") or {}).get("production")
     return Deployment.parse(target, meta_key) if target and target.get("id") else None
-
-
-def previous_stable(snap: Snapshot, offered: list[Deployment]) -> Deployment | None:
-    """Return the newest offered deployment older than the one production serves."""
-    if snap.production is None:
-        return None
-    current = snap.production
-    return next(
-        (d for d in offered if d.uid != current.uid and d.created_ms < current.created_ms),
-        None,
-    )
 
 
 def names_of(deployments: list[Deployment]) -> dict[str, str]:
