@@ -18,11 +18,11 @@ from bot.matrix import ISSUES, Action, MatrixRow, Severity
 from bot.names import NAME_PATTERN, VERSION_PATTERN
 from bot.policy import PROTECTED_NAMES, ApprovalPolicy
 from bot.verification import Check, PostgresCheck, RedisCheck
-from providers import REGISTRY, STATE_STEPS, ProviderSettings, StepSettings
+from providers import BY_NAME, ProviderSettings, StepSettings
 
 # Names pydantic puts in an error's location for the union member it tried; the user
 # never wrote them as keys, so they are left out of the key path.
-_UNION_TAGS = frozenset(REGISTRY) | frozenset(STATE_STEPS) | {"http", "postgres", "redis", "tcp"}
+_UNION_TAGS = frozenset(BY_NAME) | {"http", "postgres", "redis", "tcp"}
 RESERVED_SERVICE_NAMES = SUBCOMMANDS
 
 
@@ -59,7 +59,7 @@ class StepConfig(_Strict):
     @property
     def versioned(self) -> bool:
         """Return True for a target with versions (everything but state clears)."""
-        return self.provider.provider not in STATE_STEPS
+        return BY_NAME[self.provider.provider].versioned
 
     @model_validator(mode="after")
     def _valid(self) -> StepConfig:

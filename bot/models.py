@@ -51,10 +51,6 @@ FINAL_STATES = frozenset(
 )
 
 
-# Step kinds whose rollback takes a database backup that `/rollback restore database` restores.
-DATABASE_KINDS = frozenset({"postgres_migrations"})
-
-
 class StepStatus(StrEnum):
     """Where one step of a plan stands."""
 
@@ -78,6 +74,9 @@ class PlanStep(BaseModel):
     danger: str | None = None
     status: StepStatus = StepStatus.PENDING
     result: str | None = None
+    # The word `/rollback restore` knows the step's target by ("database"), when it keeps
+    # backups: a step that ran takes one first.
+    restores: str | None = None
 
     @property
     def heading(self) -> str:
@@ -147,7 +146,7 @@ class Rollback(BaseModel):
     def touched_database(self) -> bool:
         """Return True when a database step ran (taking its backup first), wholly or in part."""
         ran = {StepStatus.DONE, StepStatus.FAILED}
-        return any(s.kind in DATABASE_KINDS and s.status in ran for s in self.steps)
+        return any(s.restores == "database" and s.status in ran for s in self.steps)
 
     @property
     def lock_key(self) -> str:

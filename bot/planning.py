@@ -6,8 +6,9 @@ from bot.config import PREVIOUS, StepConfig
 from bot.errors import InvalidRequest
 from bot.models import PlanStep, StepStatus
 from bot.pool import ProviderPool, Target
-from providers.base import Outcome, Progress, ProviderError, RevertsCommits
-from providers.redis_state import RedisStateProvider
+from providers import BY_NAME
+from providers.base import Outcome, Progress, ProviderError
+from providers.capabilities import ClearsState, RevertsCommits
 
 
 async def plan_first(
@@ -35,6 +36,7 @@ async def plan_first(
         target=target,
         plan=plan.steps,
         warnings=plan.warnings,
+        restores=BY_NAME[kind].restore_kind,
     )
 
 
@@ -56,7 +58,8 @@ async def plan_later(
 
 async def _plan_step(target: Target, config: StepConfig, service_target: str) -> PlanStep:
     kind = config.provider.provider
-    if isinstance(target, RedisStateProvider):
+    restores = BY_NAME[kind].restore_kind
+    if isinstance(target, ClearsState):
         plan = await target.plan_clear()
         danger = (
             f"{config.label}: FLUSHDB empties the whole Redis database"
@@ -64,7 +67,12 @@ async def _plan_step(target: Target, config: StepConfig, service_target: str) ->
             else None
         )
         return PlanStep(
-            name=config.label, kind=kind, plan=plan.steps, warnings=plan.warnings, danger=danger
+            name=config.label,
+            kind=kind,
+            plan=plan.steps,
+            warnings=plan.warnings,
+            danger=danger,
+            restores=restores,
         )
     versions = await target.list_versions()
     current = next((v.name for v in versions if v.current), None)
@@ -79,7 +87,9 @@ async def _plan_step(target: Target, config: StepConfig, service_target: str) ->
         if found is None:
             listed = ", ".join(v.name for v in versions[:10]) or "none"
             raise InvalidRequest(f"version {wanted} is not available (available: {listed}).")
-    step = PlanStep(name=config.label, kind=kind, current=current, target=found.name)
+    step = PlanStep(
+        name=config.label, kind=kind, current=current, target=found.name, restores=restores
+    )
     if found.name == current:
         return step.model_copy(
             update={
@@ -96,7 +106,7 @@ async def run_step(
     target: Target, step: PlanStep, bad_commit: str | None, progress: Progress
 ) -> Outcome:
     """Run one step: a provider rollback, a named-commit revert or a state clear."""
-    if isinstance(target, RedisStateProvider):
+    if isinstance(target, ClearsState):
         return await target.clear(progress)
     if bad_commit is not None and isinstance(target, RevertsCommits):
         return await target.revert(bad_commit, progress)
@@ -107,7 +117,7 @@ async def run_step(
 
 async def version_now(target: Target) -> str | None:
     """Return the version a step's target runs, or None for a state target (no versions)."""
-    if isinstance(target, RedisStateProvider):
+    if isinstance(target, ClearsState):
         return None
     return await target.current_version()
 

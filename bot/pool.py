@@ -5,9 +5,9 @@ from __future__ import annotations
 from bot.config import RollbotConfig
 from providers import build_provider, build_step
 from providers.base import Provider
-from providers.redis_state import RedisStateProvider
+from providers.capabilities import ClearsState
 
-Target = Provider | RedisStateProvider
+Target = Provider | ClearsState
 
 
 class ProviderPool:

@@ -14,7 +14,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import structlog
 
@@ -28,13 +28,12 @@ from bot.policy import People
 from bot.pool import Target
 from bot.store.base import LeaseGrant
 from bot.text import SLACK_USER, escape, mention
-from providers.base import Outcome, Progress, ProviderError, human_size, state_or_unknown
-from providers.postgres_migrations import PRE_ROLLBACK, PostgresMigrationsProvider
-from providers.redis_state import RedisStateProvider
+from providers import BY_NAME, restorers
+from providers.base import Outcome, Progress, ProviderError, state_or_unknown
+from providers.capabilities import BackupListing, Restorable
 
 log = structlog.get_logger(__name__)
 
-PROVIDER_OF: dict[Kind, str] = {"database": "postgres_migrations", "redis": "redis_state"}
 RESTORE_ID_PATTERN = re.compile(r"restore-[0-9a-f]{8}")
 MAX_LISTED = 20
 # How long answering an offer (confirm or cancel) may hold its claim.
@@ -49,7 +48,7 @@ FAILED = "restore_failed"
 
 def label(kind: Kind, service: str, environment: str, step: str) -> str:
     """Name a target for people: "shop/production database", "shop/production redis `cache`"."""
-    named = "" if step == PROVIDER_OF[kind] else f" `{step}`"
+    named = "" if step in restorers(kind) else f" `{step}`"
     return f"{service}/{environment} {kind}{named}"
 
 
@@ -85,24 +84,6 @@ class RestoreTarget:
     def label(self) -> str:
         """Name the target for people, e.g. "shop/production database"."""
         return label(self.kind, self.service, self.environment, self.step)
-
-
-@dataclass(frozen=True)
-class BackupInfo:
-    """One backup as the listing and the plan show it."""
-
-    name: str
-    created_at: datetime
-    size_bytes: int
-    detail: str
-    pre_rollback: bool = False
-
-    def describe(self) -> str:
-        """Say in one line which backup this is."""
-        return (
-            f"`{self.name}` ({human_size(self.size_bytes)}, taken "
-            f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC, {self.detail})"
-        )
 
 
 @dataclass(frozen=True)
@@ -159,7 +140,7 @@ class RestorePlan:
 
     request: RestoreRequest
     target: RestoreTarget
-    backup: BackupInfo
+    backup: BackupListing
     summary: str
     text: str
 
@@ -178,7 +159,7 @@ class Restores:
         for service, svc in sorted(self.engine.config.services.items()):
             for environment, env in sorted(svc.environments.items()):
                 for index, (step, settings) in enumerate(env.targets()):
-                    if settings.provider == PROVIDER_OF[kind]:
+                    if BY_NAME[settings.provider].restore_kind == kind:
                         found.append(RestoreTarget(kind, service, environment, index, step))
         return found
 
@@ -243,27 +224,17 @@ class Restores:
 
     # -- backups -----------------------------------------------------------------------
 
-    async def _backups(self, target: RestoreTarget) -> list[BackupInfo]:
+    async def _backups(self, target: RestoreTarget) -> list[BackupListing]:
         """Return the target's backups, newest first."""
         provider = self.engine.providers.step(target.service, target.environment, target.index)
+        if not isinstance(provider, Restorable):
+            raise InvalidRequest(f"{target.label} cannot be restored.")
         try:
-            if isinstance(provider, PostgresMigrationsProvider):
-                return [
-                    BackupInfo(b.name, b.created_at, b.size_bytes, b.kind, b.kind == PRE_ROLLBACK)
-                    for b in await provider.backups()
-                ]
-            if isinstance(provider, RedisStateProvider):
-                return [
-                    BackupInfo(
-                        b.name, b.created_at, b.size_bytes, f"{_keys(b.key_count)}, {b.scope}"
-                    )
-                    for b in await provider.backups()
-                ]
+            return await provider.backup_listing()
         except ProviderError as exc:
             raise InvalidRequest(
                 f"Could not read the backups of {target.label}: {exc.message}"
             ) from exc
-        raise InvalidRequest(f"{target.label} cannot be restored.")
 
     async def backups(
         self, kind: Kind, name: str | None, environment: str | None, user: str
@@ -299,8 +270,8 @@ class Restores:
         return str(getattr(settings, "backup_dir", "the backup folder"))
 
     def _pick(
-        self, target: RestoreTarget, found: list[BackupInfo], backup: str | None
-    ) -> BackupInfo:
+        self, target: RestoreTarget, found: list[BackupListing], backup: str | None
+    ) -> BackupListing:
         word = _word(target, self.targets(target.kind))
         listing = f"`/rollback backups {target.kind} {word} env={target.environment}`"
         if backup is not None:
@@ -367,7 +338,7 @@ class Restores:
         return await self._plan(request, target, chosen)
 
     async def _plan(
-        self, request: RestoreRequest, target: RestoreTarget, chosen: BackupInfo
+        self, request: RestoreRequest, target: RestoreTarget, chosen: BackupListing
     ) -> RestorePlan:
         provider = self.engine.providers.step(target.service, target.environment, target.index)
         now = await state_or_unknown(provider.describe_state)
@@ -493,7 +464,7 @@ class Restores:
         try:
             with structlog.contextvars.bound_contextvars(restore_id=request.id):
                 log.info("restore started", target=target.label, backup=request.backup, user=user)
-                if isinstance(provider, PostgresMigrationsProvider | RedisStateProvider):
+                if isinstance(provider, Restorable):
                     outcome = await provider.restore(request.backup, progress)
                 else:
                     raise InvalidRequest(f"{target.label} cannot be restored.")
@@ -567,10 +538,6 @@ def _word(target: RestoreTarget, everything: list[RestoreTarget]) -> str:
     """Return the word that names a target in a command: its service, or its step's name."""
     same_place = [t for t in everything if t.key == target.key]
     return target.service if len(same_place) == 1 else target.step
-
-
-def _keys(count: int) -> str:
-    return "1 key" if count == 1 else f"{count} keys"
 
 
 def _people(people: People) -> str:

@@ -25,7 +25,8 @@ from bot.reporting import Guarded, Reporter
 from bot.states import LOCKED_STATES, WAITING, Trigger
 from bot.store.base import LeaseGrant
 from bot.text import escape
-from providers.base import ProviderError, Reconciles
+from providers.base import ProviderError
+from providers.capabilities import Reconciles
 
 if TYPE_CHECKING:
     from bot.engine import Engine

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import structlog
 
@@ -164,28 +164,6 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
-        ...
-
-
-@runtime_checkable
-class RevertsCommits(Protocol):
-    """A target that can undo one named bad commit instead of going back to a version."""
-
-    async def plan_revert(self, commit: str) -> Plan:
-        """Describe reverting `commit`, changing nothing."""
-        ...
-
-    async def revert(self, commit: str, progress: Progress) -> Outcome:
-        """Revert `commit` and publish the result."""
-        ...
-
-
-@runtime_checkable
-class Reconciles(Protocol):
-    """A target that can make whole what a crash left half-done (a container swap cut short)."""
-
-    async def reconcile(self) -> list[str]:
-        """Finish or undo a half-done change so the service runs; say what was repaired."""
         ...
 
 

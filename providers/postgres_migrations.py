@@ -54,6 +54,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
+from providers.capabilities import BackupListing
 from providers.pg_backups import PRE_RESTORE, PRE_ROLLBACK, Backup, PgBackups, when
 from providers.pg_connections import (
     DATABASE_ERRORS,
@@ -128,6 +129,8 @@ class PostgresMigrationsSettings(BaseModel):
 
 class PostgresMigrationsProvider:
     """Undo Prisma migrations with their down.sql in one transaction, after a pg_dump."""
+
+    restore_kind = "database"
 
     def __init__(self, settings: PostgresMigrationsSettings) -> None:
         self.settings = settings
@@ -218,6 +221,13 @@ class PostgresMigrationsProvider:
     async def backups(self) -> list[Backup]:
         """Return this database's backups, newest first."""
         return await self._backups.listed(self._database_name())
+
+    async def backup_listing(self) -> list[BackupListing]:
+        """Return this database's backups as people see them, newest first."""
+        return [
+            BackupListing(b.name, b.created_at, b.size_bytes, b.kind, b.kind == PRE_ROLLBACK)
+            for b in await self.backups()
+        ]
 
     async def restore(self, name: str | None, progress: Progress) -> Outcome:
         """Restore a backup (the latest pre-rollback one by default) in one transaction."""

@@ -58,6 +58,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
+from providers.capabilities import BackupListing
 from providers.redis_backups import (
     EXPIRED,
     BackupTarget,
@@ -141,6 +142,8 @@ class RedisStateSettings(BaseModel):
 
 class RedisStateProvider:
     """Clear a key pattern or a whole Redis database after backing the keys up."""
+
+    restore_kind = "redis"
 
     def __init__(self, settings: RedisStateSettings) -> None:
         self._settings = settings
@@ -236,6 +239,13 @@ class RedisStateProvider:
     async def backups(self) -> list[RedisBackup]:
         """Return this database's backups, newest first."""
         return await asyncio.to_thread(list_backups, self._settings.backup_dir, self._label())
+
+    async def backup_listing(self) -> list[BackupListing]:
+        """Return this database's backups as people see them, newest first."""
+        return [
+            BackupListing(b.name, b.created_at, b.size_bytes, f"{n_keys(b.key_count)}, {b.scope}")
+            for b in await self.backups()
+        ]
 
     async def restore(self, name: str, progress: Progress) -> Outcome:
         """Put a backup's keys back with the TTL they had left; overwrite keys re-created since."""

@@ -58,8 +58,11 @@ def multi_step_failure() -> tuple[Rollback, list[Event]]:
                 target="0002_users",
                 status=StepStatus.FAILED,
                 result="down.sql of 0003_add_role failed: column is in use",
+                restores="database",
             ),
-            PlanStep(name="sessions", kind="redis_state", status=StepStatus.NOT_RUN),
+            PlanStep(
+                name="sessions", kind="redis_state", status=StepStatus.NOT_RUN, restores="redis"
+            ),
         ],
         failed_step=1,
         issue="minor_ui_bug",

@@ -1,0 +1,96 @@
+"""What a provider can do beyond the `Provider` contract: one small protocol per capability.
+
+The engine asks "does this target support X" with ``isinstance(target, X)`` and never
+names a provider class; a provider gains a capability by having its methods. The
+registry (`providers/__init__.py`) says what a kind can do before any provider is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from providers.base import Outcome, Plan, Progress, human_size
+
+
+@runtime_checkable
+class RevertsCommits(Protocol):
+    """A target that can undo one named bad commit instead of going back to a version."""
+
+    async def plan_revert(self, commit: str) -> Plan:
+        """Describe reverting `commit`, changing nothing."""
+        ...
+
+    async def revert(self, commit: str, progress: Progress) -> Outcome:
+        """Revert `commit` and publish the result."""
+        ...
+
+
+@runtime_checkable
+class Reconciles(Protocol):
+    """A target that can make whole what a crash left half-done (a container swap cut short)."""
+
+    async def reconcile(self) -> list[str]:
+        """Finish or undo a half-done change so the service runs; say what was repaired."""
+        ...
+
+
+@runtime_checkable
+class ClearsState(Protocol):
+    """A state target with no versions of its own (a cache): a later step clears it."""
+
+    async def plan_clear(self) -> Plan:
+        """Describe what clearing will delete and back up, changing nothing."""
+        ...
+
+    async def clear(self, progress: Progress) -> Outcome:
+        """Back up, then delete the state."""
+        ...
+
+    async def describe_state(self) -> str:
+        """Say in one line what the target holds now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackupListing:
+    """One backup as people see it in a listing and a restore plan."""
+
+    name: str
+    created_at: datetime
+    size_bytes: int
+    detail: str
+    # Taken before a rollback: the one a plain `/rollback restore KIND` picks.
+    pre_rollback: bool = False
+
+    def describe(self) -> str:
+        """Say in one line which backup this is."""
+        return (
+            f"`{self.name}` ({human_size(self.size_bytes)}, taken "
+            f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC, {self.detail})"
+        )
+
+
+@runtime_checkable
+class Restorable(Protocol):
+    """A target that keeps backups and can restore one (`/rollback restore KIND`)."""
+
+    # The word people use for it in `/rollback restore KIND` and `/rollback backups KIND`.
+    restore_kind: str
+
+    async def backup_listing(self) -> list[BackupListing]:
+        """Return the target's backups, newest first."""
+        ...
+
+    async def restore(self, name: str, progress: Progress) -> Outcome:
+        """Restore the named backup (one `backup_listing` lists)."""
+        ...
+
+    async def describe_state(self) -> str:
+        """Say in one line what the target holds now."""
+        ...
