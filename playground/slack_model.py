@@ -90,3 +90,10 @@ class SlackError(Exception):
         if self.messages:
             body["response_metadata"] = {"messages": [f"[ERROR] {m}" for m in self.messages]}
         return body
+
+
+def required(args: Json, name: str) -> Any:
+    """Return a method argument Slack requires; without it Slack answers invalid_arguments."""
+    if not args.get(name):
+        raise SlackError("invalid_arguments", f"missing required field: {name}")
+    return args[name]

@@ -1,18 +1,13 @@
 """AWS ECS provider: move a service back to an earlier task-definition revision.
 
 Versions are the family's ACTIVE revisions, named by the image tag of the configured
-container (`repo/app:v1.2.3` -> `v1.2.3`). When several revisions share a tag, the newest
-keeps the bare tag and older ones are named `v1.2.3+r41`; a revision whose image has no
-usable tag is named by its number. A bare revision number (`42`) is an alias of each
+container (`providers.ecs_catalog`). A bare revision number (`42`) is an alias of each
 listed revision, and `plan` and `rollback` take any ACTIVE revision's number."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -31,16 +26,29 @@ from providers.base import (
     TimedOut,
     Transient,
     Version,
+    state_or_unknown,
 )
-from providers.ecs_breaker import BreakerRollback, breaker_rollback
+from providers.ecs_breaker import breaker_rollback
+from providers.ecs_catalog import (
+    Catalog,
+    Json,
+    Revision,
+    parse_task_definition,
+    previous_revision,
+    version_names,
+)
+from providers.ecs_status import (
+    breaker_note,
+    counts_text,
+    deployment_completed,
+    plan_warnings,
+    primary_deployment,
+    state_text,
+    task_counts,
+    watched_deployment,
+)
 
 log = structlog.get_logger(__name__)
-
-Json = dict[str, Any]
-
-TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# `arn:...:task-definition/family:7` or `family:7` (moto stores what update_service got).
-TASK_DEFINITION = re.compile(r"(?:.*/)?(?P<family>[^/:]+):(?P<number>\d+)$")
 
 
 class EcsSettings(AwsSettings):
@@ -68,67 +76,6 @@ class EcsSettings(AwsSettings):
     )
 
 
-@dataclass(frozen=True)
-class Revision:
-    """One task-definition revision and the image of the configured container."""
-
-    family: str
-    number: int
-    image: str | None
-    status: str = "ACTIVE"
-    registered_at: datetime | None = None
-
-    @property
-    def ref(self) -> str:
-        """Return `family:number`, what update_service takes."""
-        return f"{self.family}:{self.number}"
-
-    @property
-    def tag(self) -> str | None:
-        """Return the image tag when it can name a version."""
-        if self.image is None:
-            return None
-        name = self.image.split("@", 1)[0]
-        _, sep, tag = name.rpartition(":")
-        if not sep or "/" in tag or not TAG.fullmatch(tag):
-            return None
-        return tag
-
-
-@dataclass
-class Catalog:
-    """The service as described now, and its family's revisions with their version names."""
-
-    family: str
-    service: Json
-    current: Revision
-    revisions: list[Revision]
-    names: dict[int, str] = field(default_factory=dict)
-
-    def name(self, number: int) -> str:
-        """Return the version name of a revision (its number when it is not listed)."""
-        return self.names.get(number, str(number))
-
-    def label(self, number: int) -> str:
-        """Return `family:number (name)` for messages."""
-        name = self.name(number)
-        ref = f"{self.family}:{number}"
-        return ref if name == str(number) else f"{ref} ({name})"
-
-    def described(self, revision: Revision) -> str:
-        """Return `family:number (name, image ...)` for plans and progress."""
-        name = self.name(revision.number)
-        named = "" if name == str(revision.number) else f"{name}, "
-        return f"{revision.ref} ({named}image {revision.image or 'unknown'})"
-
-    def label_of(self, task_definition: str) -> str:
-        """Label a task-definition ARN or `family:number` as the service reports it."""
-        match = TASK_DEFINITION.match(task_definition)
-        if match is None or match["family"] != self.family:
-            return task_definition or "no task definition"
-        return self.label(int(match["number"]))
-
-
 class EcsProvider:
     """Roll an ECS service back by pointing it at an earlier task-definition revision."""
 
@@ -148,7 +95,7 @@ class EcsProvider:
     async def list_versions(self) -> list[Version]:
         """Return the newest revisions, newest first, current and the one before marked."""
         catalog = await self._catalog()
-        previous = _previous(catalog)
+        previous = previous_revision(catalog)
         breaker = breaker_rollback(catalog.service)
         return [
             Version(
@@ -157,7 +104,7 @@ class EcsProvider:
                 current=r.number == catalog.current.number,
                 previous_stable=previous is not None and r.number == previous.number,
                 detail=f"revision {r.ref}, image {r.image or 'unknown'}"
-                + _breaker_note(catalog, breaker, r),
+                + breaker_note(catalog, breaker, r),
                 # `/rollback backend 42` means revision 42 of the family.
                 aliases=(str(r.number),),
             )
@@ -187,7 +134,7 @@ class EcsProvider:
                 else "."
             ),
         ]
-        return Plan(steps=steps, warnings=_plan_warnings(catalog, revision))
+        return Plan(steps=steps, warnings=plan_warnings(catalog, revision))
 
     async def rollback(self, target: str, progress: Progress) -> Outcome:
         """Update the service to the target revision and wait until it is stable."""
@@ -214,7 +161,7 @@ class EcsProvider:
     async def describe_state(self) -> str:
         """Say which revision the service is set to and how its deployments stand."""
         catalog = await self._catalog()
-        return _state_text(catalog, catalog.service, self._settings)
+        return state_text(catalog, catalog.service, self._settings)
 
     async def aclose(self) -> None:
         """Close the ECS client."""
@@ -242,7 +189,7 @@ class EcsProvider:
     async def _catalog(self) -> Catalog:
         """Read the service and the family's newest revisions, and name them."""
         service = await self._service()
-        family, number = _parse_task_definition(str(service.get("taskDefinition") or ""))
+        family, number = parse_task_definition(str(service.get("taskDefinition") or ""))
         if family != self._settings.family:
             raise Refused(
                 f"ECS service `{self._settings.service}` runs task-definition family "
@@ -252,7 +199,7 @@ class EcsProvider:
         wanted = sorted(set(numbers[: self._settings.max_revisions]) | {number}, reverse=True)
         revisions = list(await asyncio.gather(*(self._revision(n) for n in wanted)))
         current = next(r for r in revisions if r.number == number)
-        return Catalog(family, service, current, revisions, _names(revisions))
+        return Catalog(family, service, current, revisions, version_names(revisions))
 
     async def _active_numbers(self) -> list[int]:
         """Return the family's ACTIVE revision numbers, newest first."""
@@ -265,7 +212,7 @@ class EcsProvider:
             return [arn for page in pages for arn in page.get("taskDefinitionArns") or []]
 
         arns = await self._aws.read(f"listing task definitions of `{family}`", list_all)
-        parsed = [_parse_task_definition(arn) for arn in arns]
+        parsed = [parse_task_definition(arn) for arn in arns]
         # The API matches the prefix; moto ignores `sort`: filter and order here.
         return sorted((n for f, n in parsed if f == family), reverse=True)
 
@@ -277,21 +224,8 @@ class EcsProvider:
                 f"describing task definition {ref}",
                 lambda c: c.describe_task_definition(taskDefinition=ref),
             )
-            self._known[ref] = self._to_revision(answer["taskDefinition"])
+            self._known[ref] = Revision.of(answer["taskDefinition"], self._settings.container)
         return self._known[ref]
-
-    def _to_revision(self, definition: Json) -> Revision:
-        containers = definition.get("containerDefinitions") or []
-        image = next(
-            (c.get("image") for c in containers if c.get("name") == self._settings.container), None
-        )
-        return Revision(
-            family=str(definition["family"]),
-            number=int(definition["revision"]),
-            image=image,
-            status=str(definition.get("status") or "ACTIVE"),
-            registered_at=definition.get("registeredAt"),
-        )
 
     async def _resolve(self, catalog: Catalog, target: str) -> Revision:
         """Find the revision a version name or a bare revision number means."""
@@ -341,20 +275,20 @@ class EcsProvider:
                     f"{exc.message} It may or may not have been applied.",
                     target_state=f"unknown ({again.message})",
                 ) from exc
-            if _parse_task_definition(str(service.get("taskDefinition") or "")) != (
+            if parse_task_definition(str(service.get("taskDefinition") or "")) != (
                 revision.family,
                 revision.number,
             ):
                 raise type(exc)(
                     f"{exc.message} It was not applied.",
-                    target_state=_state_text(catalog, service, settings),
+                    target_state=state_text(catalog, service, settings),
                 ) from exc
             log.info("ecs.update_applied_without_answer", target=revision.ref)
             answer = {"service": service}
         except ProviderError as exc:
             exc.target_state = exc.target_state or await self._state_or_unknown(catalog)
             raise
-        primary = _primary(answer.get("service") or {})
+        primary = primary_deployment(answer.get("service") or {})
         return None if primary is None else primary.get("id")
 
     async def _wait_stable(
@@ -373,7 +307,7 @@ class EcsProvider:
                     f"deployment: {exc.message}",
                     target_state=await self._state_or_unknown(catalog),
                 ) from exc
-            deployment = _watched(service, deployment_id)
+            deployment = watched_deployment(service, deployment_id)
             if deployment is None:
                 breaker = breaker_rollback(service)
                 if breaker is not None and breaker.in_progress:
@@ -381,30 +315,30 @@ class EcsProvider:
                         f"ECS's circuit breaker stopped this rollback: the deployment of "
                         f"{revision.ref} failed ({breaker.why}), and ECS is rolling the service "
                         f"back to {catalog.label_of(breaker.to)}.",
-                        target_state=_state_text(catalog, service, settings),
+                        target_state=state_text(catalog, service, settings),
                     )
                 raise RollbackFailed(
                     "Another deployment replaced this rollback's deployment before it completed.",
-                    target_state=_state_text(catalog, service, settings),
+                    target_state=state_text(catalog, service, settings),
                 )
-            counts = _counts(deployment)
+            counts = task_counts(deployment)
             if counts != reported:
                 reported = counts
-                await progress(_counts_text(deployment))
-            if _completed(service, deployment):
+                await progress(counts_text(deployment))
+            if deployment_completed(service, deployment):
                 return service
             self._raise_if_failed(catalog, service, deployment)
             if time.monotonic() >= deadline:
                 raise TimedOut(
                     f"The deployment of {revision.ref} did not complete within "
                     f"{settings.stable_timeout_seconds:g} s.",
-                    target_state=_state_text(catalog, service, settings),
+                    target_state=state_text(catalog, service, settings),
                 )
             await asyncio.sleep(settings.poll_interval_seconds)
 
     def _raise_if_failed(self, catalog: Catalog, service: Json, deployment: Json) -> None:
         """Raise RollbackFailed when ECS gave up or tasks keep failing."""
-        state = _state_text(catalog, service, self._settings)
+        state = state_text(catalog, service, self._settings)
         if deployment.get("rolloutState") == "FAILED":
             reason = deployment.get("rolloutStateReason") or "no reason given"
             raise RollbackFailed(f"ECS marked the deployment FAILED: {reason}", target_state=state)
@@ -430,45 +364,16 @@ class EcsProvider:
             f"now would replace ECS's own rollback: wait until it completes (the service's "
             f"state shows its progress), then roll back again only if {to} is not what "
             "you want.",
-            target_state=_state_text(catalog, catalog.service, self._settings),
+            target_state=state_text(catalog, catalog.service, self._settings),
         )
 
     async def _state_or_unknown(self, catalog: Catalog) -> str:
         """Describe the state for an error message without raising a second error."""
-        try:
-            service = await self._service()
-        except ProviderError as exc:
-            return f"unknown ({exc.message})"
-        return _state_text(catalog, service, self._settings)
 
+        async def describe() -> str:
+            return state_text(catalog, await self._service(), self._settings)
 
-def _parse_task_definition(value: str) -> tuple[str, int]:
-    match = TASK_DEFINITION.match(value)
-    if match is None:
-        raise Refused(f"Cannot read the task definition `{value}` (expected family:revision).")
-    return match["family"], int(match["number"])
-
-
-def _names(revisions: list[Revision]) -> dict[int, str]:
-    """Name revisions by image tag; older revisions sharing a tag get `+r<number>`."""
-    names: dict[int, str] = {}
-    seen: set[str] = set()
-    for revision in sorted(revisions, key=lambda r: r.number, reverse=True):
-        tag = revision.tag
-        if tag is None:
-            names[revision.number] = str(revision.number)
-        elif tag in seen:
-            names[revision.number] = f"{tag}+r{revision.number}"
-        else:
-            names[revision.number] = tag
-            seen.add(tag)
-    return names
-
-
-def _previous(catalog: Catalog) -> Revision | None:
-    """Return the newest listed revision older than the current one."""
-    older = [r for r in catalog.revisions if r.number < catalog.current.number]
-    return max(older, key=lambda r: r.number, default=None)
+        return await state_or_unknown(describe)
 
 
 def _refuse_unsupported(service: Json) -> None:
@@ -479,110 +384,6 @@ def _refuse_unsupported(service: Json) -> None:
             f"The service uses the {controller} deployment controller: update_service cannot "
             "switch its task definition (use the ecs_blue_green provider for CodeDeploy)."
         )
-
-
-def _plan_warnings(catalog: Catalog, revision: Revision) -> list[str]:
-    warnings = []
-    if revision.image == catalog.current.image:
-        warnings.append(
-            f"{revision.ref} runs the same image as now ({revision.image}): only the "
-            "task-definition settings change."
-        )
-    service = catalog.service
-    if len(service.get("deployments") or []) > 1:
-        warnings.append("A deployment is still in progress; the rollback replaces it.")
-    rolled = breaker_rollback(service)
-    if rolled is not None and not rolled.in_progress:
-        warnings.append(
-            f"ECS's circuit breaker already rolled back `{service.get('serviceName')}` to "
-            f"{catalog.label_of(rolled.to)} at {rolled.when} ({rolled.cause()}); this rollback "
-            f"goes further back, to {catalog.label(revision.number)}."
-        )
-    breaker = (service.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
-    if breaker.get("enable") and breaker.get("rollback"):
-        warnings.append(
-            "The circuit breaker has rollback on: if the new tasks fail, ECS itself returns "
-            f"the service to {catalog.label(catalog.current.number)}."
-        )
-    return warnings
-
-
-def _breaker_note(catalog: Catalog, breaker: BreakerRollback | None, revision: Revision) -> str:
-    """Label the revision ECS's circuit breaker rolled back to, and the one that failed."""
-    if breaker is None:
-        return ""
-    to = catalog.label_of(breaker.to)
-    if to == catalog.label(revision.number):
-        if breaker.in_progress:
-            return f"; ECS's circuit breaker is rolling back to {revision.ref} since {breaker.when}"
-        return (
-            f"; ECS's circuit breaker already rolled back to {revision.ref} at {breaker.when} "
-            f"({breaker.cause()})"
-        )
-    if breaker.failed and catalog.label_of(breaker.failed) == catalog.label(revision.number):
-        return f"; its deployment failed at {breaker.when} ({breaker.why}) and ECS rolled it back"
-    return ""
-
-
-def _primary(service: Json) -> Json | None:
-    return next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), None)
-
-
-def _watched(service: Json, deployment_id: str | None) -> Json | None:
-    """Return the rollback's deployment while it is still the PRIMARY one."""
-    primary = _primary(service)
-    if primary is None or (deployment_id is not None and primary.get("id") != deployment_id):
-        return None
-    return primary
-
-
-def _counts(deployment: Json) -> tuple[int, ...]:
-    keys = ("runningCount", "pendingCount", "desiredCount", "failedTasks")
-    return tuple(int(deployment.get(k) or 0) for k in keys)
-
-
-def _counts_text(deployment: Json) -> str:
-    running, pending, desired, failed = _counts(deployment)
-    text = f"Tasks: {running} running, {pending} pending of {desired} desired"
-    if failed:
-        text += f", {failed} failed"
-    rollout = deployment.get("rolloutState")
-    return f"{text} (rollout {rollout})." if rollout else f"{text}."
-
-
-def _completed(service: Json, deployment: Json) -> bool:
-    """Tell whether the deployment is done: COMPLETED, or stable where ECS gives no state."""
-    running, pending, desired, _ = _counts(deployment)
-    if running != desired:
-        return False
-    rollout = deployment.get("rolloutState")
-    if rollout is not None:
-        return bool(rollout == "COMPLETED")
-    # No rolloutState (e.g. behind a Classic Load Balancer): the services_stable test.
-    return pending == 0 and len(service.get("deployments") or []) == 1
-
-
-def _state_text(catalog: Catalog, service: Json, settings: EcsSettings) -> str:
-    """Say what the service is set to and how each of its deployments stands."""
-    deployments = "; ".join(_deployment_text(catalog, d) for d in service.get("deployments") or [])
-    return (
-        f"ECS service `{settings.service}` (cluster `{settings.cluster}`) is set to "
-        f"{catalog.label_of(str(service.get('taskDefinition') or ''))}: "
-        f"{service.get('runningCount', 0)} running, {service.get('pendingCount', 0)} pending "
-        f"of {service.get('desiredCount', 0)} desired"
-        + (f"; deployments: {deployments}" if deployments else "")
-    )
-
-
-def _deployment_text(catalog: Catalog, deployment: Json) -> str:
-    running, pending, desired, failed = _counts(deployment)
-    task_definition = catalog.label_of(str(deployment.get("taskDefinition") or ""))
-    rollout = deployment.get("rolloutState") or "no rollout state"
-    tail = f", {failed} failed" if failed else ""
-    return (
-        f"{deployment.get('status')} {task_definition} {rollout} "
-        f"({running}/{desired} running, {pending} pending{tail})"
-    )
 
 
 def _plural(count: int) -> str:

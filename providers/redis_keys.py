@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,17 @@ class Timeouts:
 
     connect: float
     command: float
+
+
+def check_time(give_up_at: float) -> None:
+    """Stop between two commands once the time is up.
+
+    Checked, not cancelled: a redis-py command cancelled by an outer asyncio.timeout may
+    swallow the cancellation (seen here), and a half-sent batch leaves its outcome unknown;
+    each single command is bounded by the socket timeout instead.
+    """
+    if time.monotonic() > give_up_at:
+        raise TimeoutError
 
 
 class RedisKeys:

@@ -23,7 +23,7 @@ Choices written down here:
   cannot be that selective: FLUSHDB ASYNC runs right after the backup.
 - A restore gives each key the TTL it had left when it was backed up, and skips (and counts)
   keys that had already expired then. RESTORE ... REPLACE overwrites a key re-created since,
-  so running a restore again is safe.
+  so running a restore again is safe (`providers.redis_restore`).
 - ``cluster: true`` selects Redis Cluster (the URL stays a plain ``redis://`` URL of any
   node, as applications use it): SCAN runs on every primary, UNLINK per hash slot, RESTORE
   per owning node (`providers.redis_keys`). A node that stops answering mid-restore is given
@@ -40,7 +40,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -60,17 +60,15 @@ from providers.base import (
 )
 from providers.capabilities import BackupListing
 from providers.redis_backups import (
-    EXPIRED,
     BackupTarget,
     Entry,
     RedisBackup,
     list_backups,
     n_keys,
-    open_checked,
-    read_entries,
     write_backup,
 )
-from providers.redis_keys import RedisKeys, Tally, Timeouts
+from providers.redis_keys import RedisKeys, Tally, Timeouts, check_time
+from providers.redis_restore import restore_file, restored_text
 from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
@@ -255,19 +253,23 @@ class RedisStateProvider:
         await say(progress, f"Restoring {chosen.describe()} into {self._where}…")
         give_up_at = time.monotonic() + self._settings.operation_timeout_seconds
         try:
-            await self._restore_file(path, tally, give_up_at)
+            await restore_file(
+                self._keys,
+                path,
+                tally,
+                batch_size=self._settings.batch_size,
+                give_up_at=give_up_at,
+            )
         except (TimeoutError, ProviderError) as exc:
             why = exc.message if isinstance(exc, ProviderError) else "the deadline passed"
             raise RollbackFailed(
-                f"Restoring {chosen.name} stopped: {sentence(why)} "
-                f"{self._restored_text(chosen, tally)}",
+                f"Restoring {chosen.name} stopped: {sentence(why)} {restored_text(chosen, tally)}",
                 target_state=await state_or_unknown(self.describe_state),
             ) from exc
         if tally.lost:
             causes = " ".join(sentence(e.message) for e in tally.lost.values())
             raise RollbackFailed(
-                f"Restoring {chosen.name} stopped short: {causes} "
-                f"{self._restored_text(chosen, tally)}",
+                f"Restoring {chosen.name} stopped short: {causes} {restored_text(chosen, tally)}",
                 target_state=await state_or_unknown(self.describe_state),
             )
         if tally.failed:
@@ -319,46 +321,6 @@ class RedisStateProvider:
             if known:
                 await self._keys.unlink(known, tally)
 
-    # -- the steps of a restore -------------------------------------------------------------
-
-    async def _restore_file(self, path: Path, tally: Tally, give_up_at: float) -> None:
-        """RESTORE the file's keys batch by batch; the file is checked whole first."""
-        try:
-            file, _ = await asyncio.to_thread(open_checked, path)
-        except (OSError, ValueError) as exc:
-            raise Refused(f"Cannot read backup {path.name}: {exc}") from exc
-        try:
-            while batch := await self._next_entries(file, path):
-                _check_time(give_up_at)
-                live = [e for e in batch if e.ttl_ms != EXPIRED]
-                tally.skipped += len(batch) - len(live)
-                await self._keys.restore(live, tally)
-                if self._keys.all_lost(tally):
-                    return
-        finally:
-            await asyncio.to_thread(file.close)
-
-    async def _next_entries(self, file: IO[bytes], path: Path) -> list[Entry]:
-        try:
-            return await asyncio.to_thread(read_entries, file, self._settings.batch_size)
-        except (OSError, ValueError) as exc:
-            raise Refused(f"Cannot read backup {path.name}: {exc}") from exc
-
-    def _restored_text(self, backup: RedisBackup, tally: Tally) -> str:
-        """Say what a stopped restore did and did not put back, and what to do."""
-        unsure = sum(tally.unsure.values())
-        left = backup.key_count - tally.done - tally.skipped - len(tally.failed) - unsure
-        parts = [f"Restored {tally.done} of {n_keys(backup.key_count)}"]
-        parts += [
-            f"{n_keys(n)} sent to {node} when it failed may or may not have been restored"
-            for node, n in tally.unsure.items()
-            if n
-        ]
-        if tally.failed:
-            parts.append(f"{len(tally.failed)} failed ({'; '.join(tally.failed[:3])})")
-        parts.append(f"{n_keys(left)} were not restored")
-        return "; ".join(parts) + ". Running the restore again is safe (RESTORE ... REPLACE)."
-
     async def _chosen_backup(self, name: str) -> RedisBackup:
         """Return the backup of that exact name, only when the folder lists it."""
         found = await self.backups()
@@ -372,10 +334,10 @@ class RedisStateProvider:
 
     async def _scan(self, give_up_at: float) -> AsyncIterator[list[bytes]]:
         """Yield SCAN batches of the pattern (every primary's) until the time is up."""
-        _check_time(give_up_at)
+        check_time(give_up_at)
         async for batch in self._keys.scan(self._settings.pattern, self._settings.batch_size):
             yield batch
-            _check_time(give_up_at)
+            check_time(give_up_at)
 
     async def _count(self) -> tuple[int, bool]:
         """Count the affected keys within count_timeout_seconds; say whether it finished."""
@@ -422,14 +384,3 @@ class RedisStateProvider:
         if backup is None:
             return f"nothing was deleted: {state}"
         return f"{n_keys(tally.done)} deleted, all in backup {backup.name}: {state}"
-
-
-def _check_time(give_up_at: float) -> None:
-    """Stop between two commands once the time is up.
-
-    Checked, not cancelled: a redis-py command cancelled by an outer asyncio.timeout may
-    swallow the cancellation (seen here), and a half-sent batch leaves its outcome unknown;
-    each single command is bounded by the socket timeout instead.
-    """
-    if time.monotonic() > give_up_at:
-        raise TimeoutError
