@@ -30,7 +30,11 @@ def test_templates_escape_and_redact_values_from_outside() -> None:
         steps=[
             PlanStep(name="compose", kind="docker_compose", status=StepStatus.DONE, result="ok"),
             PlanStep(
-                name="db", kind="postgres_migrations", status=StepStatus.FAILED, result="<!here>"
+                name="db",
+                kind="postgres_migrations",
+                status=StepStatus.FAILED,
+                result="<!here>",
+                restores="database",
             ),
         ],
         failed_step=1,
