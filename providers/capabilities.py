@@ -7,8 +7,9 @@ registry (`providers/__init__.py`) says what a kind can do before any provider i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from providers.base import Outcome, Plan, Progress, human_size
@@ -93,4 +94,64 @@ class Restorable(Protocol):
 
     async def describe_state(self) -> str:
         """Say in one line what the target holds now."""
+        ...
+
+
+class Verdict(StrEnum):
+    """What one preflight check found."""
+
+    PASS = "pass"  # noqa: S105 - a verdict, not a password
+    WARN = "warn"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True)
+class PreflightCheck:
+    """One check of whether the target can run, with one line of why."""
+
+    # A short, stable id ("image-pullable"): a break-glass approval names the one it overrides.
+    name: str
+    verdict: Verdict
+    # One line fit for the card; never a secret or an environment variable's value.
+    why: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A version as people know it, and exactly what it is on the platform."""
+
+    version: str
+    # E.g. "sha256:4f1c… (from backend:v1.2.3)", "arn:aws:ecs:…:task-definition/backend:41",
+    # "dpl_8Hk2… (commit 1a2b3c4)", "migration 20240301000000_add_posts".
+    exact: str
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """What a rollback to a version will run, whether it can, and what changes."""
+
+    current: Identity | None
+    target: Identity
+    checks: list[PreflightCheck] = field(default_factory=list)
+    # What differs between current and target where the provider knows it, one line each:
+    # environment variable *names* added or removed (never values), ports, replicas,
+    # command, migrations undone with their safety verdict.
+    changes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class Preflight(Protocol):
+    """A target that can prove, before approval, that a version can run."""
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that `target` can run and say exactly what changes, changing nothing."""
+        ...
+
+
+@runtime_checkable
+class Describe(Protocol):
+    """A target that can say exactly what runs now (checked again at approval time)."""
+
+    async def identity_now(self) -> Identity:
+        """Return the exact identity of what runs now, asked from the platform."""
         ...
