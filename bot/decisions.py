@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bot.errors import Conflict, InvalidRequest, Purpose, ReasonRequired
+from bot.errors import ChangedSinceShown, Conflict, InvalidRequest, Purpose, ReasonRequired
 from bot.matrix import Action
 from bot.models import ACTIVE_STATES, Event, Rollback, State, StepStatus
+from bot.planning import plan_first, plan_later
+from bot.preflight import changed_since_shown, unnamed_overrides
 from bot.states import Trigger, Who
 from bot.text import mention
 
@@ -101,8 +103,11 @@ class Decisions:
                 "approve",
                 moved_on(rollback),
             )
+        await engine._still_as_shown(rollback, user)
         reason = (break_glass_reason or "").strip() or None
         notes: list[tuple[str, str, str]] = []
+        if rollback.preflight_failures:
+            notes.append(await engine._override_preflight(rollback, user, reason))
         if rollback.danger:
             await engine._check_danger(rollback, user, danger_confirmed)
             # Recorded with the approval that counts: a refused click confirmed nothing.
@@ -149,6 +154,86 @@ class Decisions:
             "Approved: lock taken, starting the rollback",
             notes=notes,
             approved_by=approvers,
+            # An approval that overrode a failing preflight is break-glass: the card says so.
+            break_glass_reason=reason if rollback.preflight_failures else None,
+        )
+
+    async def _still_as_shown(self, rollback: Rollback, user: str) -> None:
+        """Refuse the approval when what runs is not what the card showed; plan again."""
+        engine = self._engine()
+        changed = await changed_since_shown(engine.providers, rollback)
+        if changed is None:
+            return
+        where = f"{rollback.service}/{rollback.environment}"
+        try:
+            await engine._replan(rollback)
+            after = "The card now shows what runs and the new plan: approve again if it still fits."
+        except InvalidRequest as exc:
+            after = f"The plan could not be made again ({exc.message}): request a new rollback."
+        raise await engine.refused(
+            rollback.id,
+            user,
+            "approve",
+            ChangedSinceShown(
+                f"Not approved: {where} changed since this card was shown: {changed}. {after}"
+            ),
+        )
+
+    async def _replan(self, rollback: Rollback) -> None:
+        """Plan an awaiting rollback again from what runs now (same target, fresh preflight)."""
+        engine = self._engine()
+        service, env = rollback.service, rollback.environment
+        _, _, current = await engine.running(service, env)
+        target = rollback.target_version
+        first = await plan_first(
+            engine.providers, service, env, current, target, rollback.bad_commit
+        )
+        later = await plan_later(
+            engine.providers, service, env, engine.config.environment(service, env).steps, target
+        )
+        await engine.rollbacks.update(
+            rollback.id,
+            current_version=current,
+            plan=first.plan,
+            warnings=first.warnings,
+            steps=[first, *later],
+        )
+
+    async def _override_preflight(
+        self, rollback: Rollback, user: str, reason: str | None
+    ) -> tuple[str, str, str]:
+        """Let a failing preflight through only by break-glass naming each failing check."""
+        engine = self._engine()
+        failing = rollback.preflight_failures
+        listed = "; ".join(f"{item.name} ({item.why})" for item in failing)
+        if not engine.policy(rollback).break_glass.enabled:
+            raise await engine.refused(
+                rollback.id,
+                user,
+                "approve",
+                InvalidRequest(
+                    f"Preflight failed: {listed}. Break-glass is off for this environment, so "
+                    "it cannot be approved: fix the cause and request the rollback again."
+                ),
+            )
+        names = ", ".join(item.name for item in failing)
+        if reason is None:
+            raise ReasonRequired(
+                f"Preflight failed: {listed}. Approving anyway is break-glass: give the reason "
+                f"and name each check you override ({names}). It is recorded.",
+                purpose=Purpose.PREFLIGHT,
+            )
+        missing = unnamed_overrides(reason, failing)
+        if missing:
+            raise ReasonRequired(
+                f"Name each failing check you override in the reason; missing: "
+                f"{', '.join(missing)}.",
+                purpose=Purpose.PREFLIGHT,
+            )
+        return (
+            user,
+            "preflight_override",
+            f"Preflight overridden by {mention(user)} (break-glass) for {names}: {reason}",
         )
 
     async def _break_glass(

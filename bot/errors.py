@@ -45,6 +45,10 @@ class Conflict(RollbotError):
     """Someone else holds the lock or moved the rollback on first."""
 
 
+class ChangedSinceShown(Conflict):
+    """What runs changed between the card and the approval; the plan was made again."""
+
+
 class Busy(Conflict):
     """Another rollback is open for the same service and environment; where its card is."""
 
@@ -63,6 +67,7 @@ class Purpose(StrEnum):
 
     OVERRIDE = "override"
     BREAK_GLASS = "break_glass"
+    PREFLIGHT = "preflight"
     RESTORE_BREAK_GLASS = "restore_break_glass"
 
 

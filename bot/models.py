@@ -62,6 +62,14 @@ class StepStatus(StrEnum):
     NOT_RUN = "not run"
 
 
+class PreflightItem(BaseModel):
+    """One preflight check as the card shows it: pass, warn or fail, with one line of why."""
+
+    name: str
+    verdict: str
+    why: str
+
+
 class PlanStep(BaseModel):
     """One step of a rollback plan: a provider or state target and what it will do."""
 
@@ -77,6 +85,12 @@ class PlanStep(BaseModel):
     # The word `/rollback restore` knows the step's target by ("database"), when it keeps
     # backups: a step that ran takes one first.
     restores: str | None = None
+    # Preflight: exactly what runs now and what would run (a digest, an ARN, a deployment
+    # id), the checks that the target can run, and what changes between the two.
+    identity_current: str | None = None
+    identity_target: str | None = None
+    preflight: list[PreflightItem] = Field(default_factory=list)
+    changes: list[str] = Field(default_factory=list)
 
     @property
     def heading(self) -> str:
@@ -141,6 +155,18 @@ class Rollback(BaseModel):
     def danger(self) -> list[str]:
         """Return what the plan destroys beyond recall, which needs an explicit confirmation."""
         return [step.danger for step in self.steps if step.danger]
+
+    @property
+    def preflight_failures(self) -> list[PreflightItem]:
+        """Return the preflight checks that failed, in every step still to run."""
+        waiting = {StepStatus.PENDING, StepStatus.FAILED}
+        return [
+            item
+            for step in self.steps
+            if step.status in waiting
+            for item in step.preflight
+            if item.verdict == "fail"
+        ]
 
     @property
     def touched_database(self) -> bool:

@@ -6,6 +6,7 @@ from bot.config import PREVIOUS, StepConfig
 from bot.errors import InvalidRequest
 from bot.models import PlanStep, StepStatus
 from bot.pool import ProviderPool, Target
+from bot.preflight import preflight_step
 from providers import BY_NAME
 from providers.base import Outcome, Progress, ProviderError
 from providers.capabilities import ClearsState, RevertsCommits
@@ -29,7 +30,7 @@ async def plan_first(
             )
     except ProviderError as exc:
         raise InvalidRequest(f"Cannot plan the rollback of {service}/{env}: {exc.message}") from exc
-    return PlanStep(
+    step = PlanStep(
         name=kind,
         kind=kind,
         current=current,
@@ -38,6 +39,8 @@ async def plan_first(
         warnings=plan.warnings,
         restores=BY_NAME[kind].restore_kind,
     )
+    # A named-commit revert runs what the branch has: there is no version to preflight.
+    return step if bad_commit is not None else await preflight_step(provider, step)
 
 
 async def plan_later(
@@ -99,7 +102,8 @@ async def _plan_step(target: Target, config: StepConfig, service_target: str) ->
             }
         )
     plan = await target.plan(found.name)
-    return step.model_copy(update={"plan": plan.steps, "warnings": plan.warnings})
+    step = step.model_copy(update={"plan": plan.steps, "warnings": plan.warnings})
+    return await preflight_step(target, step)
 
 
 async def run_step(

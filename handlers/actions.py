@@ -9,7 +9,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import Engine
-from bot.errors import InvalidRequest, Purpose, ReasonRequired, UsageError
+from bot.errors import ChangedSinceShown, InvalidRequest, Purpose, ReasonRequired, UsageError
 from bot.models import State, StepStatus
 from bot.text import mention
 from handlers.blocks import reason_modal
@@ -79,6 +79,10 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             extra = {"danger": "confirmed"} if danger else {}
             await open_reason(client, body["trigger_id"], rollback_id, asked, extra)
             return
+        except ChangedSinceShown:
+            # The engine made the plan again: the card shows what runs now, then the refusal.
+            await thread.update_card(await engine.get(rollback_id))
+            raise
         await advance(engine, thread, rb, user)
 
     @app.action(ActionId.APPROVE)
@@ -180,7 +184,7 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
                 rb = await engine.confirm_severity(
                     rb.id, meta["issue"], user, override_reason=reason
                 )
-            elif meta["purpose"] == Purpose.BREAK_GLASS:
+            elif meta["purpose"] in (Purpose.BREAK_GLASS, Purpose.PREFLIGHT):
                 rb = await engine.approve(
                     rb.id,
                     user,

@@ -25,8 +25,9 @@ from slack_sdk.models.views import View
 
 from bot.errors import Purpose
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
-from bot.models import FINAL_STATES, Rollback, State, StepStatus
+from bot.models import FINAL_STATES, PlanStep, Rollback, State, StepStatus
 from bot.policy import ApprovalPolicy
+from bot.preflight import VERDICT_ICONS
 from bot.text import escape, mention, quote_user_text
 from handlers.fit import SECTION_TEXT_MAX, fit_blocks, shorten
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
@@ -112,13 +113,32 @@ def card(
     return dump(blocks)
 
 
+def _preflight_lines(step: PlanStep, indent: str = "") -> list[str]:
+    """The step's preflight: exact identities, each check with its verdict, what changes."""
+    lines = []
+    if step.identity_target:
+        now = f"`{escape(step.identity_current)}`" if step.identity_current else "?"
+        lines.append(f"{indent}*Exactly:* {now} → `{escape(step.identity_target)}`")
+    for item in step.preflight:
+        icon = VERDICT_ICONS.get(item.verdict, ":grey_question:")
+        lines.append(f"{indent}{icon} `{escape(item.name)}` {escape(item.why)}")
+    lines += [f"{indent}↳ {escape(change)}" for change in step.changes]
+    if lines:
+        lines.insert(0, f"{indent}*Preflight*")
+    return lines
+
+
 def _plan_blocks(rb: Rollback) -> list[Block]:
     if not rb.multi_step:
         lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
         lines += [f":warning: {escape(w)}" for w in rb.warnings]
-        return [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
+        blocks: list[Block] = [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
+        checked = _preflight_lines(rb.steps[0]) if rb.steps else []
+        if checked:
+            blocks.append(SectionBlock(text=_md("\n".join(checked), _everything_in(rb))))
+        return blocks
     # One section per step: each has Slack's 3000-character room of its own.
-    blocks: list[Block] = [
+    blocks = [
         SectionBlock(
             text=_md(
                 f"*Plan: {len(rb.steps)} steps, run in order.* "
@@ -131,6 +151,7 @@ def _plan_blocks(rb: Rollback) -> list[Block]:
         lines = [f"{STEP_ICONS[step.status]} *{i}. {escape(step.heading)}*{status}"]
         lines += [f"        • {escape(line)}" for line in step.plan]
         lines += [f"        :warning: {escape(w)}" for w in step.warnings]
+        lines += _preflight_lines(step, indent="        ")
         blocks.append(SectionBlock(text=_md("\n".join(lines), _everything_in(rb))))
     return blocks
 
@@ -240,6 +261,25 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
 
 def _approve_button(rb: Rollback) -> ButtonElement:
     what = f"Roll {rb.service}/{rb.environment} back to {rb.target_version}."
+    failing = rb.preflight_failures
+    if failing:
+        # Approve is off while a check fails: this button asks for break-glass instead,
+        # whose reason must name each failing check (the engine enforces it).
+        names = ", ".join(item.name for item in failing)
+        return ButtonElement(
+            text="Preflight failed: break-glass…",
+            action_id=ActionId.APPROVE_DANGER if rb.danger else ActionId.APPROVE,
+            value=rb.id,
+            style="danger",
+            confirm=ConfirmObject(
+                title="Override preflight?",
+                text=f"{what} Preflight failed: {names}. You will be asked for a reason that "
+                "names each check you override; it is recorded."[:300],
+                confirm="Give the reason",
+                deny="Not yet",
+                style="danger",
+            ),
+        )
     if not rb.danger:
         return ButtonElement(
             text="Approve",
