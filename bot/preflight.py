@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 
-from bot.models import PlanStep, PreflightItem, Rollback
+from bot.models import PlanStep, PreflightItem, Rollback, StepStatus
 from bot.pool import ProviderPool, Target
 from providers.base import ProviderError
-from providers.capabilities import Describe, Preflight, Verdict
+from providers.capabilities import ClearsState, Describe, Preflight, Verdict
 
 # How the card marks each verdict.
 VERDICT_ICONS: dict[str, str] = {
@@ -61,21 +61,24 @@ def unnamed_overrides(reason: str, failing: list[PreflightItem]) -> list[str]:
 async def changed_since_shown(pool: ProviderPool, rollback: Rollback) -> str | None:
     """Say how what runs differs from what the card showed, or None when it is the same.
 
-    Asked of step 1's target: its exact identity when it can say it, else its version.
-    A target that cannot be asked counts as changed: approving blind is what this prevents.
+    Each step still to run is asked: by its exact identity when it can say it, else by
+    its version. A target that cannot be asked counts as changed: approving blind is what
+    this check prevents.
     """
-    if not rollback.steps:
-        return None
-    step = rollback.steps[0]
-    target = pool.get(rollback.service, rollback.environment)
-    try:
-        if isinstance(target, Describe) and step.identity_current is not None:
-            now = (await target.identity_now()).exact
-            shown = step.identity_current
-        else:
-            now, shown = await target.current_version(), rollback.current_version
-    except ProviderError as exc:
-        return f"what runs now could not be checked ({exc.message})"
-    if now == shown:
-        return None
-    return f"the card showed {shown}, but {now} runs now"
+    for index, step in enumerate(rollback.steps):
+        if step.status is not StepStatus.PENDING or step.current is None:
+            continue
+        target = pool.step(rollback.service, rollback.environment, index)
+        if isinstance(target, ClearsState):
+            continue
+        try:
+            if isinstance(target, Describe) and step.identity_current is not None:
+                now, shown = (await target.identity_now()).exact, step.identity_current
+            else:
+                now, shown = await target.current_version(), step.current
+        except ProviderError as exc:
+            return f"what {step.name} runs now could not be checked ({exc.message})"
+        if now != shown:
+            where = f"{step.name} " if rollback.multi_step else ""
+            return f"the card showed {where}{shown}, but {now} runs now"
+    return None
