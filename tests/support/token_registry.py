@@ -5,8 +5,10 @@ the OCI distribution spec:
 
 - a manifest or blob request without a token is answered 401 with
   `WWW-Authenticate: Bearer realm="…/token",service="…",scope="repository:<name>:pull"`;
-- the realm hands out a token (`{"token", "access_token"}`) for HTTP Basic credentials,
+- the realm hands out a token (`{"token", "access_token"}`) for HTTP Basic credentials
+  (GET), or for an identity token (POST `grant_type=refresh_token`, `refresh_token`),
   and answers 401 to wrong ones; the token is good for the scope asked only;
+- `fail_manifests` answers that many manifest requests 503 first (a registry's bad minute);
 - a tag resolves to an OCI image index listing one manifest per platform; the answer
   carries `Docker-Content-Digest`; a manifest names its config blob by digest;
 - an unknown tag is 404 `MANIFEST_UNKNOWN`.
@@ -37,8 +39,10 @@ def _digest(body: bytes) -> str:
 class TokenRegistry:
     """A local registry with token auth; `scopes` lists the scopes tokens were asked for."""
 
-    def __init__(self, *, user: str, password: str) -> None:
+    def __init__(self, *, user: str, password: str, identity_token: str = "") -> None:
         self._user, self._password = user, password
+        self._identity_token = identity_token
+        self.fail_manifests = 0
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.scopes: list[str] = []
@@ -84,6 +88,7 @@ class TokenRegistry:
     async def __aenter__(self) -> TokenRegistry:
         app = web.Application()
         app.router.add_get("/token", self._token)
+        app.router.add_post("/token", self._refresh)
         app.router.add_route("*", r"/v2/{name:.+}/manifests/{ref}", self._manifest)
         app.router.add_get(r"/v2/{name:.+}/blobs/{ref}", self._blob)
         self._runner = web.AppRunner(app)
@@ -105,6 +110,17 @@ class TokenRegistry:
         self._tokens[token] = scope
         return web.json_response({"token": token, "access_token": token})
 
+    async def _refresh(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = (form.get("grant_type"), form.get("refresh_token"))
+        if not self._identity_token or grant != ("refresh_token", self._identity_token):
+            return web.json_response({"error": "invalid_grant"}, status=401)
+        scope = str(form.get("scope", ""))
+        self.scopes.append(scope)
+        token = secrets.token_hex(8)
+        self._tokens[token] = scope
+        return web.json_response({"access_token": token})
+
     def _challenge(self, request: web.Request, name: str) -> web.Response | None:
         scope = f"repository:{name}:pull"
         token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -117,6 +133,9 @@ class TokenRegistry:
 
     async def _manifest(self, request: web.Request) -> web.Response:
         name, ref = request.match_info["name"], request.match_info["ref"]
+        if self.fail_manifests:
+            self.fail_manifests -= 1
+            return web.json_response({"errors": [{"code": "UNAVAILABLE"}]}, status=503)
         refused = self._challenge(request, name)
         if refused is not None:
             return refused
