@@ -44,10 +44,16 @@ class ServiceImage:
 
 
 def read_service_image(
-    files: Iterable[Path], service: str, env_files: Iterable[Path]
+    files: Iterable[Path],
+    service: str,
+    env_files: Iterable[Path],
+    overrides: Mapping[str, str] | None = None,
 ) -> ServiceImage | None:
-    """Return the service's image in the last compose file naming one (later files override)."""
-    env = read_env_files(env_files)
+    """Return the service's image in the last compose file naming one (later files override).
+
+    `overrides` are values set on top of the env files (a pin about to be written).
+    """
+    env = {**read_env_files(env_files), **(overrides or {})}
     found: ServiceImage | None = None
     for path in files:
         written = _image_in(path, service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from providers.compose_files import (
@@ -15,6 +16,17 @@ from providers.compose_labels import ENVIRONMENT_FILE_LABEL, WORKING_DIR_LABEL, 
 from providers.images import ImageRef
 
 
+@dataclass(frozen=True)
+class UpCheck:
+    """What a later `docker compose up -d` runs, as far as the compose files tell."""
+
+    # The file the service's image is read from, when it names one the bot could resolve.
+    file: Path | None
+    # True when that run keeps the target.
+    keeps_target: bool
+    text: str
+
+
 def up_warning(
     *,
     service: str,
@@ -25,27 +37,56 @@ def up_warning(
     replaced: ImageRef,
 ) -> str:
     """Say which image the compose file names for the service and how to pin `target`."""
+    return up_check(
+        service=service,
+        configured_files=configured_files,
+        labels=labels,
+        pin_env_file=pin_env_file,
+        target=target,
+        replaced=replaced,
+    ).text
+
+
+def up_check(
+    *,
+    service: str,
+    configured_files: list[Path] | None,
+    labels: Mapping[str, str],
+    pin_env_file: Path | None,
+    target: ImageRef,
+    replaced: ImageRef,
+    pinned: Mapping[str, str] | None = None,
+) -> UpCheck:
+    """Read the image the compose file names for the service; `pinned` overrides env files."""
     files = configured_files or [Path(f) for f in config_files(labels)]
     if not files:
-        return (
+        return UpCheck(
+            None,
+            False,
             f"Could not check the compose file: no `compose_files` setting and the containers "
             f"do not name theirs. Make sure it names {target} before the next "
-            f"`docker compose up -d`, or that run brings {replaced} back."
+            f"`docker compose up -d`, or that run brings {replaced} back.",
         )
+    env_files = _env_files(labels, files, pin_env_file)
     try:
-        image = read_service_image(files, service, _env_files(labels, files, pin_env_file))
+        image = read_service_image(files, service, env_files, pinned)
     except ComposeFileUnreadable as exc:
-        return (
+        return UpCheck(
+            None,
+            False,
             f"Could not check the compose file ({exc}). Make sure it names {target} before "
-            f"the next `docker compose up -d`, or that run brings {replaced} back."
+            f"the next `docker compose up -d`, or that run brings {replaced} back.",
         )
     if image is None:
         names = ", ".join(str(f) for f in files)
-        return (
+        return UpCheck(
+            None,
+            False,
             f"The compose file ({names}) names no image for `{service}` (it builds one?): "
-            f"a later `docker compose up -d` runs what it builds, not {target}."
+            f"a later `docker compose up -d` runs what it builds, not {target}.",
         )
-    return _image_warning(image, target, replaced)
+    keeps = image.resolved is not None and ImageRef.parse(image.resolved) == target
+    return UpCheck(image.file, keeps, _image_warning(image, target, replaced))
 
 
 def _image_warning(image: ServiceImage, target: ImageRef, replaced: ImageRef) -> str:

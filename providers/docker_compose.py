@@ -22,6 +22,7 @@ from providers.base import (
     say,
     state_or_unknown,
 )
+from providers.capabilities import Identity, PreflightReport
 from providers.compose_containers import (
     Json,
     container_name,
@@ -32,6 +33,7 @@ from providers.compose_containers import (
 )
 from providers.compose_engine import ComposeEngine, LocalTag
 from providers.compose_files import write_pin
+from providers.compose_preflight import ComposePreflight
 from providers.compose_swaps import ContainerSwaps, stop_timeout
 from providers.compose_up import up_warning
 from providers.images import ImageRef
@@ -102,6 +104,7 @@ class DockerComposeProvider:
         self._settings = settings
         self._engine = ComposeEngine(settings)
         self._swaps = ContainerSwaps(self._engine, settings, self._state_or_unknown)
+        self._preflight = ComposePreflight(self._engine, settings, self._require_pullable)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -188,6 +191,14 @@ class DockerComposeProvider:
             for c, r in zip(containers, refs, strict=True)
         )
         return f"{self._settings.service}: {count} on different images ({mixed})"
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that `target` can run and say exactly what changes, changing nothing."""
+        return await self._preflight.preflight(target)
+
+    async def identity_now(self) -> Identity:
+        """Return the exact image each container runs now, asked from the engine."""
+        return await self._preflight.identity_now()
 
     async def reconcile(self) -> list[str]:
         """Finish or undo container swaps a crash cut short, so the service is not left down."""
