@@ -2,7 +2,8 @@
 
 Versions are the family's ACTIVE revisions, named by the image tag of the configured
 container (`providers.ecs_catalog`). A bare revision number (`42`) is an alias of each
-listed revision, and `plan` and `rollback` take any ACTIVE revision's number."""
+listed revision, and `plan` and `rollback` take any ACTIVE revision's number (`preflight`
+any revision's: a deregistered one fails its check)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from providers.base import (
     Version,
     state_or_unknown,
 )
+from providers.capabilities import Identity, PreflightReport
 from providers.ecs_breaker import breaker_rollback
 from providers.ecs_catalog import (
     Catalog,
@@ -37,12 +39,14 @@ from providers.ecs_catalog import (
     previous_revision,
     version_names,
 )
+from providers.ecs_preflight import identity, preflight_report
 from providers.ecs_status import (
     breaker_note,
     counts_text,
     deployment_completed,
     plan_warnings,
     primary_deployment,
+    refuse_unsupported,
     state_text,
     task_counts,
     watched_deployment,
@@ -115,7 +119,7 @@ class EcsProvider:
         """Describe the update of the service to the target revision, changing nothing."""
         catalog = await self._catalog()
         revision = await self._resolve(catalog, target)
-        _refuse_unsupported(catalog.service)
+        refuse_unsupported(catalog.service)
         self._refuse_fighting_ecs(catalog)
         settings = self._settings
         service = catalog.service
@@ -141,7 +145,7 @@ class EcsProvider:
         started = time.monotonic()
         catalog = await self._catalog()
         revision = await self._resolve(catalog, target)
-        _refuse_unsupported(catalog.service)
+        refuse_unsupported(catalog.service)
         self._refuse_fighting_ecs(catalog)
         deployment_id = await self._update_service(catalog, revision)
         await progress(
@@ -162,6 +166,20 @@ class EcsProvider:
         """Say which revision the service is set to and how its deployments stand."""
         catalog = await self._catalog()
         return state_text(catalog, catalog.service, self._settings)
+
+    # -- Preflight and Describe -------------------------------------------------------------
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that the target revision can run and say what changes, changing nothing."""
+        catalog = await self._catalog()
+        # A deregistered revision named by its number is known: its check fails instead.
+        revision = await self._resolve(catalog, target, any_status=True)
+        return preflight_report(catalog, revision)
+
+    async def identity_now(self) -> Identity:
+        """Return the task-definition ARN (with revision) the service is set to now."""
+        catalog = await self._catalog()
+        return identity(catalog, catalog.current)
 
     async def aclose(self) -> None:
         """Close the ECS client."""
@@ -227,9 +245,11 @@ class EcsProvider:
             self._known[ref] = Revision.of(answer["taskDefinition"], self._settings.container)
         return self._known[ref]
 
-    async def _resolve(self, catalog: Catalog, target: str) -> Revision:
+    async def _resolve(
+        self, catalog: Catalog, target: str, *, any_status: bool = False
+    ) -> Revision:
         """Find the revision a version name or a bare revision number means."""
-        revision = await self._find(catalog, target)
+        revision = await self._find(catalog, target, any_status=any_status)
         if revision is None:
             available = ", ".join(catalog.name(r.number) for r in catalog.revisions[:10])
             raise NotFound(
@@ -242,7 +262,7 @@ class EcsProvider:
             )
         return revision
 
-    async def _find(self, catalog: Catalog, target: str) -> Revision | None:
+    async def _find(self, catalog: Catalog, target: str, *, any_status: bool) -> Revision | None:
         for revision in catalog.revisions:
             if catalog.name(revision.number) == target:
                 return revision
@@ -252,7 +272,7 @@ class EcsProvider:
             revision = await self._revision(int(target))
         except NotFound:
             return None
-        return revision if revision.status == "ACTIVE" else None
+        return revision if any_status or revision.status == "ACTIVE" else None
 
     # -- rollback ---------------------------------------------------------------------------
 
@@ -374,16 +394,6 @@ class EcsProvider:
             return state_text(catalog, await self._service(), self._settings)
 
         return await state_or_unknown(describe)
-
-
-def _refuse_unsupported(service: Json) -> None:
-    """Refuse services whose task definition update_service cannot change."""
-    controller = (service.get("deploymentController") or {}).get("type", "ECS")
-    if controller != "ECS":
-        raise Refused(
-            f"The service uses the {controller} deployment controller: update_service cannot "
-            "switch its task definition (use the ecs_blue_green provider for CodeDeploy)."
-        )
 
 
 def _plural(count: int) -> str:

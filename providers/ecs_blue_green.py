@@ -14,7 +14,6 @@ forwards there and the health checks settled with a healthy target, under a dead
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Self
@@ -22,6 +21,7 @@ from typing import Any, Literal, Self
 import structlog
 from pydantic import Field, model_validator
 
+from providers.alb_actions import forward_target, forward_weights, switched
 from providers.aws import AwsApi, AwsSettings
 from providers.base import (
     NotFound,
@@ -37,6 +37,8 @@ from providers.base import (
     say,
     state_or_unknown,
 )
+from providers.capabilities import Identity, PreflightReport
+from providers.ecs_blue_green_preflight import group_identity, health_or_error, preflight_report
 from providers.target_health import Health, partly_healthy
 
 log = structlog.get_logger(__name__)
@@ -179,14 +181,31 @@ class EcsBlueGreenProvider:
             ],
         )
 
+    # -- Preflight and Describe -------------------------------------------------------------
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that the other group can take the traffic and say what changes (reads only)."""
+        listener = await self._listener()
+        current = self._current(listener)
+        group = self._target(target, current)
+        health = {g.arn: await health_or_error(self._health(g.arn)) for g in (current, group)}
+        return preflight_report(current, group, forward_weights(listener), health, self._groups)
+
+    async def identity_now(self) -> Identity:
+        """Return the group the listener forwards to, with its targets and the split."""
+        listener = await self._listener()
+        current = self._current(listener)
+        health = await self._health(current.arn)
+        return group_identity(current, health, forward_weights(listener), self._groups)
+
     async def describe_state(self) -> str:
         """Say which target group the listener forwards to now."""
         return self._state_text(await self._listener())
 
     def _state_text(self, listener: Json) -> str:
-        arn = _forward_target(listener)
+        arn = forward_target(listener)
         known = {g.arn: g.label for g in self._groups}
-        weights = _weights(listener)
+        weights = forward_weights(listener)
         split = ", ".join(f"{known.get(a, a)} {w}" for a, w in weights.items())
         where = known.get(arn or "", arn or "no target group")
         text = f"Listener {self._settings.listener_arn} forwards to {where}"
@@ -223,9 +242,12 @@ class EcsBlueGreenProvider:
             f"reading target health of {arn}",
             lambda c: c.describe_target_health(TargetGroupArn=arn),
         )
-        targets = []
+        targets, ids = [], []
         for target in answer.get("TargetHealthDescriptions") or []:
             health = target.get("TargetHealth") or {}
+            where = target.get("Target") or {}
+            port = where.get("Port")
+            ids.append(f"{where.get('Id')}:{port}" if port else str(where.get("Id")))
             targets.append(
                 (
                     str(health.get("State") or "unknown"),
@@ -233,7 +255,7 @@ class EcsBlueGreenProvider:
                     health.get("Description"),
                 )
             )
-        return Health(tuple(targets))
+        return Health(tuple(targets), tuple(ids))
 
     def _refuse_unready(
         self, group: Group, names: dict[str, str], health: Health, listener: Json
@@ -264,7 +286,7 @@ class EcsBlueGreenProvider:
 
     async def _switch(self, listener: Json, group: Group) -> None:
         """Modify the listener once; on a lost answer, read it back before saying anything."""
-        actions = _switched(listener.get("DefaultActions") or [], group.arn)
+        actions = switched(listener.get("DefaultActions") or [], group.arn)
         arn = self._settings.listener_arn
         try:
             await self._aws.call(
@@ -279,7 +301,7 @@ class EcsBlueGreenProvider:
                     f"{exc.message} It may or may not have been applied.",
                     target_state=f"unknown ({again.message})",
                 ) from exc
-            if _forward_target(now) != group.arn:
+            if forward_target(now) != group.arn:
                 raise type(exc)(
                     f"{exc.message} It was not applied.", target_state=self._state_text(now)
                 ) from exc
@@ -295,7 +317,7 @@ class EcsBlueGreenProvider:
         reported = ""
         while True:
             listener = await self._listener()
-            forwards = _forward_target(listener) == group.arn
+            forwards = forward_target(listener) == group.arn
             health = await self._health(group.arn) if forwards else Health(())
             if forwards and health.text() != reported:
                 reported = health.text()
@@ -319,7 +341,7 @@ class EcsBlueGreenProvider:
             await asyncio.sleep(settings.poll_interval_seconds)
 
     def _current(self, listener: Json) -> Group:
-        arn = _forward_target(listener)
+        arn = forward_target(listener)
         for group in self._groups:
             if group.arn == arn:
                 return group
@@ -336,44 +358,3 @@ class EcsBlueGreenProvider:
         if group == current:
             raise Refused(f"The listener already forwards to {group.label}.")
         return group
-
-
-def _forward_action(actions: list[Json]) -> Json | None:
-    return next((a for a in actions if a.get("Type") == "forward"), None)
-
-
-def _weights(listener: Json) -> dict[str, int]:
-    """Return the forward action's target groups with their weights."""
-    action = _forward_action(listener.get("DefaultActions") or []) or {}
-    groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
-    if groups:
-        return {g["TargetGroupArn"]: int(g.get("Weight", 1)) for g in groups}
-    arn = action.get("TargetGroupArn")
-    return {arn: 1} if arn else {}
-
-
-def _forward_target(listener: Json) -> str | None:
-    """Return the target group taking the traffic: the only one, or the heaviest."""
-    weights = _weights(listener)
-    return max(weights, key=lambda arn: weights[arn]) if weights else None
-
-
-def _switched(actions: list[Json], arn: str) -> list[Json]:
-    """Return the full default action list with the forward action sending all to `arn`."""
-    result = copy.deepcopy(actions)
-    forward = _forward_action(result)
-    if forward is None:
-        raise Refused("The listener has no forward default action to switch.")
-    forward_config = forward.get("ForwardConfig")
-    if forward_config:
-        # Keep stickiness; TargetGroupArn and ForwardConfig must then agree, so drop it.
-        forward_config["TargetGroups"] = [{"TargetGroupArn": arn, "Weight": 1}]
-        forward.pop("TargetGroupArn", None)
-    else:
-        forward["TargetGroupArn"] = arn
-    for action in result:
-        oidc = action.get("AuthenticateOidcConfig")
-        # describe_listeners never returns the client secret; reuse the stored one.
-        if oidc is not None and "ClientSecret" not in oidc:
-            oidc["UseExistingClientSecret"] = True
-    return result

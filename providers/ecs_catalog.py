@@ -31,6 +31,10 @@ class Revision:
     image: str | None
     status: str = "ACTIVE"
     registered_at: datetime | None = None
+    arn: str = ""
+    # describe_task_definition's answer, for preflight's comparison; it holds environment
+    # values, so it is kept out of repr (and logs) and of comparisons.
+    definition: Json = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, definition: Json, container: str) -> Revision:
@@ -43,6 +47,8 @@ class Revision:
             image=image,
             status=str(definition.get("status") or "ACTIVE"),
             registered_at=definition.get("registeredAt"),
+            arn=str(definition.get("taskDefinitionArn") or ""),
+            definition=definition,
         )
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from providers.base import Refused
 from providers.ecs_breaker import BreakerRollback, breaker_rollback
 from providers.ecs_catalog import Catalog, Revision
 
@@ -21,6 +22,21 @@ Json = dict[str, Any]
 def primary_deployment(service: Json) -> Json | None:
     """Return the deployment ECS is rolling out now."""
     return next((d for d in service.get("deployments") or [] if d.get("status") == "PRIMARY"), None)
+
+
+def deployment_controller(service: Json) -> str:
+    """Return the service's deployment controller: ECS, CODE_DEPLOY or EXTERNAL."""
+    return str((service.get("deploymentController") or {}).get("type") or "ECS")
+
+
+def refuse_unsupported(service: Json) -> None:
+    """Refuse services whose task definition update_service cannot change."""
+    controller = deployment_controller(service)
+    if controller != "ECS":
+        raise Refused(
+            f"The service uses the {controller} deployment controller: update_service cannot "
+            "switch its task definition (use the ecs_blue_green provider for CodeDeploy)."
+        )
 
 
 def watched_deployment(service: Json, deployment_id: str | None) -> Json | None:

@@ -20,6 +20,8 @@ class Health:
     """A target group's registered targets and their health."""
 
     targets: tuple[TargetState, ...]
+    # Each target as `id:port` (an IP address or instance id), in the order AWS lists them.
+    ids: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> int:

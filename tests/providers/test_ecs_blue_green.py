@@ -16,23 +16,8 @@ from tests.support.aws import (
     ProviderFactory,
     listener_actions,
 )
-from tests.support.aws_standin import Health
+from tests.support.aws_standin import HEALTHY, INITIAL, MISMATCH, NOT_IN_USE, TIMED_OUT
 from tests.support.progress import Recorder
-
-# Target states and reasons as the ELBv2 API reference's TargetHealth lists them.
-HEALTHY: Health = ("healthy", None, None)
-INITIAL: Health = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
-MISMATCH: Health = (
-    "unhealthy",
-    "Target.ResponseCodeMismatch",
-    "Health checks failed with these codes: [502]",
-)
-TIMED_OUT: Health = ("unhealthy", "Target.Timeout", "Request timed out")
-NOT_IN_USE: Health = (
-    "unused",
-    "Target.NotInUse",
-    "Target group is not configured to receive traffic from the load balancer",
-)
 
 
 async def test_versions_are_the_two_target_groups(

@@ -8,7 +8,6 @@ the failed one ACTIVE with rolloutState FAILED, and the service events).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,65 +15,12 @@ import pytest
 from providers.base import Conflicting, RollbackFailed
 from tests.support.aws import (
     AwsEndpointFactory,
-    EcsService,
     EcsServiceFactory,
     ProviderFactory,
+    breaker_tripped,
     service_task_definition,
 )
 from tests.support.progress import Recorder
-
-TRIPPED_AT = datetime(2025, 3, 4, 3, 12, tzinfo=UTC).timestamp()
-
-
-def breaker_tripped(target: EcsService, *, good: int, bad: int, done: bool) -> Any:
-    """An edit of describe_services: `bad` failed and ECS rolls (or rolled) back to `good`."""
-
-    def edit(service: dict[str, Any]) -> None:
-        if not service["taskDefinition"].endswith(f"{target.family}:{good}"):
-            return  # someone deployed since: moto's own answer holds
-        arn = f"arn:aws:ecs:us-east-1:123456789012:task-definition/{target.family}"
-        rollback = {
-            "id": "ecs-svc/2222",
-            "status": "PRIMARY",
-            "taskDefinition": f"{arn}:{good}",
-            "desiredCount": 2,
-            "runningCount": 2 if done else 1,
-            "pendingCount": 0 if done else 1,
-            "failedTasks": 0,
-            "createdAt": TRIPPED_AT,
-            "rolloutState": "COMPLETED" if done else "IN_PROGRESS",
-            "rolloutStateReason": "ECS deployment ecs-svc/2222 completed."
-            if done
-            else "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1111.",
-        }
-        failed = {
-            "id": "ecs-svc/3333",
-            "status": "ACTIVE",
-            "taskDefinition": f"{arn}:{bad}",
-            "desiredCount": 0,
-            "runningCount": 0,
-            "pendingCount": 0,
-            "failedTasks": 3,
-            "createdAt": TRIPPED_AT - 300,
-            "rolloutState": "FAILED",
-            "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start.",
-        }
-        service["deployments"] = [rollback] if done else [rollback, failed]
-        service["events"] = [
-            {
-                "id": "e2",
-                "createdAt": TRIPPED_AT,
-                "message": f"(service {target.service}) rolling back to deployment ecs-svc/1111.",
-            },
-            {
-                "id": "e1",
-                "createdAt": TRIPPED_AT,
-                "message": f"(service {target.service}) (deployment ecs-svc/3333) deployment "
-                "failed: tasks failed to start.",
-            },
-        ]
-
-    return edit
 
 
 async def test_a_rollback_ecs_is_running_is_labelled_and_not_fought(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import boto3
@@ -184,6 +185,81 @@ def service_task_definition(ecs_client: Any, target: EcsService) -> str:
     """Return the task definition the service is set to, as moto reads it back."""
     answer = ecs_client.describe_services(cluster=target.cluster, services=[target.service])
     return str(answer["services"][0]["taskDefinition"])
+
+
+def register_revision(
+    ecs_client: Any, target: EcsService, tag: str, *, sidecar: bool = True, **task: Any
+) -> int:
+    """Register another revision of the family, the app container on `tag`; return its number.
+
+    `app` (a dict) is merged into the app container's definition; other keywords
+    (`cpu`, `memory`) go to register_task_definition.
+    """
+    app = {"name": "app", "image": f"registry:5000/pmcrm/backend:{tag}", "memory": 128}
+    app.update(task.pop("app", {}))
+    containers = [app]
+    if sidecar:
+        containers.insert(0, {"name": "envoy", "image": "envoyproxy/envoy:v1.30.1", "memory": 64})
+    answer = ecs_client.register_task_definition(
+        family=target.family, containerDefinitions=containers, **task
+    )
+    number = int(answer["taskDefinition"]["revision"])
+    target.revisions[tag] = number
+    return number
+
+
+TRIPPED_AT = datetime(2025, 3, 4, 3, 12, tzinfo=UTC).timestamp()
+
+
+def breaker_tripped(target: EcsService, *, good: int, bad: int, done: bool) -> Any:
+    """An edit of describe_services: `bad` failed and ECS rolls (or rolled) back to `good`."""
+
+    def edit(service: dict[str, Any]) -> None:
+        if not service["taskDefinition"].endswith(f"{target.family}:{good}"):
+            return  # someone deployed since: moto's own answer holds
+        arn = f"arn:aws:ecs:us-east-1:123456789012:task-definition/{target.family}"
+        rollback = {
+            "id": "ecs-svc/2222",
+            "status": "PRIMARY",
+            "taskDefinition": f"{arn}:{good}",
+            "desiredCount": 2,
+            "runningCount": 2 if done else 1,
+            "pendingCount": 0 if done else 1,
+            "failedTasks": 0,
+            "createdAt": TRIPPED_AT,
+            "rolloutState": "COMPLETED" if done else "IN_PROGRESS",
+            "rolloutStateReason": "ECS deployment ecs-svc/2222 completed."
+            if done
+            else "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1111.",
+        }
+        failed = {
+            "id": "ecs-svc/3333",
+            "status": "ACTIVE",
+            "taskDefinition": f"{arn}:{bad}",
+            "desiredCount": 0,
+            "runningCount": 0,
+            "pendingCount": 0,
+            "failedTasks": 3,
+            "createdAt": TRIPPED_AT - 300,
+            "rolloutState": "FAILED",
+            "rolloutStateReason": "ECS deployment circuit breaker: tasks failed to start.",
+        }
+        service["deployments"] = [rollback] if done else [rollback, failed]
+        service["events"] = [
+            {
+                "id": "e2",
+                "createdAt": TRIPPED_AT,
+                "message": f"(service {target.service}) rolling back to deployment ecs-svc/1111.",
+            },
+            {
+                "id": "e1",
+                "createdAt": TRIPPED_AT,
+                "message": f"(service {target.service}) (deployment ecs-svc/3333) deployment "
+                "failed: tasks failed to start.",
+            },
+        ]
+
+    return edit
 
 
 @dataclass

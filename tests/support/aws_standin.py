@@ -51,6 +51,20 @@ ELBV2_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 ACCOUNT = "123456789012"
 # (state, reason, description) of one target, as describe_target_health reports it.
 Health = tuple[str, str | None, str | None]
+# Target states and reasons as the ELBv2 API reference's TargetHealth lists them.
+HEALTHY: Health = ("healthy", None, None)
+INITIAL: Health = ("initial", "Elb.RegistrationInProgress", "Target registration is in progress")
+MISMATCH: Health = (
+    "unhealthy",
+    "Target.ResponseCodeMismatch",
+    "Health checks failed with these codes: [502]",
+)
+TIMED_OUT: Health = ("unhealthy", "Target.Timeout", "Request timed out")
+NOT_IN_USE: Health = (
+    "unused",
+    "Target.NotInUse",
+    "Target group is not configured to receive traffic from the load balancer",
+)
 
 
 @dataclass
