@@ -10,6 +10,8 @@ Shapes follow Vercel's REST API reference and the Vercel CLI's source:
   ``POST /v10/projects/{projectId}/promote/{deploymentId}`` -> 202, both with no body;
   the alias job they start goes pending -> in-progress -> succeeded (or failed, or
   never finishes) over ``job_seconds``, and only a succeeded job moves production.
+- Deployments `add_project` makes carry what Vercel's GitHub integration records in
+  ``meta``: ``githubCommitSha``, ``githubCommitRef`` and ``githubCommitMessage``.
 - Deployments that are not rollback candidates: previews (``target: null``), CANCELED
   and ERROR ones, and staged production builds (``readySubstate: STAGED``, made with
   ``vercel deploy --prod --skip-domain``: READY, production, never served); the canary
