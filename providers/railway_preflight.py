@@ -118,7 +118,7 @@ def _redeployable(chosen: Deployment, current: Deployment | None) -> PreflightCh
         )
     if status in ONCE_LIVE:
         return passed(REDEPLOYABLE, f"{status}, canRollback true: Railway redeploys its image")
-    return failed(REDEPLOYABLE, f"it is {status}: only one that ran (SUCCESS or REMOVED) is")
+    return failed(REDEPLOYABLE, f"it is {status}: a way back is one that ran (SUCCESS or REMOVED)")
 
 
 def _in_flight(deployments: Sequence[Deployment], current: Deployment | None) -> PreflightCheck:
