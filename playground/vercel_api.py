@@ -10,6 +10,8 @@ Shapes follow Vercel's REST API reference and the Vercel CLI's source:
   ``POST /v10/projects/{projectId}/promote/{deploymentId}`` -> 202, both with no body;
   the alias job they start goes pending -> in-progress -> succeeded (or failed, or
   never finishes) over ``job_seconds``, and only a succeeded job moves production.
+- Deployments `add_project` makes carry what Vercel's GitHub integration records in
+  ``meta``: ``githubCommitSha``, ``githubCommitRef`` and ``githubCommitMessage``.
 - Deployments that are not rollback candidates: previews (``target: null``), CANCELED
   and ERROR ones, and staged production builds (``readySubstate: STAGED``, made with
   ``vercel deploy --prod --skip-domain``: READY, production, never served); the canary
@@ -35,6 +37,7 @@ marked "chosen" where it is made.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import secrets
 import time
@@ -149,7 +152,7 @@ class FakeVercel(FailureKnobs):
         project = FakeProject(id=f"prj_{secrets.token_hex(10)}", name=name)
         self.projects[project.id] = project
         for version in versions:
-            self.add_deployment(project, {"version": version})
+            self.add_deployment(project, git_meta(version))
         if project.deployments:
             project.production = project.deployments[-1].uid
         return project
@@ -187,7 +190,7 @@ class FakeVercel(FailureKnobs):
         project = self.project
         assert project.production is not None, "a rolling release needs a current deployment"
         canary = self.add_deployment(
-            project, {"version": version}, rollback_candidate=False, substate="ROLLING"
+            project, git_meta(version), rollback_candidate=False, substate="ROLLING"
         )
         project.rolling = RollingRelease(project.production, canary.uid, percent)
         return canary
@@ -347,3 +350,18 @@ class FakeVercel(FailureKnobs):
             code, message = DEFAULT_ERRORS[self.lose_answers]
             return error(self.lose_answers, code, message)
         return web.Response(status=status)
+
+
+def commit_of(version: str) -> str:
+    """Return the (made-up) commit a release was built from."""
+    return hashlib.sha1(version.encode(), usedforsecurity=False).hexdigest()
+
+
+def git_meta(version: str, branch: str = "main") -> dict[str, str]:
+    """Return the meta of a deployment Vercel's GitHub integration made for a release."""
+    return {
+        "version": version,
+        "githubCommitSha": commit_of(version),
+        "githubCommitRef": branch,
+        "githubCommitMessage": f"Release {version}",
+    }

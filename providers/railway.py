@@ -44,6 +44,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
+from providers.capabilities import Identity, PreflightReport
 from providers.railway_client import RailwayClient
 from providers.railway_deployments import (
     ENDED_BADLY,
@@ -54,8 +55,10 @@ from providers.railway_deployments import (
     newer_in_flight,
     resolves_to,
     serving,
+    unknown,
     versions,
 )
+from providers.railway_preflight import identity, preflight
 from providers.railway_watch import Pacer
 from providers.retry import watching
 
@@ -187,6 +190,20 @@ class RailwayProvider:
         """Close the HTTP client."""
         await self._client.aclose()
 
+    # -- Preflight and Describe -------------------------------------------------------------
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that Railway can roll back to `target` and say what changes, changing nothing."""
+        return await preflight(self._client, self._settings, target)
+
+    async def identity_now(self) -> Identity:
+        """Return exactly which deployment Railway serves now, asked from Railway."""
+        deployments = await self._client.deployments()
+        current = serving(deployments)
+        if current is None:
+            raise NotFound(self._nothing_serves(deployments))
+        return identity(current)
+
     # -- rolling back ----------------------------------------------------------------------
 
     async def _send_rollback(self, chosen: Deployment, known: set[str]) -> None:
@@ -300,11 +317,7 @@ class RailwayProvider:
         """Return the deployment `target` names, refusing one Railway cannot roll back to."""
         chosen = resolves_to(target, deployments, current)
         if chosen is None:
-            raise NotFound(
-                f"No deployment `{target}` among the last {len(deployments)} of Railway service "
-                f"{self._settings.service_id} in this environment (a deployment id, a short "
-                "commit sha or an image tag is accepted)."
-            )
+            raise unknown(target, deployments, self._settings.service_id)
         if current is not None and chosen.id == current.id:
             raise Refused(f"`{target}` is {chosen.describe()}, which Railway serves now.")
         if not chosen.can_rollback:

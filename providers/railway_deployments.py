@@ -4,7 +4,7 @@ What Railway documents, and this module relies on:
 
 - ``deployments(input: {projectId, serviceId, environmentId}, first: N)`` lists a service's
   deployments; each has ``id status createdAt canRollback meta staticUrl``. ``meta`` is
-  free-form JSON; it holds ``commitHash``/``commitMessage`` for repository deploys and
+  free-form JSON; it holds ``commitHash``/``commitMessage``/``branch`` for repository deploys and
   ``image`` for image deploys.
 - A deployment goes INITIALIZING/QUEUED/WAITING -> BUILDING -> DEPLOYING -> SUCCESS (or
   FAILED; a running one may later crash: CRASHED). Once a newer one is live, older ones
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from providers.base import Refused, Version
+from providers.base import NotFound, Refused, Version
 from providers.images import ImageRef
 
 Json = dict[str, Any]
@@ -80,6 +80,11 @@ class Deployment:
         return str(self.meta.get("commitHash") or "").lower()
 
     @property
+    def branch(self) -> str:
+        """Return the branch Railway recorded for a repository deploy, or ''."""
+        return str(self.meta.get("branch") or "")
+
+    @property
     def image(self) -> str:
         """Return the image Railway recorded, or ''."""
         return str(self.meta.get("image") or "")
@@ -119,6 +124,15 @@ class Deployment:
     def describe(self) -> str:
         """Say in one line which deployment this is."""
         return f"deployment {self.id} ({self.status}, {created_text(self)}, {self.origin()})"
+
+
+def unknown(name: str, deployments: Sequence[Deployment], service_id: str) -> NotFound:
+    """Say that no deployment among those read is `name`."""
+    return NotFound(
+        f"No deployment `{name}` among the last {len(deployments)} of Railway service "
+        f"{service_id} in this environment (a deployment id, a short commit sha or an image "
+        "tag is accepted)."
+    )
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -39,6 +39,7 @@ from providers.base import (
     say,
     sentence,
 )
+from providers.capabilities import Identity, PreflightReport
 from providers.vercel_api import (
     MUTATION_PATHS,
     RUNNING,
@@ -50,6 +51,7 @@ from providers.vercel_api import (
 )
 from providers.vercel_candidates import offered, previous_stable, resolve
 from providers.vercel_client import VercelClient
+from providers.vercel_preflight import identity_now, preflight
 from providers.vercel_rolling import abort_rolling, plan_abort
 
 log = structlog.get_logger(__name__)
@@ -199,6 +201,16 @@ class VercelProvider:
     async def describe_state(self) -> str:
         """Say what production serves now, and any job or rollout running, asked from Vercel."""
         return await self._client.describe_state()
+
+    # -- Preflight and Describe -------------------------------------------------------------
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check that `target` can serve production and say what changes, changing nothing."""
+        return await preflight(self._client, self._settings, target)
+
+    async def identity_now(self) -> Identity:
+        """Return exactly what production serves now, asked from Vercel."""
+        return await identity_now(self._client)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""

@@ -12,6 +12,8 @@ What this module relies on, from Vercel's REST API reference and its CLI's sourc
   | failed | skipped, ``fromDeploymentId``, ``toDeploymentId``, ``type`` rollback |
   promote, ``requestedAt``) is only included with ``rollbackInfo=true``, which is how
   ``vercel rollback status`` asks for it.
+- A deployment made by a Git integration records its commit and branch in ``meta``:
+  ``githubCommitSha``/``githubCommitRef`` (``gitlab…`` and ``bitbucket…`` likewise).
 - ``POST /v1/projects/{projectId}/rollback/{deploymentId}`` (201) and
   ``POST /v10/projects/{projectId}/promote/{deploymentId}`` (201 or 202) only start an
   alias job: success is read from ``lastAliasRequest``.
@@ -57,6 +59,8 @@ NEVER_SERVED = {
 # does not fit it could never be typed back, so such a deployment is named by its uid.
 NAMEABLE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}")
 SEMVER_LIKE = re.compile(r"[vV]?\d")
+# The Git integrations whose deployments carry `<forge>CommitSha` and `<forge>CommitRef` in meta.
+GIT_FORGES = ("github", "gitlab", "bitbucket")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ class Deployment:
     meta_version: str | None
     rollback_candidate: bool | None = None
     substate: str | None = None
+    state: str = "READY"
+    target: str | None = "production"
+    # The commit and branch Vercel's Git integration recorded in meta; '' when unknown.
+    commit: str = ""
+    branch: str = ""
 
     @classmethod
     def parse(cls, raw: Json, meta_key: str) -> Deployment:
@@ -83,6 +92,10 @@ class Deployment:
             meta_version=str(version).strip() if version not in (None, "") else None,
             rollback_candidate=raw.get("isRollbackCandidate"),
             substate=raw.get("readySubstate"),
+            state=str(raw.get("readyState") or raw.get("state") or "UNKNOWN"),
+            target=raw.get("target"),
+            commit=_git_meta(meta, "CommitSha").lower(),
+            branch=_git_meta(meta, "CommitRef"),
         )
 
     @property
@@ -172,7 +185,19 @@ class Snapshot:
 def production_of(project: Json, meta_key: str) -> Deployment | None:
     """Return the deployment production serves: the project's `targets.production`."""
     target = (project.get("targets") or {}).get("production")
-    return Deployment.parse(target, meta_key) if target and target.get("id") else None
+    if not target or not target.get("id"):
+        return None
+    # What production serves is a READY production deployment, whatever the answer leaves out.
+    return Deployment.parse({"target": "production", "readyState": "READY", **target}, meta_key)
+
+
+def _git_meta(meta: Json, suffix: str) -> str:
+    """Return a Git integration's meta value (githubCommitSha, gitlabCommitRef, …), or ''."""
+    for forge in GIT_FORGES:
+        value = meta.get(f"{forge}{suffix}")
+        if value:
+            return str(value).strip()
+    return ""
 
 
 def names_of(deployments: list[Deployment]) -> dict[str, str]:

@@ -45,25 +45,35 @@ def previous_stable(snap: Snapshot, offered: list[Deployment]) -> Deployment | N
     )
 
 
-def resolve(snap: Snapshot, target: str, mode: str, meta_key: str) -> Deployment:
-    """Find the deployment meant by a version name, meta version, uid or url."""
+def find(deployments: list[Deployment], names: dict[str, str], target: str) -> Deployment | None:
+    """Return the deployment meant by a version name, meta version, uid or url, or None."""
     wanted = version_key(target)
-    found = next(
+    return next(
         (
             d  # newest first: a redeploy wins over its original
-            for d in snap.deployments
-            if target in (d.uid, d.url, snap.name(d))
+            for d in deployments
+            if target in (d.uid, d.url, names.get(d.uid))
             or (d.meta_version and version_key(d.meta_version) == wanted)
         ),
         None,
     )
+
+
+def unknown(snap: Snapshot, target: str, mode: str, meta_key: str) -> NotFound:
+    """Say that no READY production deployment is `target`, naming those that are."""
+    names = [snap.name(d) for d in offered(snap, mode)]
+    return NotFound(
+        f"No READY production deployment of Vercel project `{snap.project_name}` is "
+        f"`{target}` (by meta.{meta_key}, id or url). "
+        f"Available: {', '.join(names[:LISTED_NAMES]) or 'none'}."
+    )
+
+
+def resolve(snap: Snapshot, target: str, mode: str, meta_key: str) -> Deployment:
+    """Find the deployment meant by a version name, meta version, uid or url."""
+    found = find(snap.deployments, snap.names, target)
     if found is None:
-        names = [snap.name(d) for d in offered(snap, mode)]
-        raise NotFound(
-            f"No READY production deployment of Vercel project `{snap.project_name}` is "
-            f"`{target}` (by meta.{meta_key}, id or url). "
-            f"Available: {', '.join(names[:LISTED_NAMES]) or 'none'}."
-        )
+        raise unknown(snap, target, mode, meta_key)
     why = refusal(snap, found, mode)
     if why is not None:
         raise Refused(

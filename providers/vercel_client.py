@@ -64,8 +64,8 @@ class VercelClient:
 
     # -- reading ----------------------------------------------------------------------------
 
-    async def snapshot(self) -> Snapshot:
-        """Read the project, its READY production deployments and its rolling release."""
+    async def snapshot(self, *, rolling: bool = True) -> Snapshot:
+        """Read the project, its READY production deployments and, if asked, its rolling release."""
         project = await self.project()
         listed = await self._read(
             DEPLOYMENTS_PATH,
@@ -97,8 +97,19 @@ class VercelClient:
             job=project.get("lastAliasRequest"),
             deployments=deployments,
             names=names_of(deployments),
-            rolling=await self.rolling(str(project["id"])),
+            rolling=await self.rolling(str(project["id"])) if rolling else None,
         )
+
+    async def recent(self, project_id: str) -> list[Deployment]:
+        """Read the project's latest deployments of any state and target, newest first."""
+        listed = await self._read(
+            DEPLOYMENTS_PATH,
+            f"listing the deployments of project `{self._settings.project}`",
+            {"projectId": project_id, "limit": self._settings.history},
+        )
+        key = self._settings.version_meta_key
+        found = [Deployment.parse(raw, key) for raw in listed.get("deployments") or []]
+        return sorted(found, key=lambda d: d.created_ms, reverse=True)
 
     async def snapshot_or_none(self) -> Snapshot | None:
         """Read a snapshot, or None when Vercel cannot be read."""

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from playground.vercel_api import FakeVercel
+from playground.vercel_api import FakeVercel, commit_of, git_meta
 from providers.vercel import VercelProvider, VercelSettings
 
-__all__ = ["FakeVercel", "Make", "Steps", "make_vercel", "vercel"]
+__all__ = ["FakeVercel", "Make", "Steps", "commit_of", "git_meta", "make_vercel", "vercel"]
 
 Make = Callable[..., VercelProvider]
 
