@@ -54,7 +54,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
-from providers.capabilities import BackupListing
+from providers.capabilities import BackupListing, Identity, PreflightReport
 from providers.pg_backups import PRE_RESTORE, PRE_ROLLBACK, Backup, PgBackups, when
 from providers.pg_connections import (
     DATABASE_ERRORS,
@@ -63,6 +63,7 @@ from providers.pg_connections import (
     rollback_quietly,
     set_limits,
 )
+from providers.pg_preflight import PRISMA_LOCK, migration_identity, preflight_report
 from providers.pg_urls import Target, split_dsn
 from providers.prisma_history import (
     Migration,
@@ -74,9 +75,6 @@ from providers.prisma_undo import Undo, undo_list, undo_warnings
 from providers.retry import retrying
 
 log = structlog.get_logger(__name__)
-
-# Prisma's own migration lock: holding it keeps `prisma migrate` out while we run.
-PRISMA_LOCK = 72707369
 
 
 class PostgresMigrationsSettings(BaseModel):
@@ -199,6 +197,18 @@ class PostgresMigrationsProvider:
             f"back {names} (newest first).",
             notes=[f"Backup taken before: {backup.describe()}; restore it to undo this."],
         )
+
+    async def identity_now(self) -> Identity:
+        """Return the newest applied migration and the checksum of what was applied."""
+        applied = applied_migrations(await self._migrations())
+        if not applied:
+            raise NotFound(f"{self._database_name()} has no applied Prisma migration.")
+        return migration_identity(applied[0])
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check the down.sql files, the backup and Prisma's state; say what each undo drops."""
+        rows = await self._migrations()
+        return await preflight_report(target, rows, self.settings, self._target(), self._backups)
 
     async def describe_state(self) -> str:
         """Say which migration the database is at, and any failed one, asked from it."""

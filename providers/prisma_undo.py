@@ -32,6 +32,19 @@ def undo_list(target: str, rows: Sequence[Migration], migrations_dir: Path) -> l
 
     Refuses, naming every one, when any of them has no usable down.sql.
     """
+    later = later_than(target, rows)
+    downs = {m.name: read_down_sql(migrations_dir / m.name) for m in later}
+    missing = [f"{name} ({problem})" for name, (_, problem) in downs.items() if problem]
+    if missing:
+        raise Refused(
+            "Cannot roll back: these later migrations have no usable down.sql in "
+            f"{migrations_dir}: {', '.join(missing)}. Nothing was changed."
+        )
+    return [Undo(m, downs[m.name][0]) for m in later]
+
+
+def later_than(target: str, rows: Sequence[Migration]) -> list[Migration]:
+    """Return the applied migrations after `target`, newest first; refuse a target not applied."""
     applied = applied_migrations(rows)
     names = [m.name for m in applied]
     if target not in names:
@@ -43,14 +56,7 @@ def undo_list(target: str, rows: Sequence[Migration], migrations_dir: Path) -> l
     later = applied[: names.index(target)]
     if not later:
         raise Refused(f"The database is already at migration {target}.")
-    downs = {m.name: _down_sql(migrations_dir / m.name) for m in later}
-    missing = [f"{name} ({problem})" for name, (_, problem) in downs.items() if problem]
-    if missing:
-        raise Refused(
-            "Cannot roll back: these later migrations have no usable down.sql in "
-            f"{migrations_dir}: {', '.join(missing)}. Nothing was changed."
-        )
-    return [Undo(m, downs[m.name][0]) for m in later]
+    return later
 
 
 def undo_warnings(
@@ -62,7 +68,7 @@ def undo_warnings(
         "keeps it (restore database brings it back)."
     ]
     for u in undo:
-        changed = _checksum_differs(u.migration, migrations_dir)
+        changed = checksum_differs(u.migration, migrations_dir)
         if changed:
             warnings.append(changed)
     warnings += [
@@ -75,7 +81,7 @@ def undo_warnings(
     return warnings
 
 
-def _down_sql(folder: Path) -> tuple[str, str | None]:
+def read_down_sql(folder: Path) -> tuple[str, str | None]:
     """Return a migration's down.sql and None, or '' and why it cannot be used."""
     try:
         text = (folder / "down.sql").read_text(encoding="utf-8")
@@ -86,7 +92,8 @@ def _down_sql(folder: Path) -> tuple[str, str | None]:
     return (text, None) if text.strip() else ("", "empty down.sql")
 
 
-def _checksum_differs(migration: Migration, migrations_dir: Path) -> str | None:
+def checksum_differs(migration: Migration, migrations_dir: Path) -> str | None:
+    """Say when a migration.sql is missing or differs from what was applied; else None."""
     path = migrations_dir / migration.name / "migration.sql"
     try:
         script = path.read_bytes()

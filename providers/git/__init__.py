@@ -2,8 +2,9 @@
 
 Modules: ``settings`` (the target's settings), ``transport`` (git runs and credentials),
 ``model`` (tags, commits, snapshots), ``clone`` (the cached clone: fetch, read, push),
-``revert`` and ``tag`` (the two modes), ``github`` (GitHub's REST API) and ``provider``
-(the Provider protocol on top of them).
+``revert`` and ``tag`` (the two modes), ``github`` (GitHub's REST API), ``predict``
+(whether GitHub takes the push), ``preflight`` (the checks before approval) and
+``provider`` (the Provider protocol on top of them).
 """
 
 from providers.git.model import COMMIT_PATTERN

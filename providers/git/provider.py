@@ -28,14 +28,15 @@ from providers.base import (
     Version,
     say,
 )
+from providers.capabilities import Identity, PreflightReport
 from providers.git.clone import Clone
 from providers.git.github import GitHubApi
-from providers.git.model import ROLLBACK_SUFFIX, SHORT_SHA, Snapshot, Tag, after, when
+from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
+from providers.git.predict import Prediction, predict_push, predict_tag
+from providers.git.preflight import Preflighting
 from providers.git.revert import Reverting, merge_warning, refuse_named
-from providers.git.rules import judge, judge_workflows, read_push_rules, workflow_files
 from providers.git.settings import GitSettings
 from providers.git.tag import Tagging
-from providers.git.tag_rules import judge_tag, read_tag_rules
 from providers.git.transport import GitCli
 from providers.http import token_from
 from providers.retry import retrying
@@ -55,6 +56,7 @@ class GitProvider:
         self._clone = Clone(settings, self._cli)
         self._reverting = Reverting(self._clone)
         self._tagging = Tagging(self._clone)
+        self._preflighting = Preflighting(settings, self._clone, self._reverting)
         self._github = GitHubApi(settings, self._cli.scrub)
         self._lock = asyncio.Lock()
 
@@ -155,6 +157,17 @@ class GitProvider:
         )
         return Outcome(summary=summary, notes=notes)
 
+    async def identity_now(self) -> Identity:
+        """Return the commit that deploys now (the branch head, or the tag pushed last)."""
+        return self._preflighting.identity(await self._snapshot())
+
+    async def preflight(self, target: str) -> PreflightReport:
+        """Check the target's commit on the remote and GitHub's rules; say what changes."""
+        async with self._lock:
+            snapshot, fetch_error = await self._preflighting.snapshot()
+            tag = self._known(snapshot, target)
+            return await self._preflighting.report(snapshot, tag, fetch_error, self._prediction)
+
     async def describe_state(self) -> str:
         """Say what the branch (and, in tag mode, the last rollback tag) holds, from the remote."""
         return self._clone.state_line(await self._snapshot())
@@ -170,12 +183,16 @@ class GitProvider:
         async with self._lock:
             return await self._clone.fetched()
 
-    def _target(self, snapshot: Snapshot, target: str) -> Tag:
+    def _known(self, snapshot: Snapshot, target: str) -> Tag:
         tag = snapshot.find(target)
         if tag is None:
             raise NotFound(
                 f"No tag `{target}` matching {self._settings.tag_pattern} in {self._clone.shown}."
             )
+        return tag
+
+    def _target(self, snapshot: Snapshot, target: str) -> Tag:
+        tag = self._known(snapshot, target)
         # In revert mode a branch ahead of its newest tag can go back to that tag.
         holds = tag.tree == snapshot.head_tree if self._settings.mode == "revert" else None
         if holds or (holds is None and snapshot.current is not None and tag is snapshot.current):
@@ -186,44 +203,34 @@ class GitProvider:
 
     async def _push_checks(self, files: list[str]) -> list[str]:
         """Predict GitHub refusing the push: raise Refused saying why, or return warnings."""
-        repository = self._settings.github_repository
-        if repository is None:
+        if self._settings.github_repository is None:
             return []
-        branch = self._clone.branch
-        try:
-            rules = await read_push_rules(self._github, branch)
-        except (Transient, TimedOut) as exc:
-            return [
-                f"Could not read what GitHub enforces on pushes to {branch} "
-                f"({self._cli.scrub(exc.message)}): GitHub may still refuse the push, and then "
-                "nothing changes."
-            ]
-        refusal, warnings = judge(rules, branch, repository)
-        if refusal is None and self._settings.https_token:
-            # Only a push with the token is held to its scopes (an ssh key has none).
-            refusal, more = judge_workflows(workflow_files(files), self._github.scopes)
-            warnings += more
-        if refusal is not None:
-            raise Refused(refusal)
-        return warnings
+        return self._judged(await self._push_prediction(files))
 
     async def _tag_checks(self, tag: Tag) -> list[str]:
         """Predict GitHub refusing the rollback tag: raise Refused saying why, or warn."""
-        repository = self._settings.github_repository
-        if repository is None:
+        if self._settings.github_repository is None:
             return []
-        name = tag.name + ROLLBACK_SUFFIX
-        try:
-            rules = await read_tag_rules(self._github, name)
-        except (Transient, TimedOut) as exc:
-            return [
-                f"Could not read the tag rules of {repository} ({self._cli.scrub(exc.message)}): "
-                f"GitHub may still refuse tag {name}, and then nothing changes."
-            ]
-        refusal, warnings = judge_tag(rules, name, repository)
-        if refusal is not None:
-            raise Refused(refusal)
-        return warnings
+        return self._judged(await self._tag_prediction(tag))
+
+    async def _push_prediction(self, files: list[str]) -> Prediction:
+        return await predict_push(
+            self._settings, self._github, self._cli.scrub, self._clone.branch, files
+        )
+
+    async def _tag_prediction(self, tag: Tag) -> Prediction:
+        return await predict_tag(self._settings, self._github, self._cli.scrub, tag.name)
+
+    async def _prediction(self, tag: Tag, files: list[str]) -> Prediction:
+        if self._settings.mode == "tag":
+            return await self._tag_prediction(tag)
+        return await self._push_prediction(files)
+
+    @staticmethod
+    def _judged(prediction: Prediction) -> list[str]:
+        if prediction.refusal is not None:
+            raise Refused(prediction.refusal)
+        return prediction.warnings
 
     async def _before_push(self, checks: Awaitable[list[str]], snapshot: Snapshot) -> None:
         """Stop before pushing when GitHub's rules now refuse the push."""
