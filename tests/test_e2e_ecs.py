@@ -168,7 +168,7 @@ async def test_blue_green_unknown_listener_is_caught_at_request_time(
     assert await bot.store.locks() == []
 
 
-async def test_blue_green_switched_by_someone_else_changes_nothing(
+async def test_blue_green_switched_by_someone_else_is_refused_at_approval(
     start_aws_bot: StartAwsBot,
     alb_listener: AlbListenerFactory,
     elbv2_client: Any,
@@ -182,11 +182,15 @@ async def test_blue_green_switched_by_someone_else_changes_nothing(
         ListenerArn=target.listener_arn,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": target.green_arn}],
     )
-    thread = await approve_and_wait(bot, card, "Nothing was changed")
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    refusal = await bot.fake.wait_for(
+        lambda: "changed since this card was shown" in (t := ephemeral_text(bot.fake)) and t
+    )
 
-    assert "now runs green, not blue" in thread
+    # The card showed the listener forwarding to blue; it forwards to green now.
+    assert "blue" in refusal and "green" in refusal
     (rb,) = await bot.store.find()
-    assert rb.state is State.CANCELLED and rb.target_state == "unchanged: runs green"
+    assert rb.state is State.AWAITING_APPROVAL
     assert await bot.store.locks() == []
     assert listener_actions(elbv2_client, target)[0]["TargetGroupArn"] == target.green_arn
 
