@@ -1,11 +1,13 @@
-"""End to end: what the card showed is what gets approved (no time-of-check/time-of-use gap)."""
+"""End to end: the card's preflight, and what the card showed is what gets approved."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import aiodocker
 
 from bot.models import State
-from handlers.ids import ActionId
+from handlers.ids import REASON_INPUT, ActionId, BlockId
 from tests.e2e_helpers import (
     APPROVER,
     deploy,
@@ -17,7 +19,9 @@ from tests.e2e_helpers import (
 )
 from tests.support.bot import StartBot
 from tests.support.docker import ComposeContainerFactory, wait_http
+from tests.support.migrations import INIT, PrismaProject
 from tests.support.slack import text_of
+from tests.test_e2e_migrations import migrations_config
 
 
 async def test_a_deploy_between_card_and_click_refuses_the_approval_and_redraws_the_card(
@@ -51,3 +55,44 @@ async def test_a_deploy_between_card_and_click_refuses_the_approval_and_redraws_
     image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.3")
     assert '"version":"v1.2.3"' in await wait_http(f"{before.url}/health")
+
+
+async def test_a_failing_preflight_takes_break_glass_naming_the_check(
+    start_rollbot: StartBot, prisma_db: PrismaProject, tmp_path: Path
+) -> None:
+    # The backup folder is a file: pg_dump could not write there, so the rollback cannot run.
+    blocked = tmp_path / "backups"
+    blocked.write_text("not a folder")
+    config = migrations_config(prisma_db, blocked)
+    bot = await start_rollbot(config, extra_env={"DATABASE_URL": prisma_db.dsn})
+    before = await prisma_db.snapshot()
+
+    card = await ready_to_approve(bot, f"db {INIT}", "failed_migration")
+    shown = text_of(card)
+    assert ":x: `backup-writable`" in shown and "Preflight failed: break-glass" in shown
+    assert "*Exactly:* `migration " in shown and "↳ migrations undone:" in shown
+
+    # A reason that does not name the failing check is refused; nothing is approved.
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    view = await bot.fake.wait_for(lambda: bot.fake.views and list(bot.fake.views.values())[-1])
+    reason = {BlockId.REASON: {REASON_INPUT: "the database is on fire"}}
+    await bot.slack.submit_view(view["id"], reason, user=APPROVER)
+    await bot.fake.wait_for(lambda: "missing: backup-writable" in ephemeral_text(bot.fake))
+    (rb,) = await bot.store.find()
+    assert rb.state is State.AWAITING_APPROVAL
+
+    # Named, the override goes through and is recorded; the rollback then meets the cause.
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    view = await bot.fake.wait_for(
+        lambda: len(bot.fake.views) > 1 and list(bot.fake.views.values())[-1]
+    )
+    named = "backup-writable: the backup is taken by hand, go ahead"
+    await bot.slack.submit_view(view["id"], {BlockId.REASON: {REASON_INPUT: named}}, user=APPROVER)
+    await bot.fake.wait_for(lambda: "What to do next" in thread_text(bot.fake, card))
+
+    (rb,) = await bot.store.find()
+    assert rb.break_glass_reason == named
+    audit = await bot.store.audit_log(rb.id)
+    assert any(a.action == "preflight_override" and a.actor == APPROVER for a in audit)
+    assert rb.state is State.FAILED and "Nothing was changed" in (rb.error or "")
+    assert await prisma_db.snapshot() == before
