@@ -155,3 +155,27 @@ class Describe(Protocol):
     async def identity_now(self) -> Identity:
         """Return the exact identity of what runs now, asked from the platform."""
         ...
+
+
+@dataclass(frozen=True)
+class FreezeRecord:
+    """What a freeze changed on the platform, kept so that unfreezing puts exactly that back."""
+
+    # One line for the card and the timeline: "auto-deploys disabled for service api".
+    action: str
+    # The platform's settings as they were before the freeze, to restore them exactly;
+    # never a secret.
+    saved: dict[str, str] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Freeze(Protocol):
+    """A target whose platform can keep a bad version out after a rollback."""
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Keep `bad` from being deployed again (pause auto-deploys, gate it, pin `good`)."""
+        ...
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Put back exactly what `freeze` changed; say in one line what was restored."""
+        ...
