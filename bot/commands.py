@@ -31,6 +31,7 @@ USAGE = """\
 /rollback drill SERVICE [env=ENV]                   the quarterly drill (never protected)
 /rollback status                                    rollbacks in flight, locks, monitoring
 /rollback cancel ID                                 cancel a rollback that has not started
+/rollback unfreeze SERVICE [env=ENV]                let the rolled-back version be deployed again
 /rollback help                                      this help"""
 
 MAX_TEXT = 500
@@ -38,7 +39,18 @@ MAX_TEXT = 500
 Kind = Literal["database", "redis"]
 KINDS: dict[str, Kind] = {"database": "database", "redis": "redis"}
 SUBCOMMANDS = frozenset(
-    {"help", "status", "cancel", "list", "backups", "restore", "history", "report", "drill"}
+    {
+        "help",
+        "status",
+        "cancel",
+        "list",
+        "backups",
+        "restore",
+        "history",
+        "report",
+        "drill",
+        "unfreeze",
+    }
 )
 DETECTED = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
@@ -126,6 +138,14 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Unfreeze:
+    """End the freeze that keeps a rolled-back version out of a service environment."""
+
+    service: str
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
 class Help:
     """Show the usage."""
 
@@ -140,6 +160,7 @@ Command = (
     | Drill
     | Status
     | Cancel
+    | Unfreeze
     | Help
 )
 
@@ -268,6 +289,10 @@ def _parse_words(head: str, args: list[str], words: _Words) -> Command:
         if len(args) != 1:
             raise _fail("drill takes exactly one service.")
         return Drill(_check("service", args[0]), environment)
+    if head == "unfreeze":
+        if len(args) != 1:
+            raise _fail("unfreeze takes exactly one service.")
+        return Unfreeze(_check("service", args[0]), environment)
     service = _check("service", head)
     version = _check("version", args[0]) if args else None
     if len(args) > 1:

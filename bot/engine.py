@@ -29,6 +29,7 @@ from bot.errors import (
 )
 from bot.events import Events, Moved
 from bot.execution import Execution
+from bot.freezes import Freezes
 from bot.leases import Owner, this_process
 from bot.models import (
     ACTIVE_STATES,
@@ -69,7 +70,7 @@ def busy(other: Rollback, message: str) -> Busy:
     return Busy(message, other.channel_id, other.message_ts)
 
 
-class Engine(Decisions, Execution, Takeover, StoreRoles):
+class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
     """Drives rollbacks from request to verified result."""
 
     def __init__(

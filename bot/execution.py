@@ -243,6 +243,8 @@ class Execution:
             f"Rolled back to {rollback.target_version}; "
             + ("verification passed" if checked else "no checks configured"),
         )
+        if not rollback.dry_run:
+            rollback = await self._engine().freeze_after(rollback)
         await reporter.finished(rollback, self.notification(rollback, verified=checked))
         return rollback
 

@@ -101,6 +101,32 @@ class PlanStep(BaseModel):
         return f"{self.name}{kind}: {self.current or '?'} → {self.target}"
 
 
+class FreezeEntry(BaseModel):
+    """What a freeze did to one step's platform, kept so that unfreezing puts exactly it back."""
+
+    step: int
+    action: str
+    saved: dict[str, str] = Field(default_factory=dict)
+    # True when the platform acted (a setting changed); False: watched only.
+    acted: bool = False
+
+
+class FreezeState(BaseModel):
+    """The bad version kept out of a service environment after a rollback."""
+
+    bad: str
+    good: str
+    since: datetime
+    entries: list[FreezeEntry] = Field(default_factory=list)
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Return True until someone unfreezes it."""
+        return self.ended_at is None
+
+
 class Rollback(BaseModel):
     """One rollback request and everything decided about it."""
 
@@ -138,6 +164,8 @@ class Rollback(BaseModel):
     timeline_ts: str | None = None
     # The run's progress reply, so a replica that takes the run over edits that one.
     progress_ts: str | None = None
+    # Set after a verified rollback: the bad version kept out until someone unfreezes.
+    freeze: FreezeState | None = None
     reported: str | None = None
     channel_id: str | None = None
     message_ts: str | None = None

@@ -24,6 +24,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.errors import Purpose
+from bot.freezes import freeze_line
 from bot.matrix import FIX_FORWARD_WHEN, ROLLBACK_WHEN, Action, MatrixRow
 from bot.models import FINAL_STATES, PlanStep, Rollback, State, StepStatus
 from bot.policy import ApprovalPolicy
@@ -252,6 +253,11 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
     if rb.state is State.SUCCEEDED:
         checked = rb.verification or "verification not recorded"
         lines.append(f"*Outcome:* running {rb.target_version} ({checked}).")
+        if rb.freeze is not None and rb.freeze.active:
+            frozen = freeze_line(rb.freeze, rb.service, rb.environment)
+            lines.append(f":ice_cube: *Freeze:* {escape(frozen)}")
+        elif rb.freeze is not None:
+            lines.append(f"*Freeze:* ended by {mention(rb.freeze.ended_by or 'rollbot')}.")
     if rb.target_state and rb.state in {State.FAILED, State.INTERRUPTED, State.CANCELLED}:
         lines.append(f"*State now:* {escape(rb.target_state)}")
     if rb.dry_run and rb.state is State.CANCELLED:

@@ -19,10 +19,12 @@ from bot.commands import (
     RequestRollback,
     Restore,
     Status,
+    Unfreeze,
     parse,
 )
 from bot.engine import Engine
 from bot.errors import NotAllowed
+from bot.freezes import freeze_line
 from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
@@ -117,6 +119,11 @@ def register(
                     service=service,
                     environment=environment,
                 )
+            case Unfreeze(service, environment):
+                rb, said = await engine.unfreeze(service, environment, user)
+                await thread.reply(rb, f":unlock: {escape(said)}")
+                await thread.update_card(rb)
+                await respond(text=said, response_type="ephemeral")
             case Cancel(rollback_id):
                 rb = await engine.cancel(rollback_id, user)
                 await advance(engine, thread, rb, user)
@@ -164,8 +171,15 @@ async def status_text(engine: Engine, user: str) -> str:
     keys = {f"{service}/{env}" for service, env in readable}
     locks = [lock for lock in await engine.lease_table.locks() if lock.key in keys]
     scheduled = await status_lines(engine, readable)
-    if not rollbacks and not locks and not scheduled:
-        return "No rollbacks in flight, no locks held and no monitoring windows open."
+    frozen = [
+        rb
+        for service, env in sorted(readable)
+        if (rb := await engine.frozen(service, env)) is not None and rb.freeze is not None
+    ]
+    if not rollbacks and not locks and not scheduled and not frozen:
+        return (
+            "No rollbacks in flight, no locks held, no monitoring windows open and nothing frozen."
+        )
     lines = ["*In flight:*"] if rollbacks else []
     for rb in rollbacks:
         lines.append(
@@ -180,4 +194,11 @@ async def status_text(engine: Engine, user: str) -> str:
             for lock in locks
         ]
     lines += scheduled
+    if frozen:
+        lines.append("*Frozen:*")
+        lines += [
+            f"• {escape(freeze_line(rb.freeze, rb.service, rb.environment))}"
+            for rb in frozen
+            if rb.freeze is not None
+        ]
     return "\n".join(lines)

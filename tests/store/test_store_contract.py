@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from bot.models import AuditEntry, Event, PlanStep, Rollback, State, StepStatus
+from bot.models import (
+    AuditEntry,
+    Event,
+    FreezeEntry,
+    FreezeState,
+    PlanStep,
+    Rollback,
+    State,
+    StepStatus,
+)
 from bot.states import LockChange
 from bot.store import Store, open_store
 from bot.store.base import Change, Fenced, LeaseGrant, OpenSlotTaken, Refusal
@@ -62,6 +71,12 @@ async def test_create_get_round_trips_every_field(store: Store) -> None:
         verification_table="check  type  result",
         timeline_ts="1.2",
         progress_ts="1.3",
+        freeze=FreezeState(
+            bad="v1.2.4",
+            good="v1.2.3",
+            since=T0 + timedelta(minutes=5),
+            entries=[FreezeEntry(step=0, action="pinned", saved={"file": "x"}, acted=True)],
+        ),
         reported="succeeded@2024-05-01T12:05:00+00:00",
         channel_id="C1",
         message_ts="1.1",
