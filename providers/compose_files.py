@@ -92,7 +92,7 @@ def write_pin(path: Path, variable: str, value: str) -> None:
             replaced = True
     if not replaced:
         lines.append(f"{variable}={value}")
-    _write_atomically(path, "\n".join(lines) + "\n")
+    write_atomically(path, "\n".join(lines) + "\n")
 
 
 def _image_in(path: Path, service: str) -> str | None:
@@ -151,7 +151,7 @@ def _unquote(value: str) -> str:
     return value.split(" #", 1)[0].rstrip()
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write through a temp file in the same folder, so readers see the old or the new file."""
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -22,7 +22,7 @@ from providers.base import (
     say,
     state_or_unknown,
 )
-from providers.capabilities import Identity, PreflightReport
+from providers.capabilities import FreezeRecord, Identity, PreflightReport
 from providers.compose_containers import (
     Json,
     container_name,
@@ -33,6 +33,7 @@ from providers.compose_containers import (
 )
 from providers.compose_engine import ComposeEngine, LocalTag
 from providers.compose_files import write_pin
+from providers.compose_freeze import freeze_env, freeze_override, unfreeze_file
 from providers.compose_preflight import ComposePreflight
 from providers.compose_swaps import ContainerSwaps, stop_timeout
 from providers.compose_up import up_warning
@@ -70,6 +71,12 @@ class DockerComposeSettings(BaseModel):
     )
     pin_variable: str | None = Field(
         default=None, description="Variable in pin_env_file that holds the tag, e.g. BACKEND_TAG."
+    )
+    freeze_file: Path | None = Field(
+        default=None,
+        description="Compose override file the team's `docker compose -f ... -f` reads (or "
+        "compose.override.yaml, read by default) where a freeze pins the service's image; "
+        "default: a freeze sets pin_variable in pin_env_file.",
     )
     stop_timeout_seconds: int | None = Field(
         default=None, ge=0, description="Stop timeout; default: the container's own StopTimeout."
@@ -203,6 +210,38 @@ class DockerComposeProvider:
     async def reconcile(self) -> list[str]:
         """Finish or undo container swaps a crash cut short, so the service is not left down."""
         return await self._swaps.reconcile()
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Pin `good` in the override file (or the pin env file) a later `up` reads."""
+        settings = self._settings
+        if settings.freeze_file is not None:
+            containers = await self._engine.containers()
+            image = str((await self._engine.image_ref(containers[0])).with_tag(good))
+            record = await asyncio.to_thread(
+                freeze_override, settings.freeze_file, settings.service, image, bad, good
+            )
+        elif settings.pin_env_file is not None and settings.pin_variable is not None:
+            record = await asyncio.to_thread(
+                freeze_env,
+                settings.pin_env_file,
+                settings.pin_variable,
+                settings.service,
+                bad,
+                good,
+            )
+        else:
+            record = FreezeRecord(
+                action="watch only: no freeze_file or pin_env_file is configured, so nothing "
+                f"keeps a `docker compose up` from bringing {bad} back"
+            )
+        log.info("docker_compose.freeze", action=record.action)
+        return record
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Put the file back exactly as the freeze found it, unless it changed since."""
+        said = await asyncio.to_thread(unfreeze_file, record, self._settings.service)
+        log.info("docker_compose.unfreeze", result=said)
+        return said
 
     async def aclose(self) -> None:
         """Close the Docker Engine client."""
