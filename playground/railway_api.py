@@ -4,8 +4,10 @@
 against a real GraphQL schema (graphql-core) holding the part of Railway's schema rollbot
 uses: `deployments(input: DeploymentListInput!, first: Int)`, `deployment(id)`,
 `deploymentRollback(id: String!): Boolean!`, the `Deployment` type and the
-`DeploymentStatus` enum. So a query with an unknown field, a missing variable or a wrong
-type fails here the way it fails at Railway.
+`DeploymentStatus` enum, and a service instance's automatic deployments
+(`serviceInstanceAutoDeployStatus` and `serviceInstanceAutoDeployUpdate`). So a query
+with an unknown field, a missing variable or a wrong type fails here the way it fails at
+Railway.
 
 It answers like Railway does: errors as HTTP 200 with `errors: [{message, locations, path}]`
 and `data: null`, "Not Authorized" for a missing or wrong token (a project token must come
@@ -22,7 +24,9 @@ through `rollback_statuses`, one step every `step_seconds` (QUEUED -> BUILDING -
 REMOVED, as Railway's docs say. A new deployment that fails (CRASHED before going live)
 leaves the old one serving. Knobs: `fail` (HTTP errors), `fail_graphql` (GraphQL errors),
 `delay` (slow answers), `rollback_statuses`/`step_seconds`, `rollback_answer`,
-`lose_rollback_answer` (the rollback is applied, its answer replaced by an error).
+`lose_rollback_answer` (the rollback is applied, its answer replaced by an error),
+`auto_deploy` (whether pushes deploy the service), `lose_update_answer` (the auto-deploy
+change is applied, its answer replaced by an error).
 
 The schema and the token scopes are in `playground/railway_schema.py`, the deployments and
 their statuses over time in `playground/railway_model.py`.
@@ -98,6 +102,8 @@ class FakeRailway:
         self.rollback_answer = True
         # A status to answer deploymentRollback with after applying it (a lost answer).
         self.lose_rollback_answer: int | None = None
+        self.auto_deploy = True
+        self.lose_update_answer: int | None = None
         self._failures: list[_Failure] = []
         self._graphql_failures: list[_Failure] = []
         app = web.Application()
@@ -241,9 +247,13 @@ class FakeRailway:
         payload: Json = {"data": result.data}
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
-        if self.lose_rollback_answer and "deploymentRollback" in fields:
-            lost = {"errors": [{"message": "Bad Gateway"}]}
-            return self._answer(fields, variables, self.lose_rollback_answer, lost)
+        for field, lose in (
+            ("deploymentRollback", self.lose_rollback_answer),
+            ("serviceInstanceAutoDeployUpdate", self.lose_update_answer),
+        ):
+            if lose and field in fields:
+                lost = {"errors": [{"message": "Bad Gateway"}]}
+                return self._answer(fields, variables, lose, lost)
         return self._answer(fields, variables, 200, payload)
 
     def _answer(
@@ -339,6 +349,30 @@ class FakeRailway:
         )
         return True
 
+    def _resolve_auto_deploy(
+        self, info: GraphQLResolveInfo, projectId: str, environmentId: str, serviceId: str
+    ) -> Json:
+        """Resolve `serviceInstanceAutoDeployStatus`: whether pushes deploy the service."""
+        authorize(info.context, projectId, environmentId)
+        self._require_known(
+            {"projectId": projectId, "environmentId": environmentId, "serviceId": serviceId}
+        )
+        return self._auto_deploy_status()
+
+    def _resolve_auto_deploy_update(self, info: GraphQLResolveInfo, input: Json) -> Json:
+        """Resolve `serviceInstanceAutoDeployUpdate`: turn automatic deployments on or off."""
+        context: Context = info.context
+        authorize(context, input["projectId"], input["environmentId"])
+        self._require_known(input)
+        assert context.scope is not None
+        if context.scope.project_id is not None:
+            raise GraphQLError("Bad Access")
+        self.auto_deploy = bool(input["enabled"])
+        return self._auto_deploy_status()
+
+    def _auto_deploy_status(self) -> Json:
+        return {"enabled": self.auto_deploy, "canEnable": True, "reason": None}
+
     # -- internals --------------------------------------------------------------------------
 
     def _deployment_for(self, context: Context, deployment_id: str) -> FakeDeployment:
@@ -367,6 +401,8 @@ class _Root:
         self.deployments = fake._resolve_deployments
         self.deployment = fake._resolve_deployment
         self.deploymentRollback = fake._resolve_rollback
+        self.serviceInstanceAutoDeployStatus = fake._resolve_auto_deploy
+        self.serviceInstanceAutoDeployUpdate = fake._resolve_auto_deploy_update
 
 
 def commit_of(tag: str) -> str:

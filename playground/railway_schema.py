@@ -1,6 +1,9 @@
 """The part of Railway's public GraphQL schema (v2) the fake serves, and what a token sees.
 
 A project token sees one environment of one project; an account token sees everything.
+A project token may read whether a service auto-deploys but not change it ("Bad Access",
+as Railway answers it): `serviceInstanceAutoDeployUpdate` needs an account or workspace
+token.
 """
 
 from __future__ import annotations
@@ -67,15 +70,35 @@ SCHEMA = build_schema(
       pageInfo: PageInfo!
     }
 
+    "Whether pushes to the connected branch deploy the service in this environment."
+    type ServiceInstanceAutoDeployStatus {
+      enabled: Boolean!
+      canEnable: Boolean!
+      reason: String
+    }
+
+    input ServiceInstanceAutoDeployUpdateInput {
+      projectId: String!
+      environmentId: String!
+      serviceId: String!
+      enabled: Boolean!
+    }
+
     type Query {
       deployments(
         input: DeploymentListInput!, first: Int, after: String, last: Int, before: String
       ): QueryDeploymentsConnection!
       deployment(id: String!): Deployment!
+      serviceInstanceAutoDeployStatus(
+        projectId: String!, environmentId: String!, serviceId: String!
+      ): ServiceInstanceAutoDeployStatus!
     }
 
     type Mutation {
       deploymentRollback(id: String!): Boolean!
+      serviceInstanceAutoDeployUpdate(
+        input: ServiceInstanceAutoDeployUpdateInput!
+      ): ServiceInstanceAutoDeployStatus!
     }
     """
 )

@@ -16,6 +16,11 @@ Shapes follow Vercel's REST API reference and the Vercel CLI's source:
   and ERROR ones, and staged production builds (``readySubstate: STAGED``, made with
   ``vercel deploy --prod --skip-domain``: READY, production, never served); the canary
   of a rolling release reads ``readySubstate: ROLLING``.
+- ``PATCH /v9/projects/{idOrName}`` ("Update an existing project") -> 200 and the project;
+  the fake takes ``autoAssignCustomDomains`` (boolean) and
+  ``autoAssignCustomDomainsUpdatedBy`` (string), which GET returns too, and answers 400
+  ``bad_request`` for a property it does not hold or a value of the wrong type. A token whose
+  role may not change project settings (a Viewer) gets 403 ``forbidden`` (chosen wording).
 - Rolling Releases: ``GET /v1/projects/{idOrName}/rolling-release`` answers
   ``{"rollingRelease": null | {state ACTIVE|COMPLETE|ABORTED, currentDeployment,
   canaryDeployment, activeStage: {targetPercentage}}}``; ``POST .../rolling-release/abort``
@@ -94,6 +99,10 @@ class FakeVercel(FailureKnobs):
         self.bad_token_status = 403  # Vercel answers 403 `forbidden`; 401 can be chosen
         # A status to answer a rollback/promote with after starting its job (a lost answer).
         self.lose_answers: int | None = None
+        # A status to answer a project update with after applying it (a lost answer).
+        self.lose_update_answer: int | None = None
+        # The token may read the project but not change its settings (a Viewer's role).
+        self.read_only = False
         self.delays: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -105,6 +114,7 @@ class FakeVercel(FailureKnobs):
         app = web.Application(middlewares=[self._middleware])
         app.router.add_get("/v6/deployments", self._list_deployments, name="deployments")
         app.router.add_get("/v9/projects/{project}", self._get_project, name="project")
+        app.router.add_patch("/v9/projects/{project}", self._update_project, name="project-update")
         app.router.add_post(
             "/v1/projects/{project}/rollback/{deployment}", self._rollback, name="rollback"
         )
@@ -301,6 +311,29 @@ class FakeVercel(FailureKnobs):
             return error(404, "not_found", "Project not found")
         rollback_info = request.query.get("rollbackInfo") == "true"
         return web.json_response(project.as_json(self.account_id, rollback_info))
+
+    async def _update_project(self, request: web.Request) -> web.Response:
+        project = self._find_project(request.match_info["project"])
+        if project is None:
+            return error(404, "not_found", "Project not found")
+        if self.read_only:
+            return error(
+                403, "forbidden", "You don't have permission to update the project settings"
+            )
+        body = await request.json()
+        types = {"autoAssignCustomDomains": bool, "autoAssignCustomDomainsUpdatedBy": str}
+        for key, value in body.items():
+            if key not in types:
+                return error(400, "bad_request", f"Invalid request: should NOT have `{key}`")
+            if not isinstance(value, types[key]):
+                return error(400, "bad_request", f"Invalid request: `{key}` has a wrong type")
+        if "autoAssignCustomDomains" in body:
+            project.auto_assign = body["autoAssignCustomDomains"]
+            project.auto_assign_updated_by = body.get("autoAssignCustomDomainsUpdatedBy")
+        if self.lose_update_answer is not None:
+            code, message = DEFAULT_ERRORS[self.lose_update_answer]
+            return error(self.lose_update_answer, code, message)
+        return web.json_response(project.as_json(self.account_id, False))
 
     async def _get_rolling(self, request: web.Request) -> web.Response:
         project = self._find_project(request.match_info["project"])

@@ -16,7 +16,14 @@ from aiohttp import web
 
 Json = dict[str, Any]
 Route = Literal[
-    "deployments", "project", "rollback", "promote", "rolling", "rolling-abort", "rolling-complete"
+    "deployments",
+    "project",
+    "project-update",
+    "rollback",
+    "promote",
+    "rolling",
+    "rolling-abort",
+    "rolling-complete",
 ]
 
 CDN_ERROR_PAGE = """<!DOCTYPE html>

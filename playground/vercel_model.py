@@ -145,6 +145,9 @@ class FakeProject:
     production: str | None = None  # uid of the deployment production serves
     job: AliasJob | None = None
     rolling: RollingRelease | None = None
+    # "Auto-assign Custom Production Domains" (Settings > Environments > Production).
+    auto_assign: bool = True
+    auto_assign_updated_by: str | None = None
 
     def deployment(self, uid: str) -> FakeDeployment | None:
         """Return one of the project's deployments by uid."""
@@ -218,6 +221,8 @@ class FakeProject:
             "createdAt": min((d.created for d in self.deployments), default=0),
             "updatedAt": int(time.time() * 1000),
             "targets": {"production": serving.as_target(self.name)} if serving else {},
+            "autoAssignCustomDomains": self.auto_assign,
+            "autoAssignCustomDomainsUpdatedBy": self.auto_assign_updated_by,
         }
         if with_rollback_info:
             body["lastAliasRequest"] = self.job.as_json() if self.job else None

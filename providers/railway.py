@@ -44,7 +44,7 @@ from providers.base import (
     sentence,
     state_or_unknown,
 )
-from providers.capabilities import Identity, PreflightReport
+from providers.capabilities import FreezeRecord, Identity, PreflightReport
 from providers.railway_client import RailwayClient
 from providers.railway_deployments import (
     ENDED_BADLY,
@@ -58,6 +58,7 @@ from providers.railway_deployments import (
     unknown,
     versions,
 )
+from providers.railway_freeze import railway_freezer
 from providers.railway_preflight import identity, preflight
 from providers.railway_watch import Pacer
 from providers.retry import watching
@@ -107,6 +108,7 @@ class RailwayProvider:
     def __init__(self, settings: RailwaySettings) -> None:
         self._settings = settings
         self._client = RailwayClient(settings)
+        self._freezer = railway_freezer(self._client, settings)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -203,6 +205,16 @@ class RailwayProvider:
         if current is None:
             raise NotFound(self._nothing_serves(deployments))
         return identity(current)
+
+    # -- Freeze -----------------------------------------------------------------------------
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Turn the service's automatic deployments off, so a push cannot bring `bad` back."""
+        return await self._freezer.freeze(bad)
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Turn automatic deployments back on if the freeze turned them off."""
+        return await self._freezer.unfreeze(record)
 
     # -- rolling back ----------------------------------------------------------------------
 

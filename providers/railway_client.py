@@ -50,6 +50,18 @@ mutation RollbotDeploymentRollback($id: String!) {
   deploymentRollback(id: $id)
 }
 """
+AUTO_DEPLOY_QUERY = """
+query RollbotAutoDeployStatus($projectId: String!, $environmentId: String!, $serviceId: String!) {
+  serviceInstanceAutoDeployStatus(
+    projectId: $projectId, environmentId: $environmentId, serviceId: $serviceId
+  ) { enabled canEnable reason }
+}
+"""
+AUTO_DEPLOY_MUTATION = """
+mutation RollbotAutoDeployUpdate($input: ServiceInstanceAutoDeployUpdateInput!) {
+  serviceInstanceAutoDeployUpdate(input: $input) { enabled }
+}
+"""
 
 
 class RailwayClient:
@@ -91,6 +103,40 @@ class RailwayClient:
     async def deployment_rollback(self, deployment_id: str, what: str) -> Json:
         """Send deploymentRollback once (a mutation is never retried) and return its data."""
         return await self._graphql(ROLLBACK_MUTATION, {"id": deployment_id}, what)
+
+    async def auto_deploy(self) -> Json:
+        """Read whether pushes deploy the service in its environment (a read: retried)."""
+        settings = self._settings
+        variables = {
+            "projectId": settings.project_id,
+            "environmentId": settings.environment_id,
+            "serviceId": settings.service_id,
+        }
+        what = f"Reading whether Railway service {settings.service_id} auto-deploys"
+        data = await retrying(
+            lambda: self._graphql(AUTO_DEPLOY_QUERY, variables, what), timeouts=True
+        )
+        status = data.get("serviceInstanceAutoDeployStatus")
+        if not isinstance(status, dict) or not isinstance(status.get("enabled"), bool):
+            raise Transient(f"{what}: Railway answered without `enabled`.")
+        return status
+
+    async def set_auto_deploy(self, enabled: bool) -> None:
+        """Send serviceInstanceAutoDeployUpdate once (the caller decides about resending)."""
+        settings = self._settings
+        variables = {
+            "input": {
+                "projectId": settings.project_id,
+                "environmentId": settings.environment_id,
+                "serviceId": settings.service_id,
+                "enabled": enabled,
+            }
+        }
+        what = (
+            f"Railway serviceInstanceAutoDeployUpdate(enabled: {str(enabled).lower()}) for "
+            f"service {settings.service_id}"
+        )
+        await self._graphql(AUTO_DEPLOY_MUTATION, variables, what)
 
     def _http(self) -> httpx.AsyncClient:
         """Return the one HTTP client, created on first use."""

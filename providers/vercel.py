@@ -39,7 +39,7 @@ from providers.base import (
     say,
     sentence,
 )
-from providers.capabilities import Identity, PreflightReport
+from providers.capabilities import FreezeRecord, Identity, PreflightReport
 from providers.vercel_api import (
     MUTATION_PATHS,
     RUNNING,
@@ -51,6 +51,7 @@ from providers.vercel_api import (
 )
 from providers.vercel_candidates import offered, previous_stable, resolve
 from providers.vercel_client import VercelClient
+from providers.vercel_freeze import vercel_freezer
 from providers.vercel_preflight import identity_now, preflight
 from providers.vercel_rolling import abort_rolling, plan_abort
 
@@ -103,6 +104,7 @@ class VercelProvider:
     def __init__(self, settings: VercelSettings) -> None:
         self._settings = settings
         self._client = VercelClient(settings)
+        self._freezer = vercel_freezer(self._client, settings)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -215,6 +217,16 @@ class VercelProvider:
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()
+
+    # -- Freeze -----------------------------------------------------------------------------
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Pause auto-assignment of production domains, so a new build of `bad` stays off them."""
+        return await self._freezer.freeze(bad)
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Resume auto-assignment of production domains if the freeze paused it."""
+        return await self._freezer.unfreeze(record)
 
     # -- the alias job ----------------------------------------------------------------------
 

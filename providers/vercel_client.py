@@ -195,6 +195,13 @@ class VercelClient:
         error.target_state = await self.state_or_unknown()
         raise error
 
+    async def update_project(self, body: Json, what: str) -> None:
+        """PATCH the project's settings once (the caller decides about resending)."""
+        path = PROJECT_PATH.format(project=self._settings.project)
+        response = await self._send("PATCH", path, what, {}, json=body)
+        if response.status_code != 200:
+            raise self._error(response, what)
+
     async def watch(
         self, check: Callable[[], Awaitable[T | None]], late: Callable[[], str], progress: Progress
     ) -> T:
