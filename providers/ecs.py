@@ -39,6 +39,7 @@ from providers.ecs_catalog import (
     previous_revision,
     version_names,
 )
+from providers.ecs_freeze import WatchOnlyFreeze
 from providers.ecs_preflight import identity, preflight_report
 from providers.ecs_status import (
     breaker_note,
@@ -80,7 +81,7 @@ class EcsSettings(AwsSettings):
     )
 
 
-class EcsProvider:
+class EcsProvider(WatchOnlyFreeze):
     """Roll an ECS service back by pointing it at an earlier task-definition revision."""
 
     def __init__(self, settings: EcsSettings) -> None:

@@ -39,6 +39,7 @@ from providers.base import (
 )
 from providers.capabilities import Identity, PreflightReport
 from providers.ecs_blue_green_preflight import group_identity, health_or_error, preflight_report
+from providers.ecs_freeze import BLUE_GREEN, WatchOnlyFreeze
 from providers.target_health import Health, partly_healthy
 
 log = structlog.get_logger(__name__)
@@ -93,8 +94,10 @@ class Group:
     arn: str
 
 
-class EcsBlueGreenProvider:
+class EcsBlueGreenProvider(WatchOnlyFreeze):
     """Roll back a blue/green service by forwarding its listener to the other group."""
+
+    watch_only_because = BLUE_GREEN
 
     def __init__(self, settings: EcsBlueGreenSettings) -> None:
         self._settings = settings

@@ -57,6 +57,18 @@ class GitHubApi:
 
         return await retrying(once, deadline_seconds=3 * self._settings.request_timeout_seconds + 5)
 
+    async def write(
+        self, path: str, body: dict[str, Any], what: str, *, allow: tuple[int, ...] = ()
+    ) -> httpx.Response:
+        """POST to a path of the repository once; never retried (it changes something)."""
+        url = f"{self._api}/repos/{self.repository}{path}"
+        response = await send(
+            self._http(), "POST", url, what=what, json=body, headers=self._headers()
+        )
+        if response.is_success or (response.status_code in allow and not _rate_limit(response)):
+            return response
+        raise self.error(response, what)
+
     async def dispatch_workflow(self, version: str) -> None:
         """Start the workflow once with input `version`; never retried (it starts a deploy)."""
         settings = self._settings
@@ -135,6 +147,13 @@ class GitHubApi:
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
         }
+
+
+def unanswered(exc: ProviderError) -> bool:
+    """Return True when a write may have been applied though its answer never came."""
+    return isinstance(exc, TimedOut) or (
+        isinstance(exc, Transient) and not isinstance(exc, RateLimited)
+    )
 
 
 def _rate_limit(response: httpx.Response) -> bool:

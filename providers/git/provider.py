@@ -20,17 +20,15 @@ from providers.base import (
     Plan,
     Progress,
     ProviderError,
-    RateLimited,
     Refused,
     RollbackFailed,
-    TimedOut,
-    Transient,
     Version,
     say,
 )
-from providers.capabilities import Identity, PreflightReport
+from providers.capabilities import FreezeRecord, Identity, PreflightReport
 from providers.git.clone import Clone
-from providers.git.github import GitHubApi
+from providers.git.freeze import Freezing
+from providers.git.github import GitHubApi, unanswered
 from providers.git.model import SHORT_SHA, Snapshot, Tag, after, when
 from providers.git.predict import Prediction, predict_push, predict_tag
 from providers.git.preflight import Preflighting
@@ -58,6 +56,7 @@ class GitProvider:
         self._tagging = Tagging(self._clone)
         self._preflighting = Preflighting(settings, self._clone, self._reverting)
         self._github = GitHubApi(settings, self._cli.scrub)
+        self._freezing = Freezing(self._github, self._cli.scrub)
         self._lock = asyncio.Lock()
 
     # -- Provider protocol ------------------------------------------------------------------
@@ -171,6 +170,24 @@ class GitProvider:
     async def describe_state(self) -> str:
         """Say what the branch (and, in tag mode, the last rollback tag) holds, from the remote."""
         return self._clone.state_line(await self._snapshot())
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Set a failing `rollbot/freeze` status on the bad version's commit (or watch only)."""
+        if self._settings.github_repository is None:
+            return FreezeRecord(
+                action=f"watch only: no github_repository is set, so nothing on GitHub can gate "
+                f"{bad}; a deploy of it again shows as drift"
+            )
+        tag = self._known(await self._snapshot(), bad)
+        record = await self._freezing.freeze(tag)
+        log.info("git.freeze", bad=bad, good=good, commit=tag.commit)
+        return record
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Post back the `rollbot/freeze` status from before the freeze, if no one changed it."""
+        if "commit" not in record.saved:
+            return "Nothing to restore: the freeze was watch only."
+        return await self._freezing.unfreeze(record)
 
     async def aclose(self) -> None:
         """Close the HTTP client and remove a temporary clone."""
@@ -303,10 +320,3 @@ class GitProvider:
             f"--ref {settings.workflow_on} -f version={version}`"
         )
         return None, f"no run started; start it by hand: {command}, or Run workflow at {page}"
-
-
-def unanswered(exc: ProviderError) -> bool:
-    """Return True when a write may have been applied though its answer never came."""
-    return isinstance(exc, TimedOut) or (
-        isinstance(exc, Transient) and not isinstance(exc, RateLimited)
-    )

@@ -30,6 +30,7 @@ Documented behaviours it reproduces (docs.github.com/rest, and what git prints o
   ``created_at``, ``event``, ``head_branch``, ``status``; filtered by ``event``,
   ``branch`` and ``created`` (``>=``, ``>``, ``<=``, ``<``, ``a..b`` or a date), as
   documented in docs.github.com/rest/actions/workflow-runs.
+- Commit statuses as ``tests.support.github_statuses`` documents them.
 - Pushes are refused as GitHub refuses them by ``tests.support.github_pushes``.
 """
 
@@ -43,6 +44,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+
+from tests.support.github_statuses import CommitStatuses
 
 SUPPORTED_API_VERSIONS = {"2022-11-28", "2026-03-10"}
 DOCS = "https://docs.github.com/rest"
@@ -177,6 +180,8 @@ class FakeGitHub:
         app.router.add_get(repo + "/rulesets/{id:\\d+}", self._ruleset)
         app.router.add_post(repo + "/actions/workflows/{workflow}/dispatches", self._dispatch)
         app.router.add_get(repo + "/actions/workflows/{workflow}/runs", self._runs)
+        self.statuses = CommitStatuses()
+        self.statuses.register(app.router, repo)
         self._runner = web.AppRunner(app)
         self.url = ""
 
