@@ -331,6 +331,12 @@ class RuntimeConfig(_Strict):
     scheduler_tick_seconds: float = Field(
         default=5, gt=0, description="How often due monitoring checks and escalations are run."
     )
+    freeze_watch_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="While a service is frozen, how often what runs is compared with the "
+        "version it was rolled back to.",
+    )
 
 
 class RollbotConfig(_Strict):

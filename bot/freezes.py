@@ -69,6 +69,7 @@ class Freezes:
                     acted=bool(record.saved),
                 )
             )
+        await self._supersede(rollback)
         freeze = FreezeState(
             bad=rollback.current_version,
             good=rollback.target_version,
@@ -80,15 +81,24 @@ class Freezes:
         await engine.record(rollback, "rollbot", "frozen", text)
         return rollback
 
+    async def _supersede(self, rollback: Rollback) -> None:
+        """End the freeze of an earlier rollback of the same service: this one's replaces it."""
+        engine = self._engine()
+        earlier = await self.frozen(rollback.service, rollback.environment)
+        if earlier is None or earlier.id == rollback.id or earlier.freeze is None:
+            return
+        ended = earlier.freeze.model_copy(update={"ended_at": utcnow(), "ended_by": "rollbot"})
+        await engine.rollbacks.update(earlier.id, freeze=ended)
+        text = f"Freeze replaced by the one of rollback {rollback.id}."
+        await engine.record(earlier, "rollbot", "unfrozen", text)
+
     async def frozen(self, service: str, environment: str) -> Rollback | None:
         """Return the rollback whose freeze holds a service environment now, if any."""
         engine = self._engine()
         done = await engine.rollbacks.find(
-            states={State.SUCCEEDED}, service=service, environment=environment, limit=1
+            states={State.SUCCEEDED}, service=service, environment=environment, limit=10
         )
-        if done and done[0].freeze is not None and done[0].freeze.active:
-            return done[0]
-        return None
+        return next((rb for rb in done if rb.freeze is not None and rb.freeze.active), None)
 
     async def unfreeze(
         self, service: str, environment: str | None, user: str

@@ -20,6 +20,7 @@ class JobKind(StrEnum):
 
     MONITOR = "monitor"
     ESCALATE = "escalate"
+    FREEZE_WATCH = "freeze_watch"
 
 
 class JobState(StrEnum):

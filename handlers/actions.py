@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.engine import Engine
 from bot.errors import ChangedSinceShown, InvalidRequest, Purpose, ReasonRequired, UsageError
 from bot.models import State, StepStatus
-from bot.text import mention
+from bot.text import escape, mention
 from handlers.blocks import reason_modal
 from handlers.errors import acked, report
 from handlers.flow import advance, run_approved
@@ -113,6 +113,31 @@ def register(app: AsyncApp, engine: Engine, thread: SlackThread) -> None:
             f":repeat: Retry by {mention(user)}: running again from step {index + 1} ({name}); "
             "steps already done are not run again.",
         )
+
+    @app.action(ActionId.ROLLBACK_AGAIN)
+    @acked
+    async def on_rollback_again(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        # A frozen service drifted: request the rollback to the frozen version again, as
+        # the person who clicked (the request goes through the same checks and card).
+        frozen = await engine.get(_rollback_id(body))
+        requested = await engine.request(
+            service=frozen.service,
+            version=frozen.target_version,
+            environment=frozen.environment,
+            user=body["user"]["id"],
+            channel_id=frozen.channel_id,
+        )
+        rb = await thread.post_card(requested, frozen.channel_id or body["channel"]["id"])
+        await thread.hooks.moved(rb)
+
+    @app.action(ActionId.UNFREEZE)
+    @acked
+    async def on_unfreeze(body: dict[str, Any], client: AsyncWebClient, _: Any) -> None:
+        frozen = await engine.get(_rollback_id(body))
+        user = body["user"]["id"]
+        rb, said = await engine.unfreeze(frozen.service, frozen.environment, user)
+        await thread.reply(rb, f":unlock: {escape(said)}")
+        await thread.update_card(rb)
 
     @app.action(ActionId.RESTORE_DATABASE)
     @acked

@@ -19,6 +19,9 @@ class ActionId(StrEnum):
     FIX_FORWARD = "rollbot_fix_forward"
     RESTORE_CONFIRM = "rollbot_restore_confirm"
     RESTORE_CANCEL = "rollbot_restore_cancel"
+    # A frozen service that drifted
+    ROLLBACK_AGAIN = "rollbot_rollback_again"
+    UNFREEZE = "rollbot_unfreeze"
     # Checklists and notifications
     CHECKLIST = "rollbot_checklist"
     POST_USER_NOTIFICATION = "rollbot_post_user_notification"

@@ -8,6 +8,7 @@ from bot.jobs import Clock, JobKind
 from bot.models import utcnow
 from bot.monitoring import Window
 from bot.scheduler import Scheduler
+from handlers.freeze_watch import FreezeWatch
 from handlers.monitoring import Monitoring
 from handlers.thread import SlackThread
 from handlers.urgency import Urgency
@@ -17,6 +18,7 @@ def register(engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> None
     """Open monitoring windows and arm escalations as rollbacks move."""
     thread.hooks.add(Monitoring(engine, thread, clock).on_rollback_moved)
     thread.hooks.add(Urgency(engine, thread, clock).on_rollback_moved)
+    thread.hooks.add(FreezeWatch(engine, thread, clock).on_rollback_moved)
 
 
 def scheduler(engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> Scheduler:
@@ -24,6 +26,7 @@ def scheduler(engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> Sch
     handlers = {
         JobKind.MONITOR: Monitoring(engine, thread, clock).run,
         JobKind.ESCALATE: Urgency(engine, thread, clock).run,
+        JobKind.FREEZE_WATCH: FreezeWatch(engine, thread, clock).run,
     }
     return Scheduler(engine.jobs, handlers, clock=clock)
 

@@ -1,0 +1,111 @@
+"""While a service is frozen, watch what runs; say at once in the thread when it drifts.
+
+One durable job per freeze (the scheduler runs it on one replica at a time) compares each
+step's version with the one the rollback went back to, every `freeze_watch_seconds`. A
+new version is posted once, naming it and whether it is the bad one, with "Roll back
+again" and "Unfreeze (accept this version)".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import structlog
+from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
+
+from bot.engine import Engine
+from bot.jobs import Clock, Job, JobKind, job_id
+from bot.models import Rollback, State, StepStatus, utcnow
+from bot.planning import version_now
+from bot.scheduler import Again, Done
+from bot.text import escape
+from handlers.blocks import dump
+from handlers.ids import ActionId
+from handlers.thread import SlackThread
+from providers.base import ProviderError
+
+log = structlog.get_logger(__name__)
+
+
+class FreezeWatch:
+    """Starts a watch when a rollback is frozen, and runs its rounds."""
+
+    def __init__(self, engine: Engine, thread: SlackThread, clock: Clock = utcnow) -> None:
+        self.engine = engine
+        self.thread = thread
+        self.clock = clock
+
+    @property
+    def every(self) -> timedelta:
+        """How long between two looks."""
+        return timedelta(seconds=self.engine.config.runtime.freeze_watch_seconds)
+
+    async def on_rollback_moved(self, rb: Rollback) -> None:
+        """Hook: start watching a rollback that has just been frozen."""
+        if rb.state is not State.SUCCEEDED or rb.freeze is None or not rb.freeze.active:
+            return
+        job = Job(
+            id=job_id(JobKind.FREEZE_WATCH, rb.id),
+            rollback_id=rb.id,
+            kind=JobKind.FREEZE_WATCH,
+            due_at=self.clock() + self.every,
+            payload={"seen": []},
+        )
+        await self.engine.jobs.schedule_job(job)  # False: this hook ran before
+
+    async def run(self, job: Job, now: datetime) -> Again | Done | None:
+        """Job: compare what runs with the rolled-back version; post a drift once."""
+        rb = await self.engine.rollbacks.get(job.rollback_id)
+        if rb is None or rb.freeze is None or not rb.freeze.active:
+            return Done(job.payload)  # unfrozen: nothing left to watch
+        seen: list[str] = list(job.payload.get("seen", []))
+        for index, step in enumerate(rb.steps):
+            if step.status is not StepStatus.DONE or step.target is None:
+                continue
+            target = self.engine.providers.step(rb.service, rb.environment, index)
+            try:
+                running = await version_now(target)
+            except ProviderError as exc:
+                log.warning("freeze watch could not read", rollback_id=rb.id, error=exc.message)
+                continue
+            if running is None or running == step.target or running in seen:
+                continue
+            seen.append(running)
+            await self._drifted(rb, step.name, running, bad=running == step.current)
+        return Again(now + self.every, {"seen": seen})
+
+    async def _drifted(self, rb: Rollback, step: str, running: str, *, bad: bool) -> None:
+        where = f"{rb.service}/{rb.environment}"
+        what = "the bad version this rollback took out" if bad else "a version deployed since"
+        text = (
+            f"{where} is frozen, but {step} now runs {running}: {what} (rolled back to "
+            f"{rb.target_version} by {rb.id})."
+        )
+        await self.engine.record(rb, "rollbot", "drift", text)
+        if not (rb.channel_id and rb.thread_ts):
+            return
+        blocks = [
+            SectionBlock(text=f":rotating_light: {escape(text)}"),
+            ActionsBlock(
+                elements=[
+                    ButtonElement(
+                        text=f"Roll back again to {rb.target_version}"[:75],
+                        action_id=ActionId.ROLLBACK_AGAIN,
+                        value=rb.id,
+                        style="danger",
+                    ),
+                    ButtonElement(
+                        text="Unfreeze (accept this version)",
+                        action_id=ActionId.UNFREEZE,
+                        value=rb.id,
+                    ),
+                ]
+            ),
+        ]
+        await self.thread.client.chat_postMessage(
+            channel=rb.channel_id,
+            thread_ts=rb.thread_ts,
+            text=f":rotating_light: {text}",
+            blocks=dump(blocks),
+            reply_broadcast=bad,
+        )
