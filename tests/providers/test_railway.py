@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -22,38 +20,14 @@ from providers.base import (
     TimedOut,
     Transient,
 )
-from providers.railway import RailwayProvider, RailwaySettings
-from tests.support.railway import CRASHES, NEVER_READY, SUCCEEDS, FakeRailway, commit_of
-
-ProviderFactory = Callable[..., RailwayProvider]
-
-
-@pytest.fixture
-async def make_provider(
-    railway: FakeRailway, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[ProviderFactory]:
-    """Build providers for the fake's service (token in RAILWAY_TOKEN); close them after."""
-    monkeypatch.setenv("RAILWAY_TOKEN", railway.token)
-    made: list[RailwayProvider] = []
-
-    def make(**settings: Any) -> RailwayProvider:
-        values: dict[str, Any] = {
-            "provider": "railway",
-            "endpoint": railway.url,
-            "project_id": railway.project_id,
-            "service_id": railway.service_id,
-            "environment_id": railway.environment_id,
-            "poll_interval_seconds": 0.1,
-            "deploy_timeout_seconds": 10,
-            **settings,
-        }
-        provider = RailwayProvider(RailwaySettings(**values))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+from tests.support.railway import (
+    CRASHES,
+    NEVER_READY,
+    SUCCEEDS,
+    FakeRailway,
+    RailwayFactory,
+    commit_of,
+)
 
 
 class Progress:
@@ -67,9 +41,9 @@ class Progress:
 
 
 async def test_versions_are_deployments_newest_first_with_marks_and_aliases(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     current, previous = railway.by_tag("v1.2.4"), railway.by_tag("v1.2.3")
 
     versions = await provider.list_versions()
@@ -91,11 +65,11 @@ async def test_versions_are_deployments_newest_first_with_marks_and_aliases(
 
 
 async def test_describe_state_says_which_deployment_railway_serves(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     current = railway.by_tag("v1.2.4")
 
-    state = await make_provider().describe_state()
+    state = await make_railway().describe_state()
 
     assert state.startswith(f"Railway serves deployment {current.id} (SUCCESS, created ")
     assert f"commit {commit_of('v1.2.4')[:7]} “Add export button”" in state
@@ -103,9 +77,9 @@ async def test_describe_state_says_which_deployment_railway_serves(
 
 
 async def test_plan_names_the_call_and_accepts_id_short_sha_or_tag(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider(deploy_timeout_seconds=300)
+    provider = make_railway(deploy_timeout_seconds=300)
     target = railway.by_tag("v1.2.3")
 
     plans = [await provider.plan(name) for name in (target.id, commit_of("v1.2.3")[:7], "v1.2.3")]
@@ -120,9 +94,9 @@ async def test_plan_names_the_call_and_accepts_id_short_sha_or_tag(
 
 
 async def test_plan_refuses_what_railway_cannot_or_need_not_roll_back_to(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     old = railway.by_tag("v1.1.0")
 
     with pytest.raises(Refused, match=f"rolling back to deployment {old.id} .*canRollback"):
@@ -141,9 +115,9 @@ async def test_plan_refuses_what_railway_cannot_or_need_not_roll_back_to(
 
 
 async def test_rollback_follows_the_new_deployment_until_it_serves(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     before, target = railway.by_tag("v1.2.4"), railway.by_tag("v1.2.3")
     progress = Progress()
 
@@ -166,13 +140,13 @@ async def test_rollback_follows_the_new_deployment_until_it_serves(
 
 
 async def test_new_deployment_that_crashes_fails_and_says_what_serves(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.rollback_statuses = CRASHES
     before = railway.by_tag("v1.2.4")
 
     with pytest.raises(RollbackFailed) as caught:
-        await make_provider().rollback("v1.2.3", Progress())
+        await make_railway().rollback("v1.2.3", Progress())
 
     new = railway.newest()
     assert new.status == "CRASHED"
@@ -183,13 +157,13 @@ async def test_new_deployment_that_crashes_fails_and_says_what_serves(
 
 
 async def test_deployment_that_never_becomes_ready_times_out(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.rollback_statuses = NEVER_READY
     started = time.monotonic()
 
     with pytest.raises(TimedOut) as caught:
-        await make_provider(deploy_timeout_seconds=1.5).rollback("v1.2.3", Progress())
+        await make_railway(deploy_timeout_seconds=1.5).rollback("v1.2.3", Progress())
 
     assert 1.5 <= time.monotonic() - started < 5
     new = railway.newest()
@@ -202,44 +176,44 @@ async def test_deployment_that_never_becomes_ready_times_out(
 
 
 async def test_rejected_tokens_are_auth_rejected_with_a_hint(
-    railway: FakeRailway, make_provider: ProviderFactory, monkeypatch: pytest.MonkeyPatch
+    railway: FakeRailway, make_railway: RailwayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(AuthRejected, match=r"Railway said “Not Authorized”.*RAILWAY_TOKEN"):
-        await make_provider(token_kind="account").list_versions()
+        await make_railway(token_kind="account").list_versions()
     monkeypatch.setenv("OTHER_TOKEN", "rw-not-a-real-token")
     with pytest.raises(AuthRejected, match="OTHER_TOKEN holds a project token"):
-        await make_provider(token_env="OTHER_TOKEN").current_version()
+        await make_railway(token_env="OTHER_TOKEN").current_version()
     # A project token sees only its own environment.
     with pytest.raises(AuthRejected, match="Not Authorized"):
-        await make_provider(environment_id="6e0f1a55-0000-4000-8000-000000000000").plan("v1.2.3")
+        await make_railway(environment_id="6e0f1a55-0000-4000-8000-000000000000").plan("v1.2.3")
     railway.fail(401)
     with pytest.raises(AuthRejected, match=r"token was rejected \(HTTP 401\): Not Authorized"):
-        await make_provider().describe_state()
+        await make_railway().describe_state()
     railway.fail(403, message="Forbidden")
     with pytest.raises(AuthRejected, match=r"HTTP 403"):
-        await make_provider().describe_state()
+        await make_railway().describe_state()
 
 
 async def test_account_token_goes_in_the_bearer_header(
-    railway: FakeRailway, make_provider: ProviderFactory, monkeypatch: pytest.MonkeyPatch
+    railway: FakeRailway, make_railway: RailwayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RAILWAY_ACCOUNT_TOKEN", railway.account_token)
-    provider = make_provider(token_kind="account", token_env="RAILWAY_ACCOUNT_TOKEN")
+    provider = make_railway(token_kind="account", token_env="RAILWAY_ACCOUNT_TOKEN")
 
     assert await provider.current_version() == railway.by_tag("v1.2.4").id
 
 
 async def test_unknown_ids_are_not_found(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     with pytest.raises(NotFound, match="Railway said “Service not found”"):
-        await make_provider(service_id="0d6c7a4e-0000-4000-8000-000000000000").list_versions()
+        await make_railway(service_id="0d6c7a4e-0000-4000-8000-000000000000").list_versions()
     railway.fail(404, message="No such route")
     with pytest.raises(NotFound, match=r"not found \(HTTP 404\)"):
-        await make_provider().list_versions()
+        await make_railway().list_versions()
     railway.fail_graphql("Deployment not found", field="deploymentRollback")
     with pytest.raises(NotFound) as caught:
-        await make_provider().rollback("v1.2.3", Progress())
+        await make_railway().rollback("v1.2.3", Progress())
     assert caught.value.message.endswith(
         "Railway said “Deployment not found”. Nothing was changed."
     )
@@ -247,46 +221,46 @@ async def test_unknown_ids_are_not_found(
 
 
 async def test_reads_are_retried_after_429_honouring_retry_after(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.fail(429, retry_after=1, field="deployments")
     started = time.monotonic()
 
-    assert await make_provider().current_version() == railway.by_tag("v1.2.4").id
+    assert await make_railway().current_version() == railway.by_tag("v1.2.4").id
 
     assert time.monotonic() - started >= 1
     assert [c.status for c in railway.calls] == [429, 200]
 
 
 async def test_reads_are_retried_after_server_errors(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.fail(503, times=2)
 
-    versions = await make_provider().list_versions()
+    versions = await make_railway().list_versions()
 
     assert versions
     assert [c.status for c in railway.calls] == [503, 503, 200]
 
 
 async def test_a_long_rate_limit_gives_up_at_once_with_its_wait(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.fail(429, retry_after=120)
 
     with pytest.raises(RateLimited, match=r"rate limited \(HTTP 429\); retry after 120 s"):
-        await make_provider().list_versions()
+        await make_railway().list_versions()
     assert railway.count("deployments") == 1
 
 
 async def test_the_rollback_mutation_is_never_retried(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.fail(502, field="deploymentRollback")
     before = railway.by_tag("v1.2.4")
 
     with pytest.raises(Transient) as caught:
-        await make_provider().rollback("v1.2.3", Progress())
+        await make_railway().rollback("v1.2.3", Progress())
 
     assert railway.count("deploymentRollback") == 1
     assert "HTTP 502" in caught.value.message and "not sent again" in caught.value.message
@@ -295,9 +269,9 @@ async def test_the_rollback_mutation_is_never_retried(
 
 
 async def test_refusals_of_the_mutation_say_nothing_changed(
-    railway: FakeRailway, make_provider: ProviderFactory
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     railway.fail(409, field="deploymentRollback", message="A deployment is in progress")
     with pytest.raises(Conflicting, match=r"conflict \(HTTP 409\).*Nothing was changed"):
         await provider.rollback("v1.2.3", Progress())
@@ -312,30 +286,30 @@ async def test_refusals_of_the_mutation_say_nothing_changed(
     assert railway.serving() is railway.by_tag("v1.2.4")
 
 
-async def test_slow_answers_time_out(railway: FakeRailway, make_provider: ProviderFactory) -> None:
+async def test_slow_answers_time_out(railway: FakeRailway, make_railway: RailwayFactory) -> None:
     railway.delay = 1.0
 
     with pytest.raises(TimedOut, match="no answer in time"):
-        await make_provider(request_timeout_seconds=0.3).list_versions()
+        await make_railway(request_timeout_seconds=0.3).list_versions()
 
 
 async def test_missing_token_names_the_variable(
-    make_provider: ProviderFactory, monkeypatch: pytest.MonkeyPatch
+    make_railway: RailwayFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RAILWAY_TOKEN")
 
     with pytest.raises(Refused, match="RAILWAY_TOKEN is not set"):
-        await make_provider().list_versions()
+        await make_railway().list_versions()
 
 
 async def test_the_token_never_reaches_errors_progress_or_logs(
-    railway: FakeRailway, make_provider: ProviderFactory, caplog: pytest.LogCaptureFixture
+    railway: FakeRailway, make_railway: RailwayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     progress = Progress()
     texts: list[str] = []
     with capture_logs() as events:
-        provider = make_provider()
+        provider = make_railway()
         await provider.rollback("v1.2.3", progress)
         # Even a server that echoes the token does not get it into a message.
         railway.fail_graphql(f"Token {railway.token} is not valid here")

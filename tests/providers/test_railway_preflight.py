@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
 from providers.base import NotFound
 from providers.capabilities import Describe, Preflight, PreflightReport, Verdict
-from providers.railway import RailwayProvider, RailwaySettings
-from tests.support.railway import FakeRailway, commit_of
-
-Make = Callable[..., RailwayProvider]
-
-
-@pytest.fixture
-async def make_provider(
-    railway: FakeRailway, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Make]:
-    """Build providers for the fake's service (token in RAILWAY_TOKEN); close them after."""
-    monkeypatch.setenv("RAILWAY_TOKEN", railway.token)
-    made: list[RailwayProvider] = []
-
-    def make(**settings: Any) -> RailwayProvider:
-        values: dict[str, Any] = {
-            "provider": "railway",
-            "endpoint": railway.url,
-            "project_id": railway.project_id,
-            "service_id": railway.service_id,
-            "environment_id": railway.environment_id,
-            **settings,
-        }
-        provider = RailwayProvider(RailwaySettings(**values))
-        made.append(provider)
-        return provider
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+from tests.support.railway import FakeRailway, RailwayFactory, commit_of
 
 
 def _verdicts(report: PreflightReport) -> dict[str, Verdict]:
@@ -55,9 +24,9 @@ def _statuses(railway: FakeRailway) -> dict[str, str]:
 
 
 async def test_a_way_back_passes_every_check_with_exact_identities(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     assert isinstance(provider, Preflight) and isinstance(provider, Describe)
     target, current = railway.by_tag("v1.2.3"), railway.by_tag("v1.2.4")
     before = _statuses(railway)
@@ -86,9 +55,9 @@ async def test_a_way_back_passes_every_check_with_exact_identities(
 
 
 async def test_identity_now_is_the_deployment_railway_serves_asked_again(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    provider = make_provider()
+    provider = make_railway()
     before = await provider.identity_now()
     assert before == (await provider.preflight("v1.2.3")).current
 
@@ -102,19 +71,19 @@ async def test_identity_now_is_the_deployment_railway_serves_asked_again(
 
 
 async def test_identity_now_raises_when_nothing_serves(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.by_tag("v1.2.4").status = "CRASHED"
 
     with pytest.raises(NotFound, match="Railway serves no deployment"):
-        await make_provider().identity_now()
+        await make_railway().identity_now()
 
 
 async def test_an_unknown_version_raises_as_plan_does(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     with pytest.raises(NotFound, match=r"No deployment `v9\.9\.9` among the last 5"):
-        await make_provider().preflight("v9.9.9")
+        await make_railway().preflight("v9.9.9")
 
 
 @pytest.mark.parametrize(
@@ -126,9 +95,9 @@ async def test_an_unknown_version_raises_as_plan_does(
     ],
 )
 async def test_what_railway_cannot_redeploy_fails(
-    railway: FakeRailway, make_provider: Make, tag: str, said: str
+    railway: FakeRailway, make_railway: RailwayFactory, tag: str, said: str
 ) -> None:
-    report = await make_provider().preflight(railway.by_tag(tag).id)
+    report = await make_railway().preflight(railway.by_tag(tag).id)
 
     assert _verdicts(report)["deployment-redeployable"] == Verdict.FAIL
     assert said in _why(report, "deployment-redeployable")
@@ -136,22 +105,22 @@ async def test_what_railway_cannot_redeploy_fails(
 
 
 async def test_a_crashed_deployment_fails_though_railway_would_take_it(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     crashed = railway.add("v1.2.3-hotfix", "CRASHED", age=timedelta(hours=3))
 
-    report = await make_provider().preflight(crashed.id)
+    report = await make_railway().preflight(crashed.id)
 
     assert _verdicts(report)["deployment-redeployable"] == Verdict.FAIL
     assert "CRASHED" in _why(report, "deployment-redeployable")
 
 
 async def test_a_newer_deployment_on_its_way_warns(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     building = railway.add("v1.2.5", "BUILDING", age=timedelta(minutes=1))
 
-    report = await make_provider().preflight("v1.2.3")
+    report = await make_railway().preflight("v1.2.3")
 
     assert _verdicts(report)["deploy-in-flight"] == Verdict.WARN
     assert building.id in _why(report, "deploy-in-flight")
@@ -159,27 +128,27 @@ async def test_a_newer_deployment_on_its_way_warns(
 
 
 async def test_a_service_that_cannot_be_read_fails_closed(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
-    report = await make_provider(service_id="0a0a0a0a-missing").preflight("v1.2.3")
+    report = await make_railway(service_id="0a0a0a0a-missing").preflight("v1.2.3")
 
     assert _verdicts(report) == {"service-found": Verdict.FAIL}
     assert "Service not found" in _why(report, "service-found")
     assert report.current is None and report.target.version == "v1.2.3"
 
     railway.fail_graphql("Not Authorized", field="deployments")
-    denied = await make_provider().preflight("v1.2.3")
+    denied = await make_railway().preflight("v1.2.3")
     assert _verdicts(denied) == {"service-found": Verdict.FAIL}
     assert "Not Authorized" in _why(denied, "service-found")
     assert railway.token not in _why(denied, "service-found")
 
 
 async def test_a_service_where_nothing_serves_warns(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.by_tag("v1.2.4").status = "CRASHED"
 
-    report = await make_provider().preflight("v1.2.3")
+    report = await make_railway().preflight("v1.2.3")
 
     assert _verdicts(report)["service-found"] == Verdict.WARN
     assert report.current is None
@@ -187,14 +156,14 @@ async def test_a_service_where_nothing_serves_warns(
 
 
 async def test_changes_say_a_roll_forward_and_a_branch_change(
-    railway: FakeRailway, make_provider: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.by_tag("v1.2.4").status = "REMOVED"
     railway.by_tag("v1.2.3").status = "SUCCESS"
     later = railway.by_tag("v1.2.4")
     later.meta["branch"] = "release"
 
-    report = await make_provider().preflight(later.id)
+    report = await make_railway().preflight(later.id)
 
     assert report.changes[0] == (
         f"commit {commit_of('v1.2.3')[:7]} (main) -> {commit_of('v1.2.4')[:7]} (release)"
