@@ -40,7 +40,8 @@ RULE = "-" * 72
 CONFIG_HEADER = """\
 # Written by `python -m playground.demo` at each start (see playground/world.py).
 # Monitoring and escalation keep rollbot's defaults: a round of checks every 5 minutes
-# for 30 minutes after a success, posting only changes.
+# for 30 minutes after a success, posting only changes. The freeze watch looks every
+# 5 seconds (rollbot's default: 60), so a drift after a rollback shows quickly.
 """
 
 

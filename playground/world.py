@@ -99,7 +99,12 @@ def demo_config(services: list[Service]) -> dict[str, Any]:
             "approvers": {"users": [APPROVER[0]]},
             "required_approvals": 1,
         },
-        "runtime": {"verify_deadline_seconds": 30, "verify_interval_seconds": 1},
+        # A drift after a rollback shows within seconds, not after rollbot's default minute.
+        "runtime": {
+            "verify_deadline_seconds": 30,
+            "verify_interval_seconds": 1,
+            "freeze_watch_seconds": 5,
+        },
         "services": {
             service.name: {
                 "description": service.description,

@@ -201,6 +201,7 @@ async def test_demo_runs_a_real_backend_and_ctrl_c_removes_everything(
     assert '"version":"v1.2.4"' in get(backend["checks"][0]["url"]).text
     assert config["approval"]["approvers"] == {"users": ["U_BEN"]}
     assert config["approval"]["requesters"] == {"users": ["U_ANA", "U_BEN"]}
+    assert config["runtime"]["freeze_watch_seconds"] == 5
     (running,) = await project_containers(docker_host, project)
     assert running["Config"]["Image"] == "rollbot-demo/backend:v1.2.4"
     assert running["State"]["Running"]

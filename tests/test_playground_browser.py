@@ -13,14 +13,23 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiodocker
 import pytest
-from playwright.async_api import Browser, Error, Page, async_playwright, expect
+from playwright.async_api import Browser, Error, Locator, Page, async_playwright, expect
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.e2e_helpers import APPROVER, CHANNEL, REQUESTER, backend_config, running_image
 from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
-from tests.support.docker import ComposeContainerFactory, free_port, unique_project, wait_http
+from tests.support.compose_preflight import CURRENT_CHANGES, TARGET_CHANGES, build_once
+from tests.support.docker import (
+    ComposeContainer,
+    ComposeContainerFactory,
+    DemoImages,
+    free_port,
+    unique_project,
+    wait_http,
+)
 from tests.support.playground import ServePlayground
 from tests.support.slack import FakeSlack, SignedSlack
 
@@ -74,6 +83,28 @@ async def become(page: Page, name: str) -> None:
     await expect(page.get_by_role("radio", name=re.compile(name))).to_be_checked()
 
 
+async def request_and_confirm(page: Page) -> Locator:
+    """As Riya, request backend v1.2.3 and confirm a critical bug; return the card."""
+    await send(page, "/rollback backend v1.2.3")
+    card = page.locator(".message", has=page.get_by_role("button", name="Confirm severity"))
+    await expect(card).to_contain_text("v1.2.4")
+    await card.get_by_label("Pick the issue type").select_option("critical_bug")
+    await expect(card).to_contain_text("Severity:")
+    await card.get_by_role("button", name="Confirm severity").click()
+    card = page.locator(".message", has=page.get_by_role("button", name="Reject"))
+    await expect(card).to_contain_text("Approval needed")
+    return card
+
+
+async def approve_as_sam(page: Page, card: Locator) -> None:
+    """Switch to Sam and approve the card through Slack's confirmation dialog."""
+    await become(page, "Sam")
+    await card.get_by_role("button", name="Approve", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Approve rollback?")
+    await expect(dialog).to_contain_text("Roll backend/production back to v1.2.3.")
+    await dialog.get_by_role("button", name="Approve").click()
+
+
 def screenshot_path(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
@@ -94,20 +125,8 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
     await expect(page.get_by_role("note")).to_contain_text("backend real: Docker containers")
 
-    await send(page, "/rollback backend v1.2.3")
-    card = page.locator(".message", has=page.get_by_role("button", name="Confirm severity"))
-    await expect(card).to_contain_text("v1.2.4")
-    await card.get_by_label("Pick the issue type").select_option("critical_bug")
-    await expect(card).to_contain_text("Severity:")
-    await card.get_by_role("button", name="Confirm severity").click()
-    card = page.locator(".message", has=page.get_by_role("button", name="Reject"))
-    await expect(card).to_contain_text("Approval needed")
-
-    await become(page, "Sam")
-    await card.get_by_role("button", name="Approve", exact=True).click()
-    dialog = page.get_by_role("dialog", name="Approve rollback?")
-    await expect(dialog).to_contain_text("Roll backend/production back to v1.2.3.")
-    await dialog.get_by_role("button", name="Approve").click()
+    card = await request_and_confirm(page)
+    await approve_as_sam(page, card)
 
     # The internal notification is broadcast from the thread into the channel.
     channel = page.get_by_role("log", name="Messages")
@@ -129,6 +148,109 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     image, _ = await running_image(docker_host, container.project)
     assert image.endswith(":v1.2.3")
     assert '"version":"v1.2.3"' in await wait_http(f"{container.url}/health")
+
+
+@pytest.fixture(scope="module")
+def configured_images(docker_host: str, demo_images: DemoImages) -> str:
+    """Build backend v1.2.3 and v1.2.4 whose images differ in env names, port and command."""
+    repository = "rollbot-test/configured"
+    for tag, lines in (("v1.2.3", TARGET_CHANGES), ("v1.2.4", CURRENT_CHANGES)):
+        build_once(
+            docker_host, f"{repository}:{tag}", demo_images.ref(demo_images.backend, tag), lines
+        )
+    return repository
+
+
+async def test_the_card_shows_the_preflight_before_anyone_approves(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    configured_images: str,
+    browser: Browser,
+    serve_playground: ServePlayground,
+) -> None:
+    container = await compose_container(
+        unique_project(), "backend", "v1.2.4", repository=configured_images
+    )
+    bot = await start_rollbot(backend_config(container.project, container.port))
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+
+    card = await request_and_confirm(page)
+    preflight = card.locator(".block-section", has=page.locator("b", has_text="Preflight"))
+    await expect(preflight).to_be_visible()
+    await expect(preflight).to_contain_text(
+        re.compile(r"Exactly: sha256:\w+ \(from rollbot-test/configured:v1\.2\.4\) → sha256:")
+    )
+    for check in ("image-present", "compose-file"):
+        await expect(preflight.locator("code", has_text=check)).to_be_visible()
+    await expect(preflight).to_contain_text(
+        "✅ image-present rollbot-test/configured:v1.2.3 is on this host"
+    )
+    await expect(preflight).to_contain_text("⚠️ compose-file Could not check the compose file")
+    await expect(preflight).to_contain_text("↳ env names added: FEATURE_X; removed: OLD_KEY")
+    await expect(preflight).to_contain_text("↳ ports: 8080/tcp -> 8081/tcp")
+    await expect(preflight).to_contain_text("↳ command: /bin/sh -c 'exec httpd")
+    await expect(card.get_by_role("button", name="Approve", exact=True)).to_be_visible()
+    await card.evaluate("node => node.scrollIntoView({block: 'start'})")
+    await page.screenshot(path=screenshot_path("playground-preflight.png"))
+
+
+async def redeploy(
+    docker_host: str,
+    compose_container: ComposeContainerFactory,
+    service: ComposeContainer,
+    tag: str,
+) -> None:
+    """Replace what runs in the service's project with `tag`, as a pipeline would."""
+    async with aiodocker.Docker(url=docker_host) as docker:
+        (running,) = await docker.containers.list(
+            filters={"label": [f"com.docker.compose.project={service.project}"]}
+        )
+        await running.delete(force=True)
+    await compose_container(service.project, "backend", tag, port=service.port)
+
+
+async def test_a_frozen_service_that_drifts_shows_an_alert_in_the_thread(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    docker_host: str,
+    browser: Browser,
+    serve_playground: ServePlayground,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    config = backend_config(container.project, container.port, approvers={"users": [APPROVER]})
+    config["runtime"] |= {"freeze_watch_seconds": 0.5, "scheduler_tick_seconds": 0.2}
+    bot = await start_rollbot(config)
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+    await approve_as_sam(page, await request_and_confirm(page))
+
+    channel = page.get_by_role("log", name="Messages")
+    card = channel.locator(".message", has=page.locator(".block-header"))
+    status = card.locator(".block-section", has_text="Freeze:")
+    await expect(status).to_contain_text("🧊 Freeze: Frozen since", timeout=LONG)
+    await expect(status).to_contain_text("v1.2.4 is kept out of backend/production")
+    unfreeze = "/rollback unfreeze backend env=production"
+    await expect(status.locator("code", has_text=unfreeze)).to_be_visible()
+
+    # The pipeline deploys the bad version again behind rollbot's back.
+    await redeploy(docker_host, compose_container, container, "v1.2.4")
+    drift = "🚨 backend/production is frozen, but docker_compose now runs v1.2.4: the bad version"
+    broadcast = channel.locator(".message", has_text="replied to a thread")
+    await expect(broadcast.filter(has_text="is frozen, but")).to_contain_text(drift, timeout=LONG)
+    await channel.get_by_role("button", name=re.compile(r"\d+ repl")).click()
+    thread = page.get_by_role("complementary", name="Thread")
+    alert = thread.locator(".message", has_text="is frozen, but")
+    await expect(alert).to_contain_text(drift)
+    again = alert.get_by_role("button", name="Roll back again to v1.2.3")
+    accept = alert.get_by_role("button", name="Unfreeze (accept this version)")
+    await expect(again).to_be_visible()
+    await expect(accept).to_be_visible()
+    await status.evaluate("node => node.scrollIntoView({block: 'center'})")
+    await alert.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground-freeze.png"))
+
+    await accept.click()
+    await expect(thread).to_contain_text("🔓 Unfrozen by @Sam", timeout=LONG)
+    await expect(card).to_contain_text("Freeze: ended by @Sam")
 
 
 async def test_errors_show_as_slack_shows_them(

@@ -5,12 +5,12 @@
 // The emoji rollbot uses, and a few common ones; any other :name: stays as typed.
 const EMOJI = {
   "+1": "👍", alarm_clock: "⏰", arrow_right: "➡️", arrows_counterclockwise: "🔄",
-  black_square_button: "🔲", eyes: "👀", gear: "⚙️", heavy_check_mark: "✔️",
-  heavy_minus_sign: "➖", hourglass: "⌛", hourglass_flowing_sand: "⏳",
+  black_square_button: "🔲", eyes: "👀", gear: "⚙️", grey_question: "❔", heavy_check_mark: "✔️",
+  heavy_minus_sign: "➖", hourglass: "⌛", hourglass_flowing_sand: "⏳", ice_cube: "🧊",
   information_source: "ℹ️", large_green_circle: "🟢", large_yellow_circle: "🟡", mag: "🔍",
   memo: "📝", no_entry: "⛔", no_entry_sign: "🚫", page_facing_up: "📄", red_circle: "🔴",
   repeat: "🔁", rocket: "🚀", rotating_light: "🚨", stethoscope: "🩺", tada: "🎉",
-  warning: "⚠️", white_check_mark: "✅", white_circle: "⚪", wrench: "🔧", x: "❌",
+  unlock: "🔓", warning: "⚠️", white_check_mark: "✅", white_circle: "⚪", wrench: "🔧", x: "❌",
 };
 
 // Slack escapes only these three in message text.

@@ -45,17 +45,21 @@ def image_json(docker_host: str, ref: str) -> dict[str, Any]:
     return found[0]
 
 
+def build_once(docker_host: str, ref: str, base: str, lines: list[str]) -> None:
+    """Build `ref` like `build`, unless the engine holds it already."""
+    try:
+        image_json(docker_host, ref)
+    except pytest.fail.Exception:
+        build(docker_host, ref, base, lines)
+
+
 @pytest.fixture(scope="module")
 def config_images(docker_host: str, demo_images: DemoImages) -> str:
     """Build `rollbot-test/pfconfig:v1` (target) and `:v2` (current) unless they exist."""
     repository = "rollbot-test/pfconfig"
     base = demo_images.ref(demo_images.backend, "v1.2.3")
     for tag, lines in (("v1", TARGET_CHANGES), ("v2", CURRENT_CHANGES)):
-        ref = f"{repository}:{tag}"
-        try:
-            image_json(docker_host, ref)
-        except pytest.fail.Exception:
-            build(docker_host, ref, base, lines)
+        build_once(docker_host, f"{repository}:{tag}", base, lines)
     return repository
 
 
