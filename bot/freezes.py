@@ -50,21 +50,22 @@ class Freezes:
             if step.status is not StepStatus.DONE or step.current is None or not step.target:
                 continue
             target = engine.providers.step(rollback.service, rollback.environment, index)
+            name = step.name if rollback.multi_step else rollback.service
             if not isinstance(target, Freeze):
-                action = f"{step.name}: watch only (no platform setting to change)"
+                action = f"{name}: watch only (no platform setting to change)"
                 entries.append(FreezeEntry(step=index, action=action))
                 continue
             try:
                 record = await target.freeze(step.current, step.target)
             except ProviderError as exc:
                 log.warning("freeze failed", rollback_id=rollback.id, step=step.name)
-                action = f"{step.name}: watch only (freezing failed: {exc.message})"
+                action = f"{name}: watch only (freezing failed: {exc.message})"
                 entries.append(FreezeEntry(step=index, action=action))
                 continue
             entries.append(
                 FreezeEntry(
                     step=index,
-                    action=f"{step.name}: {record.action}",
+                    action=f"{name}: {record.action}",
                     saved=record.saved,
                     acted=bool(record.saved),
                 )

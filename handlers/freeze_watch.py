@@ -71,7 +71,8 @@ class FreezeWatch:
             if running is None or running == step.target or running in seen:
                 continue
             seen.append(running)
-            await self._drifted(rb, step.name, running, bad=running == step.current)
+            name = step.name if rb.multi_step else rb.service
+            await self._drifted(rb, name, running, bad=running == step.current)
         return Again(now + self.every, {"seen": seen})
 
     async def _drifted(self, rb: Rollback, step: str, running: str, *, bad: bool) -> None:

@@ -78,7 +78,7 @@ async def test_a_redeploy_of_the_bad_version_is_posted_with_roll_back_again_and_
             (
                 m
                 for m in bot.fake.thread(card["channel"], card["ts"])
-                if ":rotating_light:" in text_of(m)
+                if "is frozen, but" in text_of(m)
             ),
             None,
         ),

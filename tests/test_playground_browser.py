@@ -233,7 +233,7 @@ async def test_a_frozen_service_that_drifts_shows_an_alert_in_the_thread(
 
     # The pipeline deploys the bad version again behind rollbot's back.
     await redeploy(docker_host, compose_container, container, "v1.2.4")
-    drift = "🚨 backend/production is frozen, but docker_compose now runs v1.2.4: the bad version"
+    drift = "🚨 backend/production is frozen, but backend now runs v1.2.4: the bad version"
     broadcast = channel.locator(".message", has_text="replied to a thread")
     await expect(broadcast.filter(has_text="is frozen, but")).to_contain_text(drift, timeout=LONG)
     await channel.get_by_role("button", name=re.compile(r"\d+ repl")).click()
