@@ -70,7 +70,8 @@ async def test_full_rollback_conversation(
     scheduled = {"escalation", "monitoring_started"}  # timed work, its own tests
     kinds = [e.kind for e in await bot.store.events(rollbacks[0].id) if e.kind not in scheduled]
     assert kinds[:5] == ["requested", "severity", "approval", "approved", "started"]
-    assert kinds[-2:] == ["verification", "succeeded"]
+    # A verified rollback freezes the service: the last word of its timeline.
+    assert kinds[-3:] == ["verification", "succeeded", "frozen"]
     audit = await bot.store.audit_log(rollbacks[0].id)
     assert {(a.actor, a.action) for a in audit} >= {
         (REQUESTER, "requested"),
