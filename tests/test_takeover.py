@@ -75,7 +75,7 @@ async def test_killed_before_the_provider_call(
     assert any("Taken over" in line and "had not started" in line for line in said.lines)
     assert await store.locks() == []
     actions = [e.action for e in await store.audit_log(rb.id)]
-    assert actions.count("resumed") == 1 and actions[-1] == "succeeded"
+    assert actions.count("resumed") == 1 and actions[-2:] == ["succeeded", "frozen"]
     assert "started" not in actions  # the dead replica never started it
 
 
