@@ -176,7 +176,8 @@ def immutable(folder: Path) -> Iterator[None]:
     """Make a folder refuse new files even to root (`chattr +i`), as a read-only mount does."""
     made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
     if made.returncode != 0:
-        pytest.skip(f"chattr +i is not allowed here: {made.stderr.decode().strip()}")
+        # The permission test needs it: fail loudly rather than skip and prove nothing.
+        pytest.fail(f"chattr +i is not allowed here: {made.stderr.decode().strip()}")
     try:
         yield
     finally:

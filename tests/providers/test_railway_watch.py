@@ -4,43 +4,12 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from providers.base import Transient
-from providers.railway import RailwayProvider, RailwaySettings
-from tests.support.railway import FakeRailway
-
-Make = Callable[..., RailwayProvider]
-
-
-@pytest.fixture
-async def make_railway(
-    railway: FakeRailway, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Make]:
-    """Build providers for the fake's service, polling fast; close them after the test."""
-    monkeypatch.setenv("RAILWAY_TOKEN", railway.token)
-    made: list[RailwayProvider] = []
-
-    def make(**settings: Any) -> RailwayProvider:
-        values: dict[str, Any] = {
-            "provider": "railway",
-            "endpoint": railway.url,
-            "project_id": railway.project_id,
-            "service_id": railway.service_id,
-            "environment_id": railway.environment_id,
-            "poll_interval_seconds": 0.1,
-            "deploy_timeout_seconds": 20,
-            **settings,
-        }
-        made.append(RailwayProvider(RailwaySettings(**values)))
-        return made[-1]
-
-    yield make
-    for provider in made:
-        await provider.aclose()
+from tests.support.railway import FakeRailway, RailwayFactory
 
 
 class Timed:
@@ -62,7 +31,7 @@ class Timed:
 
 
 async def test_a_429_while_watching_waits_as_long_as_retry_after_asks(
-    railway: FakeRailway, make_railway: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     def once_accepted(text: str) -> None:
         if text.startswith("Railway accepted the rollback"):
@@ -70,7 +39,7 @@ async def test_a_429_while_watching_waits_as_long_as_retry_after_asks(
 
     progress = Timed(once_accepted)
 
-    outcome = await make_railway().rollback("v1.2.3", progress)
+    outcome = await make_railway(deploy_timeout_seconds=20).rollback("v1.2.3", progress)
 
     new = railway.serving()
     assert new is not None and new.tag == "v1.2.3" and new.id in outcome.summary
@@ -86,12 +55,14 @@ async def test_a_429_while_watching_waits_as_long_as_retry_after_asks(
 
 
 async def test_progress_is_reported_on_change_and_at_most_every_few_seconds(
-    railway: FakeRailway, make_railway: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.step_seconds = 0.4  # QUEUED, BUILDING, DEPLOYING, SUCCESS: a change every 0.4 s
     progress = Timed()
 
-    await make_railway(progress_interval_seconds=1).rollback("v1.2.3", progress)
+    await make_railway(deploy_timeout_seconds=20, progress_interval_seconds=1).rollback(
+        "v1.2.3", progress
+    )
 
     watched = [(at, t) for at, t in progress.lines if t.startswith("New deployment")]
     polls = sum("deployments" in c.fields for c in railway.calls)
@@ -103,13 +74,13 @@ async def test_progress_is_reported_on_change_and_at_most_every_few_seconds(
 
 
 async def test_a_lost_answer_to_the_rollback_is_checked_with_railway_not_resent(
-    railway: FakeRailway, make_railway: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.fail(502, field="deploymentRollback")  # answered before reaching the resolver
     before = railway.by_tag("v1.2.4")
 
     with pytest.raises(Transient) as caught:
-        await make_railway().rollback("v1.2.3", Timed())
+        await make_railway(deploy_timeout_seconds=20).rollback("v1.2.3", Timed())
 
     assert "HTTP 502" in caught.value.message
     assert "Railway shows no new deployment of commit" in caught.value.message
@@ -120,11 +91,11 @@ async def test_a_lost_answer_to_the_rollback_is_checked_with_railway_not_resent(
 
 
 async def test_an_applied_rollback_whose_answer_was_lost_is_followed_not_resent(
-    railway: FakeRailway, make_railway: Make
+    railway: FakeRailway, make_railway: RailwayFactory
 ) -> None:
     railway.lose_rollback_answer = 502  # Railway started it; the answer got lost on the way
 
-    outcome = await make_railway().rollback("v1.2.3", Timed())
+    outcome = await make_railway(deploy_timeout_seconds=20).rollback("v1.2.3", Timed())
 
     new = railway.serving()
     assert new is not None and new.tag == "v1.2.3" and new.id in outcome.summary
