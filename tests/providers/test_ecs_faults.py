@@ -42,7 +42,8 @@ BLUE_GREEN_CALLS = [
     ("DescribeListeners", 1),  # the first read after the switch
     ("DescribeTargetHealth", 1),
 ]
-FAST = {"api_timeout_seconds": 0.5}
+# Short enough to find a held request (2 s) quickly, long enough for moto on a busy machine.
+FAST = {"api_timeout_seconds": 1.0}
 
 
 def recovers(fault: Fault, action: str) -> bool:
