@@ -45,32 +45,15 @@ class Freezes:
     async def freeze_after(self, rollback: Rollback) -> Rollback:
         """Keep the bad version out of each step that ran, where its platform allows."""
         engine = self._engine()
+        # The earlier freeze's settings go back first, so that this freeze records the
+        # platform as it was before any freeze, and unfreezing restores exactly that.
+        await self._supersede(rollback)
         entries = []
         for index, step in enumerate(rollback.steps):
             if step.status is not StepStatus.DONE or step.current is None or not step.target:
                 continue
-            target = engine.providers.step(rollback.service, rollback.environment, index)
             name = step.name if rollback.multi_step else rollback.service
-            if not isinstance(target, Freeze):
-                action = f"{name}: watch only (no platform setting to change)"
-                entries.append(FreezeEntry(step=index, action=action))
-                continue
-            try:
-                record = await target.freeze(step.current, step.target)
-            except ProviderError as exc:
-                log.warning("freeze failed", rollback_id=rollback.id, step=step.name)
-                action = f"{name}: watch only (freezing failed: {exc.message})"
-                entries.append(FreezeEntry(step=index, action=action))
-                continue
-            entries.append(
-                FreezeEntry(
-                    step=index,
-                    action=f"{name}: {record.action}",
-                    saved=record.saved,
-                    acted=bool(record.saved),
-                )
-            )
-        await self._supersede(rollback)
+            entries.append(await self._freeze_step(rollback, index, name))
         freeze = FreezeState(
             bad=rollback.current_version,
             good=rollback.target_version,
@@ -82,16 +65,64 @@ class Freezes:
         await engine.record(rollback, "rollbot", "frozen", text)
         return rollback
 
+    async def _freeze_step(self, rollback: Rollback, index: int, name: str) -> FreezeEntry:
+        """Freeze one step's platform; any failure leaves it watched only, saying why."""
+        step = rollback.steps[index]
+        assert step.current is not None and step.target is not None
+        target = self._engine().providers.step(rollback.service, rollback.environment, index)
+        if not isinstance(target, Freeze):
+            return FreezeEntry(
+                step=index, action=f"{name}: watch only (no platform setting to change)"
+            )
+        try:
+            record = await target.freeze(step.current, step.target)
+        except ProviderError as exc:
+            log.warning("freeze failed", rollback_id=rollback.id, step=step.name)
+            why = exc.message
+        # The rollback itself succeeded: whatever a freeze raises, that must be reported.
+        except Exception as exc:
+            log.exception("freeze failed unexpectedly", rollback_id=rollback.id, step=step.name)
+            why = f"unexpected {type(exc).__name__}; see the bot's log"
+        else:
+            action = f"{name}: {record.action}"
+            return FreezeEntry(
+                step=index, action=action, saved=record.saved, acted=bool(record.saved)
+            )
+        return FreezeEntry(step=index, action=f"{name}: watch only (freezing failed: {why})")
+
     async def _supersede(self, rollback: Rollback) -> None:
-        """End the freeze of an earlier rollback of the same service: this one's replaces it."""
+        """End an earlier rollback's freeze of the same service, putting its settings back."""
         engine = self._engine()
         earlier = await self.frozen(rollback.service, rollback.environment)
         if earlier is None or earlier.id == rollback.id or earlier.freeze is None:
             return
+        said, failed = await self._restore(earlier, earlier.freeze)
         ended = earlier.freeze.model_copy(update={"ended_at": utcnow(), "ended_by": "rollbot"})
         await engine.rollbacks.update(earlier.id, freeze=ended)
-        text = f"Freeze replaced by the one of rollback {rollback.id}."
-        await engine.record(earlier, "rollbot", "unfrozen", text)
+        text = f"Freeze replaced by the one of rollback {rollback.id}"
+        if said:
+            text += f"; first {'; '.join(said)}"
+        if failed:
+            text += f". Not put back, check by hand: {'; '.join(failed)}"
+        await engine.record(earlier, "rollbot", "unfrozen", text + ".")
+
+    async def _restore(
+        self, rollback: Rollback, freeze: FreezeState
+    ) -> tuple[list[str], list[str]]:
+        """Put back each platform setting a freeze changed: (what was said, what failed)."""
+        said: list[str] = []
+        failed: list[str] = []
+        for entry in freeze.entries:
+            target = self._engine().providers.step(
+                rollback.service, rollback.environment, entry.step
+            )
+            if not entry.acted or not isinstance(target, Freeze):
+                continue
+            try:
+                said.append(await target.unfreeze(FreezeRecord(entry.action, entry.saved)))
+            except ProviderError as exc:
+                failed.append(exc.message)
+        return said, failed
 
     async def frozen(self, service: str, environment: str) -> Rollback | None:
         """Return the rollback whose freeze holds a service environment now, if any."""
@@ -111,19 +142,14 @@ class Freezes:
         if rollback is None or rollback.freeze is None:
             raise InvalidRequest(f"{service}/{env} is not frozen.")
         await engine.check(Who.APPROVER, rollback, user, "unfreeze it", "unfreeze")
-        said = []
-        for entry in rollback.freeze.entries:
-            target = engine.providers.step(service, env, entry.step)
-            if not entry.acted or not isinstance(target, Freeze):
-                continue
-            try:
-                said.append(await target.unfreeze(FreezeRecord(entry.action, entry.saved)))
-            except ProviderError as exc:
-                # Fail closed: a setting not put back leaves the freeze in place.
-                raise InvalidRequest(
-                    f"Not unfrozen: {exc.message} The freeze of {service}/{env} stays; "
-                    "fix the setting by hand, then unfreeze again."
-                ) from exc
+        said, failed = await self._restore(rollback, rollback.freeze)
+        if failed:
+            # Fail closed: a setting not put back leaves the freeze in place.
+            done = f" Put back meanwhile: {'; '.join(said)}." if said else ""
+            raise InvalidRequest(
+                f"Not unfrozen: {' '.join(failed)}{done} The freeze of {service}/{env} stays; "
+                "fix the setting by hand, then unfreeze again."
+            )
         ended = rollback.freeze.model_copy(update={"ended_at": utcnow(), "ended_by": user})
         rollback = await engine.rollbacks.update(rollback.id, freeze=ended)
         restored = "; ".join(said) or "nothing to put back (watched only)"

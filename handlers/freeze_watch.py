@@ -18,6 +18,7 @@ from bot.jobs import Clock, Job, JobKind, job_id
 from bot.models import Rollback, State, StepStatus, utcnow
 from bot.planning import version_now
 from bot.scheduler import Again, Done
+from bot.states import LOCKED_STATES
 from bot.text import escape
 from handlers.blocks import dump
 from handlers.ids import ActionId
@@ -59,6 +60,10 @@ class FreezeWatch:
         if rb is None or rb.freeze is None or not rb.freeze.active:
             return Done(job.payload)  # unfrozen: nothing left to watch
         seen: list[str] = list(job.payload.get("seen", []))
+        if await self._overtaken(rb):
+            # rollbot itself is changing what runs: that is not drift, and the newer
+            # rollback's freeze replaces this one when it succeeds.
+            return Again(now + self.every, {"seen": seen})
         for index, step in enumerate(rb.steps):
             if step.status is not StepStatus.DONE or step.target is None:
                 continue
@@ -74,6 +79,24 @@ class FreezeWatch:
             name = step.name if rb.multi_step else rb.service
             await self._drifted(rb, name, running, bad=running == step.current)
         return Again(now + self.every, {"seen": seen})
+
+    async def _overtaken(self, rb: Rollback) -> bool:
+        """True while a newer rollback of the same service environment runs or has won."""
+        assert rb.freeze is not None
+        others = await self.engine.rollbacks.find(
+            states=LOCKED_STATES | {State.SUCCEEDED},
+            service=rb.service,
+            environment=rb.environment,
+            limit=10,
+        )
+        return any(
+            other.id != rb.id
+            and (
+                other.state in LOCKED_STATES
+                or (other.finished_at is not None and other.finished_at > rb.freeze.since)
+            )
+            for other in others
+        )
 
     async def _drifted(self, rb: Rollback, step: str, running: str, *, bad: bool) -> None:
         where = f"{rb.service}/{rb.environment}"
