@@ -129,10 +129,16 @@ def _preflight_lines(step: PlanStep, indent: str = "") -> list[str]:
     return lines
 
 
+def _warning_lines(warnings: list[str], step: PlanStep | None, indent: str = "") -> list[str]:
+    """The plan's warnings, but not those the step's preflight already shows."""
+    shown = {item.why for item in step.preflight} if step is not None else set()
+    return [f"{indent}:warning: {escape(w)}" for w in warnings if w not in shown]
+
+
 def _plan_blocks(rb: Rollback) -> list[Block]:
     if not rb.multi_step:
         lines = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
-        lines += [f":warning: {escape(w)}" for w in rb.warnings]
+        lines += _warning_lines(rb.warnings, rb.steps[0] if rb.steps else None)
         blocks: list[Block] = [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
         checked = _preflight_lines(rb.steps[0]) if rb.steps else []
         if checked:
@@ -151,7 +157,7 @@ def _plan_blocks(rb: Rollback) -> list[Block]:
         status = "" if step.status is StepStatus.PENDING else f" ({step.status.value})"
         lines = [f"{STEP_ICONS[step.status]} *{i}. {escape(step.heading)}*{status}"]
         lines += [f"        • {escape(line)}" for line in step.plan]
-        lines += [f"        :warning: {escape(w)}" for w in step.warnings]
+        lines += _warning_lines(step.warnings, step, indent="        ")
         lines += _preflight_lines(step, indent="        ")
         blocks.append(SectionBlock(text=_md("\n".join(lines), _everything_in(rb))))
     return blocks

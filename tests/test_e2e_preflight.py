@@ -30,6 +30,8 @@ async def test_a_deploy_between_card_and_click_refuses_the_approval_and_redraws_
     before, bot = await deploy(start_rollbot, compose_container)
     card = await ready_to_approve(bot, "backend v1.2.3", "critical_bug")
     assert "v1.2.4" in text_of(card)
+    # The compose file the bot cannot read is said once, in the preflight.
+    assert text_of(card).count("Could not check the compose file") == 1
     # Someone deploys v1.2.2 while the card waits for its approval.
     async with aiodocker.Docker(url=docker_host) as docker:
         await docker.containers.container(before.id).delete(force=True)
