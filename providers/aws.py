@@ -72,6 +72,8 @@ NOT_FOUND_CODES = frozenset(
         "ListenerNotFound",
         "TargetGroupNotFound",
         "LoadBalancerNotFound",
+        "ImageNotFoundException",
+        "RepositoryNotFoundException",
     }
 )
 THROTTLING_CODES = frozenset(
@@ -96,7 +98,7 @@ SERVER_CODES = frozenset(
     {"ServerException", "InternalFailure", "InternalError", "ServiceUnavailable"}
 )
 # IAM names actions by these prefixes, not by boto3's service names.
-IAM_PREFIXES = {"ecs": "ecs", "elbv2": "elasticloadbalancing"}
+IAM_PREFIXES = {"ecs": "ecs", "elbv2": "elasticloadbalancing", "ecr": "ecr"}
 
 
 class _ReadTimedOut(Transient):

@@ -30,6 +30,7 @@ from providers.base import (
     state_or_unknown,
 )
 from providers.capabilities import Identity, PreflightReport
+from providers.ecr_images import EcrImages
 from providers.ecs_breaker import breaker_rollback
 from providers.ecs_catalog import (
     Catalog,
@@ -87,6 +88,7 @@ class EcsProvider(WatchOnlyFreeze):
     def __init__(self, settings: EcsSettings) -> None:
         self._settings = settings
         self._aws = AwsApi("ecs", settings)
+        self._ecr = EcrImages(settings)
         # A revision never changes its containers: each is described once.
         self._known: dict[str, Revision] = {}
 
@@ -175,7 +177,9 @@ class EcsProvider(WatchOnlyFreeze):
         catalog = await self._catalog()
         # A deregistered revision named by its number is known: its check fails instead.
         revision = await self._resolve(catalog, target, any_status=True)
-        return preflight_report(catalog, revision)
+        report = preflight_report(catalog, revision)
+        report.checks.append(await self._ecr.check(revision.definition))
+        return report
 
     async def identity_now(self) -> Identity:
         """Return the task-definition ARN (with revision) the service is set to now."""
@@ -183,8 +187,9 @@ class EcsProvider(WatchOnlyFreeze):
         return identity(catalog, catalog.current)
 
     async def aclose(self) -> None:
-        """Close the ECS client."""
+        """Close the ECS and ECR clients."""
         await self._aws.aclose()
+        await self._ecr.aclose()
 
     # -- reads ------------------------------------------------------------------------------
 

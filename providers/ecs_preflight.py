@@ -8,6 +8,8 @@ Checks, by their stable names (a break-glass approval names the one it overrides
   (fails while it is: a rollback would replace ECS's own; warns when it already did).
 - `deployment-controller`: the service uses the ECS controller, the only one whose task
   definition update_service can switch.
+- `image-present` (providers/ecr_images.py): each image of the target revision is in ECR,
+  shown with its digest; images in other registries are not checked (warn).
 
 Changes compare the current and target task definitions: task cpu and memory, containers
 added or removed, and per container its image, environment variable names (`environment`

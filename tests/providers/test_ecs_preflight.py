@@ -16,11 +16,31 @@ from tests.support.aws import (
     EcsServiceFactory,
     ProviderFactory,
     breaker_tripped,
+    push_manifest,
     register_revision,
     service_task_definition,
+    unique,
 )
 
 READS = frozenset({"DescribeServices", "ListTaskDefinitions", "DescribeTaskDefinition"})
+
+
+def ecr_revisions(ecs_client: Any, ecr_client: Any, target: EcsService) -> dict[str, str]:
+    """Revisions on ECR images v2.0.0 (pushed), v2.0.1 (never pushed), v2.0.2 (pushed, current).
+
+    Returns the digests of the pushed tags.
+    """
+    repository = unique("pmcrm/backend")
+    uri = ecr_client.create_repository(repositoryName=repository)["repository"]["repositoryUri"]
+    digests = {tag: push_manifest(ecr_client, repository, tag) for tag in ("v2.0.0", "v2.0.2")}
+    for tag in ("v2.0.0", "v2.0.1", "v2.0.2"):
+        number = register_revision(
+            ecs_client, target, tag, sidecar=False, app={"image": f"{uri}:{tag}"}
+        )
+    ecs_client.update_service(
+        cluster=target.cluster, service=target.service, taskDefinition=f"{target.family}:{number}"
+    )
+    return digests
 
 
 def verdicts(report: PreflightReport) -> dict[str, Verdict]:
@@ -58,7 +78,13 @@ async def test_preflight_names_exact_revisions_passes_and_changes_nothing(
         "task-definition-active": Verdict.PASS,
         "circuit-breaker": Verdict.PASS,
         "deployment-controller": Verdict.PASS,
+        # Neither registry:5000 nor Docker Hub is ECR: said, not checked.
+        "image-present": Verdict.WARN,
     }
+    assert why(report, "image-present") == (
+        "envoy: envoyproxy/envoy:v1.30.1 not checked (not in ECR); "
+        "app: registry:5000/pmcrm/backend:v1.2.3 not checked (not in ECR)."
+    )
     assert why(report, "task-definition-active") == f"{target.family}:2 is ACTIVE."
     assert report.changes == [
         "app: image: registry:5000/pmcrm/backend:v1.2.4 -> registry:5000/pmcrm/backend:v1.2.3"
@@ -245,3 +271,41 @@ async def test_another_deployment_controller_fails(
 
     assert verdicts(report)["deployment-controller"] is Verdict.FAIL
     assert "CODE_DEPLOY" in why(report, "deployment-controller")
+
+
+async def test_an_image_missing_from_ecr_fails_and_a_present_one_shows_its_digest(
+    ecs_service: EcsServiceFactory,
+    aws_provider: ProviderFactory,
+    ecs_client: Any,
+    ecr_client: Any,
+) -> None:
+    target = ecs_service()
+    digests = ecr_revisions(ecs_client, ecr_client, target)
+    provider = aws_provider(target)
+
+    present = await provider.preflight("v2.0.0")
+    assert verdicts(present)["image-present"] is Verdict.PASS
+    assert why(present, "image-present").endswith(f":v2.0.0 is in ECR ({digests['v2.0.0']}).")
+
+    # An image an ECR lifecycle policy expired: ECS would fail every task on the pull.
+    missing = await provider.preflight("v2.0.1")
+    assert verdicts(missing)["image-present"] is Verdict.FAIL
+    assert why(missing, "image-present").endswith(":v2.0.1 is not in ECR (deleted or expired?).")
+
+
+async def test_an_image_ecr_will_not_describe_warns_instead_of_passing(
+    ecs_service: EcsServiceFactory,
+    aws_provider: ProviderFactory,
+    aws_endpoint: AwsEndpointFactory,
+    ecs_client: Any,
+    ecr_client: Any,
+) -> None:
+    target = ecs_service()
+    ecr_revisions(ecs_client, ecr_client, target)
+    denied = (400, "AccessDeniedException", "User is not authorized to perform ecr:DescribeImages")
+    endpoint = await aws_endpoint(action="DescribeImages", error=denied)
+
+    report = await aws_provider(target, endpoint_url=endpoint.endpoint_url).preflight("v2.0.0")
+
+    assert verdicts(report)["image-present"] is Verdict.WARN
+    assert "not checked (no ecr:DescribeImages permission)" in why(report, "image-present")

@@ -7,6 +7,7 @@ service is created: the `ecs_service` factory sets them for the service it creat
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,32 @@ def ecs_client(moto_server: str) -> Iterator[Any]:
     client = aws_client("ecs", moto_server)
     yield client
     client.close()
+
+
+@pytest.fixture
+def ecr_client(moto_server: str) -> Iterator[Any]:
+    """An ECR client on moto, for making repositories and pushing image manifests."""
+    client = aws_client("ecr", moto_server)
+    yield client
+    client.close()
+
+
+def push_manifest(ecr_client: Any, repository: str, tag: str) -> str:
+    """Put a minimal image manifest under `tag` in an ECR repository; return its digest."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 2,
+            "digest": "sha256:" + uuid.uuid4().hex * 2,
+        },
+        "layers": [],
+    }
+    answer = ecr_client.put_image(
+        repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
+    )
+    return str(answer["image"]["imageId"]["imageDigest"])
 
 
 @pytest.fixture
