@@ -26,6 +26,7 @@ from tests.e2e_helpers import (
 from tests.support.bot import RunningBot, StartBot
 from tests.support.docker import ComposeContainerFactory, unique_project
 from tests.support.slack import text_of
+from tests.test_e2e_incident_report import in_order
 
 
 async def test_a_rollback_freezes_the_service_until_an_approver_unfreezes_it(
@@ -100,6 +101,17 @@ async def test_a_redeploy_of_the_bad_version_is_posted_with_roll_back_again_and_
     await bot.fake.wait_for(lambda: "Unfrozen by" in thread_text(bot.fake, card))
     (rb,) = await bot.store.find()
     assert rb.freeze is not None and not rb.freeze.active
+    assert [e.action for e in await bot.store.audit_log(rb.id)][-2:] == ["drift", "unfrozen"]
+
+    # The incident report made afterwards tells the freeze, the drift and the unfreeze.
+    await bot.slack.command(f"report {rb.id}", user=APPROVER, channel=CHANNEL)
+    uploads = await bot.fake.wait_for(
+        lambda: (u := bot.fake.uploads(CHANNEL, card["ts"]))[1:] and u
+    )
+    timeline = uploads[-1]["content"].split("## Timeline", 1)[1].split("\n## ", 1)[0]
+    assert in_order(
+        timeline, ["v1.2.4 is kept out of", "now runs v1.2.4: the bad version", "Unfrozen by"]
+    )
 
 
 async def test_roll_back_again_and_a_later_rollback_keep_the_setting_from_before_the_first_freeze(
