@@ -15,6 +15,7 @@ import structlog
 
 from bot.errors import InvalidRequest
 from bot.models import FreezeEntry, FreezeState, Rollback, State, StepStatus, utcnow
+from bot.planning import version_now
 from bot.states import Who
 from bot.text import mention
 from providers.base import ProviderError
@@ -53,7 +54,9 @@ class Freezes:
             if step.status is not StepStatus.DONE or step.current is None or not step.target:
                 continue
             name = step.name if rollback.multi_step else rollback.service
-            entries.append(await self._freeze_step(rollback, index, name))
+            entry = await self._freeze_step(rollback, index, name)
+            running = await self._running_now(rollback, index)
+            entries.append(entry.model_copy(update={"running": running}))
         freeze = FreezeState(
             bad=rollback.current_version,
             good=rollback.target_version,
@@ -89,6 +92,17 @@ class Freezes:
                 step=index, action=action, saved=record.saved, acted=bool(record.saved)
             )
         return FreezeEntry(step=index, action=f"{name}: watch only (freezing failed: {why})")
+
+    async def _running_now(self, rollback: Rollback, index: int) -> str | None:
+        """The version a step's target runs right after the rollback, if it can say."""
+        target = self._engine().providers.step(rollback.service, rollback.environment, index)
+        try:
+            return await version_now(target)
+        except ProviderError as exc:
+            log.warning(
+                "freeze could not read the version", rollback_id=rollback.id, error=exc.message
+            )
+            return None
 
     async def _supersede(self, rollback: Rollback) -> None:
         """End an earlier rollback's freeze of the same service, putting its settings back."""

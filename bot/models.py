@@ -89,6 +89,9 @@ class PlanStep(BaseModel):
     # id), the checks that the target can run, and what changes between the two.
     identity_current: str | None = None
     identity_target: str | None = None
+    # The build (commit) of what ran before, where the platform names it apart from
+    # the version: a later redeploy of it is the bad version again.
+    build_current: str | None = None
     preflight: list[PreflightItem] = Field(default_factory=list)
     changes: list[str] = Field(default_factory=list)
 
@@ -109,6 +112,9 @@ class FreezeEntry(BaseModel):
     saved: dict[str, str] = Field(default_factory=dict)
     # True when the platform acted (a setting changed); False: watched only.
     acted: bool = False
+    # The version running when the freeze began: on platforms where a rollback makes a
+    # new deployment (Railway), it is not the target's id, and the watch compares with it.
+    running: str | None = None
 
 
 class FreezeState(BaseModel):

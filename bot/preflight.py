@@ -42,6 +42,7 @@ async def preflight_step(target: Target, step: PlanStep) -> PlanStep:
     return step.model_copy(
         update={
             "identity_current": report.current.exact if report.current else None,
+            "build_current": report.current.build if report.current else None,
             "identity_target": report.target.exact,
             "preflight": [
                 PreflightItem(name=c.name, verdict=c.verdict.value, why=c.why)

@@ -15,8 +15,9 @@ from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
 
 from bot.engine import Engine
 from bot.jobs import Clock, Job, JobKind, job_id
-from bot.models import Rollback, State, StepStatus, utcnow
+from bot.models import PlanStep, Rollback, State, StepStatus, utcnow
 from bot.planning import version_now
+from bot.pool import Target
 from bot.scheduler import Again, Done
 from bot.states import LOCKED_STATES
 from bot.text import escape
@@ -24,6 +25,7 @@ from handlers.blocks import dump
 from handlers.ids import ActionId
 from handlers.thread import SlackThread
 from providers.base import ProviderError
+from providers.capabilities import Describe
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +66,7 @@ class FreezeWatch:
             # rollbot itself is changing what runs: that is not drift, and the newer
             # rollback's freeze replaces this one when it succeeds.
             return Again(now + self.every, {"seen": seen})
+        kept = {entry.step: entry.running for entry in rb.freeze.entries}
         for index, step in enumerate(rb.steps):
             if step.status is not StepStatus.DONE or step.target is None:
                 continue
@@ -73,12 +76,24 @@ class FreezeWatch:
             except ProviderError as exc:
                 log.warning("freeze watch could not read", rollback_id=rb.id, error=exc.message)
                 continue
-            if running is None or running == step.target or running in seen:
+            if running in (None, step.target, kept.get(index)) or running in seen:
                 continue
             seen.append(running)
             name = step.name if rb.multi_step else rb.service
-            await self._drifted(rb, name, running, bad=running == step.current)
+            await self._drifted(rb, name, running, bad=await self._is_bad(target, step, running))
         return Again(now + self.every, {"seen": seen})
+
+    @staticmethod
+    async def _is_bad(target: Target, step: PlanStep, running: str) -> bool:
+        """The bad version again: the same version, or (new deployment id) the same build."""
+        if running == step.current:
+            return True
+        if step.build_current is None or not isinstance(target, Describe):
+            return False
+        try:
+            return (await target.identity_now()).build == step.build_current
+        except ProviderError:
+            return False
 
     async def _overtaken(self, rb: Rollback) -> bool:
         """True while a newer rollback of the same service environment runs or has won."""

@@ -124,6 +124,10 @@ class Identity:
     # E.g. "sha256:4f1c… (from backend:v1.2.3)", "arn:aws:ecs:…:task-definition/backend:41",
     # "dpl_8Hk2… (commit 1a2b3c4)", "migration 20240301000000_add_posts".
     exact: str
+    # What it was built from, the same for every deployment of it (a commit), where a
+    # platform makes a new deployment id for each redeploy: tells a redeploy of the bad
+    # build from a new one. None where the version already names the build.
+    build: str | None = None
 
 
 @dataclass(frozen=True)

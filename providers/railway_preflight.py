@@ -57,7 +57,8 @@ def identity(deployment: Deployment) -> Identity:
     parts = [f"commit {deployment.commit[:SHORT_SHA]}"] if deployment.commit else []
     parts += [f"image {deployment.image}"] if deployment.image else []
     exact = f"{deployment.id} ({', '.join(parts)})" if parts else deployment.id
-    return Identity(version=deployment.id, exact=exact)
+    build = deployment.commit or deployment.image or None
+    return Identity(version=deployment.id, exact=exact, build=build)
 
 
 async def preflight(

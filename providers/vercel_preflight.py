@@ -76,7 +76,7 @@ async def preflight(client: VercelClient, settings: VercelSettings, target: str)
         ]
     return PreflightReport(
         current=_serving(snap, current) if current is not None else None,
-        target=Identity(version=name, exact=_exact(deployment)),
+        target=Identity(version=name, exact=_exact(deployment), build=deployment.commit or None),
         checks=checks,
         changes=[line for line in changes if line],
     )
@@ -108,7 +108,7 @@ def _serving(snap: Snapshot, production: Deployment) -> Identity:
     exact = _exact(production)
     if snap.rolling is not None:
         exact += f"; rolling release canary {snap.rolling.canary_id}"
-    return Identity(version=snap.name(production), exact=exact)
+    return Identity(version=snap.name(production), exact=exact, build=production.commit or None)
 
 
 def _ready(deployment: Deployment) -> PreflightCheck:

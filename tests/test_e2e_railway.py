@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from bot.models import State
@@ -125,3 +127,39 @@ async def test_deployment_railway_cannot_roll_back_to_is_refused_privately(
     assert await bot.store.find() == []
     assert railway.count("deploymentRollback") == 0
     assert railway.serving() is railway.by_tag("v1.2.4")
+
+
+async def test_a_frozen_railway_service_reports_a_redeploy_of_the_bad_commit(
+    start_rollbot: StartBot, railway: FakeRailway, http_server: HttpServerFactory
+) -> None:
+    health = await http_server(200, "ok")
+    config = railway_config(railway, health)
+    config["runtime"] |= {"freeze_watch_seconds": 0.3, "scheduler_tick_seconds": 0.1}
+    # Only an account token may turn auto-deploys off.
+    config["services"]["api"]["environments"]["production"]["provider"]["token_kind"] = "account"
+    bot = await start_rollbot(config, extra_env={"RAILWAY_TOKEN": railway.account_token})
+    bad = railway.by_tag("v1.2.4")
+    card = await ready_to_approve(bot, "api v1.2.3", "critical_bug")
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+    assert railway.auto_deploy is False
+
+    # The rollback's own new deployment is what the freeze keeps, not drift.
+    await asyncio.sleep(1.5)  # several rounds of the watch
+    assert "is frozen, but" not in thread_text(bot.fake, card)
+
+    # A pipeline run deploys the bad commit again: a new deployment id, the same build.
+    again = railway.add("v1.2.4", "SUCCESS", age=timedelta(0))
+    assert again.id != bad.id
+    alert = await bot.fake.wait_for(
+        lambda: next(
+            (m for m in bot.fake.thread(CHANNEL, card["ts"]) if "is frozen, but" in text_of(m)),
+            None,
+        ),
+        timeout=15,
+    )
+    assert f"now runs {again.id}: the bad version" in text_of(alert)
+
+    await bot.slack.command("unfreeze api", user=APPROVER, channel=CHANNEL)
+    await bot.fake.wait_for(lambda: "Unfrozen by" in thread_text(bot.fake, card))
+    assert railway.auto_deploy is True
