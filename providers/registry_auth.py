@@ -100,6 +100,13 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config if isinstance(config, dict) else {}
 
 
+def credentials_in(config: dict[str, Any], registry: str, source: str) -> RegistryAuth | None:
+    """Return a registry's credentials from a Docker config's `auths` (e.g. a pull secret)."""
+    entry = _auths_entry(config.get("auths") or {}, registry)
+    fields = _entry_fields(entry, registry, Path(source)) if entry is not None else {}
+    return RegistryAuth(registry, source, fields) if fields else None
+
+
 def _auths_entry(auths: dict[str, Any], registry: str) -> dict[str, Any] | None:
     """Find a registry's entry, whether filed as `host`, `https://host` or `https://host/v1/`."""
     wanted = {registry, server_key(registry)}

@@ -85,7 +85,7 @@ def test_every_problem_is_listed_with_its_key_path(tmp_path: Path) -> None:
 
 
 def test_unknown_provider_and_bad_yaml(tmp_path: Path) -> None:
-    path = broken(tmp_path, {"provider": {"provider": "kubernetes"}})
+    path = broken(tmp_path, {"provider": {"provider": "nomad"}})
     result = rollbot("check-config", str(path), env=SECRETS)
     assert result.returncode == 1
     assert "services.backend.environments.production.provider:" in result.stderr

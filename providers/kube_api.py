@@ -1,0 +1,166 @@
+"""The Kubernetes API for the kubernetes provider: one client, raw JSON, errors translated.
+
+The client comes from a kubeconfig file (and context) or, without one, from the pod's
+service account (in-cluster). Objects are read and written as the API's own JSON, not
+the generated models, so a patch is built from exactly what the server holds. Reads
+are retried on transient failures (a 429 with its Retry-After, a 5xx, an unanswered
+request); a write never is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.rest import ApiException
+
+from providers.base import (
+    AuthRejected,
+    Conflicting,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    Refused,
+    TimedOut,
+    Transient,
+)
+from providers.retry import retrying
+
+Json = dict[str, Any]
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class KubeApi:
+    """One API client for a kubeconfig context or the in-cluster service account."""
+
+    def __init__(
+        self, kubeconfig: Path | None, context: str | None, timeout_seconds: float
+    ) -> None:
+        self._kubeconfig = kubeconfig
+        self._context = context
+        self._timeout = timeout_seconds
+        self._client: client.ApiClient | None = None
+        self._creating = asyncio.Lock()
+
+    async def api(self) -> client.ApiClient:
+        """Return the client, made on first use."""
+        async with self._creating:
+            if self._client is None:
+                self._client = await self._new_client()
+            return self._client
+
+    async def apps(self) -> client.AppsV1Api:
+        """The apps/v1 API: Deployments, StatefulSets, DaemonSets and their revisions."""
+        return client.AppsV1Api(await self.api())
+
+    async def core(self) -> client.CoreV1Api:
+        """The core/v1 API: pods and events."""
+        return client.CoreV1Api(await self.api())
+
+    async def custom(self) -> client.CustomObjectsApi:
+        """Custom resources (Argo CD Applications)."""
+        return client.CustomObjectsApi(await self.api())
+
+    async def autoscaling(self) -> client.AutoscalingV2Api:
+        """autoscaling/v2: the HorizontalPodAutoscalers that may scale a workload."""
+        return client.AutoscalingV2Api(await self.api())
+
+    async def read(
+        self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> Json:
+        """Run a read, retrying transient failures and unanswered requests."""
+        return await retrying(lambda: self.call(what, call, *args, **kw), timeouts=True)
+
+    async def call(
+        self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
+    ) -> Json:
+        """Run one API call and return its JSON body, translating every failure."""
+        try:
+            async with asyncio.timeout(self._timeout + 5):
+                response = await call(
+                    *args, _preload_content=False, _request_timeout=self._timeout, **kw
+                )
+                body = await response.read()
+        except ApiException as exc:
+            raise translate(exc, what) from exc
+        except TimeoutError as exc:
+            raise TimedOut(f"{what}: the Kubernetes API did not answer in time.") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise Transient(
+                f"{what}: cannot reach the Kubernetes API ({type(exc).__name__})."
+            ) from exc
+        answer: Json = json.loads(body) if body else {}
+        return answer
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        api, self._client = self._client, None
+        if api is not None:
+            await api.close()
+
+    async def _new_client(self) -> client.ApiClient:
+        try:
+            if self._kubeconfig is not None:
+                return await config.new_client_from_config(
+                    config_file=str(self._kubeconfig), context=self._context, persist_config=False
+                )
+            if os.environ.get("KUBERNETES_SERVICE_HOST"):
+                configuration = client.Configuration()
+                config.load_incluster_config(client_configuration=configuration)
+                return client.ApiClient(configuration)
+            return await config.new_client_from_config(context=self._context, persist_config=False)
+        except (config.ConfigException, OSError, KeyError, ValueError) as exc:
+            where = self._kubeconfig or "the default kubeconfig"
+            raise Refused(
+                f"Cannot set up the Kubernetes client from {where}"
+                f"{f' (context {self._context})' if self._context else ''}: {exc}"
+            ) from exc
+
+
+def translate(exc: ApiException, what: str) -> ProviderError:
+    """Map an API error onto the provider error tree, with the server's own message."""
+    status = int(exc.status or 0)
+    message = _status_message(exc)
+    if status == 401:
+        return AuthRejected(f"{what}: the Kubernetes API rejected the credentials ({message}).")
+    if status == 403:
+        return AuthRejected(
+            f"{what}: Kubernetes refused: {message} (the account lacks an RBAC permission; "
+            "see the Role in deploy/kubernetes-rbac.yaml)."
+        )
+    if status == 404:
+        return NotFound(f"{what}: not found ({message}).")
+    if status == 409:
+        return Conflicting(f"{what}: {message}.")
+    if status == 429:
+        headers: Any = exc.headers or {}
+        retry_after = headers.get("Retry-After")
+        return RateLimited(
+            f"{what}: the Kubernetes API asked to slow down ({message}).",
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
+    if status >= 500:
+        return Transient(f"{what}: the Kubernetes API failed (HTTP {status}: {message}).")
+    return Refused(f"{what}: Kubernetes refused the request (HTTP {status}: {message}).")
+
+
+def _status_message(exc: ApiException) -> str:
+    """The Status object's message; a proxy's HTML page is named by its status only."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        body = None
+    if isinstance(body, dict) and body.get("message"):
+        return str(body["message"]).rstrip(".")
+    status = int(exc.status or 0)
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "?"
+    return f"{phrase}; the answer was not a Kubernetes Status (a proxy in between?)"
