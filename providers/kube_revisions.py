@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from providers.base import Refused, Version
+from providers.base import Version
 from providers.images import ImageRef
 
 Json = dict[str, Any]
@@ -170,17 +170,28 @@ class History:
         return ", ".join(f"{self.name(r)} (revision {r.number})" for r in self.revisions)
 
 
-def current_of(kind: str, workload: Json, revisions: list[Revision]) -> Revision:
-    """The revision the workload's template is at now."""
-    if not revisions:
-        raise Refused(f"{kind} {workload['metadata']['name']} has no revisions yet.")
-    if kind == "Deployment":
-        number = str(((workload.get("metadata") or {}).get("annotations") or {}).get(REVISION, ""))
-    else:
-        wanted = (workload.get("status") or {}).get("updateRevision") or ""
-        number = next((str(r.number) for r in revisions if r.source.endswith(f" {wanted}")), "")
-    found = next((r for r in revisions if str(r.number) == number), None)
-    return found or revisions[0]
+def current_of(
+    kind: str, workload: Json, revisions: list[Revision]
+) -> tuple[Revision, list[Revision]]:
+    """The revision whose template the workload holds now, and the revisions with it.
+
+    The revision annotations and the status lag a change until the controller acts on
+    it: the template decides. A template no revision holds yet is the newest revision,
+    not yet recorded (number one above the newest).
+    """
+    template = (workload.get("spec") or {}).get("template") or {}
+    for revision in revisions:
+        if revision.template == template:
+            return revision, revisions
+    name = workload["metadata"]["name"]
+    pending = Revision(
+        number=(revisions[0].number if revisions else 0) + 1,
+        source=f"{kind} {name}'s template, not yet recorded by its controller",
+        created=None,
+        change_cause="",
+        template=copy.deepcopy(template),
+    )
+    return pending, [pending, *revisions]
 
 
 def _tag(image: str | None) -> str | None:

@@ -238,7 +238,7 @@ class KubernetesProvider(WatchOnlyFreeze):
                 label_selector=selector,
             )
             revisions = from_controller_revisions(workload, found.get("items") or [])
-        current = current_of(settings.kind, workload, revisions)
+        current, revisions = current_of(settings.kind, workload, revisions)
         return workload, History(revisions, current, settings.container)
 
     async def _workload(self) -> Json:
