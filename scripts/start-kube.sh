@@ -157,7 +157,17 @@ import (
 GO
   (cd "$M" && go mod tidy) || die "go mod tidy failed in $M"
   rm -f "$BIN/STAMP"
-  (cd "$M" && go build -trimpath -ldflags='-s -w' -o "$BIN/" go.etcd.io/etcd/server/v3 \
+  # The version variables that Kubernetes' and helm's own builds set: clients read them
+  # (/version, helm's .Capabilities.KubeVersion), and unset they say v0.0.0-master.
+  minor=${K8S_VERSION#v1.}
+  minor=${minor%%.*}
+  ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags+=" -X $pkg.gitTreeState=clean"
+  done
+  ldflags+=" -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION"
+  (cd "$M" && go build -trimpath -ldflags="$ldflags" -o "$BIN/" go.etcd.io/etcd/server/v3 \
     helm.sh/helm/v4/cmd/helm k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager) || die "go build failed in $M"
   mv "$BIN/server" "$BIN/etcd" # go names the binary of .../server/v3 "server"

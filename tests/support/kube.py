@@ -77,10 +77,14 @@ async def _readyz_error(path: str) -> str | None:
 
 
 async def _get_text(api: client.ApiClient, path: str) -> str:
+    # Without preloading, call_api hands back the raw aiohttp response.
     response = await api.call_api(
         path, "GET", auth_settings=["BearerToken"], _preload_content=False, _request_timeout=5
     )
-    return (await response[0].text()).strip()
+    try:
+        return (await response.text()).strip()
+    finally:
+        response.release()
 
 
 @pytest.fixture
