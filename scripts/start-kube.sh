@@ -68,12 +68,20 @@ die() {
   exit 1
 }
 
+# Whether the pid in a pid file still runs the program we started (a zombie's or a reused
+# pid's command line does not match).
+running() { # name, pattern
+  local pid
+  pid=$(cat "$RUN/$1.pid" 2>/dev/null) || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2"
+}
+
 # Kill a daemon by its pid file, but only while that pid still runs the program we started.
 stop_one() {
   local name=$1 pidfile="$RUN/$1.pid" pid
   [ -f "$pidfile" ] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"; then
+  if running "$name" "$2"; then
     kill "$pid"
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
@@ -100,13 +108,12 @@ answers() { [ "$(api "https://127.0.0.1:$API_PORT/readyz" 2>/dev/null)" = ok ]; 
 start_fake_kubelet() {
   [ -x "$PYTHON" ] || die "no python at $PYTHON: run scripts/venv.sh (or set ROLLBOT_KUBE_PYTHON)"
   setsid "$PYTHON" "$REPO/tests/support/fake_kubelet.py" --kubeconfig "$D/kubeconfig" \
-    >>"$RUN/fake-kubelet.log" 2>&1 </dev/null &
+    >"$RUN/fake-kubelet.log" 2>&1 </dev/null &
   echo $! >"$RUN/fake-kubelet.pid"
+  # It logs this line once its node is registered and reported Ready.
   for _ in $(seq 1 100); do
-    if api "https://127.0.0.1:$API_PORT/api/v1/nodes/rollbot-fake-node" | grep -q KubeletReady; then
-      return 0
-    fi
-    kill -0 "$(cat "$RUN/fake-kubelet.pid")" 2>/dev/null || break
+    grep -q "registered" "$RUN/fake-kubelet.log" && return 0
+    running fake-kubelet fake_kubelet.py || break
     sleep 0.2
   done
   tail -n 30 "$RUN/fake-kubelet.log" >&2 || true
@@ -114,8 +121,7 @@ start_fake_kubelet() {
 }
 
 if answers; then
-  pid=$(cat "$RUN/fake-kubelet.pid" 2>/dev/null || true)
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+  if ! running fake-kubelet fake_kubelet.py; then
     say "the API server answers but the fake kubelet is gone: starting it"
     start_fake_kubelet
   fi
