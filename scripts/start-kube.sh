@@ -27,7 +27,9 @@
 #     ImagePullBackOff (the Deployment never becomes available);
 #   - an image containing `crashloop`: phase Running, not ready, container waiting, reason
 #     CrashLoopBackOff, restartCount growing every 10 s;
-#   - any other image: Running and Ready at once.
+#   - any other image: Running and Ready at once; a pod that runs to completion (restart
+#     policy Never or OnFailure, as a Job's) Succeeds at once, or Fails (exit code 1)
+#     with a `crashloop` image and policy Never.
 #
 # Argo CD: manifests/crds/application-crd.yaml is read from the github.com/argoproj/argo-cd/v3
 # module zip (`go mod download`), and created through the API with curl. v3.6.x declares

@@ -131,6 +131,29 @@ async def test_crashlooping_image_is_running_but_never_ready(
     assert not d.status.available_replicas
 
 
+async def test_job_pods_run_to_completion(kube_api: client.ApiClient, kube_namespace: str) -> None:
+    batch = client.BatchV1Api(kube_api)
+
+    def job(name: str, image: str) -> dict[str, Any]:
+        container = {"name": "task", "image": image}
+        pod = {"spec": {"restartPolicy": "Never", "containers": [container]}}
+        return {"metadata": {"name": name}, "spec": {"backoffLimit": 0, "template": pod}}
+
+    await batch.create_namespaced_job(kube_namespace, job("migrate", "registry.example/migrate:v1"))
+    await batch.create_namespaced_job(kube_namespace, job("broken", CRASH_LOOPS))
+
+    async def finished(name: str) -> Any:
+        j = await batch.read_namespaced_job(name, kube_namespace)
+        conditions = {c.type for c in j.status.conditions or [] if c.status == "True"}
+        return j if conditions & {"Complete", "Failed"} else None
+
+    done = await wait_for(lambda: finished("migrate"), "the job to complete")
+    assert (done.status.succeeded, done.status.failed) == (1, None)
+    failed = await wait_for(lambda: finished("broken"), "the job to fail")
+    assert failed.status.failed == 1
+    assert "Failed" in {c.type for c in failed.status.conditions}
+
+
 async def test_statefulset_records_controller_revisions(
     kube_api: client.ApiClient, kube_namespace: str
 ) -> None:

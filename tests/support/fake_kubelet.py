@@ -9,7 +9,9 @@ become Ready. Images decide how a pod fares, so a test can make a rollout fail f
   `ImagePullBackOff`;
 - an image containing `crashloop` is Running but never ready, its container waiting with
   reason `CrashLoopBackOff` and a restart count that grows;
-- any other image is Running and Ready at once.
+- any other image is Running and Ready at once; a pod that runs to completion (restart
+  policy Never or OnFailure: a Job's) Succeeds at once, or with a `crashloop` image and
+  policy Never, Fails with exit code 1.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.rest import ApiException
 
@@ -54,8 +57,10 @@ class Rules:
     crashloop: str
 
 
-def container_status(container: Any, started: str, age: float, rules: Rules) -> dict[str, Any]:
-    """What a kubelet would report for one container of the given image."""
+def container_status(
+    container: Any, started: str, age: float, rules: Rules, restart: str
+) -> dict[str, Any]:
+    """What a kubelet would report for one container of the given image and restart policy."""
     image = container.image or ""
     base = {"name": container.name, "image": image, "imageID": "", "started": False}
     if rules.unpullable in image:
@@ -65,7 +70,25 @@ def container_status(container: Any, started: str, age: float, rules: Rules) -> 
             "restartCount": 0,
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
         }
-    if rules.crashloop in image:
+    crashes = rules.crashloop in image
+    if restart == "Never" or (restart == "OnFailure" and not crashes):
+        # A run-to-completion container (a Job's, a helm hook's) ends at once.
+        code, reason = (1, "Error") if crashes else (0, "Completed")
+        return base | {
+            "ready": False,
+            "restartCount": 0,
+            "imageID": f"fake://{image}",
+            "containerID": f"fake://{container.name}",
+            "state": {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": reason,
+                    "startedAt": started,
+                    "finishedAt": started,
+                }
+            },
+        }
+    if crashes:
         restarts = 1 + int(age) // CRASH_PERIOD_SECONDS
         return base | {
             "ready": False,
@@ -90,9 +113,17 @@ def desired_status(pod: Any, rules: Rules) -> dict[str, Any]:
     started = pod.status.start_time or pod.metadata.creation_timestamp
     age = (datetime.now(UTC) - started).total_seconds()
     stamp = started.strftime("%Y-%m-%dT%H:%M:%SZ")
-    statuses = [container_status(c, stamp, age, rules) for c in pod.spec.containers]
+    restart = pod.spec.restart_policy or "Always"
+    statuses = [container_status(c, stamp, age, rules, restart) for c in pod.spec.containers]
     ready = all(s["ready"] for s in statuses)
     pulled = all("ImagePullBackOff" not in str(s["state"]) for s in statuses)
+    exits = [s["state"]["terminated"]["exitCode"] for s in statuses if "terminated" in s["state"]]
+    if not pulled:
+        phase = "Pending"
+    elif exits and len(exits) == len(statuses):
+        phase = "Failed" if any(exits) else "Succeeded"
+    else:
+        phase = "Running"
     init = [
         {
             "name": c.name,
@@ -104,7 +135,9 @@ def desired_status(pod: Any, rules: Rules) -> dict[str, Any]:
         }
         for c in pod.spec.init_containers or []
     ]
-    not_ready = {"reason": "ContainersNotReady"}
+    not_ready = {
+        "reason": "PodCompleted" if phase in ("Succeeded", "Failed") else "ContainersNotReady"
+    }
     conditions = [
         {"type": "PodScheduled", "status": "True"},
         {"type": "Initialized", "status": "True"},
@@ -112,7 +145,7 @@ def desired_status(pod: Any, rules: Rules) -> dict[str, Any]:
         {"type": "Ready", "status": str(ready)} | ({} if ready else not_ready),
     ]
     return {
-        "phase": "Running" if pulled else "Pending",
+        "phase": phase,
         "conditions": conditions,
         "containerStatuses": statuses,
         "initContainerStatuses": init,
@@ -198,17 +231,26 @@ class FakeKubelet:
         await self.register()
         log.info("node %s registered", NODE)
         while True:
-            if time.monotonic() - self.last_heartbeat > HEARTBEAT_SECONDS:
-                await self.heartbeat()
-            pods = await self.core.list_pod_for_all_namespaces()
-            for pod in pods.items:
-                try:
-                    await self.handle(pod)
-                except ApiException as exc:
-                    # The pod changed or went away meanwhile: the next pass sees it anew.
-                    if exc.status not in (404, 409, 422):
-                        raise
+            try:
+                await self.sync()
+            except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+                # A kubelet outlives a busy or restarting API server: try again shortly.
+                log.warning("pass failed: %s", exc)
+                await asyncio.sleep(1)
             await asyncio.sleep(POLL_SECONDS)
+
+    async def sync(self) -> None:
+        """One pass: the heartbeat when due, then every pod."""
+        if time.monotonic() - self.last_heartbeat > HEARTBEAT_SECONDS:
+            await self.heartbeat()
+        pods = await self.core.list_pod_for_all_namespaces()
+        for pod in pods.items:
+            try:
+                await self.handle(pod)
+            except ApiException as exc:
+                # The pod changed or went away meanwhile: the next pass sees it anew.
+                if exc.status not in (404, 409, 422):
+                    raise
 
     async def handle(self, pod: Any) -> None:
         """Bind, run or finish one pod."""
