@@ -104,6 +104,14 @@ if [ "${1:-}" = --stop ]; then
   exit 0
 fi
 
+for tool in curl openssl; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    say "installing $tool"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$tool"
+  fi
+done
+
 api() { curl -sk --max-time 2 -H "Authorization: Bearer $TOKEN" "$@"; }
 answers() { [ "$(api "https://127.0.0.1:$API_PORT/readyz" 2>/dev/null)" = ok ]; }
 
@@ -132,8 +140,8 @@ if answers; then
 fi
 
 # ---- build (once per version)
-export GOMODCACHE="$D/gomod" GOCACHE="$D/gocache" GOFLAGS=-mod=mod GOTOOLCHAIN=local
-export GOPROXY=${GOPROXY:-https://proxy.golang.org,direct} CGO_ENABLED=0
+export GOMODCACHE="$D/gomod" GOCACHE="$D/gocache" GOFLAGS="-mod=mod -buildvcs=false" GOTOOLCHAIN=local
+export CGO_ENABLED=0
 mkdir -p "$BIN" "$RUN" "$PKI"
 if [ "$(cat "$BIN/STAMP" 2>/dev/null)" != "$STAMP" ]; then
   command -v go >/dev/null 2>&1 || die "the go toolchain is needed to build Kubernetes"
