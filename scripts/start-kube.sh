@@ -12,8 +12,8 @@
 # Helm v4.3.2 asks for the same k8s.io v0.37.2 libraries, so it adds little. The binaries
 # are reused until a version below changes. Go module and build caches live in the same
 # folder. No kube-scheduler: the fake kubelet binds pods itself (pods/binding), which
-# saves its build. sigs.k8s.io/kwok is served (v0.8.0) but needs kube-scheduler and cannot
-# fail a pod by its image name, which the tests need.
+# saves its build. sigs.k8s.io/kwok is served (v0.8.0) but was not tried: it needs
+# kube-scheduler (another build), and the image rules below are simpler in Python.
 #
 # Start: a self-signed CA and serving certificate (openssl), a service-account key pair, a
 # static admin token (test only), RBAC; etcd starts with empty data on every start. The
@@ -32,8 +32,8 @@
 #     with a `crashloop` image and policy Never.
 #
 # Argo CD: manifests/crds/application-crd.yaml is read from the github.com/argoproj/argo-cd/v3
-# module zip (`go mod download`), and created through the API with curl. v3.6.x declares
-# go 1.27, which this machine's go 1.26.8 refuses to unpack; v3.5.8 is the newest it takes.
+# module zip (`go mod download`), and created through the API with curl. v3.6.2 (newest)
+# declares go 1.27, and `go mod download` fails on it with go 1.26.8; v3.5.8 downloads.
 #
 # Differences from the shared reference recipe (recipes/kube-control-plane.sh), found by
 # running it end to end with v1.37.2:
@@ -41,11 +41,17 @@
 #     go 1.26.0, so the machine's go1.26.8 builds them (GOTOOLCHAIN=local, fails loudly).
 #   - `go mod tidy` over a build-tagged tools.go replaces `go get` of each command.
 #   - etcd is built in the same `go build` as Kubernetes (same module graph) instead of in
-#     a second module, and Debian's etcd-server 3.4 is not used (too old for v1.37).
+#     a second module; Debian's etcd-server (3.4) was not tried with v1.37.
+#   - the version variables are set at link time (-X), or /version says v0.0.0-master.
 #   - no kube-scheduler and no kwok; no kubectl (the CRD is created with curl).
 #   - etcd runs with --unsafe-no-fsync (test data); started with setsid, stopped by pid
 #     file after checking the pid is still that program.
-# Measured on this 2-core machine: cold build ~MEASURED_COLD, warm start ~MEASURED_WARM.
+# Measured on this 2-core machine (with another test suite running beside it): cold, from
+# an empty cache folder, 11 min (653 s; go mod tidy's downloads take under half a minute;
+# 1.4 GB of modules, 3.8 GB of build cache, 300 MB of binaries); relinking only, 15 s;
+# a warm start 6-10 s (API server ready after ~3.5 s); a second call while it runs,
+# 0.05 s. Memory: etcd 50 MB, apiserver 330 MB, controller-manager 140 MB, fake kubelet
+# 75 MB RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
