@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stop the test PostgreSQL and Redis started by start-postgres.sh and start-redis.sh.
+# Stop the test PostgreSQL, Redis and Kubernetes control plane started by start-postgres.sh,
+# start-redis.sh and start-kube.sh.
 # Idempotent: a server that is not running is left alone.
 set -euo pipefail
 
@@ -22,3 +23,6 @@ if command -v redis-cli >/dev/null \
 else
   echo "redis on 127.0.0.1:$REDIS_PORT is not running"
 fi
+
+# Only the processes start-kube.sh recorded in its pid files.
+bash "$(dirname "$0")/start-kube.sh" --stop

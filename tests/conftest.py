@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.support.gitrepos",
     "tests.support.playground",
     "tests.support.redis_cluster",
+    "tests.support.kube",
 ]
 
 # Variables the test command sets to reach the services it started; everything else
