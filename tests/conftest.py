@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.support.playground",
     "tests.support.redis_cluster",
     "tests.support.kube",
+    "tests.support.kube_workloads",
 ]
 
 # Variables the test command sets to reach the services it started; everything else
