@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot.access import Access
-from bot.config import RollbotConfig
+from bot.config import PREVIOUS, RollbotConfig
 from bot.decisions import Decisions, moved_on
 from bot.directory import Directory
 from bot.errors import (
@@ -444,6 +444,9 @@ class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
     ) -> str:
         names = [v.name for v in versions]
         shown = ", ".join(names[:10]) or "none"
+        # `previous` means the previous stable version, unless a version is named so.
+        if version == PREVIOUS and not any(v.answers_to(version) for v in versions):
+            version = None
         if version is None:
             stable = next((v.name for v in versions if v.previous_stable), None)
             if stable is None:
