@@ -7,7 +7,7 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from bot.models import State
-from handlers.ids import ActionId
+from handlers.ids import REASON_INPUT, ActionId, BlockId
 from tests.e2e_helpers import (
     APPROVER,
     ephemeral_text,
@@ -119,7 +119,7 @@ async def test_a_deploy_between_card_and_click_refuses_the_approval(
     assert image_of(deployment) == images[2]  # nothing ran
 
 
-async def test_an_unpullable_target_fails_preflight_and_a_stuck_rollout_frees_the_lock(
+async def test_an_unpullable_target_fails_preflight_and_its_stuck_rollout_frees_the_lock(
     start_rollbot: StartBot,
     http_server: HttpServerFactory,
     kubeconfig: str,
@@ -135,3 +135,19 @@ async def test_an_unpullable_target_fails_preflight_and_a_stuck_rollout_frees_th
     shown = text_of(card)
     assert ":x: `image-present`" in shown and "is not in its registry" in shown
     assert "Preflight failed: break-glass" in shown
+
+    # Approved break-glass anyway, the rollout sticks: the pods and why are named, the
+    # lock is freed, and the Deployment stays where the rollback set it.
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    view = await bot.fake.wait_for(lambda: bot.fake.views and list(bot.fake.views.values())[-1])
+    named = {BlockId.REASON: {REASON_INPUT: "image-present: the registry is being migrated"}}
+    await bot.slack.submit_view(view["id"], named, user=APPROVER)
+    await bot.fake.wait_for(lambda: "What to do next" in thread_text(bot.fake, card), timeout=40)
+
+    thread = thread_text(bot.fake, card)
+    assert "is ImagePullBackOff" in thread and "pod web-" in thread
+    (rb,) = await bot.store.find()
+    assert rb.state is State.FAILED
+    assert await bot.store.locks() == []
+    deployment = await read_workload(kube_api, kube_namespace, "web", "Deployment")
+    assert image_of(deployment) == missing
