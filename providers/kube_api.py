@@ -91,14 +91,20 @@ class KubeApi:
                 )
                 body = await response.read()
         except ApiException as exc:
-            raise translate(exc, what) from exc
+            raise translate(int(exc.status or 0), exc.body, exc.headers, what) from exc
         except TimeoutError as exc:
             raise TimedOut(f"{what}: the Kubernetes API did not answer in time.") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise Transient(
                 f"{what}: cannot reach the Kubernetes API ({type(exc).__name__})."
             ) from exc
-        answer: Json = json.loads(body) if body else {}
+        # Unread (not preloaded), an error answer is not raised: it is only a status.
+        if response.status >= 400:
+            raise translate(response.status, body, response.headers, what)
+        try:
+            answer: Json = json.loads(body) if body else {}
+        except ValueError as exc:
+            raise Transient(f"{what}: the answer was not JSON (a proxy in between?).") from exc
         return answer
 
     async def aclose(self) -> None:
@@ -126,10 +132,9 @@ class KubeApi:
             ) from exc
 
 
-def translate(exc: ApiException, what: str) -> ProviderError:
+def translate(status: int, body: Any, headers: Any, what: str) -> ProviderError:
     """Map an API error onto the provider error tree, with the server's own message."""
-    status = int(exc.status or 0)
-    message = _status_message(exc)
+    message = _status_message(status, body)
     if status == 401:
         return AuthRejected(f"{what}: the Kubernetes API rejected the credentials ({message}).")
     if status == 403:
@@ -142,10 +147,9 @@ def translate(exc: ApiException, what: str) -> ProviderError:
     if status == 409:
         return Conflicting(f"{what}: {message}.")
     if status == 429:
-        headers: Any = exc.headers or {}
-        retry_after = headers.get("Retry-After")
+        retry_after = (headers or {}).get("Retry-After")
         return RateLimited(
-            f"{what}: the Kubernetes API asked to slow down ({message}).",
+            f"{what}: rate limited by the Kubernetes API ({message}).",
             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
         )
     if status >= 500:
@@ -153,14 +157,13 @@ def translate(exc: ApiException, what: str) -> ProviderError:
     return Refused(f"{what}: Kubernetes refused the request (HTTP {status}: {message}).")
 
 
-def _status_message(exc: ApiException) -> str:
+def _status_message(status: int, raw: Any) -> str:
     """The Status object's message; a proxy's HTML page is named by its status only."""
     try:
-        body = json.loads(exc.body or "")
+        body = json.loads(raw or "")
     except (TypeError, ValueError):
         body = None
     if isinstance(body, dict) and body.get("message"):
-        return str(body["message"]).rstrip(".")
-    status = int(exc.status or 0)
+        return str(body["message"]).rstrip(".")[:300]
     phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "?"
     return f"{phrase}; the answer was not a Kubernetes Status (a proxy in between?)"

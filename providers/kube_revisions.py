@@ -45,9 +45,8 @@ class Revision:
     change_cause: str
     # The pod template (holds environment values: kept out of repr and comparisons).
     template: Json = field(repr=False, compare=False)
-    # A ReplicaSet's annotations to copy back, or a ControllerRevision's patch.
+    # A ReplicaSet's annotations, which go back with its template.
     annotations: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
-    patch: Json | None = field(default=None, repr=False, compare=False)
 
     def image(self, container: str | None) -> str | None:
         """The image of the named container (the first one when None)."""
@@ -109,7 +108,6 @@ def from_controller_revisions(workload: Json, revisions: list[Json]) -> list[Rev
                 created=_time(meta.get("creationTimestamp")),
                 change_cause=str((meta.get("annotations") or {}).get(CHANGE_CAUSE) or ""),
                 template=template,
-                patch=patch,
             )
         )
     return sorted(found, key=lambda r: r.number, reverse=True)

@@ -15,7 +15,7 @@ import asyncio
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -37,7 +37,7 @@ from providers.base import (
 )
 from providers.capabilities import Identity, PreflightReport
 from providers.ecs_freeze import WatchOnlyFreeze
-from providers.kube_api import JSON_PATCH, STRATEGIC_PATCH, Json, KubeApi
+from providers.kube_api import JSON_PATCH, Json, KubeApi
 from providers.kube_preflight import ImageCheck, autoscaler_lines, changes, identity, rollout_checks
 from providers.kube_revisions import (
     History,
@@ -311,26 +311,20 @@ class KubernetesProvider(WatchOnlyFreeze):
         meta = workload["metadata"]
         what = f"setting {self._what(workload)} to revision {revision.number}"
         patch = getattr(apps, f"patch_namespaced_{_noun(settings.kind)}")
+        # The generation changes with the spec only (a deploy, a scale), not with the
+        # controller's status writes: a change made meanwhile fails the test, nothing else.
+        body: list[Json] = [
+            {"op": "test", "path": "/metadata/generation", "value": meta["generation"]},
+            {"op": "replace", "path": "/spec/template", "value": revision.template},
+        ]
         if settings.kind == "Deployment":
-            body: Any = [
-                {
-                    "op": "test",
-                    "path": "/metadata/resourceVersion",
-                    "value": meta["resourceVersion"],
-                },
-                {"op": "replace", "path": "/spec/template", "value": revision.template},
-                {"op": "replace", "path": "/metadata/annotations", "value": revision.annotations},
-            ]
-            content_type = JSON_PATCH
-        else:
-            body = {
-                **(revision.patch or {}),
-                "metadata": {"resourceVersion": meta["resourceVersion"]},
-            }
-            content_type = STRATEGIC_PATCH
+            # As kubectl does: the ReplicaSet's own annotations go back with its template.
+            body.append(
+                {"op": "replace", "path": "/metadata/annotations", "value": revision.annotations}
+            )
         try:
             await self._api.call(
-                what, patch, meta["name"], settings.namespace, body, _content_type=content_type
+                what, patch, meta["name"], settings.namespace, body, _content_type=JSON_PATCH
             )
         except (TimedOut, Transient) as exc:
             # The request may have landed: read what the workload holds before saying.
@@ -342,7 +336,7 @@ class KubernetesProvider(WatchOnlyFreeze):
             ) from exc
         except ProviderError as exc:
             now = await self._workload()
-            if now["metadata"].get("resourceVersion") != meta["resourceVersion"]:
+            if now["metadata"].get("generation") != meta["generation"]:
                 raise Conflicting(
                     f"{self._what(workload)} changed since rollbot read it (someone deployed or "
                     "scaled it): nothing was changed. Look at what runs and request again.",

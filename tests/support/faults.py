@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -150,9 +151,13 @@ def _kept(headers: CIMultiDict[str] | dict[str, str]) -> CIMultiDict[str]:
 class FaultProxy:
     """Forwards to `upstream` (``http://host:port`` or ``unix:///path``), faults on demand."""
 
-    def __init__(self, upstream: str, *, hang_seconds: float = 5.0) -> None:
+    def __init__(
+        self, upstream: str, *, hang_seconds: float = 5.0, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.upstream = upstream
         self.hang_seconds = hang_seconds
+        # How to trust an https upstream (the test cluster's own CA).
+        self.tls = tls
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Every request that reached the proxy, faulted or not, in order.
@@ -171,7 +176,7 @@ class FaultProxy:
             )
             self._base = "http://localhost"
         else:
-            connector = aiohttp.TCPConnector()
+            connector = aiohttp.TCPConnector(ssl=self.tls if self.tls is not None else True)
             self._base = self.upstream.rstrip("/")
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         app = web.Application(client_max_size=1024**3)
