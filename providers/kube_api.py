@@ -35,7 +35,6 @@ from providers.retry import retrying
 
 Json = dict[str, Any]
 JSON_PATCH = "application/json-patch+json"
-STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 
 
