@@ -17,6 +17,7 @@ from providers.docker_compose import DockerComposeProvider, DockerComposeSetting
 from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
 from providers.git import GitProvider, GitSettings
+from providers.lambda_alias import LambdaAliasProvider, LambdaAliasSettings
 from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
 from providers.railway import RailwayProvider, RailwaySettings
 from providers.redis_state import RedisStateProvider, RedisStateSettings
@@ -48,6 +49,7 @@ PROVIDERS: tuple[Kind, ...] = (
     Kind("ecs", EcsSettings, EcsProvider),
     Kind("ecs_blue_green", EcsBlueGreenSettings, EcsBlueGreenProvider),
     Kind("git", GitSettings, GitProvider),
+    Kind("lambda_alias", LambdaAliasSettings, LambdaAliasProvider),
     Kind("postgres_migrations", PostgresMigrationsSettings, PostgresMigrationsProvider),
     Kind("railway", RailwaySettings, RailwayProvider),
     Kind("redis_state", RedisStateSettings, RedisStateProvider),
@@ -62,6 +64,7 @@ ProviderSettings = Annotated[
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings
+    | LambdaAliasSettings
     | PostgresMigrationsSettings
     | RailwaySettings
     | VercelSettings,
@@ -72,6 +75,7 @@ StepSettings = Annotated[
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings
+    | LambdaAliasSettings
     | PostgresMigrationsSettings
     | RailwaySettings
     | RedisStateSettings
