@@ -250,7 +250,7 @@ class AwsStandIn:
             if request.transport is not None:
                 request.transport.abort()
             raise ConnectionResetError("the answer was lost on its way back")
-        if status == 200:
+        if 200 <= status < 300:  # moto answers GetAlias with 201
             payload = self._edited(action, payload)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
 
@@ -288,7 +288,7 @@ class AwsStandIn:
             ClientSession() as session,
             session.get(self.upstream + request.path, headers=_signed_headers(request)) as got,
         ):
-            if got.status != 200:
+            if got.status >= 300:
                 return None  # moto answers the update with its own error
             alias = await got.json(content_type=None)
         if alias_revision(alias) == sent:
