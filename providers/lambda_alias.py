@@ -119,7 +119,13 @@ class LambdaAliasProvider(WatchOnlyFreeze):
                     detail=f"alias `{alias.name}`: {alias.traffic()}",
                 )
             )
-        for v in catalog.versions:
+        serving = {alias.version, *alias.weights}
+        offered = [
+            v
+            for i, v in enumerate(catalog.versions)
+            if i < self._settings.max_versions or str(v.number) in serving
+        ]
+        for v in offered:
             versions.append(
                 Version(
                     name=str(v.number),
@@ -222,15 +228,9 @@ class LambdaAliasProvider(WatchOnlyFreeze):
         return sorted(published, key=lambda v: v.number, reverse=True)
 
     async def _catalog(self) -> Catalog:
-        """Read the alias and the newest published versions (and every one it serves)."""
+        """Read the alias and every published version."""
         alias, published = await asyncio.gather(self._alias(), self._published())
-        serving = {alias.version, *alias.weights}
-        kept = [
-            v
-            for i, v in enumerate(published)
-            if i < self._settings.max_versions or str(v.number) in serving
-        ]
-        return Catalog(self._name, alias, kept)
+        return Catalog(self._name, alias, published)
 
     async def _config(self, qualifier: str) -> Json:
         function = self._settings.function

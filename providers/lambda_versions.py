@@ -103,7 +103,7 @@ class Alias:
 
 @dataclass
 class Catalog:
-    """The alias, and the function's newest published versions (newest first)."""
+    """The alias, and the function's published versions (newest first)."""
 
     function: str
     alias: Alias
@@ -154,20 +154,18 @@ class Catalog:
             if found is None:
                 raise NotFound(f"`{self.function}` has no version {target} ({self.listing()}).")
             return found
-        numbers = self.names().get(target, [])
-        if len(numbers) > 1:
-            which = ", ".join(self.label(self.find(str(n))) for n in numbers)  # type: ignore[arg-type]
+        matching = [v for v in self.versions if target in v.words()]
+        if len(matching) > 1:
+            which = ", ".join(self.label(v) for v in matching)
             raise Refused(
-                f"`{target}` is in the description of {len(numbers)} versions of "
+                f"`{target}` is in the description of {len(matching)} versions of "
                 f"`{self.function}` ({which}): name one by its number."
             )
-        if not numbers:
+        if not matching:
             raise NotFound(
                 f"No published version of `{self.function}` is `{target}` ({self.listing()})."
             )
-        found = self.find(str(numbers[0]))
-        assert found is not None
-        return found
+        return matching[0]
 
     def label(self, version: FunctionVersion) -> str:
         """Name a version for people: `version 5 ("v1.2.3")`."""

@@ -49,6 +49,9 @@ async def test_max_versions_offers_only_the_newest(
 
     # The two newest, and the one the alias points at even though it is older.
     assert names == ["4", "3", "2"]
+    # An older one is not offered, but its number or description still names it.
+    assert "FunctionVersion 1 " in (await provider.plan("1")).steps[0]
+    assert "FunctionVersion 1 " in (await provider.plan("v1")).steps[0]
 
 
 async def test_plan_names_the_call_and_changes_nothing(
