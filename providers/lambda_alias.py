@@ -196,7 +196,8 @@ class LambdaAliasProvider(WatchOnlyFreeze):
 
     async def identity_now(self) -> Identity:
         """Return the versions the alias runs with their code's SHA-256 (and shares)."""
-        catalog = await self._catalog()
+        # Only the alias and the versions it serves matter: no need to list every version.
+        catalog = Catalog(self._name, await self._alias(), [])
         return alias_identity(catalog, await self._configs(catalog))
 
     async def aclose(self) -> None:
