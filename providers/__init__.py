@@ -18,6 +18,7 @@ from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
 from providers.git import GitProvider, GitSettings
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
+from providers.lambda_alias import LambdaAliasProvider, LambdaAliasSettings
 from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
 from providers.railway import RailwayProvider, RailwaySettings
 from providers.redis_state import RedisStateProvider, RedisStateSettings
@@ -50,6 +51,7 @@ PROVIDERS: tuple[Kind, ...] = (
     Kind("ecs_blue_green", EcsBlueGreenSettings, EcsBlueGreenProvider),
     Kind("git", GitSettings, GitProvider),
     Kind("kubernetes", KubernetesSettings, KubernetesProvider),
+    Kind("lambda_alias", LambdaAliasSettings, LambdaAliasProvider),
     Kind("postgres_migrations", PostgresMigrationsSettings, PostgresMigrationsProvider),
     Kind("railway", RailwaySettings, RailwayProvider),
     Kind("redis_state", RedisStateSettings, RedisStateProvider),
@@ -65,6 +67,7 @@ ProviderSettings = Annotated[
     | EcsBlueGreenSettings
     | GitSettings
     | KubernetesSettings
+    | LambdaAliasSettings
     | PostgresMigrationsSettings
     | RailwaySettings
     | VercelSettings,
@@ -76,6 +79,7 @@ StepSettings = Annotated[
     | EcsBlueGreenSettings
     | GitSettings
     | KubernetesSettings
+    | LambdaAliasSettings
     | PostgresMigrationsSettings
     | RailwaySettings
     | RedisStateSettings

@@ -1,4 +1,4 @@
-"""The AWS boundary shared by the ECS providers.
+"""The AWS boundary shared by the ECS and Lambda providers.
 
 One boto3 client per provider, created lazily; every call in a thread under a timeout;
 botocore's own retries off (reads are retried by `retrying`, a mutation never); every
@@ -92,13 +92,23 @@ CONFLICT_CODES = frozenset(
         "ResourceInUseException",
         "ResourceInUse",
         "ConflictException",
+        # Lambda: another update of the function is in progress.
+        "ResourceConflictException",
+        # Lambda: the RevisionId sent no longer matches (the resource changed since read).
+        "PreconditionFailedException",
     }
 )
 SERVER_CODES = frozenset(
-    {"ServerException", "InternalFailure", "InternalError", "ServiceUnavailable"}
+    {
+        "ServerException",
+        "ServiceException",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+    }
 )
 # IAM names actions by these prefixes, not by boto3's service names.
-IAM_PREFIXES = {"ecs": "ecs", "elbv2": "elasticloadbalancing", "ecr": "ecr"}
+IAM_PREFIXES = {"ecs": "ecs", "elbv2": "elasticloadbalancing", "ecr": "ecr", "lambda": "lambda"}
 
 
 class _ReadTimedOut(Transient):
@@ -236,9 +246,24 @@ def _translate_client_error(exc: ClientError, what: str, iam_prefix: str | None)
     ):
         return NotFound(f"{what}: not found ({detail}).")
     if code in THROTTLING_CODES or status == 429:
-        return RateLimited(f"{what}: AWS's rate limit throttled the request ({detail}).")
+        return RateLimited(
+            f"{what}: AWS's rate limit throttled the request ({detail}).",
+            retry_after=_retry_after(exc),
+        )
     if code in SERVER_CODES or status >= 500:
         return Transient(f"{what}: AWS failed ({detail}, HTTP {status}).")
     if code in CONFLICT_CODES:
         return Conflicting(f"{what}: AWS reports a conflict with the resource's state ({detail}).")
     return Refused(f"{what}: AWS refused ({detail}).")
+
+
+def _retry_after(exc: ClientError) -> float | None:
+    """Seconds AWS asks to wait: Lambda sends Retry-After (botocore: retryAfterSeconds)."""
+    headers = (exc.response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    value = exc.response.get("retryAfterSeconds") or headers.get("retry-after")
+    try:
+        seconds = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    # A Retry-After far in the future is not worth honouring inside one read's deadline.
+    return None if seconds is None or seconds < 0 else min(seconds, 60.0)

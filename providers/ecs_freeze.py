@@ -36,6 +36,7 @@ class WatchOnlyFreeze:
 
     # Why the platform offers nothing, with {bad} and {good} filled in.
     watch_only_because = ROLLING
+    platform = "ECS"
 
     async def freeze(self, bad: str, good: str) -> FreezeRecord:
         """Change nothing on AWS; say that the bad version is only watched for."""
@@ -44,4 +45,7 @@ class WatchOnlyFreeze:
 
     async def unfreeze(self, record: FreezeRecord) -> str:
         """Nothing was changed, so nothing is put back."""
-        return "Nothing to restore: the freeze was watch only (ECS has no setting to undo)."
+        return (
+            f"Nothing to restore: the freeze was watch only ({self.platform} has no setting "
+            "to undo)."
+        )

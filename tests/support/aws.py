@@ -7,8 +7,10 @@ service is created: the `ecs_service` factory sets them for the service it creat
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -404,3 +406,112 @@ async def aws_endpoint(moto_server: str) -> AsyncIterator[AwsEndpointFactory]:
     yield make
     for endpoint in made:
         await endpoint.server.close()
+
+
+@pytest.fixture
+def lambda_client(moto_server: str) -> Iterator[Any]:
+    """A Lambda client on moto, for setting up and reading back."""
+    client = aws_client("lambda", moto_server)
+    yield client
+    client.close()
+
+
+def function_zip(text: str) -> bytes:
+    """A deployment package whose code says `text` (so each version's CodeSha256 differs)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.py", f"def handler(event, context):\n    return {text!r}\n")
+    return buffer.getvalue()
+
+
+@dataclass
+class LambdaFunction:
+    """A function with one published version per description and an alias on the last one."""
+
+    endpoint_url: str
+    function: str
+    alias: str
+    # Description -> version number, in publishing order.
+    versions: dict[str, str]
+
+    def settings(self, **overrides: Any) -> dict[str, Any]:
+        """The provider settings (as in the YAML config) that target this alias."""
+        return {
+            "provider": "lambda_alias",
+            "function": self.function,
+            "alias": self.alias,
+            "region": REGION,
+            "endpoint_url": self.endpoint_url,
+            **overrides,
+        }
+
+
+LambdaFunctionFactory = Callable[..., LambdaFunction]
+ASSUME_LAMBDA = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+@pytest.fixture
+def lambda_function(moto_server: str, lambda_client: Any) -> Iterator[LambdaFunctionFactory]:
+    """Make a function with versions v1.2.2..v1.2.4 and alias `live` on the newest.
+
+    `configs` maps a description to UpdateFunctionConfiguration keywords applied before
+    that version is published; `weights` gives the alias additional version weights
+    (`{"v1.2.3": 0.1}`), by description.
+    """
+    iam = aws_client("iam", moto_server)
+
+    def make(
+        descriptions: tuple[str, ...] = TAGS,
+        *,
+        configs: dict[str, dict[str, Any]] | None = None,
+        alias_on: str | None = None,
+        weights: dict[str, float] | None = None,
+    ) -> LambdaFunction:
+        role = iam.create_role(RoleName=unique("role"), AssumeRolePolicyDocument=ASSUME_LAMBDA)
+        name = unique("checkout")
+        lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role["Role"]["Arn"],
+            Handler="index.handler",
+            Code={"ZipFile": function_zip("first")},
+            Environment={"Variables": {"DATABASE_URL": "postgres://app:hunter2@db/app"}},
+        )
+        versions = {}
+        for description in descriptions:
+            lambda_client.update_function_code(FunctionName=name, ZipFile=function_zip(description))
+            if configs and description in configs:
+                lambda_client.update_function_configuration(
+                    FunctionName=name, **configs[description]
+                )
+            answer = lambda_client.publish_version(FunctionName=name, Description=description)
+            versions[description] = str(answer["Version"])
+        routing = {versions[d]: w for d, w in (weights or {}).items()}
+        lambda_client.create_alias(
+            FunctionName=name,
+            Name="live",
+            FunctionVersion=versions[alias_on or descriptions[-1]],
+            RoutingConfig={"AdditionalVersionWeights": routing},
+        )
+        return LambdaFunction(moto_server, name, "live", versions)
+
+    yield make
+    iam.close()
+
+
+def alias_now(lambda_client: Any, target: LambdaFunction) -> tuple[str, dict[str, float]]:
+    """Return the alias's version and additional weights, as moto reads them back."""
+    answer = lambda_client.get_alias(FunctionName=target.function, Name=target.alias)
+    weights = (answer.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+    return str(answer["FunctionVersion"]), dict(weights)

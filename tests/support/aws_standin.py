@@ -1,19 +1,26 @@
 """A stand-in AWS endpoint in front of moto: AWS's bad days and the states moto cannot reach.
 
-Every AWS call is a POST to `/`; the operation is in the `X-Amz-Target` header (ECS's JSON
-protocol) or the `Action=` form field (ELBv2's query protocol). So `tests.support.faults`'
+ECS and ELBv2 calls are a POST to `/`; the operation is in the `X-Amz-Target` header (ECS's
+JSON protocol) or the `Action=` form field (ELBv2's query protocol). Lambda's REST-JSON
+protocol names the operation by method and path (``PUT /2015-03-31/functions/F/aliases/A``
+is UpdateAlias): `LAMBDA_ROUTES` maps them back to operation names. So `tests.support.faults`'
 `FaultProxy`, which picks requests by path, cannot single out one operation, and its JSON
 bodies are not AWS errors: botocore would read them as code "401" or "500". This endpoint
 picks calls by operation and answers in the shapes AWS documents for each protocol:
 
-- errors as ``{"__type": code, "message": ...}`` with ``x-amzn-ErrorType`` (JSON) or an
-  ``<ErrorResponse><Error><Type/><Code/><Message/>`` document (query), with AWS's own
+- errors as ``{"__type": code, "message": ...}`` with ``x-amzn-ErrorType`` (JSON), an
+  ``<ErrorResponse><Error><Type/><Code/><Message/>`` document (query) or Lambda's
+  ``{"Type": "User", "message": ...}`` with ``x-amzn-ErrorType`` and the HTTP status of
+  each error in the Lambda API reference (REST), with AWS's own
   codes: ``UnrecognizedClientException``/``InvalidClientTokenId`` for a bad key,
   ``AccessDeniedException``/``AccessDenied`` naming the IAM action for a missing
   permission, ``ThrottlingException``/``Throttling`` "Rate exceeded" (AWS's only
   throttling shape, HTTP 400, no Retry-After), ``ClusterNotFoundException``,
   ``ListenerNotFound``, ``ConflictException``/``ResourceInUse``, ``ServerException``/
-  ``InternalFailure`` with HTTP 500;
+  ``InternalFailure`` with HTTP 500; for Lambda ``TooManyRequestsException`` (HTTP 429
+  with ``Retry-After`` and ``Reason: CallerRateLimitExceeded``), ``AccessDeniedException``
+  (403) naming ``lambda:<Operation>``, ``ResourceNotFoundException`` (404),
+  ``ResourceConflictException`` (409) and ``ServiceException`` (500);
 - a CDN or proxy's HTML 502 page, a request held past the client's timeout, and a
   connection closed with no answer, as `FaultProxy` sends them;
 - an accepted change that did not stick (an empty success), and a change applied whose
@@ -27,15 +34,28 @@ states and reasons as in the ELBv2 API reference's TargetHealth: ``initial``/
 ``unused``/``Target.NotInUse``, ...) and edit `DescribeServices` answers (deployments
 with ``rolloutState`` FAILED and "ECS deployment circuit breaker: rolling back to
 deploymentId ecs-svc/..." reasons, service events), as AWS answers on such a day.
+
+moto accepts and ignores UpdateAlias's ``RevisionId`` and never changes an alias's
+RevisionId. Lambda documents that every change of an alias gives it a new RevisionId and
+that UpdateAlias with a stale one fails with HTTP 412 ``PreconditionFailedException``
+("The RevisionId provided does not match the latest RevisionId ..."). The stand-in
+reproduces that: the RevisionId it shows is a digest of the alias's version, routing and
+description (so any change, even one made on moto directly, gives a new one), and it
+refuses an UpdateAlias whose RevisionId differs from the alias's as moto holds it then.
+`before(action, change)` makes a change just before a call goes on (a concurrent edit),
+and `edit(action, ...)` edits a call's JSON answer (a version's ``State: Failed``, which
+moto never reports).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -47,6 +67,50 @@ from tests.support.faults import CLOUDFLARE_502, Fault
 
 Json = dict[str, Any]
 JSON_TYPE = "application/x-amz-json-1.1"
+_FUNCTION = r"/2015-03-31/functions/[^/]+"
+# Lambda's REST operations: (method, path pattern, operation name).
+LAMBDA_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), name)
+    for method, pattern, name in (
+        ("POST", r"/2015-03-31/functions/?", "CreateFunction"),
+        ("GET", rf"{_FUNCTION}/aliases/[^/]+", "GetAlias"),
+        ("PUT", rf"{_FUNCTION}/aliases/[^/]+", "UpdateAlias"),
+        ("GET", rf"{_FUNCTION}/aliases/?", "ListAliases"),
+        ("POST", rf"{_FUNCTION}/aliases/?", "CreateAlias"),
+        ("GET", rf"{_FUNCTION}/versions/?", "ListVersionsByFunction"),
+        ("POST", rf"{_FUNCTION}/versions/?", "PublishVersion"),
+        ("GET", rf"{_FUNCTION}/configuration/?", "GetFunctionConfiguration"),
+        ("PUT", rf"{_FUNCTION}/configuration/?", "UpdateFunctionConfiguration"),
+        ("PUT", rf"{_FUNCTION}/code/?", "UpdateFunctionCode"),
+        ("GET", rf"{_FUNCTION}/?", "GetFunction"),
+    )
+)
+ALIAS_ANSWERS = frozenset({"GetAlias", "UpdateAlias", "CreateAlias"})
+
+
+class Protocol(StrEnum):
+    """How a service's calls name their operation and shape their errors."""
+
+    JSON = "json"  # ECS: X-Amz-Target
+    QUERY = "query"  # ELBv2: Action=
+    REST = "rest"  # Lambda: method and path
+
+
+def lambda_action(method: str, path: str) -> str | None:
+    """Name the Lambda operation a REST request calls, or None when it is not Lambda's."""
+    return next(
+        (name for m, pattern, name in LAMBDA_ROUTES if m == method and pattern.fullmatch(path)),
+        None,
+    )
+
+
+def alias_revision(alias: Json) -> str:
+    """A RevisionId that changes whenever the alias's version, routing or description does."""
+    seen = {k: alias.get(k) for k in ("FunctionVersion", "RoutingConfig", "Description")}
+    digest = hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
 ELBV2_NS = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/"
 ACCOUNT = "123456789012"
 # (state, reason, description) of one target, as describe_target_health reports it.
@@ -107,6 +171,8 @@ class AwsStandIn:
         self._rules: list[Rule] = []
         self._health: dict[str, list[list[Health]]] = {}
         self._service_edits: list[Callable[[Json], None]] = []
+        self._edits: dict[str, list[Callable[[Json], None]]] = {}
+        self._before: dict[str, list[Callable[[], object]]] = {}
 
     @property
     def endpoint_url(self) -> str:
@@ -153,38 +219,87 @@ class AwsStandIn:
         """Change each service in describe_services answers in place (deployments, events)."""
         self._service_edits.append(edit)
 
+    def edit(self, action: str, edit: Callable[[Json], None]) -> None:
+        """Change the JSON answers of `action` in place (e.g. a Lambda version's State)."""
+        self._edits.setdefault(action, []).append(edit)
+
+    def before(self, action: str, change: Callable[[], object]) -> None:
+        """Run `change` (once, in a thread) just before the next `action` call goes on."""
+        self._before.setdefault(action, []).append(change)
+
     async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        json_protocol = request.content_type == JSON_TYPE
-        if json_protocol:
-            action = request.headers.get("X-Amz-Target", "").rpartition(".")[2]
-        else:
-            action = (parse_qs(body.decode()).get("Action") or [""])[0]
+        action, protocol = self._operation(request, body)
         self.actions.append(action)
         rule = next((r for r in self._rules if r.applies(action)), None)
         if rule is not None and not rule.lose_answer:
             self.intercepted.append(action)
-            return await self._ruled(request, rule, action, json_protocol)
+            return await self._ruled(request, rule, action, protocol)
+        for change in self._before.pop(action, []):
+            await asyncio.to_thread(change)
         if action == "DescribeTargetHealth":
             arn = (parse_qs(body.decode()).get("TargetGroupArn") or [""])[0]
             if arn in self._health:
                 return await self._scripted_health(request, body, arn)
+        if action == "UpdateAlias" and (stale := await self._stale_revision(request, body)):
+            self.intercepted.append(action)
+            return error_response(412, "PreconditionFailedException", stale, protocol=protocol)
         status, payload, content_type = await self._forward(request, body)
         if rule is not None:
             self.intercepted.append(action)
             if request.transport is not None:
                 request.transport.abort()
             raise ConnectionResetError("the answer was lost on its way back")
-        if action == "DescribeServices" and self._service_edits and status == 200:
-            answer = json.loads(payload)
-            for service in answer.get("services") or []:
-                for edit in self._service_edits:
-                    edit(service)
-            payload = json.dumps(answer).encode()
+        if 200 <= status < 300:  # moto answers GetAlias with 201
+            payload = self._edited(action, payload)
         return web.Response(status=status, body=payload, headers={"Content-Type": content_type})
 
+    @staticmethod
+    def _operation(request: web.Request, body: bytes) -> tuple[str, Protocol]:
+        if request.content_type == JSON_TYPE:
+            return request.headers.get("X-Amz-Target", "").rpartition(".")[2], Protocol.JSON
+        lambda_name = lambda_action(request.method, request.path)
+        if lambda_name is not None:
+            return lambda_name, Protocol.REST
+        return (parse_qs(body.decode()).get("Action") or [""])[0], Protocol.QUERY
+
+    def _edited(self, action: str, payload: bytes) -> bytes:
+        """Apply the service edits, the answer edits and Lambda's alias RevisionIds."""
+        edits = self._edits.get(action, [])
+        services = action == "DescribeServices" and bool(self._service_edits)
+        if not (edits or services or action in ALIAS_ANSWERS):
+            return payload
+        answer = json.loads(payload)
+        for service in answer.get("services") or [] if services else []:
+            for edit_service in self._service_edits:
+                edit_service(service)
+        for edit in edits:
+            edit(answer)
+        if action in ALIAS_ANSWERS:
+            answer["RevisionId"] = alias_revision(answer)
+        return json.dumps(answer).encode()
+
+    async def _stale_revision(self, request: web.Request, body: bytes) -> str | None:
+        """Return Lambda's refusal when UpdateAlias's RevisionId is not the alias's now."""
+        sent = (json.loads(body or b"{}") or {}).get("RevisionId")
+        if not sent:
+            return None
+        async with (
+            ClientSession() as session,
+            session.get(self.upstream + request.path, headers=_signed_headers(request)) as got,
+        ):
+            if got.status >= 300:
+                return None  # moto answers the update with its own error
+            alias = await got.json(content_type=None)
+        if alias_revision(alias) == sent:
+            return None
+        return (
+            "The Revision Id provided does not match the latest Revision Id. Call the "
+            "GetAlias API to retrieve the latest Revision Id"
+        )
+
     async def _ruled(
-        self, request: web.Request, rule: Rule, action: str, json_protocol: bool
+        self, request: web.Request, rule: Rule, action: str, protocol: Protocol
     ) -> web.StreamResponse:
         if rule.delay:
             await asyncio.sleep(rule.delay)
@@ -199,15 +314,17 @@ class AwsStandIn:
             return web.Response(status=502, text=CLOUDFLARE_502, content_type="text/html")
         error = rule.error
         if rule.fault is not None:
-            error = aws_error(rule.fault, action, json_protocol)
+            error = aws_error(rule.fault, action, protocol)
         if error is None:
-            if json_protocol:
+            if protocol is Protocol.JSON:
                 return web.json_response({}, content_type=JSON_TYPE)
+            if protocol is Protocol.REST:
+                return web.json_response({})
             return web.Response(
                 text=f"<{action}Response><{action}Result/></{action}Response>",
                 content_type="text/xml",
             )
-        return error_response(*error, json_protocol=json_protocol)
+        return error_response(*error, protocol=protocol)
 
     async def _scripted_health(
         self, request: web.Request, body: bytes, arn: str
@@ -253,8 +370,17 @@ def _health_xml(health: Health) -> str:
     return "".join(parts)
 
 
-def aws_error(fault: Fault, action: str, json_protocol: bool) -> tuple[int, str, str]:
-    """Return (status, code, message) as ECS (JSON) or ELBv2 (query) answers with `fault`."""
+def _signed_headers(request: web.Request) -> dict[str, str]:
+    """The caller's headers for a read of the same path (moto does not check signatures)."""
+    kept = ("authorization", "x-amz-date", "x-amz-security-token")
+    return {k: v for k, v in request.headers.items() if k.lower() in kept}
+
+
+def aws_error(fault: Fault, action: str, protocol: Protocol) -> tuple[int, str, str]:
+    """Return (status, code, message) as ECS (JSON), ELBv2 (query) or Lambda (REST) answers."""
+    if protocol is Protocol.REST:
+        return lambda_error(fault, action)
+    json_protocol = protocol is Protocol.JSON
     iam = f"{'ecs' if json_protocol else 'elasticloadbalancing'}:{action}"
     user = f"arn:aws:iam::{ACCOUNT}:user/rollbot"
     if fault is Fault.UNAUTHORIZED:
@@ -300,9 +426,47 @@ def aws_error(fault: Fault, action: str, json_protocol: bool) -> tuple[int, str,
     raise AssertionError(f"{fault} has no AWS error body")  # pragma: no cover
 
 
-def error_response(status: int, code: str, message: str, *, json_protocol: bool) -> web.Response:
+def lambda_error(fault: Fault, action: str) -> tuple[int, str, str]:
+    """Return (status, code, message) as the Lambda API reference lists them for `fault`."""
+    function = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:checkout"
+    if fault is Fault.UNAUTHORIZED:
+        message = "The security token included in the request is invalid."
+        return 403, "UnrecognizedClientException", message
+    if fault is Fault.FORBIDDEN:
+        iam = f"lambda:{action}"
+        return (
+            403,
+            "AccessDeniedException",
+            f"User: arn:aws:iam::{ACCOUNT}:user/rollbot is not authorized to perform: {iam} "
+            f"on resource: {function} because no identity-based policy allows the {iam} action",
+        )
+    if fault in (Fault.FORBIDDEN_RATE_LIMIT, Fault.RATE_LIMITED):
+        return 429, "TooManyRequestsException", "Rate exceeded"
+    if fault is Fault.NOT_FOUND:
+        return 404, "ResourceNotFoundException", f"Function not found: {function}"
+    if fault is Fault.CONFLICT:
+        return (
+            409,
+            "ResourceConflictException",
+            "The operation cannot be performed at this time. An update is in progress for "
+            f"resource: {function}",
+        )
+    if fault is Fault.SERVER_ERROR:
+        return 500, "ServiceException", "An internal error occurred. Please try again."
+    raise AssertionError(f"{fault} has no AWS error body")  # pragma: no cover
+
+
+def error_response(status: int, code: str, message: str, *, protocol: Protocol) -> web.Response:
     """An AWS error in the caller's protocol."""
-    if json_protocol:
+    if protocol is Protocol.REST:
+        body: Json = {"Type": "Service" if status >= 500 else "User", "message": message}
+        headers = {"x-amzn-ErrorType": code}
+        if code == "TooManyRequestsException":
+            # Lambda's throttle: HTTP 429, the wait in Retry-After, the cause in Reason.
+            body["Reason"] = "CallerRateLimitExceeded"
+            headers["Retry-After"] = "1"
+        return web.json_response(body, status=status, headers=headers)
+    if protocol is Protocol.JSON:
         return web.Response(
             status=status,
             text=json.dumps({"__type": code, "message": message}),
