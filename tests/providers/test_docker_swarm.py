@@ -171,3 +171,14 @@ async def test_a_previous_image_that_cannot_be_pulled_fails_with_dockers_message
 
 async def _ignore(text: str) -> None:
     return None
+
+
+async def test_a_missing_service_is_named(
+    swarm_manager: str, make_swarm_provider: SwarmProviderFactory
+) -> None:
+    provider = make_swarm_provider("rbswarm-no-such-service")
+
+    with pytest.raises(NotFound) as missing:
+        await provider.list_versions()
+
+    assert missing.value.message.startswith("No swarm service `rbswarm-no-such-service`")
