@@ -274,7 +274,7 @@ class DockerSwarmProvider(WatchOnlyFreeze):
                     target_state=state,
                 )
             running, wanted = tasks.running_on(image), specs.replicas
-            line = f"Tasks on {image}: {running} running ({tasks.states()})"
+            line = f"Tasks on {image}: {running} running (all tasks: {tasks.states()})"
             if line != reported:
                 reported = line
                 await say(progress, line)

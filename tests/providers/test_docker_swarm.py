@@ -7,6 +7,7 @@ import pytest
 from providers.base import Conflicting, NotFound, Refused, RollbackFailed
 from tests.support.docker import wait_http
 from tests.support.swarm import (
+    FAST_UPDATES,
     MISSING_IMAGE,
     Swarm,
     SwarmProviderFactory,
@@ -133,8 +134,9 @@ async def test_an_update_in_progress_is_refused(
 ) -> None:
     service = await deployed(swarm)
     provider = make_swarm_provider(service.name)
-    # A new task that never starts keeps the update in `updating` while Swarm waits.
-    await swarm.update_spec(service, MISSING_IMAGE)
+    # Swarm watches each new task for UpdateConfig.Monitor before it calls the update done.
+    slow = {"UpdateConfig": {**FAST_UPDATES, "Monitor": 120_000_000_000}}
+    await swarm.update_spec(service, "v1.2.3", slow)
     current = await swarm.docker.services.inspect(service.name)
     assert current["UpdateStatus"]["State"] == "updating"
 
@@ -143,7 +145,8 @@ async def test_an_update_in_progress_is_refused(
 
     assert "carrying out an update" in busy.value.message and "updating" in busy.value.message
     after = await swarm.docker.services.inspect(service.name)
-    assert after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == MISSING_IMAGE
+    assert after["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == swarm.image("v1.2.3")
+    assert after["UpdateStatus"]["State"] == "updating"  # Swarm's update goes on
 
 
 async def test_a_previous_image_that_cannot_be_pulled_fails_with_dockers_message(

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from providers.capabilities import PreflightReport, Verdict
-from tests.support.swarm import MISSING_IMAGE, Swarm, SwarmProviderFactory, wait_update
+from tests.support.swarm import (
+    FAST_UPDATES,
+    MISSING_IMAGE,
+    Swarm,
+    SwarmProviderFactory,
+    wait_update,
+)
 
 SECRET = "hunter2-not-for-slack"
+SLOW = 120_000_000_000  # two minutes, in nanoseconds
 SERVE = ["/bin/sh", "-c", "exec httpd -f -p $PORT -h /www"]
 
 
@@ -60,17 +67,21 @@ async def test_preflight_fails_while_an_update_runs_and_warns_when_it_paused(
     service = await swarm.create("v1.2.3")
     await swarm.update(service, "v1.2.4")
     provider = make_swarm_provider(service.name)
-    await swarm.update_spec(service, MISSING_IMAGE)
+    # Swarm watches each new task for UpdateConfig.Monitor before it calls the update done.
+    await swarm.update_spec(service, "v1.2.2", {"UpdateConfig": {**FAST_UPDATES, "Monitor": SLOW}})
 
     during = await provider.preflight("v1.2.4")
     assert verdicts(during)["update-idle"] == Verdict.FAIL
     idle = next(c for c in during.checks if c.name == "update-idle")
+    assert "(updating (update in progress))" in idle.why
     assert "a rollback now would replace it" in idle.why
 
+    # A new task that can never start makes Swarm pause the next update.
+    await swarm.update_spec(service, MISSING_IMAGE, {"UpdateConfig": FAST_UPDATES})
     await wait_update(swarm.docker, service.name, {"paused"}, 60)
-    paused = await provider.preflight("v1.2.4")
+    paused = await provider.preflight("v1.2.2")
     idle = next(c for c in paused.checks if c.name == "update-idle")
     assert idle.verdict == Verdict.WARN and "paused" in idle.why
     assert "the rollback replaces it" in idle.why
     assert verdicts(paused)["image-present"] == Verdict.PASS
-    assert paused.changes[0] == f"image: {MISSING_IMAGE} -> {swarm.image('v1.2.4')}"
+    assert paused.changes[0] == f"image: {MISSING_IMAGE} -> {swarm.image('v1.2.2')}"

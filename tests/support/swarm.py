@@ -156,12 +156,15 @@ class Swarm:
         await wait_update(self.docker, service.name, {"completed"}, 60)
         await wait_running(self.docker, service.name, self.image(tag))
 
-    async def update_spec(self, service: SwarmService, tag: str, **changes: Any) -> None:
+    async def update_spec(
+        self, service: SwarmService, tag: str, spec_changes: Json | None = None, **changes: Any
+    ) -> None:
         """Send `docker service update --image` without waiting for it to finish."""
         for _ in range(5):
             current = dict(await self.docker.services.inspect(service.name))
             spec = current["Spec"]
             spec["TaskTemplate"]["ContainerSpec"].update({"Image": self.image(tag), **changes})
+            spec.update(spec_changes or {})
             try:
                 # aiodocker's services.update sets only the image: send the whole spec.
                 await self.docker._query_json(
