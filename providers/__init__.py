@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from providers.base import Provider
 from providers.capabilities import ClearsState
 from providers.docker_compose import DockerComposeProvider, DockerComposeSettings
+from providers.docker_swarm import DockerSwarmProvider, DockerSwarmSettings
 from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
 from providers.git import GitProvider, GitSettings
@@ -47,6 +48,7 @@ class Kind:
 
 PROVIDERS: tuple[Kind, ...] = (
     Kind("docker_compose", DockerComposeSettings, DockerComposeProvider),
+    Kind("docker_swarm", DockerSwarmSettings, DockerSwarmProvider),
     Kind("ecs", EcsSettings, EcsProvider),
     Kind("ecs_blue_green", EcsBlueGreenSettings, EcsBlueGreenProvider),
     Kind("git", GitSettings, GitProvider),
@@ -63,6 +65,7 @@ BY_NAME: dict[str, Kind] = {kind.name: kind for kind in PROVIDERS}
 # Pydantic needs the unions spelled out; tests/test_config.py checks they match PROVIDERS.
 ProviderSettings = Annotated[
     DockerComposeSettings
+    | DockerSwarmSettings
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings
@@ -75,6 +78,7 @@ ProviderSettings = Annotated[
 ]
 StepSettings = Annotated[
     DockerComposeSettings
+    | DockerSwarmSettings
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings

@@ -8,6 +8,7 @@ import pytest
 
 pytest_plugins = [
     "tests.support.docker",
+    "tests.support.swarm",
     "tests.support.services",
     "tests.support.slack",
     "tests.support.bot",
