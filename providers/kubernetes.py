@@ -20,6 +20,7 @@ from typing import Literal
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from providers.argocd import Application, ArgoCd, ArgoCdSettings, describe, find_or_problem
 from providers.base import (
     Conflicting,
     NotFound,
@@ -35,20 +36,19 @@ from providers.base import (
     say,
     state_or_unknown,
 )
-from providers.capabilities import Identity, PreflightReport
+from providers.capabilities import FreezeRecord, Identity, PreflightReport
 from providers.ecs_freeze import WatchOnlyFreeze
 from providers.kube_api import JSON_PATCH, Json, KubeApi
-from providers.kube_preflight import ImageCheck, autoscaler_lines, changes, identity, rollout_checks
+from providers.kube_preflight import ImageCheck, changes, identity, rollout_checks
 from providers.kube_revisions import (
     History,
     Revision,
-    current_of,
-    from_controller_revisions,
-    from_replica_sets,
 )
-from providers.kube_rollout import Rollout, not_rolling, rollout_of, stuck_pods
+from providers.kube_rollout import Rollout, not_rolling, rollout_of
+from providers.kube_workload import Workloads, noun
 
 log = structlog.get_logger(__name__)
+ARGO_APP, ARGO_NAMESPACE = "argocd_application", "argocd_namespace"
 # DNS-1123 names and a label selector's characters: nothing else reaches the API.
 NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 SELECTOR = re.compile(r"[A-Za-z0-9_./=!,() -]{1,500}")
@@ -91,6 +91,11 @@ class KubernetesSettings(BaseModel):
         "CrashLoopBackOff or the like this long.",
     )
     api_timeout_seconds: float = Field(default=15, gt=0, description="Timeout of one API call.")
+    argocd: ArgoCdSettings | None = Field(
+        default=None,
+        description="The Argo CD Application managing the workload, when its tracking "
+        "does not name it or it lives outside the `argocd` namespace.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_find_it(self) -> KubernetesSettings:
@@ -106,31 +111,48 @@ class KubernetesProvider(WatchOnlyFreeze):
         "Kubernetes has no setting that keeps a pod template out of a workload: any apply "
         "with {bad} goes through"
     )
+    platform = "Kubernetes"
 
     def __init__(self, settings: KubernetesSettings) -> None:
         self._settings = settings
         self._api = KubeApi(settings.kubeconfig, settings.context, settings.api_timeout_seconds)
         self._images = ImageCheck(self._api, settings.namespace, settings.api_timeout_seconds)
+        self._argo = ArgoCd(self._api, settings.argocd)
+        self._reads = Workloads(self._api, settings)
 
     # -- Provider protocol ------------------------------------------------------------------
 
     async def current_version(self) -> str:
         """Return the version name of the revision the workload's template is at."""
-        _, history = await self._read()
+        _, history = await self._reads.read()
         return history.name(history.current)
 
     async def list_versions(self) -> list[Version]:
         """Return the workload's revisions, newest first, current and previous marked."""
-        _, history = await self._read()
+        _, history = await self._reads.read()
         return history.versions()
 
     async def plan(self, target: str) -> Plan:
         """Describe the patch of the pod template and the wait, changing nothing."""
-        workload, history = await self._read()
+        workload, history = await self._reads.read()
         revision = self._resolve(history, target)
         self._refuse_stuck(workload)
         settings, kind, name = self._settings, self._settings.kind, workload["metadata"]["name"]
-        steps = [
+        app = await self._argo_or_refuse(workload)
+        steps = (
+            []
+            if app is None or app.automated is None
+            else [
+                f"Pause the automated sync of {app.label} ({describe(app.automated)}), so it does "
+                "not apply the bad version again; "
+                + (
+                    "it stays paused until unfreeze."
+                    if self._argo.keep_paused
+                    else "resume it after."
+                )
+            ]
+        )
+        steps += [
             f"Set the pod template of {kind} {name} in namespace {settings.namespace} to revision "
             f"{revision.number}'s ({revision.source}: {revision.image(settings.container)}), as "
             f"`kubectl rollout undo --to-revision={revision.number}` does; it is at revision "
@@ -141,7 +163,7 @@ class KubernetesProvider(WatchOnlyFreeze):
             "available; stop on ProgressDeadlineExceeded or a pod stuck "
             f"{settings.stuck_pod_seconds:g} s in ImagePullBackOff, CrashLoopBackOff or the like.",
         ]
-        warnings = await self._autoscalers(workload) or []
+        warnings = await self._reads.autoscalers(workload) or []
         rollout = rollout_of(kind, workload)
         if not rollout.done:
             warnings.append(f"A rollout is in progress ({rollout.text}): the rollback replaces it.")
@@ -150,14 +172,25 @@ class KubernetesProvider(WatchOnlyFreeze):
     async def rollback(self, target: str, progress: Progress) -> Outcome:
         """Patch the template back to the target revision and follow the rollout."""
         started = time.monotonic()
-        workload, history = await self._read()
+        workload, history = await self._reads.read()
         revision = self._resolve(history, target)
         self._refuse_stuck(workload)
-        await self._patch(workload, revision)
+        app = await self._argo_or_refuse(workload)
+        paused = await self._argo.pause(app) if app is not None else None
+        if paused:
+            await say(progress, f"{paused}.")
+        try:
+            await self._patch(workload, revision)
+        except ProviderError as exc:
+            if paused and app is not None:
+                # Nothing changed on the workload: Argo CD may go on as before.
+                resumed = await state_or_unknown(lambda: self._argo.resume(app.name, app.namespace))
+                exc.message = f"{exc.message} {resumed}."
+            raise
         image = revision.image(self._settings.container)
         await say(
             progress,
-            f"{self._what(workload)} set to revision {revision.number} ({image}); "
+            f"{self._reads.what(workload)} set to revision {revision.number} ({image}); "
             "following the rollout…",
         )
         rollout = await self._follow(workload, revision, progress)
@@ -166,14 +199,18 @@ class KubernetesProvider(WatchOnlyFreeze):
             revision=revision.number,
             seconds=round(time.monotonic() - started, 2),
         )
+        notes = []
+        if paused and app is not None and not self._argo.keep_paused:
+            notes.append(await self._argo.resume(app.name, app.namespace))
         return Outcome(
-            summary=f"{self._what(workload)} runs {image} (revision {revision.number}'s "
-            f"template): {rollout.text}."
+            summary=f"{self._reads.what(workload)} runs {image} (revision {revision.number}'s "
+            f"template): {rollout.text}.",
+            notes=notes,
         )
 
     async def describe_state(self) -> str:
         """Say which revision the workload is at and how its rollout stands."""
-        workload, history = await self._read()
+        workload, history = await self._reads.read()
         rollout = rollout_of(self._settings.kind, workload)
         state = (
             "done"
@@ -183,7 +220,7 @@ class KubernetesProvider(WatchOnlyFreeze):
             else "in progress"
         )
         return (
-            f"{self._what(workload)} is at revision {history.current.number} "
+            f"{self._reads.what(workload)} is at revision {history.current.number} "
             f"({history.current.image(self._settings.container)}); rollout {state} ({rollout.text})"
         )
 
@@ -195,105 +232,66 @@ class KubernetesProvider(WatchOnlyFreeze):
 
     async def preflight(self, target: str) -> PreflightReport:
         """Check that the target revision can roll and run, and say what changes."""
-        workload, history = await self._read()
+        workload, history = await self._reads.read()
         revision = self._resolve(history, target)
         kind, name = self._settings.kind, workload["metadata"]["name"]
         image_check, digests = await self._images.check(revision.template)
         digest = digests.get(revision.image(self._settings.container) or "", "")
+        app, problem = await find_or_problem(self._argo, workload)
         return PreflightReport(
             current=identity(kind, name, history, history.current),
             target=identity(kind, name, history, revision, digest),
             checks=[
-                *rollout_checks(kind, workload, await self._autoscalers(workload)),
+                *rollout_checks(kind, workload, await self._reads.autoscalers(workload)),
                 image_check,
+                self._argo.check(app, problem),
             ],
             changes=changes(history.current, revision),
         )
 
     async def identity_now(self) -> Identity:
         """Return the revision the workload's template is at now."""
-        workload, history = await self._read()
+        workload, history = await self._reads.read()
         return identity(self._settings.kind, workload["metadata"]["name"], history, history.current)
 
+    # -- Freeze -----------------------------------------------------------------------------
+
+    async def freeze(self, bad: str, good: str) -> FreezeRecord:
+        """Keep Argo CD's automated sync paused where the rollback paused it; else watch."""
+        workload = await self._reads.workload()
+        app = await self._argo.find(workload)
+        if app is None or app.paused is None:
+            return await super().freeze(bad, good)
+        return FreezeRecord(
+            action=f"{app.label}: automated sync kept paused (was {describe(app.paused)}), so "
+            f"it does not apply {bad} again; unfreezing resumes it",
+            saved={ARGO_APP: app.name, ARGO_NAMESPACE: app.namespace},
+        )
+
+    async def unfreeze(self, record: FreezeRecord) -> str:
+        """Resume the Argo CD automated sync the freeze kept paused, exactly as it was."""
+        if ARGO_APP not in record.saved:
+            return await super().unfreeze(record)
+        return await self._argo.resume(record.saved[ARGO_APP], record.saved[ARGO_NAMESPACE])
+
+    async def _argo_or_refuse(self, workload: Json) -> Application | None:
+        app, problem = await find_or_problem(self._argo, workload)
+        if problem:
+            raise Refused(problem, target_state=f"{self._reads.what(workload)} unchanged")
+        return app
+
     # -- reads ------------------------------------------------------------------------------
-
-    async def _read(self) -> tuple[Json, History]:
-        """Read the workload and its revisions."""
-        workload = await self._workload()
-        apps, settings = await self._api.apps(), self._settings
-        selector = _selector_of(workload)
-        if settings.kind == "Deployment":
-            found = await self._api.read(
-                f"listing the ReplicaSets of {self._what(workload)}",
-                apps.list_namespaced_replica_set,
-                settings.namespace,
-                label_selector=selector,
-            )
-            revisions = from_replica_sets(workload, found.get("items") or [])
-        else:
-            found = await self._api.read(
-                f"listing the ControllerRevisions of {self._what(workload)}",
-                apps.list_namespaced_controller_revision,
-                settings.namespace,
-                label_selector=selector,
-            )
-            revisions = from_controller_revisions(workload, found.get("items") or [])
-        current, revisions = current_of(settings.kind, workload, revisions)
-        return workload, History(revisions, current, settings.container)
-
-    async def _workload(self) -> Json:
-        settings = self._settings
-        apps = await self._api.apps()
-        noun = _noun(settings.kind)
-        if settings.name is not None:
-            read = getattr(apps, f"read_namespaced_{noun}")
-            return await self._api.read(
-                f"reading {settings.kind} {settings.name} in namespace {settings.namespace}",
-                read,
-                settings.name,
-                settings.namespace,
-            )
-        listed = await self._api.read(
-            f"listing {settings.kind}s matching `{settings.selector}` in namespace "
-            f"{settings.namespace}",
-            getattr(apps, f"list_namespaced_{noun}"),
-            settings.namespace,
-            label_selector=settings.selector,
-        )
-        items = listed.get("items") or []
-        if len(items) != 1:
-            names = ", ".join(i["metadata"]["name"] for i in items) or "none"
-            raise Refused(
-                f"The selector `{settings.selector}` must match exactly one {settings.kind} in "
-                f"namespace {settings.namespace}; it matches {len(items)} ({names})."
-            )
-        return dict(items[0])
-
-    async def _autoscalers(self, workload: Json) -> list[str] | None:
-        """The HPAs that scale the workload, or None when they cannot be read."""
-        autoscaling = await self._api.autoscaling()
-        try:
-            found = await self._api.read(
-                f"listing HorizontalPodAutoscalers in namespace {self._settings.namespace}",
-                autoscaling.list_namespaced_horizontal_pod_autoscaler,
-                self._settings.namespace,
-            )
-        except ProviderError:
-            return None
-        return autoscaler_lines(
-            self._settings.kind, workload["metadata"]["name"], found.get("items") or []
-        )
 
     def _resolve(self, history: History, target: str) -> Revision:
         revision = history.find(target)
         if revision is None:
             raise NotFound(
-                f"No revision `{target}` of {self._settings.kind} {self._label()}; "
+                f"No revision `{target}` of {self._settings.kind} {self._reads.label()}; "
                 f"available: {history.available()}."
             )
         if revision is history.current:
             raise Refused(
-                f"{self._settings.kind} {self._label()} is already at revision "
+                f"{self._settings.kind} {self._reads.label()} is already at revision "
                 f"{revision.number} ({history.name(revision)})."
             )
         return revision
@@ -301,7 +299,7 @@ class KubernetesProvider(WatchOnlyFreeze):
     def _refuse_stuck(self, workload: Json) -> None:
         why = not_rolling(self._settings.kind, workload)
         if why:
-            raise Refused(why, target_state=f"{self._what(workload)} unchanged")
+            raise Refused(why, target_state=f"{self._reads.what(workload)} unchanged")
 
     # -- rollback ---------------------------------------------------------------------------
 
@@ -309,8 +307,8 @@ class KubernetesProvider(WatchOnlyFreeze):
         """Set the template to the revision's, once, guarded by the resourceVersion read."""
         apps, settings = await self._api.apps(), self._settings
         meta = workload["metadata"]
-        what = f"setting {self._what(workload)} to revision {revision.number}"
-        patch = getattr(apps, f"patch_namespaced_{_noun(settings.kind)}")
+        what = f"setting {self._reads.what(workload)} to revision {revision.number}"
+        patch = getattr(apps, f"patch_namespaced_{noun(settings.kind)}")
         # The generation changes with the spec only (a deploy, a scale), not with the
         # controller's status writes: a change made meanwhile fails the test, nothing else.
         body: list[Json] = [
@@ -318,10 +316,10 @@ class KubernetesProvider(WatchOnlyFreeze):
             {"op": "replace", "path": "/spec/template", "value": revision.template},
         ]
         if settings.kind == "Deployment":
-            # As kubectl does: the ReplicaSet's own annotations go back with its template.
-            body.append(
-                {"op": "replace", "path": "/metadata/annotations", "value": revision.annotations}
-            )
+            # The ReplicaSet's annotations (its change-cause) go back with its template, as
+            # with kubectl; unlike kubectl, the workload's others (Argo CD's tracking) stay.
+            annotations = {**(meta.get("annotations") or {}), **revision.annotations}
+            body.append({"op": "replace", "path": "/metadata/annotations", "value": annotations})
         try:
             await self._api.call(
                 what, patch, meta["name"], settings.namespace, body, _content_type=JSON_PATCH
@@ -335,11 +333,12 @@ class KubernetesProvider(WatchOnlyFreeze):
                 f"{exc.message} It was not applied.", target_state=await self._state()
             ) from exc
         except ProviderError as exc:
-            now = await self._workload()
+            now = await self._reads.workload()
             if now["metadata"].get("generation") != meta["generation"]:
                 raise Conflicting(
-                    f"{self._what(workload)} changed since rollbot read it (someone deployed or "
-                    "scaled it): nothing was changed. Look at what runs and request again.",
+                    f"{self._reads.what(workload)} changed since rollbot read it (someone "
+                    "deployed or scaled it): nothing was changed. Look at what runs and "
+                    "request again.",
                     target_state=await self._state(),
                 ) from exc
             exc.target_state = exc.target_state or await self._state()
@@ -347,7 +346,7 @@ class KubernetesProvider(WatchOnlyFreeze):
 
     async def _holds(self, revision: Revision) -> bool:
         try:
-            _, history = await self._read()
+            _, history = await self._reads.read()
         except ProviderError:
             return False
         return (
@@ -363,11 +362,11 @@ class KubernetesProvider(WatchOnlyFreeze):
         image = revision.image(settings.container)
         said, stuck_since = "", None
         while True:
-            workload = await self._workload()
+            workload = await self._reads.workload()
             rollout = rollout_of(settings.kind, workload)
             if rollout.done:
                 return rollout
-            stuck = await self._stuck(workload, image)
+            stuck = await self._reads.stuck(workload, image)
             stuck_since = (stuck_since or time.monotonic()) if stuck else None
             if rollout.failed or (
                 stuck_since is not None
@@ -375,15 +374,16 @@ class KubernetesProvider(WatchOnlyFreeze):
             ):
                 why = rollout.failed or "pods of the target cannot run"
                 raise RollbackFailed(
-                    f"The rollout of {self._what(workload)} to revision {revision.number} failed: "
-                    f"{why}. {'; '.join(stuck) + '.' if stuck else ''} The template stays at "
+                    f"The rollout of {self._reads.what(workload)} to revision "
+                    f"{revision.number} failed: {why}. "
+                    f"{'; '.join(stuck) + '.' if stuck else ''} The template stays at "
                     f"revision {revision.number}'s; fix the cause or roll back to another "
                     "revision.",
                     target_state=await self._state(),
                 )
             if time.monotonic() >= deadline:
                 raise TimedOut(
-                    f"The rollout of {self._what(workload)} did not finish within "
+                    f"The rollout of {self._reads.what(workload)} did not finish within "
                     f"{settings.rollout_timeout_seconds:g} s ({rollout.text}). "
                     + ("; ".join(stuck) + "." if stuck else ""),
                     target_state=await self._state(),
@@ -393,37 +393,5 @@ class KubernetesProvider(WatchOnlyFreeze):
                 await say(progress, f"Rollout: {rollout.text}.")
             await asyncio.sleep(settings.poll_interval_seconds)
 
-    async def _stuck(self, workload: Json, image: str | None) -> list[str]:
-        core = await self._api.core()
-        try:
-            pods = await self._api.read(
-                f"listing the pods of {self._what(workload)}",
-                core.list_namespaced_pod,
-                self._settings.namespace,
-                label_selector=_selector_of(workload),
-            )
-        except ProviderError:
-            return []
-        return stuck_pods(pods.get("items") or [], image)
-
     async def _state(self) -> str:
         return await state_or_unknown(self.describe_state)
-
-    def _label(self) -> str:
-        return self._settings.name or f"matching `{self._settings.selector}`"
-
-    def _what(self, workload: Json) -> str:
-        name = workload["metadata"]["name"]
-        return f"{self._settings.kind} {name} in namespace {self._settings.namespace}"
-
-
-def _noun(kind: str) -> str:
-    return {"Deployment": "deployment", "StatefulSet": "stateful_set", "DaemonSet": "daemon_set"}[
-        kind
-    ]
-
-
-def _selector_of(workload: Json) -> str:
-    """The workload's matchLabels as a label selector string."""
-    labels = ((workload.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

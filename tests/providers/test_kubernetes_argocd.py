@@ -1,0 +1,139 @@
+"""Argo CD's automated sync around a kubernetes rollback, on the real Application CRD.
+
+The CRD is Argo CD v3.5.8's own `manifests/crds/application-crd.yaml` (installed by
+scripts/start-kube.sh), so every patch rollbot sends is checked by its real schema. No
+Argo CD controller runs: the tests read back what rollbot wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client
+
+from providers.argocd import PAUSED, TRACKING
+from providers.base import Refused
+from providers.capabilities import Verdict
+from tests.support.kube_workloads import KubeProviderFactory, read_workload, workload
+from tests.support.progress import Recorder
+
+IMAGES = ["registry.example/web:v1", "registry.example/web:v2"]
+AUTOMATED = {"prune": True, "selfHeal": True}
+
+
+async def application(api: client.ApiClient, namespace: str, automated: Any) -> None:
+    """Create Application `shop` in `namespace` with this automated sync policy."""
+    body: dict[str, Any] = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "shop"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": "https://git.example/shop.git", "path": "deploy"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
+        },
+    }
+    if automated is not None:
+        body["spec"]["syncPolicy"] = {"automated": automated}
+    custom = client.CustomObjectsApi(api)
+    await custom.create_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", namespace, "applications", body
+    )
+
+
+async def read_application(api: client.ApiClient, namespace: str) -> dict[str, Any]:
+    """Application `shop` as the API holds it."""
+    custom = client.CustomObjectsApi(api)
+    found: dict[str, Any] = await custom.get_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", namespace, "applications", "shop"
+    )
+    return found
+
+
+async def tracked_web(api: client.ApiClient, namespace: str) -> None:
+    """Deployment web on v1 then v2, tracked by Application `shop` as Argo CD annotates it."""
+    await workload(api, namespace, "web", IMAGES, replicas=1)
+    tracking = f"shop:apps/Deployment:{namespace}/web"
+    body = {"metadata": {"annotations": {TRACKING: tracking}}}
+    await client.AppsV1Api(api).patch_namespaced_deployment("web", namespace, body)
+
+
+async def test_rollback_pauses_auto_sync_keeps_it_paused_frozen_and_unfreeze_resumes_it(
+    kube_api: client.ApiClient, kube_namespace: str, kube_provider: KubeProviderFactory
+) -> None:
+    await tracked_web(kube_api, kube_namespace)
+    await application(kube_api, kube_namespace, AUTOMATED)
+    provider = kube_provider(name="web", argocd={"namespace": kube_namespace})
+
+    report = await provider.preflight("v1")
+    check = next(c for c in report.checks if c.name == "argocd-sync")
+    assert check.verdict is Verdict.WARN
+    assert "syncs it automatically (prune, selfHeal): rollbot pauses that" in check.why
+    plan = await provider.plan("v1")
+    assert plan.steps[0].startswith(
+        f"Pause the automated sync of Argo CD Application {kube_namespace}/shop"
+    )
+
+    progress = Recorder()
+    await provider.rollback("v1", progress)
+
+    app = await read_application(kube_api, kube_namespace)
+    assert "automated" not in app["spec"].get("syncPolicy", {})
+    assert app["metadata"]["annotations"][PAUSED] == '{"prune": true, "selfHeal": true}'
+    assert "automated sync paused (was prune, selfHeal)" in progress.text
+    deployment = await read_workload(kube_api, kube_namespace, "web", "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGES[0]
+
+    record = await provider.freeze("v2", "v1")
+    assert "automated sync kept paused (was prune, selfHeal)" in record.action
+    said = await provider.unfreeze(record)
+    assert "automated sync resumed (prune, selfHeal)" in said
+    app = await read_application(kube_api, kube_namespace)
+    assert app["spec"]["syncPolicy"]["automated"] == AUTOMATED
+    assert PAUSED not in (app["metadata"].get("annotations") or {})
+
+
+async def test_keep_paused_false_resumes_after_the_rollback(
+    kube_api: client.ApiClient, kube_namespace: str, kube_provider: KubeProviderFactory
+) -> None:
+    await tracked_web(kube_api, kube_namespace)
+    await application(kube_api, kube_namespace, {"selfHeal": True})
+    provider = kube_provider(name="web", argocd={"namespace": kube_namespace, "keep_paused": False})
+
+    outcome = await provider.rollback("v1", Recorder())
+
+    assert any("automated sync resumed (selfHeal)" in note for note in outcome.notes)
+    app = await read_application(kube_api, kube_namespace)
+    assert app["spec"]["syncPolicy"]["automated"] == {"selfHeal": True}
+    record = await provider.freeze("v2", "v1")
+    assert record.action.startswith("watch only")
+
+
+async def test_an_application_without_auto_sync_is_left_alone(
+    kube_api: client.ApiClient, kube_namespace: str, kube_provider: KubeProviderFactory
+) -> None:
+    await tracked_web(kube_api, kube_namespace)
+    await application(kube_api, kube_namespace, None)
+    provider = kube_provider(name="web", argocd={"namespace": kube_namespace})
+
+    report = await provider.preflight("v1")
+    assert next(c for c in report.checks if c.name == "argocd-sync").verdict is Verdict.PASS
+    await provider.rollback("v1", Recorder())
+    app = await read_application(kube_api, kube_namespace)
+    assert PAUSED not in (app["metadata"].get("annotations") or {})
+
+
+async def test_a_tracked_application_that_cannot_be_read_fails_closed(
+    kube_api: client.ApiClient, kube_namespace: str, kube_provider: KubeProviderFactory
+) -> None:
+    await tracked_web(kube_api, kube_namespace)  # no Application `shop` exists
+    provider = kube_provider(name="web", argocd={"namespace": kube_namespace})
+
+    report = await provider.preflight("v1")
+    check = next(c for c in report.checks if c.name == "argocd-sync")
+    assert check.verdict is Verdict.FAIL and "cannot be found" in check.why
+    with pytest.raises(Refused, match="Argo CD Application"):
+        await provider.rollback("v1", Recorder())
+    deployment = await read_workload(kube_api, kube_namespace, "web", "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGES[1]
