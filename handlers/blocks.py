@@ -268,7 +268,28 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
         lines.append(f"*State now:* {escape(rb.target_state)}")
     if rb.dry_run and rb.state is State.CANCELLED:
         lines.append(f"Approval would be needed from {_people(policy)}.")
-    return [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))] if lines else []
+    blocks: list[Block] = [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
+    if rb.state is State.SUCCEEDED and rb.freeze is not None and rb.freeze.active:
+        blocks.append(ActionsBlock(elements=[_unfreeze_button(rb)]))
+    return blocks if lines else []
+
+
+def _unfreeze_button(rb: Rollback) -> ButtonElement:
+    """Unfreeze from the card: an approver's act, checked as `/rollback unfreeze` is."""
+    assert rb.freeze is not None
+    acted = any(entry.acted for entry in rb.freeze.entries)
+    return ButtonElement(
+        # What the freeze paused (auto-deploys, an Argo CD auto-sync) resumes with it.
+        text="Unfreeze (resume what the freeze paused)" if acted else "Unfreeze",
+        action_id=ActionId.UNFREEZE,
+        value=rb.id,
+        confirm=ConfirmObject(
+            title="Unfreeze?",
+            text=f"{rb.freeze.bad} may be deployed to {rb.service}/{rb.environment} again."[:300],
+            confirm="Unfreeze",
+            deny="Keep frozen",
+        ),
+    )
 
 
 def _approve_button(rb: Rollback) -> ButtonElement:

@@ -40,6 +40,7 @@ async def test_a_rollback_freezes_the_service_until_an_approver_unfreezes_it(
     # The card and the status say what is kept out, and how to end it.
     done = await wait_card(bot, card, lambda m: "Freeze:" in text_of(m))
     assert "v1.2.4 is kept out of backend/production" in text_of(done)
+    assert has_action(done, ActionId.UNFREEZE) and "Unfreeze" in text_of(done)
     await bot.slack.command("status", user=APPROVER, channel=CHANNEL)
     await bot.fake.wait_for(lambda: "*Frozen:*" in ephemeral_text(bot.fake))
     (rb,) = await bot.store.find()
@@ -164,8 +165,10 @@ async def test_roll_back_again_and_a_later_rollback_keep_the_setting_from_before
     # rollbot's own rollback to v1.2.2 was not drift.
     assert "now runs v1.2.2" not in thread_text(bot.fake, again)
 
-    # Unfreezing puts the file back as it was before the first freeze: absent.
-    await bot.slack.command("unfreeze backend", user=APPROVER, channel=CHANNEL)
+    # Unfreezing (the card's button) puts the file back as before the first freeze: absent.
+    shown = await wait_card(bot, third, lambda m: has_action(m, ActionId.UNFREEZE))
+    assert "Unfreeze (resume what the freeze paused)" in text_of(shown)
+    await bot.slack.click(third["channel"], third["ts"], ActionId.UNFREEZE, user=APPROVER)
     await bot.fake.wait_for(lambda: "Unfrozen by" in thread_text(bot.fake, third))
     assert not override.exists()
 

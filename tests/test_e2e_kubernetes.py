@@ -16,6 +16,7 @@ from tests.e2e_helpers import (
     thread_text,
     wait_card,
 )
+from tests.support.argocd import application, read_application, tracked_web
 from tests.support.bot import RunningBot, StartBot
 from tests.support.kube_workloads import (
     create_pull_secret,
@@ -151,3 +152,40 @@ async def test_an_unpullable_target_fails_preflight_and_its_stuck_rollout_frees_
     assert await bot.store.locks() == []
     deployment = await read_workload(kube_api, kube_namespace, "web", "Deployment")
     assert image_of(deployment) == missing
+
+
+async def test_argo_cd_auto_sync_is_paused_for_the_rollback_and_resumed_on_unfreeze(
+    start_rollbot: StartBot,
+    http_server: HttpServerFactory,
+    kubeconfig: str,
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+) -> None:
+    await tracked_web(kube_api, kube_namespace)
+    await application(kube_api, kube_namespace, {"prune": True, "selfHeal": True})
+    health = await http_server(200, '{"status":"ok"}')
+    provider = {
+        "provider": "kubernetes",
+        "namespace": kube_namespace,
+        "name": "web",
+        "kubeconfig": kubeconfig,
+        "poll_interval_seconds": 0.2,
+        "argocd": {"namespace": kube_namespace},
+    }
+    bot = await start_rollbot(service_config("web", provider, health.url))
+
+    card = await ready_to_approve(bot, "web previous", "critical_bug")
+    assert "`argocd-sync`" in text_of(card) and "rollbot pauses that" in text_of(card)
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+    assert "automated sync paused (was prune, selfHeal)" in thread_text(bot.fake, card)
+    assert "automated" not in (await read_application(kube_api, kube_namespace))["spec"].get(
+        "syncPolicy", {}
+    )
+
+    done = await wait_card(bot, card, lambda m: "automated sync kept paused" in text_of(m))
+    assert "Unfreeze (resume what the freeze paused)" in text_of(done)
+    await bot.slack.click(card["channel"], card["ts"], ActionId.UNFREEZE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "Unfrozen by" in thread_text(bot.fake, card))
+    app = await read_application(kube_api, kube_namespace)
+    assert app["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}

@@ -7,56 +7,17 @@ Argo CD controller runs: the tests read back what rollbot wrote.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from kubernetes_asyncio import client
 
-from providers.argocd import PAUSED, TRACKING
+from providers.argocd import PAUSED
 from providers.base import Refused
 from providers.capabilities import Verdict
-from tests.support.kube_workloads import KubeProviderFactory, read_workload, workload
+from tests.support.argocd import IMAGES, application, read_application, tracked_web
+from tests.support.kube_workloads import KubeProviderFactory, read_workload
 from tests.support.progress import Recorder
 
-IMAGES = ["registry.example/web:v1", "registry.example/web:v2"]
 AUTOMATED = {"prune": True, "selfHeal": True}
-
-
-async def application(api: client.ApiClient, namespace: str, automated: Any) -> None:
-    """Create Application `shop` in `namespace` with this automated sync policy."""
-    body: dict[str, Any] = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "shop"},
-        "spec": {
-            "project": "default",
-            "source": {"repoURL": "https://git.example/shop.git", "path": "deploy"},
-            "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
-        },
-    }
-    if automated is not None:
-        body["spec"]["syncPolicy"] = {"automated": automated}
-    custom = client.CustomObjectsApi(api)
-    await custom.create_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", namespace, "applications", body
-    )
-
-
-async def read_application(api: client.ApiClient, namespace: str) -> dict[str, Any]:
-    """Application `shop` as the API holds it."""
-    custom = client.CustomObjectsApi(api)
-    found: dict[str, Any] = await custom.get_namespaced_custom_object(
-        "argoproj.io", "v1alpha1", namespace, "applications", "shop"
-    )
-    return found
-
-
-async def tracked_web(api: client.ApiClient, namespace: str) -> None:
-    """Deployment web on v1 then v2, tracked by Application `shop` as Argo CD annotates it."""
-    await workload(api, namespace, "web", IMAGES, replicas=1)
-    tracking = f"shop:apps/Deployment:{namespace}/web"
-    body = {"metadata": {"annotations": {TRACKING: tracking}}}
-    await client.AppsV1Api(api).patch_namespaced_deployment("web", namespace, body)
 
 
 async def test_rollback_pauses_auto_sync_keeps_it_paused_frozen_and_unfreeze_resumes_it(
