@@ -159,3 +159,22 @@ async def test_a_stateful_set_goes_back_through_its_controller_revisions(
     assert stateful_set["spec"]["template"]["spec"]["containers"][0]["image"] == images[0]
     assert await provider.current_version() == "v1"
     assert await pod_images(kube_api, kube_namespace, "db") == [images[0]] * 2
+
+
+async def test_a_daemon_set_goes_back_and_says_where_it_stands(
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+    kube_provider: KubeProviderFactory,
+    images: list[str],
+) -> None:
+    await workload(kube_api, kube_namespace, "agent", images[:2], kind="DaemonSet")
+    provider = kube_provider(name="agent", kind="DaemonSet")
+
+    await provider.rollback("v1", Recorder())
+
+    daemon_set = await read_workload(kube_api, kube_namespace, "agent", "DaemonSet")
+    assert daemon_set["spec"]["template"]["spec"]["containers"][0]["image"] == images[0]
+    assert await pod_images(kube_api, kube_namespace, "agent") == [images[0]]
+    state = await provider.describe_state()
+    assert state.startswith(f"DaemonSet agent in namespace {kube_namespace} is at revision 3")
+    assert "rollout done (1 of 1 pods updated and available)" in state
