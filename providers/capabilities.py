@@ -7,6 +7,7 @@ registry (`providers/__init__.py`) says what a kind can do before any provider i
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -103,6 +104,12 @@ class Verdict(StrEnum):
     PASS = "pass"  # noqa: S105 - a verdict, not a password
     WARN = "warn"
     FAIL = "fail"
+
+    @staticmethod
+    def worst(verdicts: Iterable[Verdict]) -> Verdict:
+        """The verdict of several findings: any fail fails, else any warn warns."""
+        found = set(verdicts)
+        return next((v for v in (Verdict.FAIL, Verdict.WARN) if v in found), Verdict.PASS)
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,7 @@ class EcrImages:
             found.append(await self._one(name, image))
         if not found:
             return PreflightCheck(NAME, Verdict.WARN, "The task definition names no image.")
-        verdict = next(
-            (v for v in (Verdict.FAIL, Verdict.WARN) if any(f[0] is v for f in found)),
-            Verdict.PASS,
-        )
+        verdict = Verdict.worst(f[0] for f in found)
         return PreflightCheck(NAME, verdict, "; ".join(line for _, line in found) + ".")
 
     async def _one(self, name: str, image: str) -> tuple[Verdict, str]:

@@ -121,9 +121,7 @@ class ImageCheck:
             found.append((verdict, line))
             if digest:
                 digests[image] = digest
-        verdict = next(
-            (v for v in (Verdict.FAIL, Verdict.WARN) if any(f[0] is v for f in found)), Verdict.PASS
-        )
+        verdict = Verdict.worst(f[0] for f in found)
         return PreflightCheck(
             "image-present", verdict, "; ".join(f[1] for f in found) + "."
         ), digests

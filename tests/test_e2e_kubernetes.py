@@ -34,6 +34,7 @@ async def start(
     http_server: HttpServerFactory,
     kubeconfig: str,
     namespace: str,
+    **settings: Any,
 ) -> RunningBot:
     """Start a bot for Deployment `web`, verified against a local HTTP server."""
     health = await http_server(200, '{"status":"ok"}')
@@ -45,6 +46,7 @@ async def start(
         "poll_interval_seconds": 0.2,
         "rollout_timeout_seconds": 30,
         "stuck_pod_seconds": 2,
+        **settings,
     }
     return await start_rollbot(service_config("web", provider, health.url))
 
@@ -163,16 +165,8 @@ async def test_argo_cd_auto_sync_is_paused_for_the_rollback_and_resumed_on_unfre
 ) -> None:
     await tracked_web(kube_api, kube_namespace)
     await application(kube_api, kube_namespace, {"prune": True, "selfHeal": True})
-    health = await http_server(200, '{"status":"ok"}')
-    provider = {
-        "provider": "kubernetes",
-        "namespace": kube_namespace,
-        "name": "web",
-        "kubeconfig": kubeconfig,
-        "poll_interval_seconds": 0.2,
-        "argocd": {"namespace": kube_namespace},
-    }
-    bot = await start_rollbot(service_config("web", provider, health.url))
+    argocd = {"namespace": kube_namespace}
+    bot = await start(start_rollbot, http_server, kubeconfig, kube_namespace, argocd=argocd)
 
     card = await ready_to_approve(bot, "web previous", "critical_bug")
     assert "`argocd-sync`" in text_of(card) and "rollbot pauses that" in text_of(card)

@@ -18,6 +18,7 @@ import yaml
 from kubernetes_asyncio import client
 
 from providers.base import ProviderError
+from providers.kubernetes import KubernetesProvider
 from tests.support.faults import ALL_FAULTS, TRANSIENT, Fault, FaultProxy, assert_names_cause
 from tests.support.kube_workloads import KubeProviderFactory, read_workload, workload
 from tests.support.progress import Recorder
@@ -51,6 +52,20 @@ def proxied_kubeconfig(kubeconfig: str, proxy: FaultProxy, folder: Path) -> Path
     return path
 
 
+async def proxied_web(
+    api: client.ApiClient,
+    namespace: str,
+    kube_provider: KubeProviderFactory,
+    kubeconfig: str,
+    proxy: FaultProxy,
+    folder: Path,
+) -> KubernetesProvider:
+    """Deployment web on v1 then v2, and a provider reaching it through the proxy."""
+    await workload(api, namespace, "web", IMAGES, replicas=1)
+    config = proxied_kubeconfig(kubeconfig, proxy, folder)
+    return kube_provider(name="web", kubeconfig=str(config), api_timeout_seconds=1.0)
+
+
 @pytest.mark.parametrize("kind", list(CALLS))
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_rollback_through_the_fault(
@@ -63,11 +78,8 @@ async def test_rollback_through_the_fault(
     fault: Fault,
     kind: str,
 ) -> None:
-    await workload(kube_api, kube_namespace, "web", IMAGES, replicas=1)
-    provider = kube_provider(
-        name="web",
-        kubeconfig=str(proxied_kubeconfig(kubeconfig, proxy, tmp_path)),
-        api_timeout_seconds=1.0,
+    provider = await proxied_web(
+        kube_api, kube_namespace, kube_provider, kubeconfig, proxy, tmp_path
     )
     method, path, after = CALLS[kind]
     if after is None:
@@ -102,11 +114,8 @@ async def test_a_patch_whose_answer_is_lost_is_read_back_not_resent(
     proxy: FaultProxy,
     tmp_path: Path,
 ) -> None:
-    await workload(kube_api, kube_namespace, "web", IMAGES, replicas=1)
-    provider = kube_provider(
-        name="web",
-        kubeconfig=str(proxied_kubeconfig(kubeconfig, proxy, tmp_path)),
-        api_timeout_seconds=1.0,
+    provider = await proxied_web(
+        kube_api, kube_namespace, kube_provider, kubeconfig, proxy, tmp_path
     )
     proxy.inject(Fault.RESET, method="PATCH", path=r"/deployments/web$", applied=True)
 
