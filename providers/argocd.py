@@ -30,6 +30,7 @@ from providers.kube_api import MERGE_PATCH, Json, KubeApi
 TRACKING = "argocd.argoproj.io/tracking-id"
 INSTANCE = "app.kubernetes.io/instance"
 PAUSED = "rollbot.dev/paused-automated"
+NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 
 
@@ -39,9 +40,13 @@ class ArgoCdSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     application: str | None = Field(
-        default=None, description="Application name (default: read from the workload's tracking)."
+        default=None,
+        pattern=NAME,
+        description="Application name (default: read from the workload's tracking).",
     )
-    namespace: str = Field(default="argocd", description="Namespace of the Applications.")
+    namespace: str = Field(
+        default="argocd", pattern=NAME, description="Namespace of the Applications."
+    )
     keep_paused: bool = Field(
         default=True,
         description="Keep automated sync paused after a successful rollback (the freeze); "

@@ -49,9 +49,11 @@ from providers.kube_workload import Workloads, noun
 
 log = structlog.get_logger(__name__)
 ARGO_APP, ARGO_NAMESPACE = "argocd_application", "argocd_namespace"
-# DNS-1123 names and a label selector's characters: nothing else reaches the API.
-NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-SELECTOR = re.compile(r"[A-Za-z0-9_./=!,() -]{1,500}")
+# DNS-1123 names and a label selector's characters: nothing else reaches the API. Anchored:
+# a pydantic pattern matches anywhere in the value otherwise.
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+SELECTOR = re.compile(r"^[A-Za-z0-9_./=!,() -]{1,500}$")
+CONTAINER = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class KubernetesSettings(BaseModel):
@@ -70,6 +72,7 @@ class KubernetesSettings(BaseModel):
     )
     container: str | None = Field(
         default=None,
+        pattern=CONTAINER.pattern,
         description="Container whose image tag names the version (default: the first).",
     )
     kubeconfig: Path | None = Field(
