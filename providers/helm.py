@@ -142,7 +142,7 @@ class HelmProvider(WatchOnlyFreeze):
         if current.chart != revision.chart:
             warnings.append(
                 f"The chart goes back from {current.chart} to {revision.chart}: resources only "
-                "the newer chart has are deleted, and its hooks for rollback run."
+                "the newer chart has are deleted."
             )
         return Plan(steps=steps, warnings=warnings)
 

@@ -67,7 +67,7 @@ async def test_a_release_goes_back_to_previous_and_to_revision_one(
     assert "now at revision 3 (deployed; tiny-0.3.0, app 3.0.0)" in plan.steps[0]
     assert plan.warnings == [
         "The chart goes back from tiny-0.3.0 to tiny-0.2.0: resources only "
-        "the newer chart has are deleted, and its hooks for rollback run."
+        "the newer chart has are deleted."
     ]
 
     progress = Recorder()
