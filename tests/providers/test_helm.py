@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
 
-from providers.base import Conflicting, NotFound, Refused, RollbackFailed
+from providers.base import Conflicting, NotFound, Refused, RollbackFailed, TimedOut
+from providers.helm_cli import STOP_SECONDS
 from tests.support.helm_releases import (
     IMAGE,
     HelmProviderFactory,
     deployment_image,
+    hanging_helm,
     history,
     kill_midway,
     release,
@@ -222,3 +225,31 @@ async def test_a_release_left_pending_by_a_killed_upgrade_is_refused(
         "deployed",
         "pending-upgrade",
     ]
+
+
+async def test_a_helm_that_never_returns_is_stopped_and_the_state_read_after(
+    helm: Helm,
+    helm_binary: str,
+    kube_namespace: str,
+    helm_provider: HelmProviderFactory,
+    tmp_path: Path,
+) -> None:
+    await release(helm, tmp_path, kube_namespace, "shop", THREE[:2])
+    provider = helm_provider(
+        helm_binary=hanging_helm(tmp_path, helm_binary), timeout_seconds=1, grace_seconds=1
+    )
+    started = time.monotonic()
+
+    with pytest.raises(TimedOut) as stopped:
+        await provider.rollback("1", Recorder())
+
+    # The deadline (2 s), then SIGTERM, ignored, then SIGKILL after STOP_SECONDS.
+    assert time.monotonic() - started < 2 + STOP_SECONDS + 5
+    assert stopped.value.message == (
+        "helm rollback shop 1: helm did not finish within 2 s and was stopped. It is not run "
+        "again: look at the release before trying again."
+    )
+    assert stopped.value.target_state == (
+        f"Release shop in namespace {kube_namespace} is at revision 2 (deployed: Upgrade "
+        "complete; tiny-0.2.0, app 2.0.0)"
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +200,29 @@ async def helm_provider(
     yield make
     for provider in made:
         await provider.aclose()
+
+
+HANGING_HELM = """\
+#!{python}
+# Stand-in for a helm whose rollback never returns, as helm does when the API server
+# holds a request and never answers (client-go sets no deadline on it), and which
+# ignores SIGTERM, as a process stuck in a system call can. Every other command runs
+# the real helm.
+import os
+import signal
+import sys
+import time
+
+if sys.argv[1:2] == ["rollback"]:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    time.sleep(600)
+os.execv({helm!r}, [{helm!r}, *sys.argv[1:]])
+"""
+
+
+def hanging_helm(folder: Path, helm_binary: str) -> str:
+    """Write the hanging stand-in (see HANGING_HELM) into `folder`; return its path."""
+    path = folder / "hanging-helm"
+    path.write_text(HANGING_HELM.format(python=sys.executable, helm=helm_binary))
+    path.chmod(0o755)
+    return str(path)
