@@ -2,7 +2,7 @@
 
 Everything goes through the helm CLI (providers/helm_cli.py), run with an argument list:
 `helm history` for the revisions, `helm get values --all` for what changes, and
-`helm rollback RELEASE N --wait=watcher --timeout Ts` for the rollback itself, which helm
+`helm rollback RELEASE N --wait --timeout=Ts` for the rollback itself, which helm
 records as a new revision ("Rollback to N"). Helm waits for the release's resources to
 be ready; afterwards the history is read again to confirm the new revision is deployed.
 A rollback is never run twice: a failed or stopped one is reported with helm's own
@@ -245,7 +245,8 @@ class HelmProvider(WatchOnlyFreeze):
             "rollback",
             self._settings.release,
             str(revision.number),
-            "--wait=watcher",
+            # Alone, it works on helm 3 (a flag) and helm 4 (its `watcher` strategy).
+            "--wait",
             f"--timeout={self._settings.timeout_seconds:g}s",
         ]
 

@@ -6,10 +6,20 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes_asyncio import client
 
-from providers.base import Conflicting, NotFound, Refused, RollbackFailed, TimedOut
+from providers.base import (
+    AuthRejected,
+    Conflicting,
+    NotFound,
+    Refused,
+    RollbackFailed,
+    TimedOut,
+    Transient,
+)
 from providers.helm_cli import STOP_SECONDS
+from tests.support.docker import free_port
 from tests.support.helm_releases import (
     IMAGE,
     HelmProviderFactory,
@@ -66,7 +76,7 @@ async def test_a_release_goes_back_to_previous_and_to_revision_one(
     assert versions[1].detail == "revision 2; superseded; tiny-0.2.0, app 2.0.0; Upgrade complete"
     assert versions[2].aliases == ("1", "r1")
     plan = await provider.plan("2.0.0")
-    assert plan.steps[0].startswith("Run `helm rollback shop 2 --wait=watcher --timeout=60s`")
+    assert plan.steps[0].startswith("Run `helm rollback shop 2 --wait --timeout=60s`")
     assert "now at revision 3 (deployed; tiny-0.3.0, app 3.0.0)" in plan.steps[0]
     assert plan.warnings == [
         "The chart goes back from tiny-0.3.0 to tiny-0.2.0: resources only "
@@ -82,7 +92,7 @@ async def test_a_release_goes_back_to_previous_and_to_revision_one(
     )
     assert rows(await history(helm, kube_namespace, "shop"))[-1] == (4, "deployed", "Rollback to 2")
     assert await deployment_image(kube_api, kube_namespace, "shop") == f"{IMAGE}:v2"
-    assert progress.messages[0].startswith("Running `helm rollback shop 2 --wait=watcher")
+    assert progress.messages[0].startswith("Running `helm rollback shop 2 --wait --timeout")
     # The new revision keeps the app version's name; the one it copied becomes +r2.
     assert [v.name for v in await provider.list_versions()][:3] == ["2.0.0", "3.0.0", "2.0.0+r2"]
 
@@ -253,3 +263,37 @@ async def test_a_helm_that_never_returns_is_stopped_and_the_state_read_after(
         f"Release shop in namespace {kube_namespace} is at revision 2 (deployed: Upgrade "
         "complete; tiny-0.2.0, app 2.0.0)"
     )
+
+
+async def test_an_account_without_rbac_and_an_unreachable_cluster_are_named(
+    kubeconfig: str,
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+    helm_provider: HelmProviderFactory,
+    tmp_path: Path,
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    account = {"metadata": {"name": "no-rights"}}
+    await core.create_namespaced_service_account(kube_namespace, account)
+    request = {"spec": {"audiences": [], "expirationSeconds": 600}}
+    token = (
+        await core.create_namespaced_service_account_token("no-rights", kube_namespace, request)
+    ).status.token
+    config = yaml.safe_load(Path(kubeconfig).read_text())
+    config["users"][0]["user"] = {"token": token}
+    weak = tmp_path / "no-rights.kubeconfig"
+    weak.write_text(yaml.safe_dump(config))
+
+    with pytest.raises(AuthRejected) as refused:
+        await helm_provider(kubeconfig=str(weak)).list_versions()
+    assert "secrets is forbidden" in refused.value.message
+    assert f"system:serviceaccount:{kube_namespace}:no-rights" in refused.value.message
+    assert "helm keeps each release in Secrets of its namespace" in refused.value.message
+    assert token not in refused.value.message
+
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    closed = tmp_path / "closed.kubeconfig"
+    closed.write_text(yaml.safe_dump(config))
+    unreachable = r"helm said: kubernetes cluster unreachable: .*connection refused"
+    with pytest.raises(Transient, match=unreachable):
+        await helm_provider(kubeconfig=str(closed)).list_versions()
