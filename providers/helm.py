@@ -36,7 +36,7 @@ from providers.base import (
 )
 from providers.capabilities import Identity, PreflightReport
 from providers.ecs_freeze import WatchOnlyFreeze
-from providers.helm_cli import HelmCli, HelmStopped, HelmTarget
+from providers.helm_cli import HelmCli, HelmStopped, HelmTarget, shown
 from providers.helm_history import History, Revision, parse
 from providers.helm_preflight import busy, changes, checks, identity, missing_binary, undeployable
 
@@ -98,10 +98,10 @@ class HelmProvider(WatchOnlyFreeze):
 
     def __init__(self, settings: HelmSettings) -> None:
         self._settings = settings
-        target = HelmTarget(
+        self._target = HelmTarget(
             settings.helm_binary, settings.namespace, settings.kubeconfig, settings.context
         )
-        self._cli = HelmCli(target, settings.read_timeout_seconds)
+        self._cli = HelmCli(self._target, settings.read_timeout_seconds)
 
     # -- Provider protocol ------------------------------------------------------------------
 
@@ -120,11 +120,11 @@ class HelmProvider(WatchOnlyFreeze):
         revision = self._resolve(history, target)
         self._refuse_undeployable(revision)
         settings, current = self._settings, history.current
+        command = shown(self._target, self._rollback_args(revision))
         steps = [
-            f"Run `helm {' '.join(self._rollback_args(revision))}`: helm applies the manifests "
-            f"of revision {revision.number} ({revision.what()}) to release {settings.release} "
-            f"in namespace {settings.namespace}, now at {history.line(current)}; a new revision "
-            f'records it as "Rollback to {revision.number}".',
+            f"Run `{command}`: helm applies the manifests of revision {revision.number} "
+            f"({revision.what()}) to release {settings.release}, now at {history.line(current)}; "
+            f'a new revision records it as "Rollback to {revision.number}".',
             f"Helm waits up to {settings.timeout_seconds:g} s for the release's resources to be "
             f"ready; rollbot stops helm after {self._deadline():g} s and never runs it twice.",
             f'Read `helm history` again: the newest revision must be deployed, "Rollback to '
@@ -158,7 +158,7 @@ class HelmProvider(WatchOnlyFreeze):
         args = self._rollback_args(revision)
         await say(
             progress,
-            f"Running `helm {' '.join(args)}`; helm waits up to "
+            f"Running `{shown(self._target, args)}`; helm waits up to "
             f"{self._settings.timeout_seconds:g} s for the resources to be ready…",
         )
         await self._run(args, revision)

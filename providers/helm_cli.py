@@ -75,6 +75,11 @@ class HelmTarget:
         return flags
 
 
+def shown(target: HelmTarget, args: list[str]) -> str:
+    """The command as it runs, for the card and the thread (it holds no secret)."""
+    return " ".join(["helm", *args, *target.flags()])
+
+
 class HelmStopped(TimedOut):
     """A helm command ran past its deadline and was stopped."""
 

@@ -59,6 +59,7 @@ async def ready(api: client.ApiClient, namespace: str, image: str) -> None:
 
 async def test_a_release_goes_back_to_previous_and_to_revision_one(
     helm: Helm,
+    kubeconfig: str,
     kube_api: client.ApiClient,
     kube_namespace: str,
     helm_provider: HelmProviderFactory,
@@ -76,7 +77,11 @@ async def test_a_release_goes_back_to_previous_and_to_revision_one(
     assert versions[1].detail == "revision 2; superseded; tiny-0.2.0, app 2.0.0; Upgrade complete"
     assert versions[2].aliases == ("1", "r1")
     plan = await provider.plan("2.0.0")
-    assert plan.steps[0].startswith("Run `helm rollback shop 2 --wait --timeout=60s`")
+    assert plan.steps[0].startswith(
+        f"Run `helm rollback shop 2 --wait --timeout=60s --namespace {kube_namespace} "
+        f"--kubeconfig={kubeconfig}`: helm applies the manifests of revision 2 (tiny-0.2.0, "
+        "app 2.0.0) to release shop, "
+    )
     assert "now at revision 3 (deployed; tiny-0.3.0, app 3.0.0)" in plan.steps[0]
     assert plan.warnings == [
         "The chart goes back from tiny-0.3.0 to tiny-0.2.0: resources only "
