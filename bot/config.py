@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -387,19 +388,28 @@ class RollbotConfig(_Strict):
         """Return the monitoring settings of one service environment."""
         return self.environment(service, environment).monitoring or self.monitoring
 
-    def secret_variables(self) -> list[tuple[str, str]]:
-        """List every environment variable that holds a secret, with the key that names it."""
-        found = []
+    def provider_settings(self) -> list[tuple[str, BaseModel]]:
+        """List the settings of every provider and step, with the key path of each."""
+        found: list[tuple[str, BaseModel]] = []
         for service_name, service in self.services.items():
             for env_name, env in service.environments.items():
                 path = f"services.{service_name}.environments.{env_name}"
-                places = [(f"{path}.provider", env.provider)] + [
+                found.append((f"{path}.provider", env.provider))
+                found += [
                     (f"{path}.steps[{i}].provider", step.provider)
                     for i, step in enumerate(env.steps)
                 ]
-                for place, settings in places:
-                    named: dict[str, str] = getattr(settings, "secret_variables", dict)()
-                    found += [(f"{place}.{key}", variable) for key, variable in named.items()]
+        return found
+
+    def secret_variables(self) -> list[tuple[str, str]]:
+        """List every environment variable that holds a secret, with the key that names it."""
+        found = []
+        for place, settings in self.provider_settings():
+            named: dict[str, str] = getattr(settings, "secret_variables", dict)()
+            found += [(f"{place}.{key}", variable) for key, variable in named.items()]
+        for service_name, service in self.services.items():
+            for env_name, env in service.environments.items():
+                path = f"services.{service_name}.environments.{env_name}"
                 for i, check in enumerate(env.checks):
                     if isinstance(check, PostgresCheck):
                         found.append((f"{path}.checks[{i}]", check.dsn_env))
@@ -433,6 +443,21 @@ def missing_secrets(config: RollbotConfig, environ: Mapping[str, str]) -> list[s
         for place, variable in config.secret_variables()
         if not environ.get(variable)
     ]
+
+
+def missing_programs(config: RollbotConfig) -> list[str]:
+    """List every program a provider runs that is not found, with its key path."""
+    problems = []
+    for place, settings in config.provider_settings():
+        named: dict[str, str] = getattr(settings, "required_programs", dict)()
+        for key, program in named.items():
+            if shutil.which(program) is None:
+                where = "is not an executable file" if "/" in program else "is not on PATH"
+                problems.append(
+                    f"{place}.{key}: the program `{program}` {where}; install it or set "
+                    f"`{key}` to its path"
+                )
+    return problems
 
 
 def unprotected_problems(config: RollbotConfig) -> list[str]:
@@ -472,7 +497,7 @@ def parse_config(data: Any) -> RollbotConfig:
 
 
 def load_config(path: str | Path, *, check_secrets: bool = False) -> RollbotConfig:
-    """Read and validate a config file; with check_secrets, also require secret variables."""
+    """Read and validate a config file; with check_secrets, also require secrets and programs."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -490,7 +515,7 @@ def load_config(path: str | Path, *, check_secrets: bool = False) -> RollbotConf
         raise ConfigError([f"{path}: invalid YAML{where}"]) from None
     config = parse_config(data)
     if check_secrets:
-        problems = missing_secrets(config, os.environ)
+        problems = missing_secrets(config, os.environ) + missing_programs(config)
         if problems:
             raise ConfigError(problems)
     return config

@@ -18,6 +18,7 @@ from providers.docker_swarm import DockerSwarmProvider, DockerSwarmSettings
 from providers.ecs import EcsProvider, EcsSettings
 from providers.ecs_blue_green import EcsBlueGreenProvider, EcsBlueGreenSettings
 from providers.git import GitProvider, GitSettings
+from providers.helm import HelmProvider, HelmSettings
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
 from providers.lambda_alias import LambdaAliasProvider, LambdaAliasSettings
 from providers.postgres_migrations import PostgresMigrationsProvider, PostgresMigrationsSettings
@@ -52,6 +53,7 @@ PROVIDERS: tuple[Kind, ...] = (
     Kind("ecs", EcsSettings, EcsProvider),
     Kind("ecs_blue_green", EcsBlueGreenSettings, EcsBlueGreenProvider),
     Kind("git", GitSettings, GitProvider),
+    Kind("helm", HelmSettings, HelmProvider),
     Kind("kubernetes", KubernetesSettings, KubernetesProvider),
     Kind("lambda_alias", LambdaAliasSettings, LambdaAliasProvider),
     Kind("postgres_migrations", PostgresMigrationsSettings, PostgresMigrationsProvider),
@@ -69,6 +71,7 @@ ProviderSettings = Annotated[
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings
+    | HelmSettings
     | KubernetesSettings
     | LambdaAliasSettings
     | PostgresMigrationsSettings
@@ -82,6 +85,7 @@ StepSettings = Annotated[
     | EcsSettings
     | EcsBlueGreenSettings
     | GitSettings
+    | HelmSettings
     | KubernetesSettings
     | LambdaAliasSettings
     | PostgresMigrationsSettings

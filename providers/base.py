@@ -139,6 +139,14 @@ class SecretSettings(Protocol):
         ...
 
 
+class ProgramSettings(Protocol):
+    """Settings that name a program the provider runs (checked at start-up)."""
+
+    def required_programs(self) -> dict[str, str]:
+        """Map each settings key to the program it names: a name on PATH, or a path."""
+        ...
+
+
 class Provider(Protocol):
     """A rollback target: reads its versions, plans and runs the rollback."""
 

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.redis_cluster",
     "tests.support.kube",
     "tests.support.kube_workloads",
+    "tests.support.helm_releases",
 ]
 
 # Variables the test command sets to reach the services it started; everything else

@@ -183,3 +183,22 @@ def test_steps_need_distinct_names_and_state_steps_are_not_providers(tmp_path: P
     assert "services.backend.environments.production.provider: Input tag 'redis_state'" in (
         result.stderr
     )
+
+
+def test_a_program_a_provider_runs_is_named_when_it_is_missing(
+    tmp_path: Path, helm_binary: str
+) -> None:
+    helm = {"provider": "helm", "release": "backend", "namespace": "shop"}
+    path = broken(tmp_path, {"provider": helm})
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = rollbot("check-config", str(path), env=SECRETS | {"PATH": str(empty)})
+    assert result.returncode == 1
+    assert (
+        "services.backend.environments.production.provider.helm_binary: the program `helm` is "
+        "not on PATH; install it or set `helm_binary` to its path" in result.stderr
+    )
+
+    path = broken(tmp_path, {"provider": helm | {"helm_binary": helm_binary}})
+    result = rollbot("check-config", str(path), env=SECRETS | {"PATH": str(empty)})
+    assert result.returncode == 0, result.stderr
