@@ -178,6 +178,9 @@ class Cluster:
             if not _broken(rs):
                 self._ready[rs["metadata"]["uid"]] = _replicas(rs)
             self._write_rs_status(rs)
+        for rs in olds:  # old pods that never became available go first, as with the real one
+            if _replicas(rs) > self._ready.get(rs["metadata"]["uid"], 0):
+                self._scale(rs, self._ready.get(rs["metadata"]["uid"], 0))
         available = sum(self._ready.get(rs["metadata"]["uid"], 0) for rs in self.owned(deployment))
         running = [rs for rs in olds if _replicas(rs) > 0]
         if running and available > wanted:  # maxUnavailable 0: never below the wanted count
