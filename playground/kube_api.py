@@ -52,7 +52,8 @@ import jsonpointer
 import yaml
 from aiohttp import web
 
-from playground.kube_model import Cluster, stamp
+from playground.kube_model import Cluster
+from playground.kube_objects import stamp
 
 Json = dict[str, Any]
 JSON_PATCH = "application/json-patch+json"

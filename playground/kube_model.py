@@ -26,15 +26,15 @@ import copy
 import hashlib
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from playground.kube_objects import SAFE, broken, condition, pod, stamp, suffix, template
 
 Json = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
 HISTORY = "deployment.kubernetes.io/revision-history"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 HASH = "pod-template-hash"
-BROKEN = "broken"  # in an image tag: its pods sit in ImagePullBackOff
 # The controller keeps these on the Deployment or the ReplicaSet only, never copies them.
 NOT_COPIED = frozenset(
     {
@@ -45,7 +45,6 @@ NOT_COPIED = frozenset(
         "kubectl.kubernetes.io/last-applied-configuration",
     }
 )
-SAFE = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet of Kubernetes' generated name suffixes
 
 
 class Cluster:
@@ -116,6 +115,7 @@ class Cluster:
         """Record a change of the spec: a new generation for the controller to act on."""
         deployment["metadata"]["generation"] += 1
         self.bump(deployment)
+        self._last = time.monotonic()  # the controller's first step on it comes a step later
 
     def advance(self, settle: bool = False) -> None:
         """Run the controller's steps due by now (all of them, when settling the seed)."""
@@ -150,7 +150,7 @@ class Cluster:
                 continue
             ready = self._ready.get(rs["metadata"]["uid"], 0)
             for index, name in enumerate(self._pods.get(rs["metadata"]["uid"], [])):
-                found.append(_pod(rs, name, ready=index < ready))
+                found.append(pod(rs, name, ready=index < ready))
         return found
 
     def serving(self, namespace: str, name: str) -> str | None:
@@ -175,7 +175,7 @@ class Cluster:
         olds = [rs for rs in self.owned(deployment) if rs is not new]
         wanted = int(deployment["spec"]["replicas"])
         for rs in self.owned(deployment):  # pods started last step are up now, unless broken
-            if not _broken(rs):
+            if not broken(rs):
                 self._ready[rs["metadata"]["uid"]] = _replicas(rs)
             self._write_rs_status(rs)
         for rs in olds:  # old pods that never became available go first, as with the real one
@@ -265,7 +265,7 @@ class Cluster:
         uid = rs["metadata"]["uid"]
         pods = self._pods.setdefault(uid, [])
         while len(pods) < replicas:
-            pods.append(f"{rs['metadata']['name']}-{_suffix()}")
+            pods.append(f"{rs['metadata']['name']}-{suffix()}")
         del pods[: len(pods) - replicas]  # the oldest go first
         self._ready[uid] = min(self._ready.get(uid, 0), replicas)
         rs["spec"]["replicas"] = replicas
@@ -320,7 +320,7 @@ class Cluster:
             "availableReplicas": available,
             "unavailableReplicas": max(total - available, 0),
             "conditions": [
-                _condition(
+                condition(
                     previous.get("Available"),
                     "Available",
                     "True" if minimum else "False",
@@ -329,101 +329,11 @@ class Cluster:
                     if minimum
                     else "Deployment does not have minimum availability.",
                 ),
-                _condition(previous.get("Progressing"), "Progressing", *progressing),
+                condition(previous.get("Progressing"), "Progressing", *progressing),
             ],
         }
         if not deployment["status"]["unavailableReplicas"]:
             del deployment["status"]["unavailableReplicas"]
-
-
-def template(labels: Json, name: str, image: str, env: Json) -> Json:
-    """A pod template of one container serving HTTP on 8080."""
-    return {
-        "metadata": {"labels": dict(labels)},
-        "spec": {
-            "containers": [
-                {
-                    "name": name,
-                    "image": image,
-                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "imagePullPolicy": "IfNotPresent",
-                }
-            ],
-            "restartPolicy": "Always",
-            "terminationGracePeriodSeconds": 30,
-        },
-    }
-
-
-def _pod(rs: Json, name: str, ready: bool) -> Json:
-    container = rs["spec"]["template"]["spec"]["containers"][0]
-    image = str(container["image"])
-    if ready:
-        state: Json = {"running": {"startedAt": stamp()}}
-    elif _broken(rs):
-        state = {
-            "waiting": {
-                "reason": "ImagePullBackOff",
-                "message": f'Back-off pulling image "{image}"',
-            }
-        }
-    else:
-        state = {"waiting": {"reason": "ContainerCreating"}}
-    flag = "True" if ready else "False"
-    return {
-        "kind": "Pod",
-        "apiVersion": "v1",
-        "metadata": {
-            "name": name,
-            "namespace": rs["metadata"]["namespace"],
-            "labels": dict(rs["spec"]["template"]["metadata"]["labels"]),
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "ReplicaSet",
-                    "name": rs["metadata"]["name"],
-                    "uid": rs["metadata"]["uid"],
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": copy.deepcopy(rs["spec"]["template"]["spec"]),
-        "status": {
-            "phase": "Running" if ready else "Pending",
-            "conditions": [
-                {"type": "Ready", "status": flag},
-                {"type": "ContainersReady", "status": flag},
-            ],
-            "containerStatuses": [
-                {
-                    "name": container["name"],
-                    "image": image,
-                    "ready": ready,
-                    "restartCount": 0,
-                    "started": ready,
-                    "state": state,
-                }
-            ],
-        },
-    }
-
-
-def _condition(previous: Json | None, kind: str, status: str, reason: str, message: str) -> Json:
-    """A condition; its lastTransitionTime moves only when its status does."""
-    before = previous or {}
-    now = stamp()
-    return {
-        "type": kind,
-        "status": status,
-        "lastUpdateTime": before["lastUpdateTime"] if before.get("reason") == reason else now,
-        "lastTransitionTime": before["lastTransitionTime"]
-        if before.get("status") == status
-        else now,
-        "reason": reason,
-        "message": message,
-    }
 
 
 def _unhashed(rs: Json) -> Json:
@@ -438,16 +348,3 @@ def _revision(rs: Json) -> str:
 
 def _replicas(rs: Json) -> int:
     return int(rs["spec"]["replicas"])
-
-
-def _broken(rs: Json) -> bool:
-    image = str(rs["spec"]["template"]["spec"]["containers"][0]["image"])
-    return BROKEN in image.rsplit(":", 1)[-1]
-
-
-def _suffix() -> str:
-    return "".join(SAFE[b % len(SAFE)] for b in uuid.uuid4().bytes[:5])
-
-
-def stamp(ago: timedelta = timedelta(0)) -> str:
-    return (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")

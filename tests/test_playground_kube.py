@@ -16,7 +16,7 @@ from bot.models import State
 from handlers.ids import ActionId
 from playground.kube_api import IMAGE, FakeKube
 from playground.world import APPROVER, REQUESTER, World, build_world
-from providers.base import Conflicting, RollbackFailed
+from providers.base import AuthRejected, Conflicting, RollbackFailed
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
 from tests.e2e_helpers import confirm, has_action, request_card, thread_text, wait_card
 from tests.support.bot import StartBot
@@ -183,6 +183,24 @@ async def test_a_broken_image_sits_in_image_pull_back_off_and_the_rollback_fails
         await provider.rollback("v2.5.0-broken", said)
     assert "is ImagePullBackOff: Back-off pulling image" in raised.value.message
     assert fake.serving() == "v2.5.1"  # maxUnavailable 0: the old pods keep serving
+
+
+async def test_rbac_refusals_and_throttling_answer_as_the_api_server_does(
+    kube: tuple[FakeKube, KubernetesProvider],
+) -> None:
+    fake, provider = kube
+    fake.throttle(2, retry_after=1)
+    assert await provider.current_version() == "v2.4.0"  # reads wait out Retry-After
+    assert [c.status for c in fake.calls[:2]] == [429, 429]
+
+    fake.forbid.add(("patch", "deployments"))
+    with pytest.raises(AuthRejected) as raised:
+        await provider.rollback("v2.3.1", said)
+    assert (
+        'deployments.apps "web" is forbidden: User "system:serviceaccount:shop:rollbot" '
+        'cannot patch resource "deployments" in API group "apps" in the namespace "shop"'
+    ) in raised.value.message
+    assert await provider.current_version() == "v2.4.0"
 
 
 def bearer(fake: FakeKube) -> dict[str, str]:
