@@ -290,6 +290,7 @@ def banner(running: Running) -> str:
             '   3. Switch "you are" to Ben (approver) and press Approve.',
             "   4. Watch the thread: progress, the verification table, the notification.",
             "   Cy (no rights) may neither request nor approve: try it.",
+            "   The Kubernetes Deployment (simulated API) too:  /rollback web v2.3.1",
             " Services (real ones change things on this machine):",
             *services,
             f" Data folder: {running.data} ({folder})",

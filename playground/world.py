@@ -3,6 +3,8 @@
 - backend: a real container on a Docker engine (two tiny local images, v1.2.3 and v1.2.4),
   or, without an engine, a simulated one on the fake Vercel API;
 - frontend: the fake Vercel API; worker: the fake Railway API (always simulated);
+- web: a Kubernetes Deployment on a simulated API server (playground/kube_api.py), driven
+  by the real kubernetes provider through a kubeconfig in the data folder;
 - release: a real git repository (a local bare remote with tags v1.2.2 to v1.2.4).
 
 Each service comes with an HTTP health check, so the verification table has rows: the
@@ -31,6 +33,7 @@ import httpx
 from aiohttp import web
 
 from playground import images
+from playground.kube_api import FakeKube
 from playground.railway_api import FakeRailway
 from playground.vercel_api import FakeVercel
 
@@ -138,6 +141,10 @@ async def build_world(data: Path, stack: AsyncExitStack, docker_host: str | None
     await vercel.start()
     stack.push_async_callback(vercel.close)
     worker = await _railway(stack)
+    kube = FakeKube()
+    kube.seed()
+    await kube.start()
+    stack.push_async_callback(kube.close)
 
     backend, why = await _real_backend(data, stack, docker_host)
     if backend is None:
@@ -150,6 +157,7 @@ async def build_world(data: Path, stack: AsyncExitStack, docker_host: str | None
         backend,
         _vercel_service("frontend", vercel, health),
         _railway_service("worker", worker, health),
+        _kube_service("web", kube, health, data),
     ]
     remarks = [mode]
     if release := _release(data, services[0].check_url):
@@ -400,6 +408,20 @@ def _vercel_service(name: str, fake: FakeVercel, health: HealthServer) -> Servic
         check_url=health.add(name, serving),
         note=f"simulated: fake Vercel API on {_host_port(fake.url)}",
         env={"VERCEL_TOKEN": fake.token},
+    )
+
+
+def _kube_service(name: str, fake: FakeKube, health: HealthServer, data: Path) -> Service:
+    kubeconfig = fake.write_kubeconfig(data / "kubeconfig")
+    return Service(
+        name=name,
+        description=f"{name}: Kubernetes Deployment shop/web (simulated API)",
+        provider=fake.settings(kubeconfig),
+        check_url=health.add(name, fake.serving),
+        note=(
+            f"simulated: Kubernetes Deployment shop/web, simulated API on "
+            f"{_host_port(fake.url)} (the real provider, a simulated control plane)"
+        ),
     )
 
 

@@ -179,6 +179,11 @@ async def test_demo_runs_a_real_backend_and_ctrl_c_removes_everything(
     assert re.search(r"frontend\s+simulated: fake Vercel API", demo.output)
     assert re.search(r"worker\s+simulated: fake Railway API", demo.output)
     assert re.search(r"release\s+real: git repository", demo.output)
+    assert re.search(
+        r"web\s+simulated: Kubernetes Deployment shop/web, simulated API on 127\.0\.0\.1:\d+",
+        demo.output,
+    )
+    assert "/rollback web v2.3.1" in demo.output
     data = Path(demo.shown(r"Data folder: (\S+) \(removed at exit\)"))
     assert data.parent == tmp_path
     bot = demo.shown(r"Bot: (http://127\.0\.0\.1:\d+),")
@@ -235,6 +240,10 @@ async def test_without_docker_the_backend_is_simulated(start_demo: Any, tmp_path
     production = backend["environments"]["production"]
     assert production["provider"]["provider"] == "vercel"
     assert '"version":"v1.2.4"' in get(production["checks"][0]["url"]).text
+    web = config["services"]["web"]["environments"]["production"]
+    assert web["provider"]["provider"] == "kubernetes"
+    assert Path(web["provider"]["kubeconfig"]) == data / "kubeconfig"
+    assert '"version":"v2.4.0"' in get(web["checks"][0]["url"]).text
 
     children = descendants(demo.process.pid)
     assert demo.stop(signal.SIGTERM) == 0
