@@ -384,6 +384,13 @@ class RollbotConfig(_Strict):
         """Return one environment's config."""
         return self.services[service].environments[environment]
 
+    def provider_kind(self, service: str, environment: str) -> str:
+        """Name the kind of an environment's provider ("unknown" once it left the config)."""
+        found = self.services.get(service)
+        if found is None or environment not in found.environments:
+            return "unknown"
+        return str(found.environments[environment].provider.provider)
+
     def monitoring_for(self, service: str, environment: str) -> MonitoringConfig:
         """Return the monitoring settings of one service environment."""
         return self.environment(service, environment).monitoring or self.monitoring

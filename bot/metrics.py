@@ -14,6 +14,7 @@ from prometheus_client import (
 )
 
 from bot.events import Moved
+from bot.metrics_outcomes import Outcomes, ProviderOf
 from bot.models import State
 from bot.store.base import LeaseStore, RollbackStore
 
@@ -30,8 +31,9 @@ ACK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 class Metrics:
     """The metrics in a registry of their own, so several apps in one process never collide."""
 
-    def __init__(self) -> None:
+    def __init__(self, provider_of: ProviderOf | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.outcomes = Outcomes(self.registry, provider_of or (lambda _: "unknown"))
         self._rollbacks = Gauge(
             "rollbot_rollbacks",
             "Rollbacks in each state.",
@@ -61,6 +63,13 @@ class Metrics:
             buckets=ACK_BUCKETS,
             registry=self.registry,
         )
+        self._slack_failures = Counter(
+            "rollbot_slack_api_failures",
+            "Slack Web API calls that failed (429, 5xx, a lost connection), by method and "
+            "reason; rate-limited ones are sent again after Retry-After.",
+            ["method", "reason"],
+            registry=self.registry,
+        )
         # Every state is shown from the start, at 0, so a query never finds a series missing.
         for state in State:
             self._rollbacks.labels(state=state.value).set(0)
@@ -70,6 +79,7 @@ class Metrics:
         counts = await store.count_by_state()
         for state in State:
             self._rollbacks.labels(state=state.value).set(counts.get(state, 0))
+        self.outcomes.seed(counts)
 
     def transitioned(self, old: State | None, new: State) -> None:
         """Count a rollback moving from `old` (None: a new rollback) to `new`."""
@@ -82,10 +92,15 @@ class Metrics:
     async def on_moved(self, event: Moved) -> None:
         """Count a transition the engine applied (a subscriber of its events)."""
         self.transitioned(event.previous, event.rollback.state)
+        self.outcomes.on_moved(event)
 
     def slack_request(self, kind: RequestKind) -> None:
         """Count one verified request from Slack."""
         self._requests.labels(kind=kind).inc()
+
+    def slack_api_failed(self, method: str, reason: str) -> None:
+        """Count one failed Slack Web API call."""
+        self._slack_failures.labels(method=method, reason=reason).inc()
 
     def acked(self, seconds: float) -> None:
         """Record how long the answer to one request from Slack took."""

@@ -35,6 +35,7 @@ from handlers import (
 from handlers.directory import SlackDirectory
 from handlers.errors import report
 from handlers.fit import FittingWebClient, install
+from handlers.readiness import SlackAuth
 from handlers.slack_retries import slack_retry_handlers
 from handlers.thread import SlackThread
 
@@ -51,13 +52,15 @@ REQUEST_KINDS: dict[str, RequestKind] = {
 }
 
 
-def web_client(settings: Settings) -> AsyncWebClient:
+def web_client(
+    settings: Settings, count_failure: Callable[[str, str], None] | None = None
+) -> AsyncWebClient:
     """Create the Web API client, pointed at SLACK_API_URL when set (retries: slack_retries)."""
     token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
     client = FittingWebClient(
         token=token, base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL, timeout=15
     )
-    client.retry_handlers[:] = slack_retry_handlers(RATE_LIMIT_RETRIES)
+    client.retry_handlers[:] = slack_retry_handlers(RATE_LIMIT_RETRIES, count_failure)
     return client
 
 
@@ -66,7 +69,7 @@ def create_app(
 ) -> tuple[AsyncApp, SlackThread]:
     """Build the Bolt app with every listener registered, and the thread they all use."""
     settings.require("SLACK_BOT_TOKEN", *(["SLACK_SIGNING_SECRET"] if http else []))
-    client = web_client(settings)
+    client = web_client(settings, metrics.slack_api_failed)
     engine.directory = SlackDirectory(client)
     secret = settings.SLACK_SIGNING_SECRET
     app = AsyncApp(
@@ -115,17 +118,23 @@ def web_app(
     """The HTTP server: Slack events, health and metrics (behind a bearer token when given)."""
     server = app.web_app(path=SLACK_PATH)
 
-    async def healthz(_: web.Request) -> web.Response:
-        # Ready only while the store answers: a load balancer sends Slack's requests to
-        # the replicas that can act on them.
+    slack_auth = SlackAuth(app.client)
+
+    async def readyz(_: web.Request) -> web.Response:
+        # Ready only while the store answers and Slack takes the token: a load balancer
+        # sends Slack's requests to the replicas that can act on them.
+        slack_ok, slack = await slack_auth.state()
         try:
             await asyncio.wait_for(engine.store.ping(), HEALTH_TIMEOUT_SECONDS)
         except (StoreUnavailable, TimeoutError) as exc:
             why = exc.message if isinstance(exc, StoreUnavailable) else "no answer in time"
             return web.json_response(
-                {"status": "unavailable", "store": f"unreachable: {why}"}, status=503
+                {"status": "unavailable", "store": f"unreachable: {why}", "slack": slack},
+                status=503,
             )
-        return web.json_response({"status": "ok", "store": "ok"})
+        status = 200 if slack_ok else 503
+        state = "ok" if slack_ok else "unavailable"
+        return web.json_response({"status": state, "store": "ok", "slack": slack}, status=status)
 
     async def scrape(request: web.Request) -> web.Response:
         if metrics_token is not None and not bearer_matches(request, metrics_token):
@@ -144,12 +153,17 @@ def web_app(
 
     server.middlewares.append(time_answer)
 
-    async def livez(_: web.Request) -> web.Response:
+    async def healthz(_: web.Request) -> web.Response:
         # Alive is not ready: a database outage must not get every replica restarted.
         return web.json_response({"status": "ok"})
 
     server.add_routes(
-        [web.get("/healthz", healthz), web.get("/livez", livez), web.get("/metrics", scrape)]
+        [
+            web.get("/healthz", healthz),
+            web.get("/livez", healthz),
+            web.get("/readyz", readyz),
+            web.get("/metrics", scrape),
+        ]
     )
     return server
 

@@ -60,7 +60,7 @@ async def serve(
         if not await open_when_reachable(store, stop):
             return
         # Seeded before the start-up sweep moves anything; from then on kept by events.
-        metrics = Metrics()
+        metrics = Metrics(provider_of=lambda rb: config.provider_kind(rb.service, rb.environment))
         await metrics.seed(store)
         engine = Engine(config, store, providers)
         engine.events.subscribe(metrics.on_moved)

@@ -9,6 +9,8 @@ outbox logs what a failed call did not show.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -55,9 +57,39 @@ class ResendUnlessItCreates(AsyncConnectionErrorRetryHandler):
         )
 
 
-def slack_retry_handlers(rate_limit_retries: int) -> list[AsyncRetryHandler]:
-    """The retry handlers of rollbot's Web API client."""
+class CountFailures(AsyncRetryHandler):
+    """Never retries: counts each failed call (a 429, a 5xx, a lost connection) by method.
+
+    slack_sdk asks every handler in turn after each answer until one retries: placed
+    first, this one sees every attempt.
+    """
+
+    def __init__(self, count: Callable[[str, str], None]) -> None:
+        super().__init__(max_retry_count=0)
+        self._count = count
+
+    async def can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if error is not None:
+            self._count(method_of(request.url), type(error).__name__)
+        elif response is not None and response.status_code >= 400:
+            self._count(method_of(request.url), str(response.status_code))
+        return False
+
+
+def slack_retry_handlers(
+    rate_limit_retries: int, count: Callable[[str, str], None] | None = None
+) -> list[AsyncRetryHandler]:
+    """The retry handlers of rollbot's Web API client; `count` hears of every failure."""
+    counting: list[AsyncRetryHandler] = [CountFailures(count)] if count is not None else []
     return [
+        *counting,
         ResendUnlessItCreates(),
         AsyncRateLimitErrorRetryHandler(max_retry_count=rate_limit_retries),
     ]

@@ -220,7 +220,7 @@ def test_compose_publishes_one_port_that_balances_over_both_replicas() -> None:
     cfg = compose_file(spec["configs"][mount["source"]]["file"]).read_text()
     assert re.search(rf"^\s*bind :{inside}$", cfg, re.M)
     assert re.search(r"^\s*balance roundrobin$", cfg, re.M)
-    assert re.search(r"^\s*option httpchk GET /healthz$", cfg, re.M)
+    assert re.search(r"^\s*option httpchk GET /readyz$", cfg, re.M)
     servers = re.findall(r"^\s*server \S+ (\S+)", cfg, re.M)
     assert sorted(servers) == [f"{name}:{dockerfile_env()['PORT']}" for name in REPLICAS]
 
@@ -265,7 +265,7 @@ def test_the_shipped_config_loads_and_the_chart_carries_the_same() -> None:
     assert yaml.safe_load(configmap["data"]["rollbot.yaml"]) == yaml.safe_load(CONFIG.read_text())
 
 
-def test_kubernetes_runs_two_replicas_ready_on_healthz() -> None:
+def test_kubernetes_runs_two_replicas_ready_on_readyz() -> None:
     deployment = manifests()["Deployment"]
     assert deployment["spec"]["replicas"] == chart_values()["replicaCount"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
@@ -273,9 +273,9 @@ def test_kubernetes_runs_two_replicas_ready_on_healthz() -> None:
     assert " ".join(container["args"]).startswith("rollbot serve --http --port 3000")
     [port] = container["ports"]
     assert (port["name"], port["containerPort"]) == ("http", 3000)
-    # Ready while the store answers; alive while the process does.
-    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    # Ready while the store answers and Slack takes the token; alive while the process does.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
 
 
 def test_kubernetes_keeps_one_replica_through_disruptions_and_serves_both() -> None:

@@ -121,21 +121,30 @@ async def test_group_member_approves_and_health_and_metrics_answer(
     card = await request_card(bot, "backend v1.2.3")
     await confirm(bot, card, "critical_bug")
     card = await wait_card(bot, card, lambda m: has_action(m, ActionId.APPROVE))
+    # Slack rate-limits one reply: it is sent again after Retry-After, and counted.
+    bot.fake.fail_next("chat.postMessage")
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user="U_ONCALL")
     await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
     image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.3")
 
     async with httpx.AsyncClient(base_url=bot.url) as client:
-        health = await client.get("/healthz")
+        health = await client.get("/readyz")
         metrics = await client.get("/metrics")
-    assert health.json() == {"status": "ok", "store": "ok"}
+    assert health.json() == {"status": "ok", "store": "ok", "slack": "ok"}
     assert metrics.status_code == 200
     lines = metrics.text.splitlines()
     assert 'rollbot_rollbacks{state="succeeded"} 1.0' in lines
     assert 'rollbot_rollbacks{state="running"} 0.0' in lines
     assert 'rollbot_transitions_total{from_state="verifying",to_state="succeeded"} 1.0' in lines
     assert "rollbot_locks_held 0.0" in lines  # released after the run
+    finished = 'outcome="succeeded",provider="docker_compose"'
+    assert f'rollbot_rollbacks_finished_total{{{finished},severity="critical"}} 1.0' in lines
+    assert f"rollbot_rollback_duration_seconds_count{{{finished}}} 1.0" in lines
+    assert 'rollbot_time_to_recovery_seconds_count{provider="docker_compose"} 1.0' in lines
+    assert "rollbot_approval_wait_seconds_count 1.0" in lines
+    assert "rollbot_rollbacks_in_flight 0.0" in lines
+    assert 'rollbot_slack_api_failures_total{method="chat.postMessage",reason="429"} 1.0' in lines
     thread = thread_text(bot.fake, card)
     assert "Approved by <@U_ONCALL>" in thread and f"Approved by <@{APPROVER}>" not in thread
 
@@ -153,3 +162,22 @@ async def test_an_unapproved_request_expires_and_frees_the_service(
     await bot.fake.wait_for(lambda: "Expired without approval" in thread_text(bot.fake, card))
     second = await request_card(bot, "backend v1.2.3")  # the service is free again
     assert second["ts"] != card["ts"]
+
+
+async def test_a_token_slack_refuses_makes_the_replica_unready_but_alive(
+    start_rollbot: StartBot, compose_container: ComposeContainerFactory
+) -> None:
+    _, bot = await deploy(start_rollbot, compose_container)
+    bot.fake.fail_next("auth.test", "token_revoked", status=200)
+
+    async with httpx.AsyncClient(base_url=bot.url) as client:
+        ready = await client.get("/readyz")
+        alive = await client.get("/healthz")
+
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "status": "unavailable",
+        "store": "ok",
+        "slack": "Slack refused the bot token (token_revoked)",
+    }
+    assert alive.status_code == 200

@@ -43,8 +43,9 @@ from tests.support.slack import FakeSlack, SignedSlack
 
 
 async def health(url: str) -> tuple[int, dict[str, str]]:
+    """What /readyz says: the store's and Slack's part in whether the replica is ready."""
     async with httpx.AsyncClient(timeout=3) as client:
-        answer = await client.get(f"{url}/healthz")
+        answer = await client.get(f"{url}/readyz")
         return answer.status_code, answer.json()
 
 
@@ -77,7 +78,7 @@ async def test_the_database_goes_away_and_comes_back_under_a_running_replica(
             log_path,
             config_path,
         )
-        assert await health(url) == (200, {"status": "ok", "store": "ok"})
+        assert await health(url) == (200, {"status": "ok", "store": "ok", "slack": "ok"})
 
         card = await request_card(bot, "backend v1.2.3")
 
@@ -98,6 +99,8 @@ async def test_the_database_goes_away_and_comes_back_under_a_running_replica(
         code, said = await health(url)
         assert code == 503 and said["status"] == "unavailable" and "store" in said
         async with httpx.AsyncClient(timeout=3) as client:
+            # Alive, not ready: nothing restarts a replica for its database's outage.
+            assert (await client.get(f"{url}/healthz")).status_code == 200
             assert (await client.get(f"{url}/livez")).status_code == 200
         assert process.poll() is None  # it stays up
 
@@ -106,7 +109,7 @@ async def test_the_database_goes_away_and_comes_back_under_a_running_replica(
             if (await health(url))[0] == 200:
                 break
             await asyncio.sleep(0.2)
-        assert await health(url) == (200, {"status": "ok", "store": "ok"})
+        assert await health(url) == (200, {"status": "ok", "store": "ok", "slack": "ok"})
         # Nothing of what was refused was written; the same card works now.
         (rb,) = await store.find()
         assert rb.state is State.REQUESTED and rb.issue is None

@@ -159,7 +159,7 @@ async def test_a_token_guards_metrics_and_never_reaches_the_log(
             await client.get("/metrics", headers={"Authorization": TOKEN}),
         ]
         allowed = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
-        health = await client.get("/healthz")
+        health = await client.get("/readyz")
 
     assert [r.status_code for r in refused] == [401] * len(refused)
     assert {r.headers["WWW-Authenticate"] for r in refused} == {"Bearer"}
@@ -170,7 +170,7 @@ async def test_a_token_guards_metrics_and_never_reaches_the_log(
     assert 'rollbot_slack_requests_total{kind="command"} 1.0' in lines  # the signed one
     assert "rollbot_ack_seconds_count 1.0" in lines
     assert by_state(allowed.text) == NOTHING | {s.value: float(n) for s, n in STORED.items()}
-    assert health.json() == {"status": "ok", "store": "ok"}
+    assert health.status_code == 200 and health.json()["store"] == "ok"
     assert TOKEN not in bot.log()
     assert TOKEN[:-1] not in bot.log()
 
