@@ -196,7 +196,16 @@ class KubernetesProvider(WatchOnlyFreeze):
             f"{self._reads.what(workload)} set to revision {revision.number} ({image}); "
             "following the rollout…",
         )
-        rollout = await self._follow(workload, revision, progress)
+        try:
+            rollout = await self._follow(workload, revision, progress)
+        except ProviderError as exc:
+            if paused and app is not None:
+                # The workload changed: Argo CD resumed now would apply git over it at once.
+                exc.message += (
+                    f" {app.label} stays paused; resume its automated sync in Argo CD once "
+                    "the workload is where it should be."
+                )
+            raise
         log.info(
             "kubernetes.rollback",
             revision=revision.number,

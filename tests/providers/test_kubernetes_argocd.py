@@ -11,7 +11,7 @@ import pytest
 from kubernetes_asyncio import client
 
 from providers.argocd import PAUSED
-from providers.base import Refused
+from providers.base import Refused, RollbackFailed
 from providers.capabilities import Verdict
 from tests.support.argocd import IMAGES, application, read_application, tracked_web
 from tests.support.kube_workloads import KubeProviderFactory, read_workload
@@ -98,3 +98,20 @@ async def test_a_tracked_application_that_cannot_be_read_fails_closed(
         await provider.rollback("v1", Recorder())
     deployment = await read_workload(kube_api, kube_namespace, "web", "Deployment")
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGES[1]
+
+
+async def test_a_failed_rollout_leaves_auto_sync_paused_and_says_so(
+    kube_api: client.ApiClient, kube_namespace: str, kube_provider: KubeProviderFactory
+) -> None:
+    broken = "registry.example/crashloop-web:v0"
+    await tracked_web(kube_api, kube_namespace, [broken, IMAGES[1]])
+    await application(kube_api, kube_namespace, AUTOMATED)
+    provider = kube_provider(name="web", argocd={"namespace": kube_namespace})
+
+    with pytest.raises(RollbackFailed) as failed:
+        await provider.rollback("v0", Recorder())
+
+    assert f"Argo CD Application {kube_namespace}/shop stays paused" in failed.value.message
+    app = await read_application(kube_api, kube_namespace)
+    assert "automated" not in app["spec"].get("syncPolicy", {})
+    assert PAUSED in app["metadata"]["annotations"]

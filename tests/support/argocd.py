@@ -41,9 +41,14 @@ async def read_application(api: client.ApiClient, namespace: str) -> dict[str, A
     return found
 
 
-async def tracked_web(api: client.ApiClient, namespace: str) -> None:
-    """Deployment web on v1 then v2, tracked by Application `shop` as Argo CD annotates it."""
-    await workload(api, namespace, "web", IMAGES, replicas=1)
+async def tracked_web(
+    api: client.ApiClient, namespace: str, images: list[str] | None = None
+) -> None:
+    """Deployment web on each image (v1 then v2), tracked by Application `shop` as Argo CD
+    annotates it; the rollout to an image that cannot run is not waited for."""
+    images = images or IMAGES
+    unready = frozenset(i for i in images if "crashloop" in i or "unpullable" in i)
+    await workload(api, namespace, "web", images, replicas=1, unready=unready)
     tracking = f"shop:apps/Deployment:{namespace}/web"
     body = {"metadata": {"annotations": {TRACKING: tracking}}}
     await client.AppsV1Api(api).patch_namespaced_deployment("web", namespace, body)
