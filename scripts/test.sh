@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian 12 machine, as root: installs what the tests need,
 # starts a Docker engine, PostgreSQL, Redis, Prometheus and a Kubernetes control plane on
-# loopback,
-# then runs lint, type checks and the whole suite. Every service the tests use must
+# loopback, then runs lint, type checks and the whole suite. Every service the tests use must
 # start, or this fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
