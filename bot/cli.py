@@ -31,6 +31,9 @@ class TerminalReporter:
     async def verified(self, rollback: Rollback, results: list[CheckResult]) -> None:
         """Print the verification table."""
         print(redact.redact(render_table(results)), flush=True)
+        for result in results:
+            if result.link:
+                print(f"  {result.name}: {redact.redact(result.link)}", flush=True)
 
     async def finished(self, rollback: Rollback, summary: str) -> None:
         """Print the outcome."""

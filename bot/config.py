@@ -18,12 +18,13 @@ from bot.errors import ConfigError
 from bot.matrix import ISSUES, Action, MatrixRow, Severity
 from bot.names import NAME_PATTERN, VERSION_PATTERN
 from bot.policy import PROTECTED_NAMES, ApprovalPolicy
+from bot.prom_check import PrometheusCheck
 from bot.verification import Check, PostgresCheck, RedisCheck
 from providers import BY_NAME, ProviderSettings, StepSettings
 
 # Names pydantic puts in an error's location for the union member it tried; the user
 # never wrote them as keys, so they are left out of the key path.
-_UNION_TAGS = frozenset(BY_NAME) | {"http", "postgres", "redis", "tcp"}
+_UNION_TAGS = frozenset(BY_NAME) | {"http", "postgres", "redis", "tcp", "prometheus"}
 RESERVED_SERVICE_NAMES = SUBCOMMANDS
 
 
@@ -422,6 +423,8 @@ class RollbotConfig(_Strict):
                         found.append((f"{path}.checks[{i}]", check.dsn_env))
                     elif isinstance(check, RedisCheck):
                         found.append((f"{path}.checks[{i}]", check.url_env))
+                    elif isinstance(check, PrometheusCheck) and check.token_env:
+                        found.append((f"{path}.checks[{i}]", check.token_env))
         page = self.notifications.status_page
         if page and page.secret_env:
             found.append(("notifications.status_page.secret_env", page.secret_env))

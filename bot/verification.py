@@ -1,4 +1,4 @@
-"""Health verification after a rollback: http, postgres, redis and tcp checks.
+"""Health verification after a rollback: http, postgres, redis, tcp and prometheus checks.
 
 `run_checks` never raises for a failing check: every problem, including a missing
 variable, becomes a failed `CheckResult` whose `detail` is free of credentials.
@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from bot import prom_check
+from bot.prom_check import PrometheusCheck
 from bot.redact import Redactor
 
 
@@ -73,7 +75,10 @@ class TcpCheck(_CheckBase):
     port: int = Field(ge=1, le=65535)
 
 
-Check = Annotated[HttpCheck | PostgresCheck | RedisCheck | TcpCheck, Field(discriminator="type")]
+Check = Annotated[
+    HttpCheck | PostgresCheck | RedisCheck | TcpCheck | PrometheusCheck,
+    Field(discriminator="type"),
+]
 
 
 class CheckResult(BaseModel):
@@ -85,6 +90,8 @@ class CheckResult(BaseModel):
     detail: str
     attempts: int
     elapsed_seconds: float
+    # Where to look further (a prometheus check's graph page), shown under the table.
+    link: str | None = None
 
 
 log = structlog.get_logger(__name__)
@@ -112,6 +119,7 @@ class _Plan:
     probe: Callable[[], Awaitable[str]]
     secrets: Redactor = field(default_factory=Redactor)
     where: str = ""
+    link: str | None = None
 
 
 async def run_checks(
@@ -194,12 +202,14 @@ async def _run_one(
 ) -> CheckResult:
     loop = asyncio.get_running_loop()
     attempts = 0
+    link = None
     try:
         plan = _plan(check, environ, client)
     except _NotConfigured as exc:
         # Retrying cannot make a variable appear, so fail at once without an attempt.
         ok, detail = False, str(exc)
     else:
+        link = plan.link
         while True:
             attempt_start = loop.time()
             attempts += 1
@@ -215,6 +225,7 @@ async def _run_one(
         detail=detail,
         attempts=attempts,
         elapsed_seconds=round(loop.time() - start, 3),
+        link=link,
     )
     log.info(
         "verification.check",
@@ -235,7 +246,7 @@ async def _attempt(plan: _Plan, limit_seconds: float) -> tuple[bool, str]:
             ok, detail = True, await plan.probe()
     except (TimeoutError, httpx.TimeoutException, redis.exceptions.TimeoutError):
         ok, detail = False, f"timed out after {limit_seconds:g} s"
-    except _Failed as exc:
+    except (_Failed, prom_check.PrometheusFailed) as exc:
         ok, detail = False, str(exc)
     except Exception as exc:
         ok, detail = False, _describe_error(exc)
@@ -257,6 +268,14 @@ def _plan(check: Check, environ: Mapping[str, str], client: httpx.AsyncClient) -
             return _Plan(lambda: _probe_redis(url, timeout), Redactor([url]), _location(url))
         case TcpCheck():
             return _Plan(lambda: _probe_tcp(check.host, check.port))
+        case PrometheusCheck():
+            token = _required(environ, check.token_env) if check.token_env else None
+            return _Plan(
+                lambda: prom_check.probe(check, client, token),
+                Redactor([token, check.url] if token else [check.url]),
+                # The link must keep its URL; only a token in the query is hidden.
+                link=Redactor([token] if token else []).redact(prom_check.graph_url(check)),
+            )
     assert_never(check)
 
 

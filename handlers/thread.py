@@ -12,6 +12,7 @@ from bot.engine import Engine
 from bot.errors import InvalidRequest
 from bot.events import Moved
 from bot.models import FINAL_STATES, Rollback, State
+from bot.redact import redact
 from bot.states import Trigger
 from bot.text import escape
 from bot.verification import CheckResult, render_table
@@ -145,6 +146,14 @@ class SlackThread:
         ok = all(r.ok for r in results)
         head = ":white_check_mark: Verification passed" if ok else ":x: Verification failed"
         text = f"{head}\n```\n{escape(render_table(results))}\n```"
+        # A graph link is too long for a table cell; each goes on its own line below it.
+        links = [
+            f"<{redact(r.link).replace('&', '&amp;')}|{escape(r.name)}: graph>"
+            for r in results
+            if r.link
+        ]
+        if links:
+            text += "\n" + "\n".join(links)
 
         async def post() -> None:
             await self.reply(await self.engine.get(rollback.id), text)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop the test PostgreSQL, Redis and Kubernetes control plane started by start-postgres.sh,
-# start-redis.sh and start-kube.sh.
+# Stop the test PostgreSQL, Redis, Prometheus and Kubernetes control plane started by
+# start-postgres.sh, start-redis.sh, start-prometheus.sh and start-kube.sh.
 # Idempotent: a server that is not running is left alone.
 set -euo pipefail
 
@@ -24,5 +24,6 @@ else
   echo "redis on 127.0.0.1:$REDIS_PORT is not running"
 fi
 
-# Only the processes start-kube.sh recorded in its pid files.
+# Only the processes start-prometheus.sh and start-kube.sh recorded in their pid files.
+bash "$(dirname "$0")/start-prometheus.sh" --stop
 bash "$(dirname "$0")/start-kube.sh" --stop

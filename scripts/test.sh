@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian 12 machine, as root: installs what the tests need,
-# starts a Docker engine, PostgreSQL, Redis and a Kubernetes control plane on loopback,
-# then runs lint, type checks and the whole suite. Every service the tests use must
+# starts a Docker engine, PostgreSQL, Redis, Prometheus and a Kubernetes control plane on
+# loopback, then runs lint, type checks and the whole suite. Every service the tests use must
 # start, or this fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +32,14 @@ bash scripts/install-compose.sh
 # A real Kubernetes control plane with a fake kubelet, and the helm CLI: built once from
 # the Go module proxy and cached in $ROLLBOT_KUBE_DIR (default /tmp/rollbot-kube).
 bash scripts/start-kube.sh
+# Prometheus on 127.0.0.1:59090, scraping the test app the prometheus check's tests serve.
+bash scripts/start-prometheus.sh
 
 export DOCKER_HOST=unix:///tmp/rollbot-docker/docker.sock
 export ROLLBOT_TEST_PG_DSN=postgresql://postgres@127.0.0.1:55432/postgres
 export ROLLBOT_TEST_REDIS_URL=redis://127.0.0.1:56379/0
 export ROLLBOT_TEST_REDIS_CLUSTER_URL=redis://127.0.0.1:57001/0
+export ROLLBOT_TEST_PROMETHEUS_URL=http://127.0.0.1:59090
 KUBE_DIR=${ROLLBOT_KUBE_DIR:-/tmp/rollbot-kube}
 export ROLLBOT_TEST_KUBECONFIG=$KUBE_DIR/kubeconfig
 export ROLLBOT_TEST_HELM=$KUBE_DIR/bin/helm

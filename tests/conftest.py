@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.support.kube",
     "tests.support.kube_workloads",
     "tests.support.helm_releases",
+    "tests.support.prometheus",
 ]
 
 # Variables the test command sets to reach the services it started; everything else
