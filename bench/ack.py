@@ -16,7 +16,7 @@ ratios rollbot/bare, and both processes' RSS idle and after the load.
 Exits 1 when any ack took 3 s or more, any request failed, a rollback did not start or a
 reply never reached the fake; 2 when a server did not start; 130 when interrupted.
 
-    .venv/bin/python bench/ack.py [--quick] [--requests N]
+    .venv/bin/python bench/ack.py [--quick] [--requests N] [--profile PATH]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from bench.replicas import APPROVERS, ISSUE, REQUESTER, TARGET, TOKEN_ENV, confi
 from handlers.ids import ActionId  # noqa: E402
 from playground.vercel_api import FakeVercel  # noqa: E402
 from tests.e2e_helpers import CHANNEL, cards, has_action  # noqa: E402
-from tests.support.bot import SIGNING_SECRET  # noqa: E402
+from tests.support.bot import ROLLBOT, SIGNING_SECRET  # noqa: E402
 from tests.support.services import FakeHttpServer  # noqa: E402
 from tests.support.slack import ACK_DEADLINE, APP_ID, FakeSlack, SignedSlack, text_of  # noqa: E402
 
@@ -186,7 +186,13 @@ class Broken(Exception):
     """A step of the setup did not go as it must."""
 
 
-async def bench(requests: int) -> int:
+def profiled(path: Path) -> list[str]:
+    """`rollbot serve --http` under cProfile, its stats written to `path` when it stops."""
+    serve = [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1"]
+    return [sys.executable, "-m", "cProfile", "-o", str(path), *serve]
+
+
+async def bench(requests: int, profile: Path | None) -> int:
     """Start the fakes, rollbot and the bare app; measure; print; return the exit status."""
     task = asyncio.current_task()
     assert task is not None
@@ -210,15 +216,19 @@ async def bench(requests: int) -> int:
                         Path(tmp) / "rollbot",
                         config(vercel, health, names),
                         {TOKEN_ENV: vercel.token},
+                        command=None if profile is None else profiled(profile),
                     )
                 )
                 bare = await stack.enter_async_context(
-                    running_bot(fake, Path(tmp) / "bare", command=BARE)
+                    running_bot(fake, Path(tmp) / "bare", command=BARE, name="bare_bolt")
                 )
             except StartError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-            return await measure(fake, vercel, {"rollbot": bot, "bare": bare}, names, requests)
+            status = await measure(fake, vercel, {"rollbot": bot, "bare": bare}, names, requests)
+    if profile is not None:
+        print(f"\nrollbot ran under cProfile (its times are inflated): python -m pstats {profile}")
+    return status
 
 
 async def measure(
@@ -365,12 +375,15 @@ def main() -> None:
         "--requests", type=int, default=200, help="per cell, at least 4 x concurrency (200)"
     )
     parser.add_argument("--quick", action="store_true", help="--requests 20")
+    parser.add_argument(
+        "--profile", type=Path, metavar="PATH", help="run rollbot under cProfile, stats to PATH"
+    )
     args = parser.parse_args()
     requests = 20 if args.quick else args.requests
     if requests < 1:
         parser.error("--requests must be at least 1")
     try:
-        sys.exit(asyncio.run(bench(requests)))
+        sys.exit(asyncio.run(bench(requests, args.profile)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; the servers were stopped", file=sys.stderr)
         sys.exit(130)

@@ -107,10 +107,11 @@ async def running_bot(
     config: dict[str, Any] | None = None,
     extra_env: Mapping[str, str] | None = None,
     command: Sequence[str] | None = None,
+    name: str = "rollbot",
 ) -> AsyncIterator[Bot]:
     """Start `rollbot serve --http` on 127.0.0.1; always stop it (SIGTERM, then SIGKILL).
 
-    `config` replaces the default one; `command` runs another server in the same
+    `config` replaces the default one; `command` runs another server, `name`, in the same
     environment instead (it gets `--port PORT` appended and must serve /healthz).
     """
     config_path = workdir / "rollbot.yaml"
@@ -118,7 +119,6 @@ async def running_bot(
     if config is None:
         config = backend_config("rollbot-bench", free_port())
     config_path.write_text(yaml.safe_dump(config))
-    name = "rollbot" if command is None else Path(command[-1]).stem
     log_path = workdir / f"{name}.log"
     port = free_port()
     env = bot_environment(config_path, workdir / "data" / "rollbot.db", fake) | dict(
