@@ -36,6 +36,7 @@ import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Run as a script from anywhere: the repository root holds `bench` and `tests`.
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,10 @@ from bench.ack_latency import (  # noqa: E402
     wait_replies,
 )
 from bench.replicas import APPROVERS, ISSUE, REQUESTER, TARGET, TOKEN_ENV, config  # noqa: E402
+from bot.models import ACTIVE_STATES  # noqa: E402
+from bot.store.sqlite import SQLiteStore  # noqa: E402
 from handlers.ids import ActionId  # noqa: E402
+from handlers.server import CANCEL_SECONDS, DRAIN_SECONDS, FLUSH_SECONDS  # noqa: E402
 from playground.vercel_api import FakeVercel  # noqa: E402
 from tests.e2e_helpers import CHANNEL, cards, has_action  # noqa: E402
 from tests.support.bot import ROLLBOT, SIGNING_SECRET  # noqa: E402
@@ -186,6 +190,23 @@ class Broken(Exception):
     """A step of the setup did not go as it must."""
 
 
+def slow_config(vercel: FakeVercel, health: FakeHttpServer, names: list[str]) -> dict[str, Any]:
+    """The replicas bench's config, but polling Vercel as deployed: every 3 s, for an hour."""
+    settings = config(vercel, health, names)
+    for service in settings["services"].values():
+        provider = service["environments"]["production"]["provider"]
+        del provider["poll_interval_seconds"]  # the fake's 0.05 s is for quick tests
+        provider["promote_timeout_seconds"] = SLOW_JOB_SECONDS
+    return settings
+
+
+async def running(store: Path, names: list[str]) -> int:
+    """How many of the services' latest rollbacks are running (or verifying) in the store."""
+    async with SQLiteStore(str(store)) as reader:
+        found = [await reader.find(service=name, limit=1) for name in names]
+    return sum(bool(rbs) and rbs[0].state in ACTIVE_STATES for rbs in found)
+
+
 def profiled(path: Path) -> list[str]:
     """`rollbot serve --http` under cProfile, its stats written to `path` when it stops."""
     serve = [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1"]
@@ -214,9 +235,11 @@ async def bench(requests: int, profile: Path | None) -> int:
                     running_bot(
                         fake,
                         Path(tmp) / "rollbot",
-                        config(vercel, health, names),
+                        slow_config(vercel, health, names),
                         {TOKEN_ENV: vercel.token},
                         command=None if profile is None else profiled(profile),
+                        # It drains, then cancels, the rollbacks still running when it stops.
+                        stop_timeout=DRAIN_SECONDS + CANCEL_SECONDS + FLUSH_SECONDS + 5,
                     )
                 )
                 bare = await stack.enter_async_context(
@@ -226,6 +249,7 @@ async def bench(requests: int, profile: Path | None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             status = await measure(fake, vercel, {"rollbot": bot, "bare": bare}, names, requests)
+    print(f"(rollbot stopped; it drained its running rollbacks for up to {DRAIN_SECONDS:.0f} s)")
     if profile is not None:
         print(f"\nrollbot ran under cProfile (its times are inflated): python -m pstats {profile}")
     return status
@@ -284,15 +308,21 @@ async def measure(
         try:
             vercel.job_seconds = SLOW_JOB_SECONDS
             await asyncio.wait_for(start_in_flight(slack, fake, names), SETUP_TIMEOUT)
-            with contextlib.suppress(AssertionError):
-                await fake.wait_for(lambda: len(vercel.routed("rollback")) >= IN_FLIGHT, 30)
-            started = len(vercel.routed("rollback"))
-            if started < IN_FLIGHT:
-                raise Broken(f"only {started} of {IN_FLIGHT} rollbacks reached Vercel")
+            store = rollbot.log_path.parent / "data" / "rollbot.db"
+            deadline = time.monotonic() + 30
+            while (before := await running(store, names)) < IN_FLIGHT:
+                if time.monotonic() > deadline:
+                    raise Broken(f"only {before} of {IN_FLIGHT} rollbacks started running")
+                await asyncio.sleep(0.2)
             due = len(fake.responses)
             await run(busy)
-            # Still running when the row ended: no alias job can have finished.
-            in_flight_note = f"{len(vercel.routed('rollback'))} Vercel rollbacks running"
+            after = await running(store, names)
+            if after < IN_FLIGHT:
+                raise Broken(f"only {after} of {IN_FLIGHT} rollbacks were still running at its end")
+            in_flight_note = (
+                f"{after} rollbacks running (Vercel job polled every 3 s) from the row's"
+                f" start to its end; {len(vercel.routed('rollback'))} Vercel rollback calls"
+            )
         except (Broken, AssertionError, TimeoutError) as exc:
             problems.append(f"{IN_FLIGHT} in flight not measured: {str(exc).splitlines()[0]}")
             busy = []

@@ -108,6 +108,7 @@ async def running_bot(
     extra_env: Mapping[str, str] | None = None,
     command: Sequence[str] | None = None,
     name: str = "rollbot",
+    stop_timeout: float = STOP_TIMEOUT,
 ) -> AsyncIterator[Bot]:
     """Start `rollbot serve --http` on 127.0.0.1; always stop it (SIGTERM, then SIGKILL).
 
@@ -144,10 +145,10 @@ async def running_bot(
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+                await asyncio.wait_for(process.wait(), stop_timeout)
             except TimeoutError:
                 print(
-                    f"{name} ignored SIGTERM for {STOP_TIMEOUT:.0f} s; killing it", file=sys.stderr
+                    f"{name} ignored SIGTERM for {stop_timeout:.0f} s; killing it", file=sys.stderr
                 )
                 process.kill()
                 await process.wait()
