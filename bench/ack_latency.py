@@ -31,10 +31,10 @@ import tempfile
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 # Run as a script from anywhere: the repository root holds `tests` (FakeSlack, SignedSlack).
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,18 +101,37 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeSlack, workdir: Path) -> AsyncIterator[Bot]:
-    """Start `rollbot serve --http` on 127.0.0.1; always stop it (SIGTERM, then SIGKILL)."""
+async def running_bot(
+    fake: FakeSlack,
+    workdir: Path,
+    config: dict[str, Any] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    command: Sequence[str] | None = None,
+    name: str = "rollbot",
+    stop_timeout: float = STOP_TIMEOUT,
+) -> AsyncIterator[Bot]:
+    """Start `rollbot serve --http` on 127.0.0.1; always stop it (SIGTERM, then SIGKILL).
+
+    `config` replaces the default one; `command` runs another server, `name`, in the same
+    environment instead (it gets `--port PORT` appended and must serve /healthz).
+    """
     config_path = workdir / "rollbot.yaml"
-    # One docker_compose service; its check port is never probed by help or status.
-    config_path.write_text(yaml.safe_dump(backend_config("rollbot-bench", free_port())))
-    log_path = workdir / "rollbot.log"
+    # By default one docker_compose service; its check port is never probed by help or status.
+    if config is None:
+        config = backend_config("rollbot-bench", free_port())
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / f"{name}.log"
     port = free_port()
-    env = bot_environment(config_path, workdir / "data" / "rollbot.db", fake)
+    env = bot_environment(config_path, workdir / "data" / "rollbot.db", fake) | dict(
+        extra_env or {}
+    )
+    if command is None:
+        args = [str(ROLLBOT), "serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        args = [*command, "--port", str(port)]
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            str(ROLLBOT),
-            *("serve", "--http", "--host", "127.0.0.1", "--port", str(port)),
+            *args,
             env=env,
             stdout=log_file,
             stderr=asyncio.subprocess.STDOUT,
@@ -120,35 +139,37 @@ async def running_bot(fake: FakeSlack, workdir: Path) -> AsyncIterator[Bot]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(url, process, log_path)
+        await wait_healthy(url, process, log_path, name)
         yield Bot(url, process.pid, log_path)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+                await asyncio.wait_for(process.wait(), stop_timeout)
             except TimeoutError:
                 print(
-                    f"rollbot ignored SIGTERM for {STOP_TIMEOUT:.0f} s; killing it", file=sys.stderr
+                    f"{name} ignored SIGTERM for {stop_timeout:.0f} s; killing it", file=sys.stderr
                 )
                 process.kill()
                 await process.wait()
 
 
-async def wait_healthy(url: str, process: asyncio.subprocess.Process, log_path: Path) -> None:
+async def wait_healthy(
+    url: str, process: asyncio.subprocess.Process, log_path: Path, name: str = "rollbot"
+) -> None:
     """Poll /healthz until it answers 200; fail if the process exits or the time runs out."""
     deadline = time.monotonic() + START_TIMEOUT
     timeout = aiohttp.ClientTimeout(total=1.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while time.monotonic() < deadline:
             if process.returncode is not None:
-                raise StartError(f"rollbot exited with {process.returncode}", log_path)
+                raise StartError(f"{name} exited with {process.returncode}", log_path)
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(f"{url}/healthz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.1)
-    raise StartError(f"rollbot did not answer /healthz within {START_TIMEOUT:.0f} s", log_path)
+    raise StartError(f"{name} did not answer /healthz within {START_TIMEOUT:.0f} s", log_path)
 
 
 class StartError(Exception):
