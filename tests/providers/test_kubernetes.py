@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_asyncio import client
 
-from providers.base import NotFound, Refused, RollbackFailed
+from providers.base import NotFound, Refused, RollbackFailed, TimedOut
 from providers.kube_revisions import REVISION
 from tests.support.kube_workloads import (
     KubeProviderFactory,
@@ -178,3 +178,24 @@ async def test_a_daemon_set_goes_back_and_says_where_it_stands(
     state = await provider.describe_state()
     assert state.startswith(f"DaemonSet agent in namespace {kube_namespace} is at revision 3")
     assert "rollout done (1 of 1 pods updated and available)" in state
+
+
+async def test_a_rollout_past_its_deadline_times_out_saying_how_far_it_got(
+    kube_api: client.ApiClient,
+    kube_namespace: str,
+    kube_provider: KubeProviderFactory,
+    images: list[str],
+) -> None:
+    broken = images[0].replace("/web-", "/crashloop-")
+    await workload(
+        kube_api, kube_namespace, "web", [broken, images[1]], unready=frozenset({broken})
+    )
+    provider = kube_provider(name="web", rollout_timeout_seconds=2, stuck_pod_seconds=60)
+
+    with pytest.raises(TimedOut) as late:
+        await provider.rollback("1", Recorder())
+
+    message = late.value.message
+    assert message.startswith(f"The rollout of Deployment web in namespace {kube_namespace}")
+    assert "did not finish within 2 s (" in message and "is CrashLoopBackOff" in message
+    assert late.value.target_state is not None and "revision 3" in late.value.target_state
