@@ -28,7 +28,7 @@ if [ ! -x /usr/bin/prometheus ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
 fi
 
-ready() { curl -fsS "http://127.0.0.1:$PORT/-/ready" >/dev/null 2>&1; }
+ready() { curl -fsS --max-time 2 "http://127.0.0.1:$PORT/-/ready" >/dev/null 2>&1; }
 
 if ready; then
   echo "prometheus already answering on 127.0.0.1:$PORT"
@@ -48,23 +48,34 @@ scrape_configs:
       - targets: ["$TARGET"]
 YAML
 
-# setsid: the server outlives this script and the shell that ran it.
-setsid /usr/bin/prometheus \
-  --config.file="$BASE/prometheus.yml" \
-  --storage.tsdb.path="$BASE/data" \
-  --storage.tsdb.retention.time=1d \
-  --web.listen-address="127.0.0.1:$PORT" \
-  </dev/null >"$LOG" 2>&1 &
-echo $! >"$PIDFILE"
+start() {
+  # setsid: the server outlives this script and the shell that ran it.
+  setsid /usr/bin/prometheus \
+    --config.file="$BASE/prometheus.yml" \
+    --storage.tsdb.path="$BASE/data" \
+    --storage.tsdb.retention.time=1d \
+    --web.listen-address="127.0.0.1:$PORT" \
+    </dev/null >"$LOG" 2>&1 &
+  echo $! >"$PIDFILE"
+}
 
-for _ in $(seq 60); do
-  if ready; then
-    echo "prometheus ready on 127.0.0.1:$PORT (scraping $TARGET)"
-    exit 0
-  fi
-  sleep 0.5
+# A port in Linux's ephemeral range can be held for a moment by an outgoing connection
+# (when it is not reserved): wait for it to close and start again, a few times.
+for attempt in 1 2 3 4 5; do
+  start
+  for _ in $(seq 60); do
+    if ready; then
+      echo "prometheus ready on 127.0.0.1:$PORT (scraping $TARGET)"
+      exit 0
+    fi
+    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break
+    sleep 0.5
+  done
+  grep -q "address already in use" "$LOG" || break
+  echo "prometheus: 127.0.0.1:$PORT is in use (attempt $attempt); trying again in 2 s" >&2
+  sleep 2
 done
 
-echo "prometheus did not answer on 127.0.0.1:$PORT within 30 s; last lines of $LOG:" >&2
+echo "prometheus did not answer on 127.0.0.1:$PORT; last lines of $LOG:" >&2
 tail -n 30 "$LOG" >&2 || true
 exit 1

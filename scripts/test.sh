@@ -22,6 +22,14 @@ if [ ! -x /usr/sbin/pgbouncer ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y pgbouncer
 fi
 
+# The services below listen on fixed loopback ports inside Linux's ephemeral range
+# (32768-60999). Reserve them first, so no outgoing connection (the API server alone opens
+# hundreds to etcd) holds one of them when its service binds it.
+PORTS=47001-47003,55050,55432,56379,57001-57003,58257,58379-58380,58443,59090-59091
+OLD=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true)
+sysctl -qw net.ipv4.ip_local_reserved_ports="${OLD:+$OLD,}$PORTS" ||
+  echo "test.sh: could not reserve the service ports; a start may race an outgoing connection" >&2
+
 bash scripts/start-dockerd.sh
 bash scripts/start-postgres.sh
 bash scripts/start-redis.sh
