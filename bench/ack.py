@@ -47,12 +47,14 @@ import aiohttp  # noqa: E402 - after the sys.path line above
 
 from bench.ack_latency import (  # noqa: E402
     CLIENT_TIMEOUT,
+    HELP_ANSWER,
     Bot,
     Outgoing,
     Request,
     Sample,
     StartError,
     batches,
+    cpu_seconds,
     load,
     log_problems,
     running_bot,
@@ -71,6 +73,7 @@ from tests.support.slack import ACK_DEADLINE, APP_ID, FakeSlack, SignedSlack, te
 
 BARE = [sys.executable, str(Path(__file__).with_name("bare_bolt.py"))]
 CONCURRENCY = (1, 10, 50)
+KINDS = ("help", "click")
 IN_FLIGHT = 20  # rollbacks running on rollbot during the last row
 IN_FLIGHT_CONCURRENCY = 10
 ROUNDS = 4
@@ -80,12 +83,34 @@ MISSING_ID = "rb-00000000"  # a well-formed rollback id no rollback has
 SETUP_TIMEOUT = 60.0
 
 
+@dataclass(frozen=True)
+class Only:
+    """Which rows to run: the idle rows' concurrencies, and the in-flight row or not."""
+
+    concurrency: tuple[int, ...] = CONCURRENCY
+    in_flight: bool = True
+    kinds: tuple[str, ...] = KINDS
+
+
 @dataclass
 class Cell:
     """One target's samples for one kind at one concurrency, and its wall time."""
 
     samples: list[Sample] = field(default_factory=list)
     wall: float = 0.0
+    cpu: float | None = 0.0  # the server's CPU seconds over these batches (and replies)
+
+    def add_cpu(self, before: float | None, after: float | None) -> None:
+        """Count the server's CPU time over one batch."""
+        if self.cpu is None or before is None or after is None:
+            self.cpu = None
+        else:
+            self.cpu += after - before
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU milliseconds per request; nan without /proc."""
+        return math.nan if self.cpu is None else self.cpu * 1000 / max(len(self.samples), 1)
 
     def q(self, quantile: float) -> float:
         """The quantile of the round trips in ms (nearest rank)."""
@@ -119,16 +144,21 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def builders(url: str, slack: SignedSlack, fake: FakeSlack) -> dict[str, Request]:
-    """How to build a fresh signed help command and Approve click for the server at `url`."""
+def builders(
+    url: str, slack: SignedSlack, fake: FakeSlack, answer: bytes = b""
+) -> dict[str, Request]:
+    """How to build a fresh signed help command and Approve click for the server at `url`.
+
+    `answer`: what the help's ack must hold (rollbot answers help in the ack).
+    """
     events = f"{url}/slack/events"
 
-    def signed(fields: dict[str, str]) -> Outgoing:
+    def signed(fields: dict[str, str], answer: bytes = b"") -> Outgoing:
         body = urllib.parse.urlencode(fields).encode()
-        return Outgoing("POST", events, body, slack.signed_headers(body), 200)
+        return Outgoing("POST", events, body, slack.signed_headers(body), 200, answer)
 
     def help_command() -> Outgoing:
-        return signed(slack.command_fields("help", user=REQUESTER, channel=CHANNEL))
+        return signed(slack.command_fields("help", user=REQUESTER, channel=CHANNEL), answer)
 
     def click() -> Outgoing:
         user = APPROVERS[0]
@@ -213,7 +243,7 @@ def profiled(path: Path) -> list[str]:
     return [sys.executable, "-m", "cProfile", "-o", str(path), *serve]
 
 
-async def bench(requests: int, profile: Path | None) -> int:
+async def bench(requests: int, profile: Path | None, only: Only) -> int:
     """Start the fakes, rollbot and the bare app; measure; print; return the exit status."""
     task = asyncio.current_task()
     assert task is not None
@@ -248,7 +278,8 @@ async def bench(requests: int, profile: Path | None) -> int:
             except StartError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-            status = await measure(fake, vercel, {"rollbot": bot, "bare": bare}, names, requests)
+            servers = {"rollbot": bot, "bare": bare}
+            status = await measure(fake, vercel, servers, names, requests, only)
     print(f"(rollbot stopped; it drained its running rollbacks for up to {DRAIN_SECONDS:.0f} s)")
     if profile is not None:
         print(f"\nrollbot ran under cProfile (its times are inflated): python -m pstats {profile}")
@@ -256,26 +287,35 @@ async def bench(requests: int, profile: Path | None) -> int:
 
 
 async def measure(
-    fake: FakeSlack, vercel: FakeVercel, servers: dict[str, Bot], names: list[str], requests: int
+    fake: FakeSlack,
+    vercel: FakeVercel,
+    servers: dict[str, Bot],
+    names: list[str],
+    requests: int,
+    only: Only,
 ) -> int:
     """Send every row's batches, targets taking turns; print the report."""
     rollbot = servers["rollbot"]
     slack = SignedSlack(f"{rollbot.url}/slack/events", SIGNING_SECRET, fake)
     slack.ack_timeout = CLIENT_TIMEOUT
-    build = {target: builders(bot.url, slack, fake) for target, bot in servers.items()}
+    build = {
+        target: builders(bot.url, slack, fake, HELP_ANSWER if target == "rollbot" else b"")
+        for target, bot in servers.items()
+    }
     idle = {target: rss_mb(bot.pid) for target, bot in servers.items()}
     problems: list[str] = []
-    lines = [Line("idle", kind, c) for c in CONCURRENCY for kind in ("help", "click")]
-    busy = [
-        Line(f"{IN_FLIGHT} in flight", kind, IN_FLIGHT_CONCURRENCY) for kind in ("help", "click")
-    ]
+    lines = [Line("idle", kind, c) for c in only.concurrency for kind in only.kinds]
+    busy = [Line(f"{IN_FLIGHT} in flight", kind, IN_FLIGHT_CONCURRENCY) for kind in only.kinds]
+    if not only.in_flight:
+        busy = []
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
     connector = aiohttp.TCPConnector(limit=max(CONCURRENCY))
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         for target in servers:
             for kind in ("help", "click"):
                 await load(session, build[target][kind], WARMUP, 5, [])
-        if not await wait_replies(fake, 2 * WARMUP):
+        # Only the clicks are answered on a response_url; help is answered in its ack.
+        if not await wait_replies(fake, WARMUP):
             problems.append("warm-up: rollbot's replies missing")
         due = len(fake.responses)
 
@@ -291,41 +331,44 @@ async def measure(
                     for target in order:
                         cell = line.cells[target]
                         sent = len(cell.samples)
+                        cpu_before = cpu_seconds(servers[target].pid)
                         start = time.perf_counter()
                         await load(
                             session, build[target][line.kind], size, line.concurrency, cell.samples
                         )
                         cell.wall += time.perf_counter() - start
-                        if target == "rollbot":
+                        if target == "rollbot" and line.kind == "click":
                             # Its replies are in before the next batch: their work is not mixed.
                             due += sum(s.error is None for s in cell.samples[sent:])
                             if not await wait_replies(fake, due):
                                 problems.append(f"{line.label} {line.kind}: replies missing")
                                 due = len(fake.responses)
+                        cell.add_cpu(cpu_before, cpu_seconds(servers[target].pid))
 
         await run(lines)
         in_flight_note = ""
-        try:
-            vercel.job_seconds = SLOW_JOB_SECONDS
-            await asyncio.wait_for(start_in_flight(slack, fake, names), SETUP_TIMEOUT)
-            store = rollbot.log_path.parent / "data" / "rollbot.db"
-            deadline = time.monotonic() + 30
-            while (before := await running(store, names)) < IN_FLIGHT:
-                if time.monotonic() > deadline:
-                    raise Broken(f"only {before} of {IN_FLIGHT} rollbacks started running")
-                await asyncio.sleep(0.2)
-            due = len(fake.responses)
-            await run(busy)
-            after = await running(store, names)
-            if after < IN_FLIGHT:
-                raise Broken(f"only {after} of {IN_FLIGHT} rollbacks were still running at its end")
-            in_flight_note = (
-                f"{after} rollbacks running (Vercel job polled every 3 s) from the row's"
-                f" start to its end; {len(vercel.routed('rollback'))} Vercel rollback calls"
-            )
-        except (Broken, AssertionError, TimeoutError) as exc:
-            problems.append(f"{IN_FLIGHT} in flight not measured: {str(exc).splitlines()[0]}")
-            busy = []
+        if busy:
+            try:
+                vercel.job_seconds = SLOW_JOB_SECONDS
+                await asyncio.wait_for(start_in_flight(slack, fake, names), SETUP_TIMEOUT)
+                store = rollbot.log_path.parent / "data" / "rollbot.db"
+                deadline = time.monotonic() + 30
+                while (before := await running(store, names)) < IN_FLIGHT:
+                    if time.monotonic() > deadline:
+                        raise Broken(f"only {before} of {IN_FLIGHT} rollbacks started running")
+                    await asyncio.sleep(0.2)
+                due = len(fake.responses)
+                await run(busy)
+                after = await running(store, names)
+                if after < IN_FLIGHT:
+                    raise Broken(f"only {after} of {IN_FLIGHT} still running at the row's end")
+                in_flight_note = (
+                    f"{after} rollbacks running (Vercel job polled every 3 s) from the row's"
+                    f" start to its end; {len(vercel.routed('rollback'))} Vercel rollback calls"
+                )
+            except (Broken, AssertionError, TimeoutError) as exc:
+                problems.append(f"{IN_FLIGHT} in flight not measured: {str(exc).splitlines()[0]}")
+                busy = []
     after = {target: rss_mb(bot.pid) for target, bot in servers.items()}
 
     print(
@@ -337,7 +380,7 @@ async def measure(
     print(f"click: Approve on {MISSING_ID}, a rollback that does not exist (a private refusal)")
     print()
     print(table(lines + busy))
-    if not busy:
+    if not busy and only.in_flight:
         print(f"{IN_FLIGHT} in flight: not measured (see below)")
     elif in_flight_note:
         print(f"{IN_FLIGHT} in flight: {in_flight_note} on rollbot during that row")
@@ -378,6 +421,7 @@ def table(lines: list[Line]) -> str:
     header = (
         f"{'row':<14} {'kind':<5} {'conc':>4} | {'rollbot p50':>11} {'p99':>7} {'req/s':>6}"
         f" | {'bare p50':>8} {'p99':>7} {'req/s':>6} | {'p50 x':>6} {'p99 x':>6} {'req/s x':>7}"
+        f" | {'cpu ms':>6} {'bare':>5} {'x':>6}"
     )
     out = [header, "-" * len(header)]
     for line in lines:
@@ -390,10 +434,12 @@ def table(lines: list[Line]) -> str:
             f" | {b.q(0.5):>8.1f} {b.q(0.99):>7.1f} {b.rate:>6.0f}"
             f" | {r.q(0.5) / b.q(0.5):>5.2f}x {r.q(0.99) / b.q(0.99):>5.2f}x"
             f" {r.rate / b.rate:>6.2f}x"
+            f" | {r.cpu_ms:>6.2f} {b.cpu_ms:>5.2f} {r.cpu_ms / b.cpu_ms:>5.2f}x"
         )
     out.append(
         "ms from sending a request to its HTTP 200 read; req/s: requests over the batches'"
-        " wall time; x: rollbot / bare"
+        " wall time; x: rollbot / bare; cpu ms: each server's CPU time per request (all its"
+        " threads, the work after the ack included)"
     )
     return "\n".join(out)
 
@@ -408,12 +454,26 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, metavar="PATH", help="run rollbot under cProfile, stats to PATH"
     )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        action="append",
+        metavar="N",
+        help="only this idle concurrency (repeatable; default 1, 10 and 50)",
+    )
+    parser.add_argument("--no-in-flight", action="store_true", help="skip the in-flight row")
+    parser.add_argument(
+        "--kind", choices=KINDS, action="append", help="only this kind (repeatable; default both)"
+    )
     args = parser.parse_args()
+    only = Only(
+        tuple(args.concurrency or CONCURRENCY), not args.no_in_flight, tuple(args.kind or KINDS)
+    )
     requests = 20 if args.quick else args.requests
     if requests < 1:
         parser.error("--requests must be at least 1")
     try:
-        sys.exit(asyncio.run(bench(requests, args.profile)))
+        sys.exit(asyncio.run(bench(requests, args.profile, only)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted; the servers were stopped", file=sys.stderr)
         sys.exit(130)

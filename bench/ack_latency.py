@@ -65,9 +65,11 @@ class Outgoing(NamedTuple):
     body: bytes | None
     headers: dict[str, str]
     expect: int
+    answer: bytes = b""  # what the answer's body must hold (help is answered in the ack)
 
 
 Request = Callable[[], Outgoing]
+HELP_ANSWER = b"/rollback SERVICE"  # in the help, which rollbot answers within the ack
 
 
 @dataclass
@@ -219,11 +221,11 @@ def kinds(url: str, slack: SignedSlack) -> list[Kind]:
     def healthz() -> Outgoing:
         return Outgoing("GET", f"{url}/healthz", None, {}, 200)
 
-    def command(text: str) -> Request:
+    def command(text: str, answer: bytes = b"") -> Request:
         def build() -> Outgoing:
             fields = slack.command_fields(text, user=REQUESTER, channel=CHANNEL)
             body = urllib.parse.urlencode(fields).encode()
-            return Outgoing("POST", events, body, slack.signed_headers(body), 200)
+            return Outgoing("POST", events, body, slack.signed_headers(body), 200, answer)
 
         return build
 
@@ -247,7 +249,8 @@ def kinds(url: str, slack: SignedSlack) -> list[Kind]:
 
     return [
         Kind("GET /healthz (baseline)", healthz, is_ack=False, replies=False),
-        Kind("/rollback help", command("help"), is_ack=True, replies=True),
+        # Help is answered in the ack itself: no reply follows on the response_url.
+        Kind("/rollback help", command("help", HELP_ANSWER), is_ack=True, replies=False),
         Kind("/rollback status", command("status"), is_ack=True, replies=True),
         Kind("forged -> 401", forged, is_ack=True, replies=False),
     ]
@@ -261,16 +264,18 @@ async def send(session: aiohttp.ClientSession, build: Request) -> Sample:
         async with session.request(
             out.method, out.url, data=out.body, headers=out.headers
         ) as response:
-            await response.read()
+            body = await response.read()
             status = response.status
     except TimeoutError:
         return Sample(time.perf_counter() - start, f"no answer within {CLIENT_TIMEOUT:.0f} s")
     except aiohttp.ClientError as exc:
         return Sample(time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
     seconds = time.perf_counter() - start
-    return Sample(
-        seconds, None if status == out.expect else f"HTTP {status}, expected {out.expect}"
-    )
+    if status != out.expect:
+        return Sample(seconds, f"HTTP {status}, expected {out.expect}")
+    if out.answer not in body:
+        return Sample(seconds, f"the answer lacks {out.answer.decode()!r}")
+    return Sample(seconds)
 
 
 async def load(

@@ -39,6 +39,8 @@ def environment(*, slack: bool = True) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        # Package data does not change while running: no file check on every render.
+        auto_reload=False,
     )
     env.filters["user_text"] = quote_user_text if slack else _typed_line
     return env

@@ -8,10 +8,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 from aiohttp.typedefs import Handler
 from pydantic import SecretStr
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.checklists import ChecklistSection, checklist_sections
@@ -40,6 +43,7 @@ from handlers.slack_retries import slack_retry_handlers
 from handlers.thread import SlackThread
 
 SLACK_PATH = "/slack/events"
+SLACK_TIMEOUT_SECONDS = 15
 # Under load Slack may refuse a call a few times running; the outbox waits beside the work.
 RATE_LIMIT_RETRIES = 4
 # /healthz answers within this even when the store hangs (probes time out at 1-5 s).
@@ -53,23 +57,41 @@ REQUEST_KINDS: dict[str, RequestKind] = {
 
 
 def web_client(
-    settings: Settings, count_failure: Callable[[str, str], None] | None = None
+    settings: Settings,
+    count_failure: Callable[[str, str], None] | None = None,
+    session: ClientSession | None = None,
 ) -> AsyncWebClient:
     """Create the Web API client, pointed at SLACK_API_URL when set (retries: slack_retries)."""
     token = settings.SLACK_BOT_TOKEN.get_secret_value() if settings.SLACK_BOT_TOKEN else None
     client = FittingWebClient(
-        token=token, base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL, timeout=15
+        token=token,
+        base_url=settings.SLACK_API_URL or AsyncWebClient.BASE_URL,
+        timeout=SLACK_TIMEOUT_SECONDS,
+        session=session,
     )
     client.retry_handlers[:] = slack_retry_handlers(RATE_LIMIT_RETRIES, count_failure)
     return client
 
 
+def slack_session() -> ClientSession:
+    """One pool of connections for every call to Slack: its API and response_urls.
+
+    Without it slack_sdk opens and closes a connection, TLS handshake and all, per call.
+    """
+    return ClientSession(timeout=ClientTimeout(total=SLACK_TIMEOUT_SECONDS))
+
+
 def create_app(
-    settings: Settings, engine: Engine, metrics: Metrics, *, http: bool
+    settings: Settings,
+    engine: Engine,
+    metrics: Metrics,
+    *,
+    http: bool,
+    session: ClientSession | None = None,
 ) -> tuple[AsyncApp, SlackThread]:
     """Build the Bolt app with every listener registered, and the thread they all use."""
     settings.require("SLACK_BOT_TOKEN", *(["SLACK_SIGNING_SECRET"] if http else []))
-    client = web_client(settings, metrics.slack_api_failed)
+    client = web_client(settings, metrics.slack_api_failed, session)
     engine.directory = SlackDirectory(client)
     secret = settings.SLACK_SIGNING_SECRET
     app = AsyncApp(
@@ -85,7 +107,7 @@ def create_app(
 
     # Before any listener: what listeners send fits Slack's limits; a request Slack
     # delivers twice is handled once.
-    install(app)
+    install(app, session)
     once.register(app, engine)
     # The timeline registers its hook first so that it stays the thread's first reply.
     reports = incident_report.register(thread, checklist=checklist_of)
@@ -97,11 +119,8 @@ def create_app(
     jobs.register(engine, thread)
     incident_channel.register(thread)
 
-    @app.middleware
-    async def count_request(body: dict[str, Any], next_: Callable[[], Awaitable[Any]]) -> Any:
-        # Global middleware runs after Bolt's signature check: forged requests never count.
-        metrics.slack_request(request_kind(body))
-        return await next_()
+    # Global middleware runs after Bolt's signature check: forged requests never count.
+    app.middleware(CountRequests(metrics))
 
     @app.error
     async def on_error(
@@ -110,6 +129,24 @@ def create_app(
         await report(error, body, respond, client)
 
     return app, thread
+
+
+class CountRequests(AsyncMiddleware):
+    """Counts the requests from Slack by what they ask for."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        """Count the request, then go on."""
+        self.metrics.slack_request(request_kind(req.body))
+        return await next()
 
 
 def web_app(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache, partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncRespond
@@ -23,7 +24,7 @@ from bot.commands import (
     parse,
 )
 from bot.engine import Engine
-from bot.errors import NotAllowed
+from bot.errors import NotAllowed, UsageError
 from bot.freezes import freeze_line
 from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
@@ -46,8 +47,16 @@ def register(
     """Register the slash command listener."""
     reports = reports or IncidentReports(thread)
 
+    def at_once(command: dict[str, Any]) -> str | None:
+        """The answer to help or to a command that does not parse: it needs nothing else."""
+        try:
+            asked = parse(command.get("text") or "")
+        except UsageError as exc:
+            return escape(exc.message)
+        return help_text(engine) if isinstance(asked, Help) else None
+
     @app.command("/rollback")
-    @acked
+    @partial(acked, at_once=at_once)
     async def on_rollback(
         command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
@@ -129,11 +138,17 @@ def register(
                 await advance(engine, thread, rb, user)
                 await respond(text=f"Cancelled {rb.id}.", response_type="ephemeral")
             case Help():
-                services = ", ".join(sorted(engine.config.services))
-                await respond(
-                    text=render("help.md.j2", usage=USAGE, services=services),
-                    response_type="ephemeral",
-                )
+                await respond(text=help_text(engine), response_type="ephemeral")
+
+
+def help_text(engine: Engine) -> str:
+    """The help: usage, and the services configured here."""
+    return _help(", ".join(sorted(engine.config.services)))
+
+
+@cache
+def _help(services: str) -> str:
+    return render("help.md.j2", usage=USAGE, services=services)
 
 
 def versions_text(service: str, env: str, versions: list[Version]) -> str:

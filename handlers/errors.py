@@ -79,17 +79,26 @@ async def card_link(client: AsyncWebClient, busy: Busy) -> str:
     return " It was started from the terminal and has no card."
 
 
-def acked(work: Work) -> Callable[..., Awaitable[None]]:
+def acked(
+    work: Work, *, at_once: Callable[[dict[str, Any]], str | None] | None = None
+) -> Callable[..., Awaitable[None]]:
     """Make a listener that acks at once, then does the work and reports its errors.
 
     Errors are reported here rather than left to Bolt: Bolt's runner resets an ack that
     was already sent when the listener fails within its 10 ms polling window, and Slack
     then sees no answer at all.
+
+    `at_once` answers a request that needs nothing but its own text (help, a typo) in the
+    ack itself: Slack shows the user that answer privately, and no reply has to follow.
     """
 
     async def listener(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
+        answer = at_once(body) if at_once is not None else None
+        if answer is not None:
+            await ack(text=answer, response_type="ephemeral")
+            return
         await ack()
         user = (body.get("user") or {}).get("id") or body.get("user_id")
         channel = (body.get("channel") or {}).get("id") or body.get("channel_id")

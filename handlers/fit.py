@@ -10,14 +10,19 @@ through here: too long a text is cut at a line end with a note of how much was l
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiohttp import ClientSession
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from slack_sdk.webhook import WebhookResponse
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from handlers.long_text import MESSAGE_TEXT_MAX, split_text
 
@@ -143,7 +148,15 @@ class FittingWebClient(AsyncWebClient):
 
 
 class FittingRespond(AsyncRespond):
-    """`respond`, with a long text answered in parts (a few), then a note of what is left."""
+    """`respond`, with a long text answered in parts (a few), then a note of what is left.
+
+    With a `session`, every answer goes over its pooled connections: Bolt's own `respond`
+    opens (and closes) a connection, TLS and all, for each one.
+    """
+
+    def __init__(self, *, response_url: str, session: ClientSession | None = None) -> None:
+        super().__init__(response_url=response_url)
+        self.session = session
 
     async def __call__(  # type: ignore[override]
         self, text: str | dict[str, Any] = "", **kwargs: Any
@@ -157,25 +170,49 @@ class FittingRespond(AsyncRespond):
         if len(parts) > RESPOND_PARTS_MAX:
             rest = "\n".join(parts[RESPOND_PARTS_MAX - 1 :])
             parts = [*parts[: RESPOND_PARTS_MAX - 1], shorten(rest, MESSAGE_TEXT_MAX)]
-        answer = await super().__call__(parts[0], **kwargs)
+        answer = await self._send(parts[0], **kwargs)
         # The parts after the first are new messages, never a replacement of the first.
         follow = {k: v for k, v in kwargs.items() if k not in ("blocks", "replace_original")}
         for part in parts[1:]:
-            answer = await super().__call__(part, **follow, replace_original=False)
+            answer = await self._send(part, **follow, replace_original=False)
         return answer
 
+    async def _send(self, text: str, **kwargs: Any) -> WebhookResponse:
+        assert self.response_url is not None
+        hook = AsyncWebhookClient(self.response_url, session=self.session)
+        return await hook.send(text=text, **kwargs)
 
-def install(app: AsyncApp) -> None:
-    """Make every listener's `client` and `respond` fit what they send to Slack's limits."""
 
-    @app.middleware
-    async def fitting(context: AsyncBoltContext, next_: Any) -> Any:
-        if context.client is not None and not isinstance(context.client, FittingWebClient):
-            context["client"] = FittingWebClient.like(context.client)
+class Fitting(AsyncMiddleware):
+    """Gives every listener a `client` and a `respond` that fit what they send to Slack."""
+
+    def __init__(self, session: ClientSession | None) -> None:
+        self.session = session
+        # One fitting client per token: building one per request cost more than the ack.
+        self._clients: dict[str | None, FittingWebClient] = {}
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        """Swap the request's client and respond for fitting ones, then go on."""
+        context = req.context
+        client = context.client
+        if client is not None and not isinstance(client, FittingWebClient):
+            fitting = self._clients.get(client.token)
+            if fitting is None or fitting.base_url != client.base_url:
+                fitting = self._clients[client.token] = FittingWebClient.like(client)
+            context["client"] = fitting
         if context.response_url:
             context["respond"] = FittingRespond(
-                response_url=context.response_url,
-                proxy=context.client.proxy if context.client else None,
-                ssl=context.client.ssl if context.client else None,
+                response_url=context.response_url, session=self.session
             )
-        return await next_()
+        return await next()
+
+
+def install(app: AsyncApp, session: ClientSession | None = None) -> None:
+    """Make every listener's `client` and `respond` fit what they send to Slack's limits."""
+    app.middleware(Fitting(session))

@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.webhook.async_client import AsyncWebhookClient
@@ -42,19 +43,27 @@ def request_key(body: dict[str, Any]) -> str | None:
     return None
 
 
-def register(app: AsyncApp, engine: Engine) -> None:
-    """Add the middleware that lets each Slack request through once."""
+class Once(AsyncMiddleware):
+    """Lets each Slack request through once: its key is claimed in the store first."""
 
-    async def once(
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def async_process(
+        self,
+        *,
         req: AsyncBoltRequest,
-        resp: BoltResponse | None,
-        next: Callable[[], Awaitable[BoltResponse | None]],
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
+        """Go on with a request seen for the first time; ack a repeat and do nothing."""
         key = request_key(req.body)
         try:
             # Slack wants an answer within 3 s: a database that hangs gets 2 of them.
             async with asyncio.timeout(CLAIM_SECONDS):
-                fresh = key is None or await engine.deliveries.claim_request(key, utcnow(), KEEP)
+                fresh = key is None or await self.engine.deliveries.claim_request(
+                    key, utcnow(), KEEP
+                )
         except StoreUnavailable as exc:
             return unavailable(req.body, exc)
         except TimeoutError:
@@ -66,7 +75,10 @@ def register(app: AsyncApp, engine: Engine) -> None:
         # Answered as an ack: Slack must not retry again, and nothing runs twice.
         return BoltResponse(status=200, body="")
 
-    app.middleware(once)
+
+def register(app: AsyncApp, engine: Engine) -> None:
+    """Add the middleware that lets each Slack request through once."""
+    app.middleware(Once(engine))
 
 
 # Replies sent beside the ack while the store is down, kept so they are not collected.

@@ -9,7 +9,7 @@ import signal
 from collections.abc import Awaitable
 
 import structlog
-from aiohttp import web
+from aiohttp import ClientSession, web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -23,7 +23,7 @@ from bot.pool import ProviderPool
 from bot.settings import Settings
 from bot.store import Store, StoreUnavailable, open_store
 from handlers import flow, jobs
-from handlers.app import create_app, web_app
+from handlers.app import create_app, slack_session, web_app
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +55,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sweeper: asyncio.Future[None] | None = None
+    session: ClientSession | None = None
     scheduled: asyncio.Future[None] | None = None
     try:
         if not await open_when_reachable(store, stop):
@@ -65,7 +66,8 @@ async def serve(
         engine = Engine(config, store, providers)
         engine.events.subscribe(metrics.on_moved)
         # One thread for listeners and the sweeper alike, so hooks run for swept rollbacks.
-        app, thread = create_app(settings, engine, metrics, http=http)
+        session = slack_session()
+        app, thread = create_app(settings, engine, metrics, http=http, session=session)
         await flow.sweep(engine, thread)
         sweeper = asyncio.ensure_future(flow.sweep_every(engine, thread, stop))
         # Started after the start-up sweep; it first runs whatever fell due while stopped.
@@ -103,6 +105,8 @@ async def serve(
         if scheduled is not None:
             await scheduled
         await providers.aclose()
+        if session is not None:
+            await session.close()
         await store.close()
 
 

@@ -133,6 +133,24 @@ class Interactions(MessageStore):
             return web.Response(status=400, text=exc.error)
         return web.Response(text="ok")
 
+    def command_answer(self, response_url: str, answer: str) -> None:
+        """Show what a bot acked a slash command with, as Slack does: a message to the user.
+
+        A JSON body is a message (private unless `response_type` is `in_channel`); any
+        other body is its text. It does not use up one of the response_url's posts.
+        """
+        token = response_url.rsplit("/", 1)[-1]
+        try:
+            body = json.loads(answer)
+        except ValueError:
+            body = {"text": answer}
+        if not isinstance(body, dict):
+            body = {"text": answer}
+        self.responses.append((token, body))
+        target = self._response_targets.get(token)
+        if target is not None:
+            self._apply_response(target, body)
+
     def _apply_response(self, target: Json, body: Json) -> None:
         original = self._original(target)
         if original is not None and flag(body.get("delete_original")):

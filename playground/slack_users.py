@@ -79,7 +79,10 @@ class UserActions(ABC):
         """Run a slash command as `user` in `channel`."""
         fields = self.command_fields(text, user=user, channel=channel, command=command)
         self.sent.append(fields)
-        return await self.send_command(fields)
+        status, body = await self.send_command(fields)
+        if status == 200 and body.strip():
+            self.fake.command_answer(fields["response_url"], body)
+        return status, body
 
     # --- interactivity ---------------------------------------------------------------------
 

@@ -178,12 +178,11 @@ class Playground:
         async def deliver() -> tuple[int, str]:
             return await self.users.command(rest.strip(), user=user, channel=channel, command=name)
 
+        # A command's ack with a body is shown as a reply by the fake itself, as Slack does.
         try:
-            outcome = await self._deliver(user, channel, "", deliver, command=name)
+            await self._deliver(user, channel, "", deliver, command=name)
         except BadRequest as exc:
             return _error(str(exc), status=409)
-        if outcome is not None and outcome[0] == 200 and outcome[1].strip():
-            await self._show_ack(user, channel, outcome[1])
         return web.json_response({"ok": True})
 
     async def click(self, request: web.Request) -> web.Response:
@@ -331,19 +330,6 @@ class Playground:
 
     def _notify(self, user: str, channel: str, thread: str, text: str) -> None:
         self.client.notify(self.fake, user, channel, text, thread)
-
-    async def _show_ack(self, user: str, channel: str, body: str) -> None:
-        """A command's ack with a body is a reply: ephemeral unless it says in_channel."""
-        try:
-            message = json.loads(body)
-        except ValueError:
-            message = {"text": body}
-        if not isinstance(message, dict):
-            message = {"text": body}
-        url = self.fake.new_response_url(channel=channel, user=user)
-        async with aiohttp.ClientSession() as session, session.post(url, json=message) as answer:
-            if answer.status != 200:
-                self._notify(user, channel, "", f"Slack refused the reply: {await answer.text()}")
 
 
 @web.middleware

@@ -37,13 +37,17 @@ from tests.test_e2e_rollback import confirm, request_card, running_image, wait_c
 
 
 def assert_all_acked(bot: RunningBot) -> None:
-    """Every envelope the fake sent got exactly the plain ack Bolt gives before the work."""
+    """Every envelope the fake sent was acked; interactions with a plain ack, before the work.
+
+    A slash command may carry its answer in the ack (help, a command that does not parse).
+    """
     fake = bot.fake
     assert fake.envelopes, "no envelope was sent"
     assert fake.unacked() == [], f"envelopes never acked: {fake.unacked()}\n{fake.dump()}"
     for envelope in fake.envelopes:
         ack = fake.acks[envelope["envelope_id"]]
-        assert ack.get("payload") in (None, {}), (envelope["type"], ack)
+        if envelope["type"] != "slash_commands":
+            assert ack.get("payload") in (None, {}), (envelope["type"], ack)
 
 
 @asynccontextmanager
@@ -160,7 +164,7 @@ async def test_full_rollback_over_socket_mode(
     assert len(fake.calls_of("apps.connections.open")) == 2
 
 
-async def test_bad_command_gets_its_error_through_the_response_url(
+async def test_bad_command_gets_its_error_in_the_ack(
     start_rollbot: StartBot, compose_container: ComposeContainerFactory, docker_host: str
 ) -> None:
     project = unique_project()
@@ -177,7 +181,10 @@ async def test_bad_command_gets_its_error_through_the_response_url(
     assert "Usage:" in reply["text"]
     assert reply["response_type"] == "ephemeral"
     assert [e["text"] for e in fake.ephemerals_for(REQUESTER)] == [reply["text"]]
-    assert_all_acked(bot)
+    # Answered in the ack itself, which Slack shows the user: nothing follows it.
+    (envelope,) = fake.envelopes
+    assert fake.acks[envelope["envelope_id"]]["payload"] == reply
+    assert len(fake.responses) == 1
     assert cards(fake) == []
     assert await bot.store.find() == []
     image, _ = await running_image(docker_host, project)

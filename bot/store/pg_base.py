@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -146,6 +147,7 @@ class PgBase:
     def __init__(self, url: str) -> None:
         self.options = PgOptions.from_url(url)
         self._pool: asyncpg.Pool | None = None
+        self._pruned_at: datetime | None = None
 
     async def open(self) -> None:
         """Connect and migrate the schema; idempotent."""

@@ -8,7 +8,7 @@ import asyncpg
 
 from bot.records import ChecklistMark, Delivery
 from bot.store.pg_base import PgBase
-from bot.store.rows import aware
+from bot.store.rows import PRUNE_EVERY, aware
 
 
 class PgRecords(PgBase):
@@ -103,14 +103,20 @@ class PgRecords(PgBase):
     async def claim_request(self, key: str, now: datetime, keep: timedelta) -> bool:
         """Claim a Slack request by its idempotency key; False when it was handled already.
 
-        Claims older than `keep` are pruned: Slack retries within minutes, not days.
+        A claim older than `keep` no longer counts (Slack retries within minutes, not days);
+        such claims are pruned now and then, not on every claim that waits for its ack.
         """
+        prune = self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY
         async with self._transaction() as conn:
-            await conn.execute("DELETE FROM requests WHERE at < $1", aware(now) - keep)
+            if prune:
+                self._pruned_at = now
+                await conn.execute("DELETE FROM requests WHERE at < $1", aware(now) - keep)
             claimed = await conn.fetchval(
                 "INSERT INTO requests (key, at) VALUES ($1, $2) "
-                "ON CONFLICT (key) DO NOTHING RETURNING true",
+                "ON CONFLICT (key) DO UPDATE SET at = EXCLUDED.at WHERE requests.at < $3 "
+                "RETURNING true",
                 key,
                 aware(now),
+                aware(now) - keep,
             )
         return bool(claimed)

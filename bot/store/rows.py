@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -15,6 +15,8 @@ from bot.models import Rollback
 COLUMNS = ("id", "service", "environment", "state", "created_at", "updated_at", "finished_at")
 # approved_by is not stored on the row: the approvals table is its one source of truth.
 DERIVED = frozenset({"approved_by"})
+# How often claims of old Slack requests are deleted (they stop counting when old anyway).
+PRUNE_EVERY = timedelta(minutes=10)
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(info.annotation)
     for name, info in Rollback.model_fields.items()

@@ -78,7 +78,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
 
     async def get(self, rollback_id: str) -> Rollback | None:
         """Return the rollback with this id, or None."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             found = await self._select(conn, "WHERE id = ?", [rollback_id])
         return found[0] if found else None
 
@@ -176,7 +176,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
 
     async def events(self, rollback_id: str) -> list[Event]:
         """Return a rollback's timeline, oldest first."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT * FROM events WHERE rollback_id = ? ORDER BY at, seq", [rollback_id]
             )
@@ -199,7 +199,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
     async def audit_log(self, rollback_id: str | None = None) -> list[AuditEntry]:
         """Return audit records in the order they were written, optionally for one rollback."""
         where, params = ("WHERE rollback_id = ?", [rollback_id]) if rollback_id else ("", [])
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 f"SELECT * FROM audit {where} ORDER BY seq",  # noqa: S608
                 params,
@@ -250,7 +250,7 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
     async def locks(self, *, expired: bool = False) -> list[Lock]:
         """Return the live leases (with `expired`, also those that lapsed)."""
         since = "0000" if expired else iso(utcnow())
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT * FROM leases WHERE expires_at >= ? ORDER BY key", [since]
             )
@@ -278,14 +278,14 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
                 clauses.append(f"{column} = ?")
                 params.append(value)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             return await self._select(
                 conn, f"{where} ORDER BY created_at DESC, rowid DESC LIMIT ?", [*params, limit]
             )
 
     async def count_by_state(self) -> dict[State, int]:
         """Return how many rollbacks are in each state; states with none are left out."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT state, COUNT(*) AS n FROM rollbacks GROUP BY state"
             )
@@ -421,13 +421,22 @@ class SQLiteStore(SQLiteJobs, SQLiteRecords):
     async def _select(
         self, conn: aiosqlite.Connection, tail: str, params: list[Any]
     ) -> list[Rollback]:
-        """Load rollbacks with `SELECT ... {tail}`, approvers included."""
-        query = f"SELECT * FROM rollbacks {tail}"  # noqa: S608
+        """Load rollbacks with `SELECT ... {tail}`, approvers included.
+
+        One statement, so that a row and its approvals are read from one snapshot even
+        outside a transaction (see `_reading`).
+        """
+        query = (
+            "SELECT rollbacks.*, (SELECT json_group_array(json_array(seq, user)) "  # noqa: S608
+            "FROM approvals WHERE approvals.rollback_id = rollbacks.id) AS approvals "
+            f"FROM rollbacks {tail}"
+        )
         found = list(await conn.execute_fetchall(query, params))
-        approvers = await self._approvers(conn, [row["id"] for row in found])
         return [
             to_rollback(
-                json.loads(row["data"]), {n: row[n] for n in COLUMNS}, approvers.get(row["id"], [])
+                json.loads(row["data"]),
+                {n: row[n] for n in COLUMNS},
+                [user for _seq, user in sorted(json.loads(row["approvals"]))],
             )
             for row in found
         ]

@@ -195,6 +195,7 @@ class SQLiteBase:
         # One connection runs one transaction at a time: without this, a second task's
         # statement would slip into the first task's open BEGIN IMMEDIATE.
         self._mutex = asyncio.Lock()
+        self._pruned_at: datetime | None = None
 
     async def open(self) -> None:
         """Connect, set the pragmas and migrate the schema; idempotent."""
@@ -237,8 +238,20 @@ class SQLiteBase:
 
     async def ping(self) -> None:
         """Raise unless the file answers now (a store that was never opened does not)."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             await conn.execute_fetchall("SELECT 1")
+
+    @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Lend the connection for one SELECT, which SQLite answers from one snapshot.
+
+        No BEGIN and COMMIT around it: each is a trip to the connection's thread, and a
+        read that needs two statements to agree must be one statement (or a transaction).
+        """
+        if self._conn is None:
+            raise RuntimeError("SQLiteStore is not open: await store.open() first")
+        async with self._mutex:
+            yield self._conn
 
     @asynccontextmanager
     async def _transaction(self, mode: str = "IMMEDIATE") -> AsyncIterator[aiosqlite.Connection]:

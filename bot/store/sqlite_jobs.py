@@ -43,13 +43,13 @@ class SQLiteJobs(SQLiteBase):
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return the job with this id, or None."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = list(await conn.execute_fetchall("SELECT * FROM jobs WHERE id = ?", [job_id]))
         return _job(rows[0]) if rows else None
 
     async def due_jobs(self, now: datetime, limit: int = 50) -> list[Job]:
         """Return pending jobs due by `now` and running ones whose lease has passed."""
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 f"SELECT * FROM jobs WHERE {_CLAIMABLE} ORDER BY due_at, id LIMIT ?",  # noqa: S608
                 [iso(now), iso(now), limit],
@@ -164,7 +164,7 @@ class SQLiteJobs(SQLiteBase):
     async def pending_jobs(self, kinds: Collection[JobKind] | None = None) -> list[Job]:
         """Return the pending and running jobs (of these kinds), soonest due first."""
         where, params = _live_jobs(kinds)
-        async with self._transaction("DEFERRED") as conn:
+        async with self._reading() as conn:
             rows = await conn.execute_fetchall(
                 f"SELECT * FROM jobs WHERE {where} ORDER BY due_at, id",  # noqa: S608
                 params,
