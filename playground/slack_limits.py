@@ -18,6 +18,9 @@ What it reproduces, and where Slack documents it:
   `msg_too_long` among its errors); 50 blocks a message, 100 a modal; section text 3,000,
   header 150, button text 75 characters (slack_sdk's models check these as Slack does,
   and the fake answers `invalid_blocks` with the json-pointer of the bad block).
+- Under load (not a documented limit, what Slack was seen doing): `every(3)` answers every
+  third call of a `chat.*` method with 429 and `Retry-After: 1`, whatever the rate; the
+  retried call counts too. Off until a test or a bench turns it on.
 """
 
 from __future__ import annotations
@@ -133,6 +136,14 @@ class _Bucket:
         return (1 - self.tokens) / self.per_second
 
 
+@dataclass
+class _Every:
+    n: int
+    prefix: str
+    retry_after: int
+    count: int = 0
+
+
 class RateLimits:
     """Per-method (and, for chat.postMessage, per-channel) limits; off until enabled."""
 
@@ -141,6 +152,7 @@ class RateLimits:
         self._clock = clock
         self._rates: dict[str, tuple[float, float]] = {}  # method -> (per minute, burst)
         self._buckets: dict[tuple[str, str], _Bucket] = {}
+        self._every: _Every | None = None
 
     def enable(self) -> None:
         """Limit every method as Slack documents it."""
@@ -152,8 +164,19 @@ class RateLimits:
         self._buckets = {k: b for k, b in self._buckets.items() if k[0] != method}
         self.enabled = True
 
+    def every(self, n: int | None, *, prefix: str = "chat.", retry_after: int = 1) -> None:
+        """Answer every `n`th call of the methods named `prefix...` with 429; None stops it."""
+        if n is not None and n < 1:
+            raise ValueError("n must be at least 1")
+        self._every = None if n is None else _Every(n, prefix, retry_after)
+
     def retry_after(self, method: str, args: Json) -> int | None:
         """Count a call; None if it may go through, else the Retry-After seconds to answer."""
+        every = self._every
+        if every is not None and method.startswith(every.prefix):
+            every.count += 1
+            if every.count % every.n == 0:
+                return every.retry_after
         if not self.enabled:
             return None
         per_minute, burst = self._rate(method)

@@ -236,7 +236,12 @@ class ContainerSwaps:
             if now >= deadline:
                 waited = f"{settings.healthy_timeout_seconds:g} s"
                 raise TimedOut(f"it was not up within {waited} (health: {health or 'none'})")
-            await asyncio.sleep(POLL_SECONDS)
+            pause = POLL_SECONDS
+            if health is None and running_since is not None:
+                # Look again when the settle time ends, not up to a poll later: every
+                # rollback of an image without a HEALTHCHECK waits here.
+                pause = min(pause, running_since + settings.settle_seconds - now)
+            await asyncio.sleep(pause)
 
     async def _restore_and_fail(
         self,

@@ -74,6 +74,31 @@ async def test_a_method_limited_tightly_says_how_long_to_wait_and_lets_the_retry
     assert retried.time - last.time >= 1.0
 
 
+async def test_under_load_every_third_chat_call_is_answered_429_retry_after_one(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake_slack.rate_limits.every(3)
+    posted = await client.chat_postMessage(channel="C_OPS", text="v1")
+    await client.chat_update(channel="C_OPS", ts=posted["ts"], text="v2")
+
+    error = await refused(client.chat_update(channel="C_OPS", ts=posted["ts"], text="v3"))
+    assert error.response.status_code == 429
+    assert error.response.headers["Retry-After"] == "1"
+    # Other families are not counted; the retry is, and goes through.
+    await client.users_info(user="U_REQ")
+    for n in range(2):
+        await client.chat_postMessage(channel="C_OPS", text=f"after {n}")
+    assert (await refused(client.chat_postMessage(channel="C_OPS", text="x"))).response[
+        "error"
+    ] == "ratelimited"
+
+    fake_slack.rate_limits.every(None)
+    for n in range(6):
+        await client.chat_postMessage(channel="C_OPS", text=f"calm {n}")
+    statuses = [c.status for c in fake_slack.calls if c.method.startswith("chat.")]
+    assert statuses == [200, 200, 429, 200, 200, 429] + [200] * 6
+
+
 def test_the_default_scopes_are_the_manifests() -> None:
     manifest = yaml.safe_load(MANIFEST.read_text())
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from bot.verification import (
     PostgresCheck,
     RedisCheck,
     TcpCheck,
+    _tls_context,
     all_passed,
     render_table,
     run_checks,
@@ -153,6 +155,20 @@ async def test_http_credentials_never_shown() -> None:
     result = await run_one(http(f"http://admin:{SECRET}@127.0.0.1:1/health"))
     assert result.detail == "connection refused"
     assert SECRET not in result.detail
+
+
+async def test_https_checks_share_one_context_that_verifies_certificates(
+    http_server: HttpServerFactory,
+) -> None:
+    server = await http_server(200, "ok")
+    # A plain HTTP server cannot complete a TLS handshake: the check fails, twice alike.
+    https = http(server.url.replace("http://", "https://"))
+    first, second = await run_checks([https, https], deadline_seconds=0)
+    assert not first.ok and not second.ok and first.detail == second.detail
+
+    context = _tls_context()
+    assert context is _tls_context()
+    assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
 
 
 # --- postgres -------------------------------------------------------------------------
