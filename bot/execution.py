@@ -339,6 +339,11 @@ class Execution:
     async def _set_step(self, rollback_id: str, index: int, **fields: object) -> Rollback:
         rollback = await self._engine().get(rollback_id)
         steps = list(rollback.steps)
+        status = fields.get("status")
+        if status is StepStatus.RUNNING:
+            fields = {**fields, "started_at": utcnow(), "finished_at": None}
+        elif status in (StepStatus.DONE, StepStatus.FAILED):
+            fields = {**fields, "finished_at": utcnow()}
         steps[index] = steps[index].model_copy(update=fields)
         return await self.write(rollback, steps=steps)
 

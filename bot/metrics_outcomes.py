@@ -19,6 +19,8 @@ from bot.states import LOCKED_STATES, Trigger
 
 # Seconds, from a container swap to a slow ECS deployment.
 DURATION_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 3600)
+# A step may take a fraction of a second (an alias moved) or many minutes (a migration).
+STEP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 APPROVAL_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 ProviderOf = Callable[[Rollback], str]
 
@@ -41,6 +43,13 @@ class Outcomes:
             "From the start of the run to its end, by provider and outcome.",
             ["provider", "outcome"],
             buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
+        self._steps = Histogram(
+            "rollbot_step_duration_seconds",
+            "How long each step of a rollback ran, by its kind and how it ended (done, failed).",
+            ["kind", "status"],
+            buckets=STEP_BUCKETS,
             registry=registry,
         )
         self._recovery = Histogram(
@@ -98,6 +107,10 @@ class Outcomes:
         self._awaiting.pop(rb.id, None)
         if started is not None:
             self._duration.labels(provider, outcome).observe(now - started)
+        for step in rb.steps:
+            if step.started_at is not None and step.finished_at is not None:
+                ran = (step.finished_at - step.started_at).total_seconds()
+                self._steps.labels(step.kind, step.status.value).observe(ran)
         if event.previous is State.VERIFYING and rb.state is State.FAILED:
             self._verification.labels(provider).inc()
         if rb.state is State.SUCCEEDED and rb.finished_at is not None:

@@ -82,6 +82,9 @@ class PlanStep(BaseModel):
     danger: str | None = None
     status: StepStatus = StepStatus.PENDING
     result: str | None = None
+    # When the step started and ended (done or failed): its duration in the metrics.
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
     # The word `/rollback restore` knows the step's target by ("database"), when it keeps
     # backups: a step that ran takes one first.
     restores: str | None = None

@@ -141,6 +141,12 @@ async def test_group_member_approves_and_health_and_metrics_answer(
     finished = 'outcome="succeeded",provider="docker_compose"'
     assert f'rollbot_rollbacks_finished_total{{{finished},severity="critical"}} 1.0' in lines
     assert f"rollbot_rollback_duration_seconds_count{{{finished}}} 1.0" in lines
+    step = 'kind="docker_compose",status="done"'
+    assert f"rollbot_step_duration_seconds_count{{{step}}} 1.0" in lines
+    (rb,) = await bot.store.find()
+    (ran,) = rb.steps
+    assert ran.started_at is not None and ran.finished_at is not None
+    assert ran.started_at <= ran.finished_at
     assert 'rollbot_time_to_recovery_seconds_count{provider="docker_compose"} 1.0' in lines
     assert "rollbot_approval_wait_seconds_count 1.0" in lines
     assert "rollbot_rollbacks_in_flight 0.0" in lines
