@@ -75,6 +75,7 @@ BARE = [sys.executable, str(Path(__file__).with_name("bare_bolt.py"))]
 CONCURRENCY = (1, 10, 50)
 KINDS = ("help", "click")
 IN_FLIGHT = 20  # rollbacks running on rollbot during the last row
+HELD = 50  # rollbacks running on rollbot when its memory is read at the end
 IN_FLIGHT_CONCURRENCY = 10
 ROUNDS = 4
 WARMUP = 5
@@ -216,6 +217,17 @@ async def start_in_flight(slack: SignedSlack, fake: FakeSlack, names: list[str])
     await asyncio.gather(*(gated(s) for s in names))
 
 
+async def start_running(slack: SignedSlack, fake: FakeSlack, store: Path, names: list[str]) -> None:
+    """Start a rollback for each service of `names` not running one; wait until all run."""
+    idle = [name for name in names if not await running(store, [name])]
+    await asyncio.wait_for(start_in_flight(slack, fake, idle), SETUP_TIMEOUT)
+    deadline = time.monotonic() + 30
+    while (started := await running(store, names)) < len(names):
+        if time.monotonic() > deadline:
+            raise Broken(f"only {started} of {len(names)} rollbacks started running")
+        await asyncio.sleep(0.2)
+
+
 class Broken(Exception):
     """A step of the setup did not go as it must."""
 
@@ -248,7 +260,7 @@ async def bench(requests: int, profile: Path | None, only: Only) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    names = [f"svc{n:03d}" for n in range(1, IN_FLIGHT + 1)]
+    names = [f"svc{n:03d}" for n in range(1, HELD + 1)]
     with tempfile.TemporaryDirectory(prefix="rollbot-bench-") as tmp:
         async with contextlib.AsyncExitStack() as stack:
             fake = await stack.enter_async_context(FakeSlack())
@@ -347,29 +359,31 @@ async def measure(
 
         await run(lines)
         in_flight_note = ""
+        held: float | None = None
         if busy:
+            store = rollbot.log_path.parent / "data" / "rollbot.db"
             try:
                 vercel.job_seconds = SLOW_JOB_SECONDS
-                await asyncio.wait_for(start_in_flight(slack, fake, names), SETUP_TIMEOUT)
-                store = rollbot.log_path.parent / "data" / "rollbot.db"
-                deadline = time.monotonic() + 30
-                while (before := await running(store, names)) < IN_FLIGHT:
-                    if time.monotonic() > deadline:
-                        raise Broken(f"only {before} of {IN_FLIGHT} rollbacks started running")
-                    await asyncio.sleep(0.2)
+                await start_running(slack, fake, store, names[:IN_FLIGHT])
                 due = len(fake.responses)
                 await run(busy)
-                after = await running(store, names)
-                if after < IN_FLIGHT:
-                    raise Broken(f"only {after} of {IN_FLIGHT} still running at the row's end")
+                ran = await running(store, names)
+                if ran < IN_FLIGHT:
+                    raise Broken(f"only {ran} of {IN_FLIGHT} still running at the row's end")
                 in_flight_note = (
-                    f"{after} rollbacks running (Vercel job polled every 3 s) from the row's"
+                    f"{ran} rollbacks running (Vercel job polled every 3 s) from the row's"
                     f" start to its end; {len(vercel.routed('rollback'))} Vercel rollback calls"
                 )
             except (Broken, AssertionError, TimeoutError) as exc:
                 problems.append(f"{IN_FLIGHT} in flight not measured: {str(exc).splitlines()[0]}")
                 busy = []
     after = {target: rss_mb(bot.pid) for target, bot in servers.items()}
+    if busy:
+        try:
+            await start_running(slack, fake, store, names)
+            held = rss_mb(rollbot.pid)
+        except (Broken, AssertionError, TimeoutError) as exc:
+            problems.append(f"{HELD} in flight not reached: {str(exc).splitlines()[0]}")
 
     print(
         f"ack latency, rollbot vs a bare slack-bolt AsyncApp: {requests} requests per cell"
@@ -388,6 +402,11 @@ async def measure(
     for target in servers:
         print(
             f"RSS {target:<8} idle {fmt_mb(idle[target])}, after the load {fmt_mb(after[target])}"
+            + (
+                f", with {HELD} rollbacks in flight {fmt_mb(held)}"
+                if target == "rollbot" and held
+                else ""
+            )
         )
     for line in lines + busy:
         for target, cell in line.cells.items():
