@@ -15,11 +15,10 @@ import os
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from kubernetes_asyncio import client, config
-from kubernetes_asyncio.client.rest import ApiException
 
 from providers.base import (
     AuthRejected,
@@ -33,9 +32,23 @@ from providers.base import (
 )
 from providers.retry import retrying
 
+if TYPE_CHECKING:
+    from kubernetes_asyncio import client
+
 Json = dict[str, Any]
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
+
+
+def _kubernetes() -> tuple[ModuleType, ModuleType]:
+    """kubernetes_asyncio's client and config modules, imported on first use.
+
+    Its client package loads every API and model, about 60 MiB: only a rollbot with a
+    Kubernetes target (or Argo CD) pays for it, and only once it talks to a cluster.
+    """
+    from kubernetes_asyncio import client, config
+
+    return client, config
 
 
 class KubeApi:
@@ -59,19 +72,23 @@ class KubeApi:
 
     async def apps(self) -> client.AppsV1Api:
         """The apps/v1 API: Deployments, StatefulSets, DaemonSets and their revisions."""
-        return client.AppsV1Api(await self.api())
+        api = await self.api()
+        return _kubernetes()[0].AppsV1Api(api)
 
     async def core(self) -> client.CoreV1Api:
         """The core/v1 API: pods and events."""
-        return client.CoreV1Api(await self.api())
+        api = await self.api()
+        return _kubernetes()[0].CoreV1Api(api)
 
     async def custom(self) -> client.CustomObjectsApi:
         """Custom resources (Argo CD Applications)."""
-        return client.CustomObjectsApi(await self.api())
+        api = await self.api()
+        return _kubernetes()[0].CustomObjectsApi(api)
 
     async def autoscaling(self) -> client.AutoscalingV2Api:
         """autoscaling/v2: the HorizontalPodAutoscalers that may scale a workload."""
-        return client.AutoscalingV2Api(await self.api())
+        api = await self.api()
+        return _kubernetes()[0].AutoscalingV2Api(api)
 
     async def read(
         self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
@@ -83,6 +100,8 @@ class KubeApi:
         self, what: str, call: Callable[..., Awaitable[Any]], *args: Any, **kw: Any
     ) -> Json:
         """Run one API call and return its JSON body, translating every failure."""
+        from kubernetes_asyncio.client.rest import ApiException  # loaded with the client
+
         try:
             async with asyncio.timeout(self._timeout + 5):
                 response = await call(
@@ -113,6 +132,7 @@ class KubeApi:
             await api.close()
 
     async def _new_client(self) -> client.ApiClient:
+        client, config = _kubernetes()
         try:
             if self._kubeconfig is not None:
                 return await config.new_client_from_config(
