@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -77,7 +78,10 @@ def configure(endpoint: str | None) -> bool:
             missing=exc.name,
         )
         return False
-    log.info("opentelemetry tracing on", endpoint=endpoint)
+    # Without any user:password a URL may carry: the log shows where spans go, no more.
+    where = urlsplit(endpoint)
+    port = f":{where.port}" if where.port else ""
+    log.info("opentelemetry tracing on", endpoint=f"{where.scheme}://{where.hostname}{port}")
     return True
 
 
