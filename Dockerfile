@@ -1,6 +1,6 @@
 # rollbot: `rollbot serve --http` on $PORT (default 3000), as an unprivileged user.
 #   docker build -t rollbot .
-# Runtime dependencies only: the `test` extra never goes into the image.
+# Runtime dependencies (and tracing's) only: the `test` extra never goes into the image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -9,9 +9,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/rollbot
 WORKDIR /src
-# Dependencies first, read from pyproject.toml, so a code change does not reinstall them.
+# Dependencies first, read from pyproject.toml, so a code change does not reinstall them;
+# with the `otel` extra, so that setting OTEL_EXPORTER_OTLP_ENDPOINT is all tracing needs.
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otel']))" > requirements.txt \
     && /opt/rollbot/bin/pip install -r requirements.txt
 COPY README.md ./
 COPY bot/ bot/

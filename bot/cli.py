@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bot import logs, redact
+from bot import logs, redact, tracing
 from bot.config import RollbotConfig, load_config
 from bot.engine import Engine
 from bot.errors import ConfigError, RollbotError
@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
     logs.configure(settings.ROLLBOT_LOG_FORMAT)
+    if args.command != "check-config":
+        tracing.configure(settings.OTEL_EXPORTER_OTLP_ENDPOINT)
     try:
         if args.command == "check-config":
             config = load_config(args.path or settings.ROLLBOT_CONFIG, check_secrets=True)
@@ -105,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        # The last spans (the run that ended with the shutdown) are sent before exit.
+        tracing.shutdown()
 
 
 async def terminal_rollback(

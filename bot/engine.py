@@ -49,6 +49,7 @@ from bot.store.base import Applied, Change, LeaseGrant, OpenSlotTaken, Refusal, 
 from bot.store.roles import StoreRoles
 from bot.takeover import Takeover
 from bot.text import mention
+from bot.tracing import current_trace_id
 from providers.base import ProviderError, Version
 
 log = structlog.get_logger(__name__)
@@ -387,6 +388,8 @@ class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
     async def create(self, rollback: Rollback, what: str, **details: str) -> Rollback:
         """Store a new rollback in its open slot, with its request recorded, or refuse."""
         entry = TRANSITIONS[Trigger.REQUEST]
+        if rollback.trace_id is None:
+            rollback = rollback.model_copy(update={"trace_id": current_trace_id()})
         kind = "Drill" if rollback.drill else "Dry run" if rollback.dry_run else "Rollback"
         text = f"{kind} requested: {what}"
         details = {

@@ -27,6 +27,7 @@ from bot.reporting import Guarded, Reporter
 from bot.states import Trigger
 from bot.store.base import Fenced, StoreUnavailable
 from bot.text import escape
+from bot.tracing import provider_call, rollback_run
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, running_for
 
@@ -105,12 +106,13 @@ class Execution:
 
     @asynccontextmanager
     async def _owning(
-        self, rollback: Rollback, lease: Lock, reporter: Reporter
+        self, rollback: Rollback, lease: Lock, reporter: Reporter, *, resumed: bool = False
     ) -> AsyncIterator[bool]:
         """Run a block as this process's one runner of a rollback, renewing its lease.
 
-        Yields False when another call here runs it already. A database that stops
-        answering leaves the rollback to a takeover; whatever else escapes the block (a
+        The block runs in the rollback's trace (bot/tracing.py); a `resumed` run starts
+        a new one. Yields False when another call here runs it already. A database that
+        stops answering leaves the rollback to a takeover; whatever else escapes the block (a
         bug, a shutdown, a lost lease) records it interrupted, so it is never left
         "running" forever, the service locked, or the thread silent.
         """
@@ -123,9 +125,7 @@ class Execution:
             self._active.add(task)
         started = self._clock()
         try:
-            with structlog.contextvars.bound_contextvars(
-                rollback_id=rollback.id, service=rollback.service, environment=rollback.environment
-            ):
+            with rollback_run(rollback, resumed=resumed):
                 async with renewing(self._engine().lease_table, lease, self._ttl):
                     yield True
         except StoreUnavailable as exc:
@@ -306,7 +306,7 @@ class Execution:
         try:
             async with asyncio.timeout(timeout):
                 commit = rollback.bad_commit if index == 0 else None
-                with running_for(rollback.id):
+                with running_for(rollback.id), provider_call(rollback, index, step):
                     outcome = await run_step(target, step, commit, progress)
         except (ProviderError, TimeoutError) as exc:
             message = (

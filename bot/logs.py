@@ -59,10 +59,11 @@ def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Library logs (bolt, aiohttp) go through the same redaction and format.
+    # Library logs (bolt, aiohttp, a provider's SDK) go through the same redaction and
+    # format, with the same context: the request's trace id, the rollback a call is for.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=processors[1:])
+        structlog.stdlib.ProcessorFormatter(processor=renderer, foreign_pre_chain=processors)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -179,6 +179,8 @@ class Rollback(BaseModel):
     channel_id: str | None = None
     message_ts: str | None = None
     thread_ts: str | None = None
+    # The trace (logs' trace_id, OpenTelemetry's) of the request that asked for it.
+    trace_id: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     ROLLBOT_LOG_FORMAT: str | None = Field(
         default=None, description="json or console; default: json unless stderr is a TTY."
     )
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = Field(
+        default=None,
+        description="When set, traces go to this OTLP/HTTP endpoint (needs rollbot[otel]).",
+    )
 
     def missing(self, *names: str) -> list[str]:
         """Describe each of the named variables that is not set."""

@@ -118,7 +118,7 @@ class Takeover:
         if lease is None:
             return None
         guarded = Guarded(reporter)
-        async with engine._owning(rollback, lease, guarded) as owned:
+        async with engine._owning(rollback, lease, guarded, resumed=True) as owned:
             if not owned:
                 return None
             stopped = await self._where_it_stopped(rollback)

@@ -41,6 +41,7 @@ from handlers.fit import FittingWebClient, install
 from handlers.readiness import SlackAuth
 from handlers.slack_retries import slack_retry_handlers
 from handlers.thread import SlackThread
+from handlers.tracing import TracedApp
 
 SLACK_PATH = "/slack/events"
 SLACK_TIMEOUT_SECONDS = 15
@@ -94,7 +95,7 @@ def create_app(
     client = web_client(settings, metrics.slack_api_failed, session)
     engine.directory = SlackDirectory(client)
     secret = settings.SLACK_SIGNING_SECRET
-    app = AsyncApp(
+    app = TracedApp(
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=http,

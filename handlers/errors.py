@@ -100,13 +100,10 @@ def acked(
             await ack(text=answer, response_type="ephemeral")
             return
         await ack()
-        user = (body.get("user") or {}).get("id") or body.get("user_id")
-        channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
-        with structlog.contextvars.bound_contextvars(user=user, channel=channel):
-            try:
-                await work(body, client, respond)
-            except Exception as exc:
-                await report(exc, body, respond, client)
+        try:
+            await work(body, client, respond)
+        except Exception as exc:
+            await report(exc, body, respond, client)
 
     # Not functools.wraps: Bolt reads the signature (following __wrapped__) to decide
     # which arguments to pass, and must see this listener's, not the work's.

@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.kube_workloads",
     "tests.support.helm_releases",
     "tests.support.prometheus",
+    "tests.support.otlp",
 ]
 
 # Variables the test command sets to reach the services it started; everything else
@@ -41,6 +42,7 @@ SECRET_PREFIXES = (
     "RAILWAY_",
     "VERCEL_",
     "GITHUB_",
+    "OTEL_",
 )
 
 

@@ -34,6 +34,7 @@ from tests.support.bot import APP_TOKEN, ROLLBOT, RunningBot, StartBot, bot_envi
 from tests.support.docker import ComposeContainerFactory, unique_project, wait_http
 from tests.support.slack import APP_ID, FakeSlack, SocketSlack, text_of
 from tests.test_e2e_rollback import confirm, request_card, running_image, wait_card
+from tests.test_e2e_tracing import log_lines, request_trace
 
 
 def assert_all_acked(bot: RunningBot) -> None:
@@ -162,6 +163,11 @@ async def test_full_rollback_over_socket_mode(
     assert (rb.state, rb.requested_by) == (State.SUCCEEDED, REQUESTER)
     # One to check the app token at start-up, one for the connection itself.
     assert len(fake.calls_of("apps.connections.open")) == 2
+    # Over Socket Mode too, the run's provider calls log the approval's trace.
+    calls = [line for line in log_lines(bot) if line.get("provider") == "docker_compose"]
+    assert calls and {line["rollback_id"] for line in calls} == {rb.id}
+    approved = request_trace(log_lines(bot), slack_action=ActionId.APPROVE.value)
+    assert {line["trace_id"] for line in calls} == {approved}
 
 
 async def test_bad_command_gets_its_error_in_the_ack(

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import aiodocker
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from bot.config import parse_config
 from bot.engine import Engine
@@ -23,6 +25,7 @@ from bot.pool import ProviderPool
 from bot.states import Trigger
 from bot.store import Store
 from bot.store.postgres import PostgresStore
+from bot.tracing import traced
 from tests.e2e_helpers import backend_config, running_image
 from tests.support.docker import ComposeContainer, ComposeContainerFactory, unique_project
 from tests.support.migrations import PgDatabaseFactory
@@ -237,3 +240,24 @@ async def test_a_database_lost_mid_run_leaves_the_rollback_to_a_takeover(
                 assert actions.count("resumed") == 1 and "interrupted" not in actions
             finally:
                 await engine.providers.aclose()
+
+
+async def test_a_resumed_run_logs_a_trace_of_its_own_naming_the_request(
+    engines: tuple[Engine, Engine], backend: ComposeContainer
+) -> None:
+    crashed, survivor = engines
+    with traced("slack command /rollback", root=True) as requested:
+        rb = await approved(crashed)
+    # A sweep runs beside a later request: the run it resumes is a trace of its own.
+    with (
+        traced("slack command /rollback", root=True) as sweeping,
+        capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs,
+    ):
+        done, said = await taken_over(survivor, rb)
+    assert done.state is State.SUCCEEDED, said.lines
+    calls = [line for line in logs if line.get("provider") == "docker_compose"]
+    assert calls and {line["rollback_id"] for line in calls} == {rb.id}
+    (trace_id,) = {line["trace_id"] for line in calls}
+    assert trace_id not in {requested, sweeping}
+    assert {line["requested_trace_id"] for line in calls} == {requested}
+    assert (await survivor.get(rb.id)).trace_id == requested

@@ -82,6 +82,7 @@ async def test_create_get_round_trips_every_field(store: Store) -> None:
         message_ts="1.1",
         thread_ts="1.0",
         response_url="https://hooks.example/1",
+        trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
         created_at=T0,
         updated_at=datetime(2024, 5, 1, 14, 30, 0, 123456, tzinfo=plus_two),
         finished_at=T0 + timedelta(minutes=5),
