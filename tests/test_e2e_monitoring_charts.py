@@ -100,3 +100,30 @@ async def test_a_chart_that_cannot_be_drawn_leaves_the_last_line_and_says_why(
     texts = [m.get("text", "") for m in bot.fake.thread(CHANNEL, card["ts"])]
     assert texts.index(done) < texts.index(line)
     assert charts(bot.fake, card) == []
+
+
+async def test_without_files_write_the_window_ends_with_a_line_for_the_chart(
+    start_rollbot: StartBot,
+    vercel: FakeVercel,
+    http_server: HttpServerFactory,
+    prometheus_url: str,
+    error_rate_app: ErrorRateApp,
+) -> None:
+    error_rate_app.set_ratio(100, 0)
+    await wait_for_ratio(prometheus_url, lambda v: v < 0.01)
+    site = await http_server(200, "<html>frontend</html>")
+    monitoring = {"interval_minutes": 0.01, "window_minutes": 0.05}
+    config = frontend_config(vercel, site, monitoring=monitoring)
+    with_prometheus_check(config, prometheus_url, "error rate", ERROR_RATIO, 0.05)
+    bot = await start_rollbot(config, extra_env={"VERCEL_TOKEN": vercel.token})
+    bot.fake.scopes -= {"files:write"}
+    card = await rolled_back(bot)
+
+    (line,) = await bot.fake.wait_for(lambda: replies(bot, card, "Could not upload"), timeout=30)
+    assert line == (
+        ":warning: Could not upload the chart of error rate: Slack refused (missing_scope)."
+    )
+    (done,) = replies(bot, card, "Monitoring complete")
+    texts = [m["text"] for m in bot.fake.thread(CHANNEL, card["ts"])]
+    assert texts.index(done) < texts.index(line)
+    assert charts(bot.fake, card) == []
