@@ -138,13 +138,22 @@ def figure(chart: Chart) -> Figure:
     axes = fig.add_subplot()
     times, values = _with_gaps(chart.points, chart.step_seconds)
     axes.plot(date2num(times), values, color="tab:blue", linewidth=1.5, label="value")
+    # Labels sit on a white patch so the series under them does not hide them.
+    label_box = {"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1}
     if chart.threshold is not None:
-        axes.axhline(
-            chart.threshold,
+        threshold = f"threshold ({chart.op} {chart.threshold:g})"
+        axes.axhline(chart.threshold, color="tab:red", linestyle="--", linewidth=1, label=threshold)
+        axes.annotate(
+            threshold,
+            xy=(1, chart.threshold),
+            xycoords=("axes fraction", "data"),
+            xytext=(-3, 3),
+            textcoords="offset points",
+            ha="right",
+            va="bottom",
+            fontsize=8,
             color="tab:red",
-            linestyle="--",
-            linewidth=1,
-            label=f"threshold ({chart.op} {chart.threshold:g})",
+            bbox=label_box,
         )
     for marker in chart.markers:
         axes.axvline(
@@ -164,6 +173,7 @@ def figure(chart: Chart) -> Figure:
             va="top",
             fontsize=8,
             color="dimgray",
+            bbox=label_box,
         )
     axes.set_title(chart.title, fontsize=10)
     axes.set_xlim(float(date2num(chart.start)), float(date2num(chart.end)))

@@ -55,7 +55,8 @@ def test_the_chart_marks_the_release_the_rollback_and_the_threshold() -> None:
     for label, minute in (("release", 10), ("rollback", 25)):
         xs = list(drawn[label].get_xdata())
         assert xs == [pytest.approx(date2num(at(minute)))] * 2, label
-    assert {text.get_text() for text in axes.texts} == {"release", "rollback"}
+    labels = {text.get_text() for text in axes.texts}
+    assert labels == {"release", "rollback", "threshold (< 0.05)"}
 
     # The axis spans the chart's range and reads in UTC.
     start, end = axes.get_xlim()
