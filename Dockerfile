@@ -50,8 +50,11 @@ RUN groupadd --system --gid 10001 rollbot \
     && install -d -o 10001 -g 10001 -m 0750 /var/lib/rollbot /var/lib/rollbot/backups \
     && install -d -m 0755 /etc/rollbot
 COPY --from=build /opt/rollbot /opt/rollbot
+# MPLCONFIGDIR: matplotlib (monitoring charts) keeps its font cache there; the root
+# filesystem may be read-only, and /tmp is writable in every way this image is run.
 ENV PATH=/opt/rollbot/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
     PORT=3000 \
     ROLLBOT_CONFIG=/etc/rollbot/rollbot.yaml \
     ROLLBOT_STORE=sqlite:////var/lib/rollbot/rollbot.db

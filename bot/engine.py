@@ -382,6 +382,7 @@ class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
             bad_commit=bad_commit,
             channel_id=channel_id,
             detected_at=detected_at,
+            released_at=next((v.created_at for v in versions if v.current), None),
         )
         return await self.create(rollback, f"{service}/{env} {current} → {target}")
 

@@ -158,6 +158,8 @@ class Rollback(BaseModel):
     drill_back_seconds: float | None = None
     drill_forward_seconds: float | None = None
     detected_at: datetime | None = None
+    # When the version rolled back from was deployed, when the platform says.
+    released_at: datetime | None = None
     issue: str | None = None
     severity: str | None = None
     action: str | None = None

@@ -120,6 +120,18 @@ async def probe(check: PrometheusCheck, client: httpx.AsyncClient, token: str | 
     return f"{_num(value)} {check.op} {_num(check.threshold)}: {shown}"
 
 
+async def series(
+    check: PrometheusCheck,
+    client: httpx.AsyncClient,
+    token: str | None,
+    start: float,
+    end: float,
+    step: float,
+) -> list[tuple[float, float]]:
+    """The query's one series over [start, end] at `step`, as (time, value); raise on errors."""
+    return await _Api(check, client, token).range(start, end, step)
+
+
 async def _window(check: PrometheusCheck, api: _Api, now: float) -> str:
     assert check.for_seconds is not None and check.threshold is not None
     start = now - check.for_seconds

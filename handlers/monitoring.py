@@ -3,6 +3,7 @@ run by the scheduler, a line only when a check changes, and a last line when it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import structlog
@@ -14,7 +15,8 @@ from bot.models import Rollback, State, utcnow
 from bot.monitoring import Change, Window, run_round
 from bot.scheduler import Again, Done
 from bot.text import escape, mention
-from bot.verification import render_table
+from bot.verification import Check, render_table
+from handlers.charts import ThreadCharts
 from handlers.thread import SlackThread
 
 log = structlog.get_logger(__name__)
@@ -32,6 +34,7 @@ class Monitoring:
         self.engine = engine
         self.thread = thread
         self.clock = clock
+        self.charts = ThreadCharts(thread)
 
     async def on_rollback_moved(self, rb: Rollback) -> None:
         """Hook: close earlier windows of a service that changed; open one on success."""
@@ -105,17 +108,25 @@ class Monitoring:
         window.rounds += 1
         window.changes += len(changed)
         window.ok = {r.name: r.ok for r in results}
+        following = window.next_due(job.due_at, now)
         if changed:
             for change in changed:
                 await self.engine.record(rb, "rollbot", "monitoring", _event_text(change))
             await self.thread.reply(rb, _alert(rb, changed, render_table(results)))
-        following = window.next_due(job.due_at, now)
+            # A chart with the alert tells a spike from a trend, and shows the metric before
+            # the release, without a trip to Prometheus. A recovery waits for the last
+            # round, which charts every check anyway.
+            if following is not None:
+                bad = {c.result.name for c in changed if c.went_bad}
+                await self.charts.post(rb, [c for c in checks if c.name in bad], now)
         if following is not None:
             return Again(following, window.model_dump(mode="json"))
-        await self._complete(rb, window)
+        await self._complete(rb, window, checks, now)
         return Done(window.model_dump(mode="json"))
 
-    async def _complete(self, rb: Rollback, window: Window) -> None:
+    async def _complete(
+        self, rb: Rollback, window: Window, checks: Sequence[Check], now: datetime
+    ) -> None:
         summary = (
             f"Monitoring complete: {window.rounds} check{'s' if window.rounds != 1 else ''} "
             f"over {span(window.until - window.started_at)}, "
@@ -130,6 +141,8 @@ class Monitoring:
         else:
             line = f":white_check_mark: {escape(summary)}."
         await self.thread.reply(rb, line)
+        # After the last line: a chart that cannot be drawn or uploaded must not cost it.
+        await self.charts.post(rb, checks, now)
         await self.thread.hooks.moved(await self.engine.get(rb.id))
 
 

@@ -70,7 +70,10 @@ class MessageStore(Workspace):
         return copy.deepcopy(found)
 
     def uploads(self, channel: str | None = None, thread_ts: str | None = None) -> list[Json]:
-        """Files shared with files.completeUploadExternal, in order, with their `content`."""
+        """Files shared with files.completeUploadExternal, in order, with their `content`.
+
+        `content` is the bytes read as UTF-8 (a report); `data` is the bytes as sent (an image).
+        """
         return [
             copy.deepcopy(f)
             for f in self.files.values()
@@ -100,6 +103,7 @@ class MessageStore(Workspace):
         else:
             data = await request.read()
         file["content"] = data.decode("utf-8", errors="replace")
+        file["data"] = data
         file["size"] = len(data)
         file["uploaded"] = True
         return web.Response(text=f"OK - {len(data)}")
@@ -198,6 +202,8 @@ class MessageStore(Workspace):
             "length": length,
             "size": 0,
             "content": None,
+            "data": None,
+            "alt_txt": args.get("alt_txt"),
             "upload_token": token,
             "uploaded": False,
             "shared": False,

@@ -59,6 +59,7 @@ async def test_create_get_round_trips_every_field(store: Store) -> None:
         drill_back_seconds=4.25,
         drill_forward_seconds=3.5,
         detected_at=T0 - timedelta(minutes=7),
+        released_at=T0 - timedelta(hours=2),
         issue="critical bug affecting all users",
         severity="critical",
         action="immediate rollback",

@@ -33,6 +33,10 @@ ERROR_RATIO = (
     f' / sum(rate(test_http_requests_total{{job="{JOB}"}}[5s]))'
 )
 
+# One series at any instant, a new one (a new `bucket` label) every 2 s: an instant query
+# returns one sample, a range query of more than 2 s several series.
+SHIFTING = 'count_values("bucket", floor(vector(time()) / 2))'
+
 
 class ErrorRateApp:
     """Serves /metrics on 127.0.0.1:`APP_PORT` from its own thread and event loop."""
