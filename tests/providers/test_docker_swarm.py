@@ -137,7 +137,8 @@ async def test_an_update_in_progress_is_refused(
     # Swarm watches each new task for UpdateConfig.Monitor before it calls the update done.
     slow = {"UpdateConfig": {**FAST_UPDATES, "Monitor": 120_000_000_000}}
     await swarm.update_spec(service, "v1.2.3", slow)
-    current = await swarm.docker.services.inspect(service.name)
+    # Swarm's orchestrator sets UpdateStatus a moment after the spec changes.
+    current = await wait_update(swarm.docker, service.name, {"updating"}, 30)
     assert current["UpdateStatus"]["State"] == "updating"
 
     with pytest.raises(Conflicting) as busy:
