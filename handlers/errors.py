@@ -7,13 +7,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import Busy, RollbotError
 from bot.text import escape
-from handlers.acks_first import AcksFirst
 
 log = structlog.get_logger(__name__)
 
@@ -94,20 +93,13 @@ def acked(
     """
 
     async def listener(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        client: AsyncWebClient,
-        respond: AsyncRespond,
-        context: AsyncBoltContext,
+        ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
         answer = at_once(body) if at_once is not None else None
         if answer is not None:
             await ack(text=answer, response_type="ephemeral")
             return
         await ack()
-        acks_first = context.get("acks_first")
-        if isinstance(acks_first, AcksFirst):
-            await acks_first.turn()
         try:
             await work(body, client, respond)
         except Exception as exc:

@@ -16,7 +16,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.tracing import traced
-from handlers.acks_first import AcksFirst
 
 
 def _id(value: Any) -> str | None:
@@ -48,18 +47,11 @@ def describe(body: dict[str, Any]) -> tuple[str, dict[str, str]]:
 
 
 class TracedApp(AsyncApp):
-    """The Bolt app, each request of which runs in a trace of its own, acks first."""
-
-    acks_first = AcksFirst()
+    """The Bolt app, each request of which runs in a trace of its own."""
 
     async def async_dispatch(self, req: AsyncBoltRequest) -> BoltResponse:
         """Dispatch a request inside its trace, the work after its ack included."""
         name, fields = describe(req.body)
         attributes = {f"slack.{key.removeprefix('slack_')}": value for key, value in fields.items()}
-        # Listeners find it in their context: their work waits for the acks (`acked`).
-        req.context["acks_first"] = self.acks_first
-        with (
-            traced(name, root=True, log_fields=fields, attributes=attributes),
-            self.acks_first.until_acked(),
-        ):
+        with traced(name, root=True, log_fields=fields, attributes=attributes):
             return await super().async_dispatch(req)
