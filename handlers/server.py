@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from collections.abc import Awaitable
@@ -78,6 +79,7 @@ async def serve(
                 web_app(app, engine, metrics, metrics_token=settings.ROLLBOT_METRICS_TOKEN)
             )
             await runner.setup()
+            settle_memory()
             await web.TCPSite(runner, host, port).start()
             log.info("serving http", host=host, port=port, path="/slack/events")
             await stop.wait()
@@ -89,6 +91,7 @@ async def serve(
             assert settings.SLACK_APP_TOKEN is not None
             app_token = settings.SLACK_APP_TOKEN.get_secret_value()
             await check_app_token(app.client, app_token)
+            settle_memory()
             handler = AsyncSocketModeHandler(app, app_token, web_client=app.client)
             # slack_sdk retries a failed connect forever; a stop signal must still win.
             if await until_stopped(handler.connect_async(), stop):
@@ -108,6 +111,17 @@ async def serve(
         if session is not None:
             await session.close()
         await store.close()
+
+
+def settle_memory() -> None:
+    """Keep what start-up made (modules, config, the app) out of the garbage collector's way.
+
+    A full collection walks every tracked object, and most of rollbot's are imported
+    modules that live as long as the process: walking them stalled every request in flight
+    for about 100 ms (bench/ack.py). Frozen, they are never walked again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def open_when_reachable(store: Store, stop: asyncio.Event) -> bool:
