@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.checklists import checklist_sections
 from bot.models import State
+from bot.records import Delivery
 from handlers.ids import NOTIFICATION_INPUT, ActionId, BlockId, CallbackId
 from tests.e2e_helpers import (
     APPROVER,
@@ -27,6 +28,7 @@ from tests.support.docker import ComposeContainerFactory, unique_project
 from tests.support.migrations import INIT, PrismaProject
 from tests.support.services import FakeHttpServer, HttpServerFactory
 from tests.support.slack import FakeSlack, text_of
+from tests.support.waiting import wait_for
 from tests.test_e2e_migrations import start as start_migrations
 
 USERS = "C_USERS"
@@ -109,8 +111,14 @@ async def test_checklist_draft_and_status_page_after_a_success(
     assert "Schedule postmortem" in shown and "Create database backup" in shown
     assert ticked(posted) == set()
     (rb,) = await bot.store.find()
-    stored = await bot.store.delivery(rb.id, "checklist")
-    assert stored is not None and stored.ts == posted["ts"]
+
+    async def kept() -> Delivery | None:
+        # The bot keeps the message's ts once Slack has answered its post.
+        found = await bot.store.delivery(rb.id, "checklist")
+        return found if found is not None and found.ts is not None else None
+
+    stored = await wait_for(kept, "the checklist message's ts in the store", 10)
+    assert stored.ts == posted["ts"]
 
     await succeed(bot, card)
 

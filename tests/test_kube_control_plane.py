@@ -10,7 +10,8 @@ import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.rest import ApiException
 
-from tests.support.kube import CRASH_LOOPS, IMAGE_PULL_FAILS, Helm, wait_for
+from tests.support.kube import CRASH_LOOPS, IMAGE_PULL_FAILS, Helm
+from tests.support.waiting import wait_for
 
 REVISION = "deployment.kubernetes.io/revision"
 MERGE_PATCH = "application/merge-patch+json"

@@ -30,8 +30,9 @@ from tests.support.helm_releases import (
     release,
     step,
 )
-from tests.support.kube import Helm, wait_for
+from tests.support.kube import Helm
 from tests.support.progress import Recorder
+from tests.support.waiting import wait_for
 
 THREE = [step(1, "1.0.0", "v1"), step(2, "2.0.0", "v2"), step(3, "3.0.0", "v3")]
 

@@ -21,7 +21,8 @@ import pytest
 from kubernetes_asyncio import client
 
 from providers.helm import HelmProvider, HelmSettings
-from tests.support.kube import Helm, wait_for
+from tests.support.kube import Helm
+from tests.support.waiting import wait_for
 
 IMAGE = "registry.example/web"
 CHART = """\

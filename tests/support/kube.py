@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import pytest
 from kubernetes_asyncio import client, config
@@ -30,8 +29,6 @@ KUBECONFIG_VAR = "ROLLBOT_TEST_KUBECONFIG"
 HELM_VAR = "ROLLBOT_TEST_HELM"
 IMAGE_PULL_FAILS = "registry.example/unpullable:v1"
 CRASH_LOOPS = "registry.example/crashloop:v1"
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session")
@@ -104,18 +101,6 @@ async def kube_namespace(kube_api: client.ApiClient) -> AsyncIterator[str]:
     yield name
     # The namespace controller removes what it holds; no need to wait for it.
     await core.delete_namespace(name, propagation_policy="Background")
-
-
-async def wait_for(probe: Callable[[], Awaitable[T | None]], what: str, timeout: float = 60.0) -> T:
-    """Call `probe` until it returns something other than None; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from kubernetes_asyncio import client
 
 from providers.kube_rollout import rollout_of
 from providers.kubernetes import KubernetesProvider, KubernetesSettings
-from tests.support.kube import wait_for
+from tests.support.waiting import wait_for
 
 REGISTRY = os.environ.get("ROLLBOT_TEST_REGISTRY", "127.0.0.1:55050")
 USER = "rollbot-test"
