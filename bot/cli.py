@@ -16,7 +16,7 @@ from bot.engine import Engine
 from bot.errors import ConfigError, RollbotError
 from bot.models import Rollback, State
 from bot.pool import ProviderPool
-from bot.settings import Settings
+from bot.settings import Settings, withdraw_own_secrets
 from bot.store import Store, open_store
 from bot.verification import CheckResult, render_table
 
@@ -117,6 +117,7 @@ async def terminal_rollback(
 ) -> int:
     """Drive one rollback through the engine from a terminal and print its progress."""
     redact.install(config, os.environ)
+    withdraw_own_secrets(os.environ)
     store: Store = open_store(settings.ROLLBOT_STORE)
     await store.open()
     providers = ProviderPool(config)

@@ -14,14 +14,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote
 
+from bot.settings import OWN_SECRETS
+
 if TYPE_CHECKING:
     from bot.config import RollbotConfig
 
 REDACTED = "[redacted]"
 # Shorter values would match ordinary words and shred the text around them.
 MIN_SECRET_LENGTH = 6
-# Read by rollbot itself, whatever the config names.
-PROCESS_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN")
 
 _SCHEME = r"(?<![\w+.-])[A-Za-z][\w+.-]*://"
 # A user part never holds '/' (that would be a path); a password may hold anything but
@@ -97,7 +97,7 @@ class Redactor:
     @classmethod
     def from_config(cls, config: RollbotConfig, environ: Mapping[str, str]) -> Redactor:
         """Build a redactor for the value of every secret variable the config names."""
-        names = [*PROCESS_SECRETS, *(variable for _, variable in config.secret_variables())]
+        names = [*OWN_SECRETS, *(variable for _, variable in config.secret_variables())]
         return cls(environ[name] for name in names if environ.get(name))
 
     def redact(self, text: str) -> str:

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+
+
+# The process's own secrets, as opposed to those its config names for providers.
+OWN_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "ROLLBOT_METRICS_TOKEN")
+
+
+def withdraw_own_secrets(environ: MutableMapping[str, str]) -> None:
+    """Take the process's own secrets out of its environment once they have been read.
+
+    The programs rollbot runs (git and its hooks, pg_dump, helm, credential helpers)
+    inherit the environment and need none of them; and Bolt, given a client, would read
+    SLACK_BOT_TOKEN again and warn that it goes unused.
+    """
+    for name in OWN_SECRETS:
+        environ.pop(name, None)
 
 
 class Settings(BaseSettings):

@@ -21,7 +21,7 @@ from bot.engine import Engine
 from bot.errors import ConfigError
 from bot.metrics import Metrics
 from bot.pool import ProviderPool
-from bot.settings import Settings
+from bot.settings import Settings, withdraw_own_secrets
 from bot.store import Store, StoreUnavailable, open_store
 from handlers import flow, jobs
 from handlers.app import create_app, slack_session, web_app
@@ -49,6 +49,7 @@ async def serve(
         raise ConfigError(problems)
     # Logs and Slack messages from here on hide the values of every secret variable.
     redact.install(config, os.environ)
+    withdraw_own_secrets(os.environ)
     store = open_store(settings.ROLLBOT_STORE)
     providers = ProviderPool(config)
     stop = asyncio.Event()

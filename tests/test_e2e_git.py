@@ -17,7 +17,7 @@ from tests.e2e_helpers import (
     service_config,
     thread_text,
 )
-from tests.support.bot import StartBot
+from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
 from tests.support.gitrepos import (
     FakeGitHub,
     GitRemote,
@@ -160,3 +160,29 @@ async def test_revert_a_named_bad_commit_conversation(
     assert git_remote.subjects()[:2] == ['Revert "Rework search"', "Release 1.2.4"]
     (rb,) = await bot.store.find()
     assert (rb.state, rb.bad_commit) == (State.SUCCEEDED, bad[:9])
+
+
+async def test_programs_the_bot_runs_never_see_its_slack_credentials(
+    start_rollbot: StartBot,
+    git_remote: GitRemote,
+    http_server: HttpServerFactory,
+    tmp_path: Path,
+) -> None:
+    # git push runs the remote's hooks in its environment: this one writes it down.
+    seen = tmp_path / "hook-environment"
+    hook = git_remote.bare / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\nenv > '{seen}'\nexit 0\n")
+    hook.chmod(0o755)
+    health = await http_server(200, "ok")
+    bot = await start_rollbot(git_config(git_remote, tmp_path / "cache", health.url))
+
+    card = await ready_to_approve(bot, "web v1.2.3", "critical_bug")
+    await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
+    await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+
+    environment = seen.read_text()
+    assert "GIT_DIR" in environment  # the hook ran
+    assert BOT_TOKEN not in environment and SIGNING_SECRET not in environment
+    assert "SLACK_BOT_TOKEN" not in environment
+    # Nothing at start-up is worth a warning: Bolt gets the client and no token twice.
+    assert '"level": "warning"' not in bot.log() and "will be unused" not in bot.log()
