@@ -9,9 +9,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 
-
 # The process's own secrets, as opposed to those its config names for providers.
-OWN_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "ROLLBOT_METRICS_TOKEN")
+OWN_SECRETS = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "ROLLBOT_METRICS_TOKEN",
+)
 
 
 def withdraw_own_secrets(environ: MutableMapping[str, str]) -> None:
