@@ -30,7 +30,7 @@ from bot.history import history_text
 from bot.models import ACTIVE_STATES, OPEN_STATES, utcnow
 from bot.render import render
 from bot.restores import Restores
-from bot.text import escape, mention
+from bot.text import escape, mention, quote_user_text
 from handlers.drill import run_drill
 from handlers.errors import acked
 from handlers.flow import advance, sweep
@@ -56,7 +56,7 @@ def register(
         return help_text(engine) if isinstance(asked, Help) else None
 
     @app.command("/rollback")
-    @partial(acked, at_once=at_once)
+    @partial(acked, at_once=at_once, echo=echo)
     async def on_rollback(
         command: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
@@ -139,6 +139,16 @@ def register(
                 await respond(text=f"Cancelled {rb.id}.", response_type="ephemeral")
             case Help():
                 await respond(text=help_text(engine), response_type="ephemeral")
+
+
+# Enough of a command to recognise it; the rest is cut with an ellipsis.
+ECHO_LIMIT = 100
+
+
+def echo(command: dict[str, Any]) -> str:
+    """The line that opens a private answer: the command it answers, inert, in code."""
+    typed = " ".join([command.get("command") or "/rollback", command.get("text") or ""])
+    return f"`{quote_user_text(typed.strip(), ECHO_LIMIT)}`\n"
 
 
 def help_text(engine: Engine) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from slack_bolt.async_app import AsyncAck, AsyncRespond
@@ -79,8 +79,23 @@ async def card_link(client: AsyncWebClient, busy: Busy) -> str:
     return " It was started from the terminal and has no card."
 
 
+class Echoing:
+    """`respond`, each of whose answers opens with the line saying what it answers."""
+
+    def __init__(self, respond: AsyncRespond, said: str) -> None:
+        self.respond = respond
+        self.said = said
+
+    async def __call__(self, text: str = "", **kwargs: Any) -> Any:
+        """Answer through the wrapped `respond`, the echo first."""
+        return await self.respond(text=self.said + text if text else text, **kwargs)
+
+
 def acked(
-    work: Work, *, at_once: Callable[[dict[str, Any]], str | None] | None = None
+    work: Work,
+    *,
+    at_once: Callable[[dict[str, Any]], str | None] | None = None,
+    echo: Callable[[dict[str, Any]], str] | None = None,
 ) -> Callable[..., Awaitable[None]]:
     """Make a listener that acks at once, then does the work and reports its errors.
 
@@ -90,20 +105,24 @@ def acked(
 
     `at_once` answers a request that needs nothing but its own text (help, a typo) in the
     ack itself: Slack shows the user that answer privately, and no reply has to follow.
+    `echo` gives the line that opens every private answer (a slash command's own text,
+    which Slack shows nobody once sent).
     """
 
     async def listener(
         ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
     ) -> None:
+        said = echo(body) if echo is not None else ""
         answer = at_once(body) if at_once is not None else None
         if answer is not None:
-            await ack(text=answer, response_type="ephemeral")
+            await ack(text=said + answer, response_type="ephemeral")
             return
         await ack()
+        answering = cast(AsyncRespond, Echoing(respond, said)) if said else respond
         try:
-            await work(body, client, respond)
+            await work(body, client, answering)
         except Exception as exc:
-            await report(exc, body, respond, client)
+            await report(exc, body, answering, client)
 
     # Not functools.wraps: Bolt reads the signature (following __wrapped__) to decide
     # which arguments to pass, and must see this listener's, not the work's.

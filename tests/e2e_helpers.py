@@ -106,6 +106,13 @@ def thread_text(fake: FakeSlack, card: dict[str, Any]) -> str:
     return "\n".join(text_of(m) for m in fake.thread(card["channel"], card["ts"]))
 
 
+def unechoed(text: str) -> str:
+    """A private answer to a command, without its first line: the command it answers."""
+    said, _, answer = text.partition("\n")
+    assert said.startswith("`/rollback") and said.endswith("`"), text
+    return answer
+
+
 def ephemeral_text(fake: FakeSlack) -> str:
     """Return every ephemeral reply the bot sent through response URLs or the API."""
     parts = [str(body.get("text", "")) for _, body in fake.responses]

@@ -19,6 +19,7 @@ from tests.e2e_helpers import (
     request_card,
     running_image,
     thread_text,
+    unechoed,
     wait_card,
 )
 from tests.support.bot import StartBot
@@ -43,7 +44,7 @@ def staging_config(container: ComposeContainer) -> dict[str, Any]:
 
 def answer(fake: FakeSlack, start: str) -> str | None:
     """The latest private answer to a command that starts with these words."""
-    texts = [str(body.get("text", "")) for _, body in fake.responses]
+    texts = [unechoed(str(body.get("text", ""))) for _, body in fake.responses]
     return next((t for t in reversed(texts) if t.startswith(start)), None)
 
 

@@ -72,6 +72,10 @@ async def test_bad_input_gets_a_clear_private_answer_and_changes_nothing(
             lambda n=before_count: len(bot.fake.responses) > n and bot.fake.responses[-1][1]
         )
         assert expected in reply["text"], (text, reply)
+        # The answer says what it answers: the command, inert, on its first line.
+        echo = reply["text"].split("\n")[0]
+        assert echo.startswith("`/rollback ") and echo.endswith("`"), reply
+        assert text.split()[0] in echo or len(text) > 100, reply
         assert reply["response_type"] == "ephemeral"
         assert len(reply["text"]) < 1500
     usage_replies = [body["text"] for _, body in bot.fake.responses if "Usage:" in body["text"]]
@@ -91,12 +95,23 @@ async def test_list_status_help_and_cancel_by_command(
     listing = await bot.fake.wait_for(
         lambda: "Versions of" in (t := ephemeral_text(bot.fake)) and t
     )
+    assert listing.startswith("`/rollback list backend`\n*Versions of backend/production*")
     assert "`v1.2.4`" in listing and "(running)" in listing
     assert "`v1.2.3`" in listing and "(previous stable)" in listing
     assert listing.index("v1.2.4") < listing.index("v1.2.3") < listing.index("v1.2.2")
 
     await bot.slack.command("help", user=REQUESTER, channel=CHANNEL)
     await bot.fake.wait_for(lambda: "/rollback list SERVICE" in ephemeral_text(bot.fake))
+    assert bot.fake.responses[-1][1]["text"].startswith("`/rollback help`\n")
+    # An empty command is asked for the help, not met with silence.
+    await bot.slack.command("", user=REQUESTER, channel=CHANNEL)
+    empty = await bot.fake.wait_for(
+        lambda: (
+            bot.fake.responses[-1][1]["text"].startswith("`/rollback`\n")
+            and bot.fake.responses[-1][1]["text"]
+        )
+    )
+    assert "/rollback list SERVICE" in empty
 
     card = await request_card(bot, "backend")  # no version: the previous stable one
     assert "`v1.2.3`" in text_of(card)
