@@ -2,25 +2,23 @@
 
 The page is served by `playground_app` over the FakeSlack a real `rollbot serve --http`
 talks to; every click in the browser reaches the bot as a signed Slack request.
-Screenshots are written to $ROLLBOT_TEST_ARTIFACTS, or to artifacts/ at the repository root
-(git-ignored); the test prints where.
+Screenshots go where `tests/support/browser.py` says; the test prints where.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiodocker
 import pytest
-from playwright.async_api import Browser, Error, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.e2e_helpers import APPROVER, CHANNEL, REQUESTER, backend_config, running_image
 from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
+from tests.support.browser import LONG, become, screenshot_path, send
+from tests.support.browser import open_page as open_as
 from tests.support.compose_preflight import CURRENT_CHANGES, TARGET_CHANGES, build_once
 from tests.support.docker import (
     ComposeContainer,
@@ -33,54 +31,10 @@ from tests.support.docker import (
 from tests.support.playground import ServePlayground
 from tests.support.slack import FakeSlack, SignedSlack
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless in a container: no sandbox (no user namespaces), no GPU, nothing fetched at start.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(
-    os.environ.get("ROLLBOT_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts"
-)
-LONG = 60_000  # ms: a rollback replaces a container and verifies it
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless; the test fails (never skips) when it cannot start."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)")
-    async with async_playwright() as playwright:
-        try:
-            started = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS
-            )
-        except Error as exc:
-            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}")
-        try:
-            yield started
-        finally:
-            await started.close()
-
 
 async def open_page(browser: Browser, url: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await page.goto(url)
-    await expect(page.get_by_role("radio", name=re.compile("Riya"))).to_be_checked()
-    return page
-
-
-async def send(page: Page, text: str) -> None:
-    await page.get_by_role("textbox", name="Message").fill(text)
-    await page.get_by_role("textbox", name="Message").press("Enter")
-
-
-async def become(page: Page, name: str) -> None:
-    await page.get_by_role("radio", name=re.compile(name)).click()
-    await expect(page.get_by_role("radio", name=re.compile(name))).to_be_checked()
+    """Open the playground, Riya (the first person) chosen."""
+    return await open_as(browser, url, "Riya")
 
 
 async def request_and_confirm(page: Page) -> Locator:
@@ -103,13 +57,6 @@ async def approve_as_sam(page: Page, card: Locator) -> None:
     dialog = page.get_by_role("dialog", name="Approve rollback?")
     await expect(dialog).to_contain_text("Roll backend/production back to v1.2.3.")
     await dialog.get_by_role("button", name="Approve").click()
-
-
-def screenshot_path(name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    print(f"playground screenshot: {path}")
-    return path
 
 
 async def test_a_rollback_requested_and_approved_in_the_browser(
