@@ -175,6 +175,17 @@ class FakeSlack(SocketModeServer, Interactions):
             _Failure(error, status, retry_after) for _ in range(times)
         )
 
+    def start_over(self) -> None:
+        """Forget what people and the bot did here, as a new workspace would not remember it.
+
+        Messages, files, modals, response_urls, the bot's channels and the calls recorded go;
+        people, the workspace's channels and the id counters stay, so that an old ts or id
+        never names something new.
+        """
+        super().start_over()
+        self.calls.clear()
+        self._failures.clear()
+
     # --- queries ---------------------------------------------------------------------------
 
     def calls_of(self, method: str) -> list[Call]:
