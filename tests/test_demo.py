@@ -145,6 +145,11 @@ async def test_without_docker_the_backend_is_simulated(
     assert re.search(r"backend\s+simulated: fake Vercel API on 127\.0\.0\.1:\d+", demo.output)
     assert f"Data folder: {data} (kept at exit)" in demo.output
     assert get(f"http://127.0.0.1:{port}").status_code == 200
+    # The page says so too: the facts come from what the demo found, not from its wishes.
+    about = get(f"http://127.0.0.1:{port}/api/config").json()["about"]
+    assert [service["service"] for service in about["real"]] == ["release"]
+    assert [s["service"] for s in about["simulated"]] == ["backend", "frontend", "worker", "web"]
+    assert f"backend: simulated on the fake Vercel API, {because}" in about["remarks"]
 
     config = yaml.safe_load((data / "rollbot.yaml").read_text())
     backend = config["services"]["backend"]

@@ -70,7 +70,7 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     config = backend_config(container.project, container.port, approvers={"users": [APPROVER]})
     bot = await start_rollbot(config)
     page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
-    await expect(page.get_by_role("note")).to_contain_text("backend real: Docker containers")
+    await expect(page.get_by_role("note")).to_contain_text("Real: backend (Docker containers)")
 
     card = await request_and_confirm(page)
     await approve_as_sam(page, card)
@@ -91,6 +91,13 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     await expect(table).to_contain_text(re.compile(r"backend health\s+http\s+ok"))
     await table.scroll_into_view_if_needed()
     await page.screenshot(path=screenshot_path("playground.png"))
+
+    # On a narrow screen the table wraps inside the thread instead of scrolling sideways.
+    await page.set_viewport_size({"width": 900, "height": 1000})
+    scroll, client = await table.evaluate("node => [node.scrollWidth, node.clientWidth]")
+    assert scroll <= client, (scroll, client)
+    await table.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground-narrow.png"))
 
     image, _ = await running_image(docker_host, container.project)
     assert image.endswith(":v1.2.3")
@@ -376,3 +383,31 @@ async def test_block_kit_and_mrkdwn_render_as_slack_shows_them(
     await expect(notice).to_contain_text("Slackbot")
     await become(page, "Riya")
     await expect(notice).to_have_count(0)
+
+
+async def test_the_person_chosen_is_remembered_across_a_reload(
+    fake_slack: FakeSlack, browser: Browser, serve_playground: ServePlayground
+) -> None:
+    nobody = SignedSlack(f"http://127.0.0.1:{free_port()}/slack/events", SIGNING_SECRET, fake_slack)
+    page = await open_page(browser, await serve_playground(fake_slack, nobody))
+    await become(page, "Nico")
+    await page.reload()
+    await expect(page.get_by_role("radio", name=re.compile("Nico"))).to_be_checked()
+    await expect(page.get_by_role("radio", name=re.compile("Riya"))).not_to_be_checked()
+    await page.screenshot(path=screenshot_path("playground-remembered.png"))
+
+
+async def test_the_readme_link_opens_the_readme(
+    fake_slack: FakeSlack, browser: Browser, serve_playground: ServePlayground
+) -> None:
+    nobody = SignedSlack(f"http://127.0.0.1:{free_port()}/slack/events", SIGNING_SECRET, fake_slack)
+    page = await open_page(browser, await serve_playground(fake_slack, nobody))
+    async with page.expect_popup() as opening:
+        await page.get_by_role("link", name="README").click()
+    readme = await opening.value
+    await expect(readme.locator("body")).to_contain_text("## Playground (make demo)")
+    await expect(readme.locator("body")).to_contain_text("Reset")
+    answer = await page.request.get(readme.url)
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+    await readme.screenshot(path=screenshot_path("playground-readme.png"))
