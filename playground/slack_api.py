@@ -176,12 +176,8 @@ class FakeSlack(SocketModeServer, Interactions):
         )
 
     def start_over(self) -> None:
-        """Forget what people and the bot did here, as a new workspace would not remember it.
-
-        Messages, files, modals, response_urls, the bot's channels and the calls recorded go;
-        people, the workspace's channels and the id counters stay, so that an old ts or id
-        never names something new.
-        """
+        """Forget what people and the bot did here, and the calls recorded; people stay."""
+        # The id and ts counters go on: an old card's ts or id must never name something new.
         super().start_over()
         self.calls.clear()
         self._failures.clear()
