@@ -243,3 +243,5 @@ async def test_the_page_says_what_is_real_here(
     await page.reload()
     await expect(page.get_by_role("note").get_by_text("What is real here")).to_be_visible()
     await expect(page.get_by_role("note").locator("p")).to_be_hidden()
+    assert demo.stop(signal.SIGINT) == 0
+    assert await containers(docker_host, project) == []
