@@ -3,8 +3,9 @@
 It starts a local Slack (the playground's fake Web API), the services of a demo config
 (real where the machine has them, see playground/world.py), `rollbot serve --http` as a
 child process on that config with its SQLite store in a data folder, and the playground web
-app that speaks to the bot as Slack does. Ctrl-C (or SIGTERM) stops all of it, removes the
-container it created and, unless --data was given, the data folder.
+app that speaks to the bot as Slack does (playground/stage.py runs the services and the bot,
+and starts them over when the page's Reset asks). Ctrl-C (or SIGTERM) stops all of it,
+removes the container it created and, unless --data was given, the data folder.
 """
 
 from __future__ import annotations
@@ -13,40 +14,25 @@ import argparse
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import socket
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import yaml
 from aiohttp import web
 
-from playground.slack_api import BOT_USER_ID, FakeSlack, SignedSlack
+from playground.slack_api import BOT_USER_ID, FakeSlack
+from playground.stage import DemoError, Stage, say
 from playground.web import Person, playground_app
-from playground.world import PEOPLE, REQUESTER, World, build_world, free_port
+from playground.world import PEOPLE, REQUESTER
 
 CHANNEL_NAME = "rollbacks"
-BOT_START_SECONDS = 30.0
-BOT_STOP_SECONDS = 30.0  # the bot drains running rollbacks for up to 23 s on SIGTERM
 RULE = "-" * 72
-CONFIG_HEADER = """\
-# Written by `python -m playground.demo` at each start (see playground/world.py).
-# Monitoring and escalation keep rollbot's defaults: a round of checks every 5 minutes
-# for 30 minutes after a success, posting only changes. The freeze watch looks every
-# 5 seconds (rollbot's default: 60), so a drift after a rollback shows quickly.
-"""
-
-
-class DemoError(Exception):
-    """The demo could not start; the message says why and what to do."""
 
 
 @dataclass
@@ -54,16 +40,10 @@ class Running:
     """What the banner names."""
 
     url: str
-    bot_url: str
     slack: FakeSlack
-    world: World
+    stage: Stage
     data: Path
     kept: bool
-
-    @property
-    def log_path(self) -> Path:
-        """Return the bot's log file."""
-        return self.data / "rollbot.log"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,9 +90,9 @@ async def _run_in(folder: Path, port: int, kept: bool, stop: asyncio.Event) -> i
                     await setup
                 return 0
             stopped.cancel()
-            running, bot = setup.result()
+            running = setup.result()
             say(banner(running))
-            code = await _serve_until_stopped(stop, bot, running)
+            code = await _serve_until_stopped(stop, running.stage)
             say("Stopping everything...")
             return code
     except DemoError as exc:
@@ -120,25 +100,22 @@ async def _run_in(folder: Path, port: int, kept: bool, stop: asyncio.Event) -> i
         return 1
 
 
-async def _serve_until_stopped(
-    stop: asyncio.Event, bot: asyncio.subprocess.Process, running: Running
-) -> int:
-    """Return 0 on a stop signal, 1 when the bot exits by itself."""
-    exited = asyncio.ensure_future(bot.wait())
+async def _serve_until_stopped(stop: asyncio.Event, stage: Stage) -> int:
+    """Return 0 on a stop signal, 1 when the bot exits by itself or a reset failed."""
+    ended = asyncio.ensure_future(stage.stopped())
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({exited, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
-    if not exited.done():
-        exited.cancel()
+    if not ended.done():
+        ended.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ended
         return 0
-    say(f"The bot exited with {bot.returncode}; its log: {running.log_path}")
-    say(_tail(running.log_path))
+    say(ended.result())
     return 1
 
 
-async def start(
-    stack: AsyncExitStack, port: int, data: Path, kept: bool
-) -> tuple[Running, asyncio.subprocess.Process]:
+async def start(stack: AsyncExitStack, port: int, data: Path, kept: bool) -> Running:
     """Start the fake Slack, the services, the bot and the playground; `stack` stops them."""
     if not _port_free(port):
         raise DemoError(f"port {port} on 127.0.0.1 is taken: pass --port (make demo PORT=...)")
@@ -151,22 +128,10 @@ async def start(
     members = (BOT_USER_ID, *(person.id for person in people))
     channel = slack.create_channel(CHANNEL_NAME, members=members, creator=REQUESTER[0])
 
-    world = await build_world(data, stack, os.environ.get("DOCKER_HOST"))
-    for remark in world.remarks:
-        say(remark)
-    config_path = data / "rollbot.yaml"
-    config_path.write_text(CONFIG_HEADER + yaml.safe_dump(world.config(), sort_keys=False))
-
-    signing_secret = f"demo-{secrets.token_hex(16)}"
-    env = _bot_environment(slack, signing_secret, config_path, data, world)
-    bot_port = free_port()
-    bot_url = f"http://127.0.0.1:{bot_port}"
-    bot = await _start_bot(bot_port, env, data / "rollbot.log")
-    stack.push_async_callback(_stop_bot, bot)
-    await _wait_healthy(bot_url, bot, data / "rollbot.log")
-
-    users = SignedSlack(f"{bot_url}/slack/events", signing_secret, slack)
-    app = playground_app(slack, users, people, channel, world.notes())
+    stage = Stage(slack, data, os.environ.get("DOCKER_HOST"))
+    stack.push_async_callback(stage.close)
+    now = await stage.start()
+    app = playground_app(slack, now.users, people, channel, stage.services, stage.reset)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
@@ -174,8 +139,7 @@ async def start(
         await web.TCPSite(runner, "127.0.0.1", port).start()
     except OSError as exc:
         raise DemoError(f"cannot listen on 127.0.0.1:{port} ({exc}): pass --port") from exc
-    url = f"http://127.0.0.1:{port}"
-    return Running(url, bot_url, slack, world, data, kept), bot
+    return Running(f"http://127.0.0.1:{port}", slack, stage, data, kept)
 
 
 def _slack_user(person: Person) -> dict[str, object]:
@@ -185,76 +149,6 @@ def _slack_user(person: Person) -> dict[str, object]:
         "real_name": person.name,
         "profile": {"display_name": person.name, "real_name": person.name},
     }
-
-
-def _bot_environment(
-    slack: FakeSlack, signing_secret: str, config: Path, data: Path, world: World
-) -> dict[str, str]:
-    """The bot's environment: the fake Slack, the demo config and store, providers' tokens."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "ROLLBOT_"))}
-    env.update(
-        SLACK_API_URL=slack.base_url,
-        SLACK_BOT_TOKEN=f"xoxb-demo-{secrets.token_hex(12)}",
-        SLACK_SIGNING_SECRET=signing_secret,
-        ROLLBOT_CONFIG=str(config),
-        ROLLBOT_STORE=f"sqlite:///{data / 'rollbot.db'}",
-        ROLLBOT_LOG_FORMAT="json",
-        **world.env(),
-    )
-    return env
-
-
-def _rollbot() -> list[str]:
-    """The `rollbot` command of this Python environment."""
-    beside = Path(sys.executable).with_name("rollbot")
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("rollbot")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "import sys; from bot.cli import main; sys.exit(main())"]
-
-
-async def _start_bot(port: int, env: dict[str, str], log_path: Path) -> asyncio.subprocess.Process:
-    """Start `rollbot serve --http` on 127.0.0.1:port, its output in `log_path`."""
-    args = ["serve", "--http", "--host", "127.0.0.1", "--port", str(port)]
-    with log_path.open("ab") as log:
-        # A session of its own: Ctrl-C reaches the demo only, which stops the bot in order.
-        return await asyncio.create_subprocess_exec(
-            *_rollbot(),
-            *args,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-
-
-async def _wait_healthy(url: str, bot: asyncio.subprocess.Process, log_path: Path) -> None:
-    """Wait until the bot answers /healthz; fail with its log when it exits or hangs."""
-    deadline = time.monotonic() + BOT_START_SECONDS
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if bot.returncode is not None:
-                raise DemoError(f"rollbot exited with {bot.returncode}:\n{_tail(log_path)}")
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(f"{url}/healthz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise DemoError(f"rollbot did not answer {url}/healthz:\n{_tail(log_path)}")
-
-
-async def _stop_bot(bot: asyncio.subprocess.Process) -> None:
-    """SIGTERM, as a platform stops it; kill it if it has not exited in time."""
-    if bot.returncode is not None:
-        return
-    bot.send_signal(signal.SIGTERM)
-    try:
-        await asyncio.wait_for(bot.wait(), BOT_STOP_SECONDS)
-    except TimeoutError:
-        bot.kill()
-        await bot.wait()
 
 
 def _port_free(port: int) -> bool:
@@ -267,17 +161,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def banner(running: Running) -> str:
     """What the terminal shows once everything answers."""
-    width = max(len(service.name) for service in running.world.services)
-    services = [f"   {service.name:<{width}}  {service.note}" for service in running.world.services]
+    now = running.stage.current
+    width = max(len(service.name) for service in now.world.services)
+    services = [f"   {service.name:<{width}}  {service.note}" for service in now.world.services]
     folder = "kept at exit" if running.kept else "removed at exit"
     return "\n".join(
         [
@@ -290,21 +178,17 @@ def banner(running: Running) -> str:
             '   3. Switch "you are" to Ben (approver) and press Approve.',
             "   4. Watch the thread: progress, the verification table, the notification.",
             "   Cy (no rights) may neither request nor approve: try it.",
+            "   Reset (top right) starts everything over, as it was at start.",
             "   The Kubernetes Deployment (simulated API) too:  /rollback web v2.3.1",
             " Services (real ones change things on this machine):",
             *services,
             f" Data folder: {running.data} ({folder})",
-            f" Bot: {running.bot_url}, log: {running.log_path}",
+            f" Bot: {now.url}, log: {running.stage.log_path}",
             f" Fake Slack Web API: {running.slack.base_url}",
             " Ctrl-C stops everything.",
             RULE,
         ]
     )
-
-
-def say(text: str) -> None:
-    """Print a line for the person at the terminal, at once."""
-    print(text, flush=True)
 
 
 if __name__ == "__main__":

@@ -175,6 +175,13 @@ class FakeSlack(SocketModeServer, Interactions):
             _Failure(error, status, retry_after) for _ in range(times)
         )
 
+    def start_over(self) -> None:
+        """Forget what people and the bot did here, and the calls recorded; people stay."""
+        # The id and ts counters go on: an old card's ts or id must never name something new.
+        super().start_over()
+        self.calls.clear()
+        self._failures.clear()
+
     # --- queries ---------------------------------------------------------------------------
 
     def calls_of(self, method: str) -> list[Call]:

@@ -40,6 +40,18 @@ class Interactions(MessageStore):
         self._response_targets: dict[str, Json] = {}
         self._closed_views: set[str] = set()
 
+    def start_over(self) -> None:
+        """Forget modals, trigger_ids and response_urls, with everything Slack kept before."""
+        super().start_over()
+        self.responses.clear()
+        self.response_errors.clear()
+        self.views.clear()
+        self.view_users.clear()
+        self._triggers.clear()
+        self._trigger_users.clear()
+        self._response_targets.clear()
+        self._closed_views.clear()
+
     def new_trigger_id(self, user: str | None = None) -> str:
         """Issue a trigger_id, as Slack does with every interaction (by `user`, if known)."""
         trigger_id = f"{next(self._ids)}.{int(time.time())}.{secrets.token_hex(8)}"

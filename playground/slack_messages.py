@@ -46,6 +46,13 @@ class MessageStore(Workspace):
         self._messages: dict[tuple[str, str], Json] = {}
         self._ts_counter = itertools.count(1)
 
+    def start_over(self) -> None:
+        """Forget every message, ephemeral and file; the ts counter goes on, so none comes back."""
+        super().start_over()
+        self._messages.clear()
+        self.ephemerals.clear()
+        self.files.clear()
+
     def messages(self, channel: str | None = None) -> list[Json]:
         """Messages as they are now (thread replies included), in the order they were posted."""
         return [

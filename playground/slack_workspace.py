@@ -67,6 +67,14 @@ class Workspace:
         self._members[channel["id"]] = set(members)
         return str(channel["id"])
 
+    def start_over(self) -> None:
+        """Forget the channels the bot created; people and the workspace's channels stay."""
+        for channel_id, channel in list(self.conversations.items()):
+            if channel["creator"] == BOT_USER_ID:
+                del self.conversations[channel_id]
+                self._members.pop(channel_id, None)
+                self.channels.pop(channel_id, None)
+
     def members(self, channel: str) -> set[str]:
         """Who is in a channel now (the bot included when it is)."""
         return set(self._members.get(channel, set()))

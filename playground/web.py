@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,17 +18,13 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
+from playground.controls import Reset, ResetFailed, Services, about, readme
+from playground.origin import same_origin_json
 from playground.slack_api import FakeSlack, Json, UserActions
 from playground.snapshot import ClientState, snapshot
 
 STATIC = Path(__file__).with_name("static")
-# Methods that change nothing; every other one must come from the page itself.
-READING = frozenset({"GET", "HEAD", "OPTIONS"})
-# Sec-Fetch-Site values of requests the page makes, or the person makes by hand. "same-site"
-# is not one: another port on this machine is the same site, but not the playground.
-OWN_FETCHES = frozenset({"same-origin", "none"})
 COMMANDS = ("/rollback",)  # the slash commands the app registers
 REFRESH_SECONDS = 0.25  # the fake has no change feed: each stream compares snapshots this often
 
@@ -48,14 +45,20 @@ class BadRequest(Exception):
 
 
 def playground_app(
-    fake: FakeSlack, users: UserActions, people: list[Person], channel: str, notes: dict[str, str]
+    fake: FakeSlack,
+    users: UserActions,
+    people: list[Person],
+    channel: str,
+    services: Callable[[], Services],
+    reset: Reset | None = None,
 ) -> web.Application:
     """The page and its JSON API over `fake`; every action reaches the bot through `users`."""
     for person in people:
         fake.register_user(person.id, person.name)
-    playground = Playground(fake, users, people, channel, notes)
+    playground = Playground(fake, users, people, channel, services, reset)
     app = web.Application(middlewares=[same_origin_json])
     app.router.add_get("/", playground.page)
+    app.router.add_get("/readme", readme)
     app.router.add_get("/api/config", playground.config)
     app.router.add_get("/api/state", playground.state)
     app.router.add_get("/api/events", playground.events)
@@ -66,6 +69,7 @@ def playground_app(
     app.router.add_post("/api/checkbox", playground.checkbox)
     app.router.add_post("/api/view/submit", playground.submit_view)
     app.router.add_post("/api/view/close", playground.close_view)
+    app.router.add_post("/api/reset", playground.reset)
     app.router.add_static("/static/", STATIC)
     # Open event streams end when the server stops, instead of holding its shutdown.
     app.on_shutdown.append(playground.shutdown)
@@ -81,13 +85,17 @@ class Playground:
         users: UserActions,
         people: list[Person],
         channel: str,
-        notes: dict[str, str],
+        services: Callable[[], Services],
+        start_over: Reset | None,
     ) -> None:
         self.fake = fake
         self.users = users
         self.people = {p.id: p for p in people}
         self.channel = channel
-        self.notes = notes
+        self.services = services
+        self.start_over = start_over
+        self.resetting = False
+        self.epoch = 0  # how many resets: a page that sees it change reads /api/config again
         self.client = ClientState()
         self.stopping = asyncio.Event()
 
@@ -98,16 +106,15 @@ class Playground:
         return web.FileResponse(STATIC / "index.html")
 
     async def config(self, request: web.Request) -> web.Response:
-        """What does not change: the people, the composer's channel, the services' notes."""
+        """What changes only with a reset: the people, the channel, what is real here."""
         return web.json_response(
             {
                 "people": [asdict(p) for p in self.people.values()],
                 "channel": self.channel,
                 "commands": list(COMMANDS),
-                "notes": [
-                    {"service": service, "label": label, "kind": _kind(label)}
-                    for service, label in self.notes.items()
-                ],
+                "about": about(self.services()),
+                "reset": self.start_over is not None,
+                "epoch": self.epoch,
             }
         )
 
@@ -267,6 +274,25 @@ class Playground:
             pass  # the modal is gone from the client whether or not the app heard of it
         return web.json_response({"ok": True})
 
+    async def reset(self, request: web.Request) -> web.Response:
+        """Start the demo over: a fresh channel, every service as it started, a fresh bot."""
+        if self.start_over is None:
+            return _error("This playground has nothing to reset.", status=404)
+        if self.resetting:
+            return _error("A reset is running already.", status=409)
+        self.resetting = True
+        began = time.monotonic()
+        try:
+            self.users = await self.start_over()
+        except ResetFailed as exc:
+            return _error(f"The reset failed: {exc}", status=500)
+        finally:
+            self.resetting = False
+            # Notices and form errors lived in clients: the new channel has none.
+            self.client = ClientState()
+            self.epoch += 1
+        return web.json_response({"ok": True, "seconds": round(time.monotonic() - began, 1)})
+
     # --- helpers ---------------------------------------------------------------------------
 
     def _snapshot(self, request: web.Request) -> Json:
@@ -274,9 +300,10 @@ class Playground:
         if user not in self.people:
             raise BadRequest(f"Unknown person {user!r}.")
         channel = request.query.get("channel") or self.channel
-        return snapshot(
+        shown = snapshot(
             self.fake, self.users, self.client, user=user, channel=channel, home=self.channel
         )
+        return {**shown, "epoch": self.epoch, "resetting": self.resetting}
 
     async def _args(self, request: web.Request, *required: str) -> Json | web.Response:
         """The JSON body, with each required field a non-empty string and a known person."""
@@ -291,10 +318,19 @@ class Playground:
                 return _error(f"{name} is required.")
         if args["user"] not in self.people:
             return _error(f"Unknown person {args['user']!r}.")
+        if self.resetting:
+            return _error("The playground is resetting: try again in a moment.", status=503)
         return args
 
     async def _interact(self, args: Json, deliver: Delivery) -> web.Response:
         """Send a block action; the bot's answer body means nothing to Slack, its status does."""
+        if not self._shows(args["user"], args["channel"], args["ts"]):
+            # A page left open across a reset still shows the old cards: they must not act.
+            return _error(
+                "That message is no longer in the channel: the playground was reset, or the "
+                "message deleted. Reload the page.",
+                status=409,
+            )
         try:
             await self._deliver(args["user"], args["channel"], args.get("thread_ts") or "", deliver)
         except BadRequest as exc:
@@ -328,51 +364,15 @@ class Playground:
         self._notify(user, channel, thread, text)
         return None
 
+    def _shows(self, user: str, channel: str, ts: str) -> bool:
+        """Whether `user`'s client has the message at (channel, ts) now."""
+        mine = self.fake.ephemerals_for(user)
+        return any(m["ts"] == ts for m in self.fake.messages(channel)) or any(
+            (e["channel"], e["ts"]) == (channel, ts) for e in mine
+        )
+
     def _notify(self, user: str, channel: str, thread: str, text: str) -> None:
         self.client.notify(self.fake, user, channel, text, thread)
-
-
-@web.middleware
-async def same_origin_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse actions that another page in the browser sends, and bodies that are not JSON.
-
-    Every action reaches the bot as a signed request from the person chosen, so a page on
-    any other origin that posts here could act as them. Browsers name the page a request
-    comes from (Origin, Sec-Fetch-Site); a request naming neither is a tool's (curl, tests).
-    """
-    if request.method in READING:
-        return await handler(request)
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        if origin not in _own_origins(request):
-            return _error(f"Requests from {origin} are refused.", status=403)
-    elif request.headers.get("Sec-Fetch-Site", "none") not in OWN_FETCHES:
-        return _error("Requests from other sites are refused.", status=403)
-    # A form on another site can post text/plain or form data without the browser asking
-    # first; application/json from elsewhere needs a preflight this server never grants.
-    if request.content_type != "application/json":
-        return _error("The body must be JSON (Content-Type: application/json).", status=415)
-    return await handler(request)
-
-
-def _own_origins(request: web.Request) -> set[str]:
-    """The origins of this server's page: 127.0.0.1 or localhost on the port it serves."""
-    # The port of the socket, not of the Host header: a DNS name rebound to 127.0.0.1 keeps
-    # its own name in Host and Origin alike, and must not pass for the playground.
-    sockname = request.transport.get_extra_info("sockname") if request.transport else None
-    if not sockname:
-        return set()
-    port = sockname[1]
-    return {f"http://127.0.0.1:{port}", f"http://localhost:{port}"}
-
-
-def _kind(label: str) -> str:
-    """Whether a note says its service is real or simulated, for its colour."""
-    first = label.strip().lower()
-    for kind in ("real", "simulated"):
-        if first.startswith(kind):
-            return kind
-    return "other"
 
 
 def _client_words(error: AssertionError) -> str:

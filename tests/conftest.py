@@ -21,6 +21,8 @@ pytest_plugins = [
     "tests.support.replicas",
     "tests.support.gitrepos",
     "tests.support.playground",
+    "tests.support.browser",
+    "tests.support.demo",
     "tests.support.redis_cluster",
     "tests.support.kube",
     "tests.support.kube_workloads",

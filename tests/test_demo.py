@@ -2,107 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiodocker
 import httpx
-import pytest
 import yaml
 
+from tests.support.demo import StartDemo
 from tests.support.docker import free_port
-
-READY = "Ctrl-C stops everything."
-START_SECONDS = 25.0
-STOP_SECONDS = 20.0
-
-
-@dataclass
-class Demo:
-    """A running demo process and what it printed."""
-
-    process: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-    reader: threading.Thread | None = None
-
-    @property
-    def output(self) -> str:
-        """Return what it printed so far."""
-        return "\n".join(self.lines)
-
-    def read(self) -> None:
-        """Collect its output until it closes (run in a thread)."""
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        """Wait until a line contains `text`; fail with the output if it exits or times out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
-                return
-            if self.process.poll() is not None:
-                time.sleep(0.2)  # the reader thread may still hold the last lines
-                if any(text in line for line in self.lines):
-                    return
-                pytest.fail(f"the demo exited with {self.process.returncode}:\n{self.output}")
-            time.sleep(0.1)
-        pytest.fail(f"the demo did not print {text!r} within {timeout} s:\n{self.output}")
-
-    def shown(self, pattern: str) -> str:
-        """Return the first group of a pattern in the output."""
-        found = re.search(pattern, self.output)
-        assert found, f"{pattern!r} not in:\n{self.output}"
-        return found.group(1)
-
-    def stop(self, sig: signal.Signals) -> int:
-        """Send a signal and return the exit code; fail if it does not exit in time."""
-        self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail(f"the demo did not stop on {sig.name}:\n{self.output}")
-
-
-@pytest.fixture
-def start_demo(tmp_path: Path) -> Any:
-    """Start `python -m playground.demo` with some environment; kill it if a test left it."""
-    demos: list[Demo] = []
-
-    def start(env: dict[str, str], *args: str) -> Demo:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "playground.demo", *args],
-            env={**os.environ, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        demo = Demo(process)
-        demo.reader = threading.Thread(target=demo.read, daemon=True)
-        demo.reader.start()
-        demos.append(demo)
-        demo.wait_for(READY, START_SECONDS)
-        return demo
-
-    yield start
-    for demo in demos:
-        if demo.process.poll() is None:
-            demo.process.kill()
-            demo.process.wait()
-        if demo.reader is not None:
-            demo.reader.join(timeout=5)
-        if demo.process.stdout is not None:
-            demo.process.stdout.close()
 
 
 def descendants(pid: int) -> set[int]:
@@ -166,7 +76,7 @@ async def project_containers(docker_host: str, project: str) -> list[dict[str, A
 
 
 async def test_demo_runs_a_real_backend_and_ctrl_c_removes_everything(
-    start_demo: Any, docker_host: str, tmp_path: Path
+    start_demo: StartDemo, docker_host: str, tmp_path: Path
 ) -> None:
     port = free_port()
     demo = start_demo({"DOCKER_HOST": docker_host, "TMPDIR": str(tmp_path)}, "--port", str(port))
@@ -222,7 +132,9 @@ async def test_demo_runs_a_real_backend_and_ctrl_c_removes_everything(
     assert not data.exists()
 
 
-async def test_without_docker_the_backend_is_simulated(start_demo: Any, tmp_path: Path) -> None:
+async def test_without_docker_the_backend_is_simulated(
+    start_demo: StartDemo, tmp_path: Path
+) -> None:
     port = free_port()
     data = tmp_path / "kept"
     missing = f"unix://{tmp_path}/no-docker.sock"
@@ -233,6 +145,11 @@ async def test_without_docker_the_backend_is_simulated(start_demo: Any, tmp_path
     assert re.search(r"backend\s+simulated: fake Vercel API on 127\.0\.0\.1:\d+", demo.output)
     assert f"Data folder: {data} (kept at exit)" in demo.output
     assert get(f"http://127.0.0.1:{port}").status_code == 200
+    # The page says so too: the facts come from what the demo found, not from its wishes.
+    about = get(f"http://127.0.0.1:{port}/api/config").json()["about"]
+    assert [service["service"] for service in about["real"]] == ["release"]
+    assert [s["service"] for s in about["simulated"]] == ["backend", "frontend", "worker", "web"]
+    assert f"backend: simulated on the fake Vercel API, {because}" in about["remarks"]
 
     config = yaml.safe_load((data / "rollbot.yaml").read_text())
     backend = config["services"]["backend"]

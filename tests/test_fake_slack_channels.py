@@ -97,3 +97,26 @@ async def test_invite_refusals_about_the_channel(
     assert (await error_of(client.conversations_invite(channel=outside, users="U_A")))[0] == (
         "missing_scope"
     )
+
+
+async def test_start_over_forgets_what_happened_and_never_reuses_a_ts(
+    fake_slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    home = fake_slack.create_channel("rollbacks", members=(BOT_USER_ID, "U_ANA"), creator="U_ANA")
+    old = await client.chat_postMessage(channel=home, text="card")
+    await client.chat_postMessage(channel=home, text="reply", thread_ts=old["ts"])
+    await client.chat_postEphemeral(channel=home, user="U_ANA", text="only Ana")
+    incident = (await client.conversations_create(name="inc-backend"))["channel"]["id"]
+    await client.chat_postMessage(channel=incident, text="incident")
+
+    fake_slack.start_over()
+
+    assert fake_slack.messages() == [] and fake_slack.ephemerals_for("U_ANA") == []
+    assert fake_slack.calls == []
+    assert fake_slack.channel_named("inc-backend") is None
+    assert fake_slack.channel_named("rollbacks") is not None
+    assert fake_slack.members(home) == {BOT_USER_ID, "U_ANA"}
+    new = await client.chat_postMessage(channel=home, text="a new card")
+    assert float(new["ts"]) > float(old["ts"])
+    with pytest.raises(AssertionError, match="no message"):
+        fake_slack.message(home, old["ts"])

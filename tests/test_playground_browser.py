@@ -2,25 +2,23 @@
 
 The page is served by `playground_app` over the FakeSlack a real `rollbot serve --http`
 talks to; every click in the browser reaches the bot as a signed Slack request.
-Screenshots are written to $ROLLBOT_TEST_ARTIFACTS, or to artifacts/ at the repository root
-(git-ignored); the test prints where.
+Screenshots go where `tests/support/browser.py` says; the test prints where.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiodocker
 import pytest
-from playwright.async_api import Browser, Error, Locator, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.e2e_helpers import APPROVER, CHANNEL, REQUESTER, backend_config, running_image
 from tests.support.bot import BOT_TOKEN, SIGNING_SECRET, StartBot
+from tests.support.browser import LONG, become, screenshot_path, send
+from tests.support.browser import open_page as open_as
 from tests.support.compose_preflight import CURRENT_CHANGES, TARGET_CHANGES, build_once
 from tests.support.docker import (
     ComposeContainer,
@@ -33,54 +31,10 @@ from tests.support.docker import (
 from tests.support.playground import ServePlayground
 from tests.support.slack import FakeSlack, SignedSlack
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless in a container: no sandbox (no user namespaces), no GPU, nothing fetched at start.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-ARTIFACTS = Path(
-    os.environ.get("ROLLBOT_TEST_ARTIFACTS") or Path(__file__).parents[1] / "artifacts"
-)
-LONG = 60_000  # ms: a rollback replaces a container and verifies it
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    """Debian's Chromium, headless; the test fails (never skips) when it cannot start."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)")
-    async with async_playwright() as playwright:
-        try:
-            started = await playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS
-            )
-        except Error as exc:
-            pytest.fail(f"Chromium at {CHROMIUM} did not start: {exc}")
-        try:
-            yield started
-        finally:
-            await started.close()
-
 
 async def open_page(browser: Browser, url: str) -> Page:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await page.goto(url)
-    await expect(page.get_by_role("radio", name=re.compile("Riya"))).to_be_checked()
-    return page
-
-
-async def send(page: Page, text: str) -> None:
-    await page.get_by_role("textbox", name="Message").fill(text)
-    await page.get_by_role("textbox", name="Message").press("Enter")
-
-
-async def become(page: Page, name: str) -> None:
-    await page.get_by_role("radio", name=re.compile(name)).click()
-    await expect(page.get_by_role("radio", name=re.compile(name))).to_be_checked()
+    """Open the playground, Riya (the first person) chosen."""
+    return await open_as(browser, url, "Riya")
 
 
 async def request_and_confirm(page: Page) -> Locator:
@@ -105,13 +59,6 @@ async def approve_as_sam(page: Page, card: Locator) -> None:
     await dialog.get_by_role("button", name="Approve").click()
 
 
-def screenshot_path(name: str) -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / name
-    print(f"playground screenshot: {path}")
-    return path
-
-
 async def test_a_rollback_requested_and_approved_in_the_browser(
     start_rollbot: StartBot,
     compose_container: ComposeContainerFactory,
@@ -123,7 +70,7 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     config = backend_config(container.project, container.port, approvers={"users": [APPROVER]})
     bot = await start_rollbot(config)
     page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
-    await expect(page.get_by_role("note")).to_contain_text("backend real: Docker containers")
+    await expect(page.get_by_role("note")).to_contain_text("Real: backend (Docker containers)")
 
     card = await request_and_confirm(page)
     await approve_as_sam(page, card)
@@ -144,6 +91,13 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     await expect(table).to_contain_text(re.compile(r"backend health\s+http\s+ok"))
     await table.scroll_into_view_if_needed()
     await page.screenshot(path=screenshot_path("playground.png"))
+
+    # On a narrow screen the table wraps inside the thread instead of scrolling sideways.
+    await page.set_viewport_size({"width": 900, "height": 1000})
+    scroll, client = await table.evaluate("node => [node.scrollWidth, node.clientWidth]")
+    assert scroll <= client, (scroll, client)
+    await table.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground-narrow.png"))
 
     image, _ = await running_image(docker_host, container.project)
     assert image.endswith(":v1.2.3")
@@ -429,3 +383,31 @@ async def test_block_kit_and_mrkdwn_render_as_slack_shows_them(
     await expect(notice).to_contain_text("Slackbot")
     await become(page, "Riya")
     await expect(notice).to_have_count(0)
+
+
+async def test_the_person_chosen_is_remembered_across_a_reload(
+    fake_slack: FakeSlack, browser: Browser, serve_playground: ServePlayground
+) -> None:
+    nobody = SignedSlack(f"http://127.0.0.1:{free_port()}/slack/events", SIGNING_SECRET, fake_slack)
+    page = await open_page(browser, await serve_playground(fake_slack, nobody))
+    await become(page, "Nico")
+    await page.reload()
+    await expect(page.get_by_role("radio", name=re.compile("Nico"))).to_be_checked()
+    await expect(page.get_by_role("radio", name=re.compile("Riya"))).not_to_be_checked()
+    await page.screenshot(path=screenshot_path("playground-remembered.png"))
+
+
+async def test_the_readme_link_opens_the_readme(
+    fake_slack: FakeSlack, browser: Browser, serve_playground: ServePlayground
+) -> None:
+    nobody = SignedSlack(f"http://127.0.0.1:{free_port()}/slack/events", SIGNING_SECRET, fake_slack)
+    page = await open_page(browser, await serve_playground(fake_slack, nobody))
+    async with page.expect_popup() as opening:
+        await page.get_by_role("link", name="README").click()
+    readme = await opening.value
+    await expect(readme.locator("body")).to_contain_text("## Playground (make demo)")
+    await expect(readme.locator("body")).to_contain_text("Reset")
+    answer = await page.request.get(readme.url)
+    assert answer.status == 200
+    assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+    await readme.screenshot(path=screenshot_path("playground-readme.png"))

@@ -35,7 +35,7 @@ async def test_only_the_page_itself_or_a_tool_may_act(
 
     async with httpx.AsyncClient(base_url=url) as client:
         refusals = [await client.post("/api/command", json=HELP, headers=h) for h in refused]
-        for path in ("/api/click", "/api/view/close"):
+        for path in ("/api/click", "/api/view/close", "/api/reset"):
             refusals.append(await client.post(path, json={}, headers=refused[0]))
         not_json = await client.post(
             "/api/command", content=str(HELP), headers={"Content-Type": "text/plain"}

@@ -7,7 +7,7 @@ import { el, readInputs, renderBlocks, renderText, showInputErrors } from "./blo
 import { mrkdwn, textObject } from "./mrkdwn.js";
 
 const page = {
-  config: null, // people, home channel, notes: fixed for the page's life
+  config: null, // people, home channel, what is real: they change only with a reset
   you: null,
   channel: null,
   state: null, // the latest snapshot
@@ -39,6 +39,8 @@ function listen() {
   page.source.onerror = () => setLive(false);
   page.source.onmessage = (event) => {
     page.state = JSON.parse(event.data);
+    if (page.state.epoch !== page.config.epoch) startedOver(page.state.epoch);
+    if (page.state.resetting) showResetting();
     render();
   };
 }
@@ -55,7 +57,7 @@ function toast(text) {
   setTimeout(() => node.remove(), 6000);
 }
 
-// --- the "you are" switch and the notes -----------------------------------------------------
+// --- the "you are" switch --------------------------------------------------------------------
 
 function renderPeople() {
   const group = $("people");
@@ -80,15 +82,88 @@ function becomes(id) {
   listen();
 }
 
-function renderNotes() {
-  const notes = $("notes");
-  notes.replaceChildren(el("span", "notes-title", "Services:"));
-  for (const note of page.config.notes) {
-    const chip = el("span", `note note-${note.kind}`);
-    chip.append(el("b", "", note.service), document.createTextNode(` ${note.label}`));
-    notes.append(chip);
+// "What is real here": the demo's own facts (a real backend only when Docker answered).
+function renderAbout() {
+  const about = page.config.about;
+  const text = $("about-text");
+  text.replaceChildren();
+  const group = (className, title, entries) => {
+    if (!entries.length) return;
+    const part = el("span", className, `${title} `);
+    entries.forEach((entry, index) => {
+      if (index) part.append("; ");
+      part.append(el("b", "", entry.service), ` (${entry.text})`);
+    });
+    part.append(". ");
+    text.append(part);
+  };
+  group("about-real", "Real:", about.real);
+  group("about-simulated", "Simulated APIs, served on this machine:", about.simulated);
+  group("about-other", "Also:", about.other);
+  if (about.remarks.length) {
+    text.append(el("span", "about-remarks", about.remarks.map((remark) => `${remark}. `).join("")));
   }
-  notes.hidden = page.config.notes.length === 0;
+  if (about.bot) {
+    text.append(el("span", "about-bot", `The bot is the real rollbot (${about.bot}), talking to a local ` +
+      `stand-in for Slack: this page, over a fake Slack Web API at ${about.slack}.`));
+  }
+  $("about").hidden = text.childElementCount === 0;
+}
+
+// --- Reset: everything as it was at start -----------------------------------------------------
+
+function setStatus(text, failed = false) {
+  $("reset-status").textContent = text;
+  $("reset-status").classList.toggle("failed", failed);
+}
+
+function showResetting() {
+  setStatus("Resetting…");
+  $("reset").disabled = true;
+}
+
+async function resetAll() {
+  const sure = await confirmDialog({
+    title: { type: "plain_text", text: "Reset the playground?" },
+    text: {
+      type: "plain_text",
+      text: "Everything starts over: the channel is emptied (messages, threads, cards), every " +
+        "service back on the version it started with (the real container and the release " +
+        "repository too), and a new bot with an empty store, so rollbacks, freezes, locks and " +
+        "their timers are forgotten. Buttons on old cards will do nothing.",
+    },
+    confirm: { type: "plain_text", text: "Reset" },
+    deny: { type: "plain_text", text: "Cancel" },
+    style: "danger",
+  });
+  if (!sure) return;
+  showResetting();
+  try {
+    const answer = await post("/api/reset", {});
+    await startedOver(null);
+    setStatus(`Reset done in ${answer.seconds} s.`);
+  } catch (error) {
+    setStatus(`Reset failed: ${error.message}`, true);
+  } finally {
+    $("reset").disabled = false;
+  }
+}
+
+// After a reset (this page's or another's): read what is real again, back to the channel.
+async function startedOver(epoch) {
+  if (epoch !== null) {
+    page.config.epoch = epoch; // asked once, however many snapshots arrive meanwhile
+    setStatus("The playground was reset.");
+    $("reset").disabled = false;
+  }
+  page.config = await (await fetch("/api/config")).json();
+  renderAbout();
+  if (page.channel !== page.config.channel || page.thread) {
+    page.channel = page.config.channel;
+    page.thread = null;
+    listen();
+  }
+  render();
 }
 
 // --- the channel ------------------------------------------------------------------------------
@@ -412,7 +487,12 @@ async function start() {
   page.you = ids.includes(saved) ? saved : ids[0];
   page.channel = page.config.channel;
   renderPeople();
-  renderNotes();
+  renderAbout();
+  const about = $("about");
+  about.open = localStorage.getItem("playground-about") !== "closed";
+  about.addEventListener("toggle", () => localStorage.setItem("playground-about", about.open ? "open" : "closed"));
+  $("reset").hidden = !page.config.reset;
+  $("reset").addEventListener("click", resetAll);
   $("compose").addEventListener("submit", send);
   document.addEventListener("keydown", (event) => {
     if (event.key === "Escape") $("overlays").lastElementChild?.escape();

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from playground.controls import Services
 from playground.web import Person, playground_app
 from tests.e2e_helpers import APPROVER, CHANNEL, OUTSIDER, REQUESTER
 from tests.support.services import ServeApp
@@ -25,7 +26,8 @@ def serve_playground(serve_app: ServeApp) -> ServePlayground:
     """Serve the playground over a fake and the actions aimed at a bot; return its URL."""
 
     async def serve(fake: FakeSlack, slack: UserActions) -> str:
-        notes = {"backend": "real: Docker containers"}
-        return await serve_app(playground_app(fake, slack, PEOPLE, CHANNEL, notes)) + "/"
+        services = Services(notes={"backend": "real: Docker containers"})
+        app = playground_app(fake, slack, PEOPLE, CHANNEL, lambda: services)
+        return await serve_app(app) + "/"
 
     return serve
