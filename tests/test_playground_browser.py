@@ -239,6 +239,30 @@ async def test_errors_show_as_slack_shows_them(
     await expect(page.get_by_role("log", name="Messages")).not_to_contain_text("cannot see")
 
 
+async def test_a_private_answer_says_which_command_it_answers(
+    start_rollbot: StartBot,
+    compose_container: ComposeContainerFactory,
+    browser: Browser,
+    serve_playground: ServePlayground,
+) -> None:
+    container = await compose_container(unique_project(), "backend", "v1.2.4")
+    bot = await start_rollbot(backend_config(container.project, container.port))
+    page = await open_page(browser, await serve_playground(bot.fake, bot.slack))
+
+    await send(page, "/rollback backend v9.9.9")
+    answer = page.locator(".message.ephemeral", has_text="v9.9.9 of backend")
+    await expect(answer).to_contain_text("Only visible to you", timeout=LONG)
+    await expect(answer.locator("code").first).to_have_text("/rollback backend v9.9.9")
+    await expect(answer).to_contain_text("is not available")
+    # Nothing typed after /rollback: the help, which says what it answers too.
+    await send(page, "/rollback")
+    helped = page.locator(".message.ephemeral", has_text="/rollback list SERVICE")
+    await expect(helped.locator("code").first).to_have_text("/rollback")
+    await answer.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground-echo.png"))
+    assert await bot.store.find() == []
+
+
 async def test_break_glass_modal_checklist_and_incident_report(
     start_rollbot: StartBot,
     compose_container: ComposeContainerFactory,
