@@ -193,6 +193,15 @@ def _summary(rollback: Rollback, row: MatrixRow | None, who: _Names) -> str:
     return text + "."
 
 
+def _target_label(rollback: Rollback) -> str:
+    """Name the target as far as the rollback got: done, tried, or only asked for."""
+    if rollback.state is State.SUCCEEDED:
+        return "Rolled back to"
+    if rollback.state in {State.FAILED, State.INTERRUPTED}:
+        return "Tried to roll back to"
+    return "Asked to roll back to"
+
+
 def _facts(
     rollback: Rollback, row: MatrixRow | None, events: Sequence[Event], who: _Names
 ) -> list[tuple[str, str]]:
@@ -206,7 +215,7 @@ def _facts(
         ("Service", rollback.service),
         ("Environment", rollback.environment),
         ("Version before", f"`{rollback.shown_current}`"),
-        ("Rolled back to", f"`{rollback.shown_target}`"),
+        (_target_label(rollback), f"`{rollback.shown_target}`"),
         ("Outcome", outcome(rollback)),
         ("Requested by", who(rollback.requested_by)),
         ("Approved by", approvers or "not approved"),

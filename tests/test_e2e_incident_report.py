@@ -218,6 +218,8 @@ async def test_failed_rollback_report_names_the_failure_and_the_state(
     report = upload["content"]
     assert in_order(report, SECTIONS)
     assert "| Outcome | failed |" in report
+    assert "| Tried to roll back to | `v9.9.9-broken` |" in report
+    assert "| Rolled back to |" not in report
     assert "| Detected → restored | not restored by the rollback |" in report
     assert "| Initiated → completed | did not complete |" in report
     assert "Rollback failed: " in section(report, "## Timeline")
