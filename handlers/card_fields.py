@@ -1,15 +1,16 @@
 """The card's version fields: what runs, what ran before and what was tried, by state.
 
 A card outlives the moment it was drawn for, so each state says only what is true of it:
-before anything runs, what runs and where it would go; while it runs, what was running and
-where it goes; once it succeeded, what runs now and what ran before; once it failed or
-stopped, what ran before, what was tried and where the platform says it stands; when it
-never ran (cancelled, rejected, expired, a dry run), that the version is unchanged.
+before anything runs, what runs and where it would go (once retried, what ran before);
+while it runs, what was running and where it goes; once it succeeded, what runs now and
+what ran before; once it failed or stopped, what ran before, what was tried and where the
+platform says it stands; when it never ran (cancelled, rejected, expired, a dry run), that
+the version is unchanged.
 """
 
 from __future__ import annotations
 
-from bot.models import ACTIVE_STATES, Rollback, State
+from bot.models import ACTIVE_STATES, Rollback, State, StepStatus
 from bot.text import escape
 
 ENDED_BADLY = frozenset({State.FAILED, State.INTERRUPTED})
@@ -30,7 +31,7 @@ def _after_success(rb: Rollback) -> str:
 def version_fields(rb: Rollback) -> list[tuple[str, str]]:
     """Return the card's (title, value) fields about versions for the rollback's state."""
     before, target = _code(rb.shown_current), _code(rb.shown_target)
-    state_now = escape(rb.target_state or "not known: ask the platform")
+    state_now = escape(rb.target_state or "not recorded")
     if rb.state is State.SUCCEEDED:
         return [("Running now", _after_success(rb)), ("Before the rollback", before)]
     if rb.state in ENDED_BADLY:
@@ -52,4 +53,7 @@ def version_fields(rb: Rollback) -> list[tuple[str, str]]:
                 ("State now", state_now),
             ]
         return [("Running now", before), ("Would have rolled back to", target)]
+    if any(step.status is StepStatus.DONE for step in rb.steps):
+        # Retried after a failure: steps already done changed what runs.
+        return [("Before the rollback", before), ("Roll back to", target)]
     return [("Running now", before), ("Roll back to", target)]

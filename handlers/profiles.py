@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import aiohttp
 import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -74,6 +75,10 @@ class Profiles:
             return None
         try:
             response = await self._client.users_info(user=user)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Slack unreachable: an id and UTC now beat a message held back.
+            log.warning("user profile unreadable", user=user, error=type(exc).__name__)
+            return None
         except SlackApiError as exc:
             # A report with an id in it, a notification in UTC, beat none.
             error = exc.response.get("error")
