@@ -34,7 +34,6 @@ from playground.web import Person, playground_app
 from playground.world import PEOPLE, REQUESTER, World, build_world, free_port
 
 CHANNEL_NAME = "rollbacks"
-TIMEZONES = {REQUESTER[0]: "Europe/Berlin"}
 BOT_START_SECONDS = 30.0
 BOT_STOP_SECONDS = 30.0  # the bot drains running rollbacks for up to 23 s on SIGTERM
 RULE = "-" * 72
@@ -148,10 +147,7 @@ async def start(
     stack.push_async_callback(slack.stop)
     people = [Person(*person) for person in PEOPLE]
     for person in people:
-        # Ana's profile puts her in Berlin: her user notification says Berlin's times.
-        slack.register_user(
-            person.id, person.name.lower(), real_name=person.name, tz=TIMEZONES.get(person.id)
-        )
+        slack.users[person.id] = _slack_user(person)
     members = (BOT_USER_ID, *(person.id for person in people))
     channel = slack.create_channel(CHANNEL_NAME, members=members, creator=REQUESTER[0])
 
@@ -180,6 +176,17 @@ async def start(
         raise DemoError(f"cannot listen on 127.0.0.1:{port} ({exc}): pass --port") from exc
     url = f"http://127.0.0.1:{port}"
     return Running(url, bot_url, slack, world, data, kept), bot
+
+
+def _slack_user(person: Person) -> dict[str, object]:
+    """What users.info says of a person."""
+    return {
+        "name": person.name.lower(),
+        "real_name": person.name,
+        "profile": {"display_name": person.name, "real_name": person.name},
+        # Ana's profile puts her in Berlin: her user notification says Berlin's times.
+        "tz": "Europe/Berlin" if person.id == REQUESTER[0] else "UTC",
+    }
 
 
 def _bot_environment(

@@ -118,7 +118,7 @@ class Workspace:
             "name": name,
             "real_name": shown,
             "profile": {"display_name": name, "real_name": shown},
-            **(zone_fields(tz) if tz else {}),
+            **({"tz": tz} if tz else {}),
         }
 
     # --- Web API methods -------------------------------------------------------------------
@@ -140,10 +140,12 @@ class Workspace:
             "deleted": False,
             "is_bot": user_id == BOT_USER_ID,
             # Slack gives everyone a zone: their own, else the workspace's.
-            **zone_fields("UTC"),
+            "tz": "UTC",
             "profile": {"display_name": name, "real_name": name},
         }
-        return {"user": {**user, **self.users.get(user_id, {})}}
+        info = {**user, **self.users.get(user_id, {})}
+        # The label and offset follow the zone, unless a test set them apart.
+        return {"user": {**zone_fields(str(info["tz"])), **info}}
 
     def _conversations_info(self, args: Json) -> Json:
         channel_id = required(args, "channel")
