@@ -122,7 +122,7 @@ def _executed(rb: Rollback, events: Sequence[Event]) -> Tick | None:
         if event.kind == "step":
             last_step = event
     at = last_step.at if last_step else rb.updated_at
-    return Tick(at, f"{len(rb.steps)} steps" if rb.multi_step else f"to {rb.target_version}")
+    return Tick(at, f"{len(rb.steps)} steps" if rb.multi_step else f"to {rb.shown_target}")
 
 
 def _verified(rb: Rollback, events: Sequence[Event]) -> Tick | None:

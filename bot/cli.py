@@ -134,8 +134,8 @@ async def terminal_rollback(
             from_terminal=True,
         )
         print(
-            f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} -> "
-            f"{rb.target_version}"
+            f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.shown_current} -> "
+            f"{rb.shown_target}"
         )
         for i, step in enumerate(rb.steps, 1):
             print(f"  Step {i}: {step.heading}")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from bot.errors import ChangedSinceShown, Conflict, InvalidRequest, Purpose, ReasonRequired
 from bot.matrix import Action
 from bot.models import ACTIVE_STATES, Event, Rollback, State, StepStatus
-from bot.planning import plan_first, plan_later
+from bot.planning import plan_first, plan_later, shown_names
 from bot.preflight import changed_since_shown, unnamed_overrides
 from bot.states import Trigger, Who
 from bot.text import mention
@@ -183,10 +183,14 @@ class Decisions:
         """Plan an awaiting rollback again from what runs now (same target, fresh preflight)."""
         engine = self._engine()
         service, env = rollback.service, rollback.environment
-        _, _, current = await engine.running(service, env)
+        _, versions, current = await engine.running(service, env)
         target = rollback.target_version
+        # The target keeps the name it was asked for by; what runs now is named afresh.
+        shown = shown_names(versions, {current: None})
+        if rollback.shown_target != target:
+            shown[target] = rollback.shown_target
         first = await plan_first(
-            engine.providers, service, env, current, target, rollback.bad_commit
+            engine.providers, service, env, current, target, rollback.bad_commit, shown
         )
         later = await plan_later(
             engine.providers, service, env, engine.config.environment(service, env).steps, target

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 from bot.engine import Engine, new_rollback_id
 from bot.errors import Conflict, InvalidRequest, NotAllowed
-from bot.history import duration
 from bot.models import PlanStep, Rollback, State
 from bot.names import NAME_PATTERN
-from bot.planning import plan_first
+from bot.planning import plan_first, shown_names
 from bot.render import render
 from bot.reporting import Reporter
 from bot.states import Trigger
+from bot.time_words import duration
 from bot.verification import CheckResult
 
 DEFAULT_ENVIRONMENT = "staging"
@@ -39,9 +39,9 @@ def drill_summary(rollback: Rollback) -> str:
     forward = duration(rollback.drill_forward_seconds or 0)
     return (
         f":white_check_mark: *Drill {rollback.id} passed* on {rollback.service}/"
-        f"{rollback.environment}: back to {rollback.target_version} in {back}, forward to "
-        f"{rollback.current_version} in {forward}, both verified. It runs "
-        f"{rollback.current_version} again, as before the drill."
+        f"{rollback.environment}: back to {rollback.shown_target} in {back}, forward to "
+        f"{rollback.shown_current} in {forward}, both verified. It runs "
+        f"{rollback.shown_current} again, as before the drill."
     )
 
 
@@ -110,7 +110,8 @@ class Drills:
             raise InvalidRequest(
                 f"{service}/{env} runs {current} and has no earlier version to drill with."
             )
-        back = await plan_first(engine.providers, service, env, current, previous, None)
+        shown = shown_names(versions, {current: None, previous: None})
+        back = await plan_first(engine.providers, service, env, current, previous, None, shown)
         drill = Rollback(
             id=new_rollback_id(),
             service=service,
@@ -150,26 +151,33 @@ class Drills:
         """Go back to the previous version, verify, go forward again, verify."""
         engine = self.engine
         original, previous = drill.current_version, drill.target_version
+        # Said as people know them; the step itself keeps the exact names.
+        said_original, said_previous = drill.shown_current, drill.shown_target
         where = f"{drill.service}/{drill.environment}"
-        await self._say(drill, reporter, f"Leg 1/2: rolling {where} back to {previous}")
+        await self._say(drill, reporter, f"Leg 1/2: rolling {where} back to {said_previous}")
         started = self._clock()
         drill = await engine.run_leg(drill, reporter)
         if drill.state is not State.VERIFYING:
             return drill
         back = self._clock() - started
+        first = drill.steps[0]
         forward = PlanStep(
-            name=drill.steps[0].name, kind=drill.steps[0].kind, current=previous, target=original
+            name=first.name,
+            kind=first.kind,
+            current=previous,
+            target=original,
+            shown_as=first.shown_as,
         )
         drill = await engine.write(drill, drill_back_seconds=back, steps=[forward])
         await engine.record(
             drill,
             "rollbot",
             "drill_back",
-            f"Back at {previous}, verified, in {duration(back)}",
+            f"Back at {said_previous}, verified, in {duration(back)}",
             seconds=f"{back:.3f}",
         )
         moved = await engine.apply(drill, Trigger.ROLL_FORWARD, "rollbot", None)
-        await self._say(moved, reporter, f"Leg 2/2: rolling {where} forward to {original}")
+        await self._say(moved, reporter, f"Leg 2/2: rolling {where} forward to {said_original}")
         started = self._clock()
         drill = await engine.run_leg(moved, reporter)
         if drill.state is not State.VERIFYING:
@@ -179,7 +187,7 @@ class Drills:
             drill,
             "rollbot",
             "drill_forward",
-            f"Forward at {original}, verified, in {duration(ahead)}",
+            f"Forward at {said_original}, verified, in {duration(ahead)}",
             seconds=f"{ahead:.3f}",
         )
         done = await engine.apply(

@@ -41,7 +41,7 @@ from bot.models import (
     State,
 )
 from bot.names import COMMIT_PATTERN, NAME_PATTERN, VERSION_PATTERN
-from bot.planning import plan_first, plan_later
+from bot.planning import plan_first, plan_later, shown_names
 from bot.policy import ApprovalPolicy
 from bot.pool import ProviderPool
 from bot.states import TRANSITIONS, LockChange, Trigger, Who
@@ -364,7 +364,8 @@ class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
             raise InvalidRequest("Name either a version or a commit to revert, not both.")
         else:
             target = f"revert {bad_commit}"
-        first = await plan_first(self.providers, service, env, current, target, bad_commit)
+        shown = shown_names(versions, {current: None, target: version})
+        first = await plan_first(self.providers, service, env, current, target, bad_commit, shown)
         later = await plan_later(
             self.providers, service, env, self.config.environment(service, env).steps, target
         )
@@ -384,7 +385,9 @@ class Engine(Decisions, Execution, Freezes, Takeover, StoreRoles):
             detected_at=detected_at,
             released_at=next((v.created_at for v in versions if v.current), None),
         )
-        return await self.create(rollback, f"{service}/{env} {current} → {target}")
+        return await self.create(
+            rollback, f"{service}/{env} {rollback.shown_current} → {rollback.shown_target}"
+        )
 
     async def create(self, rollback: Rollback, what: str, **details: str) -> Rollback:
         """Store a new rollback in its open slot, with its request recorded, or refuse."""

@@ -21,12 +21,13 @@ import structlog
 from bot.errors import Conflict, RollbotError
 from bot.leases import renewing
 from bot.models import Lock, Rollback, State, StepStatus, utcnow
-from bot.planning import describe, run_step
+from bot.planning import describe, ran, run_step
 from bot.render import render
 from bot.reporting import Guarded, Reporter
 from bot.states import Trigger
 from bot.store.base import Fenced, StoreUnavailable
 from bot.text import escape
+from bot.time_words import duration
 from bot.tracing import provider_call, rollback_run
 from bot.verification import CheckResult, all_passed, render_table, run_checks
 from providers.base import ProviderError, running_for
@@ -97,7 +98,7 @@ class Execution:
                     None
                     if approved.drill
                     else f"Rolling back {approved.service}/{approved.environment} to "
-                    f"{approved.target_version}{steps}",
+                    f"{approved.shown_target}{steps}",
                 )
             except Conflict:
                 return None  # cancelled or taken over since approval: not ours to run
@@ -240,7 +241,7 @@ class Execution:
             rollback,
             Trigger.SUCCEED,
             "rollbot",
-            f"Rolled back to {rollback.target_version}; "
+            f"Rolled back to {rollback.shown_target}; "
             + ("verification passed" if checked else "no checks configured"),
         )
         if not rollback.dry_run:
@@ -325,7 +326,13 @@ class Execution:
         for note in [outcome.summary, *outcome.notes]:
             if note not in said:  # providers often report their last line as the summary too
                 await progress(note)
-        await self._set_step(rollback.id, index, status=StepStatus.DONE, result=outcome.summary)
+        await self._set_step(
+            rollback.id,
+            index,
+            status=StepStatus.DONE,
+            result=outcome.summary,
+            **ran(step, outcome),
+        )
         return None
 
     async def write(self, rollback: Rollback, **fields: object) -> Rollback:
@@ -416,7 +423,7 @@ class Execution:
                 if verified
                 else "Rolled back; no health checks are configured, so verify by hand."
             ),
-            minutes=max(1, round((finished - rollback.created_at).total_seconds() / 60)),
+            took=duration(finished - rollback.created_at),
         )
 
     # -- drills: bot/drill.py runs a rollback there and back with these -----------------

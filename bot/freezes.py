@@ -27,12 +27,15 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def freeze_line(freeze: FreezeState, service: str, environment: str) -> str:
-    """Say in one line what a freeze keeps out, how, and how to end it."""
+def freeze_line(rollback: Rollback) -> str:
+    """Say in one line what a rollback's freeze keeps out, how, and how to end it."""
+    freeze = rollback.freeze
+    assert freeze is not None
+    service, environment = rollback.service, rollback.environment
     how = "; ".join(entry.action for entry in freeze.entries) or "watch only"
     return (
-        f"Frozen since {freeze.since:%Y-%m-%d %H:%M} UTC: {freeze.bad} is kept out of "
-        f"{service}/{environment} ({how}). An approver ends it with "
+        f"Frozen since {freeze.since:%Y-%m-%d %H:%M} UTC: {rollback.shown(freeze.bad)} is kept "
+        f"out of {service}/{environment} ({how}). An approver ends it with "
         f"`/rollback unfreeze {service} env={environment}`."
     )
 
@@ -64,7 +67,7 @@ class Freezes:
             entries=entries,
         )
         rollback = await engine.rollbacks.update(rollback.id, freeze=freeze)
-        text = freeze_line(freeze, rollback.service, rollback.environment)
+        text = freeze_line(rollback)
         await engine.record(rollback, "rollbot", "frozen", text)
         return rollback
 
@@ -167,6 +170,7 @@ class Freezes:
         ended = rollback.freeze.model_copy(update={"ended_at": utcnow(), "ended_by": user})
         rollback = await engine.rollbacks.update(rollback.id, freeze=ended)
         restored = "; ".join(said) or "nothing to put back (watched only)"
-        text = f"Unfrozen by {mention(user)}: {ended.bad} may be deployed again; {restored}."
+        bad = rollback.shown(ended.bad)
+        text = f"Unfrozen by {mention(user)}: {bad} may be deployed again; {restored}."
         await engine.record(rollback, user, "unfrozen", text)
         return rollback, text

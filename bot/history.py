@@ -10,24 +10,13 @@ from bot.errors import InvalidRequest, NotAllowed
 from bot.models import FINAL_STATES, Event, Rollback, State, utcnow
 from bot.render import render
 from bot.text import Mrkdwn, mention, quote_user_text, safe
+from bot.time_words import duration
 
 SHOWN = 15  # of each kind
 SCANNED = 500  # newest records read to find them; drills are rare among rollbacks
 SHORT_ERROR = 160
 
 DRILL_OUTCOMES = {State.SUCCEEDED: "passed", State.CANCELLED: "cancelled"}
-
-
-def duration(seconds: float) -> str:
-    """Say how long something took, e.g. "4.2 s", "41 s", "3 min 12 s", "1 h 02 min"."""
-    if seconds < 10:
-        return f"{max(seconds, 0):.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
 
 
 def _short(text: str | None) -> str | None:
@@ -40,7 +29,7 @@ def _short(text: str | None) -> str | None:
 def _took(rollback: Rollback, now: datetime) -> str:
     """Say how long a rollback took from its request to its outcome (or so far)."""
     end = rollback.finished_at or now
-    took = duration((end - rollback.created_at).total_seconds())
+    took = duration(end - rollback.created_at)
     return f"took {took}" if rollback.state in FINAL_STATES else f"open for {took}"
 
 
@@ -109,7 +98,7 @@ def _ran(rollback: Rollback, events: list[Event], now: datetime) -> str | None:
     started = next((e.at for e in events if e.kind == "started"), None)
     if started is None:
         return None
-    return f"ran {duration(((rollback.finished_at or now) - started).total_seconds())}"
+    return f"ran {duration((rollback.finished_at or now) - started)}"
 
 
 async def _rollback_row(engine: Engine, rb: Rollback, now: datetime) -> RollbackRow:
@@ -117,7 +106,7 @@ async def _rollback_row(engine: Engine, rb: Rollback, now: datetime) -> Rollback
     return RollbackRow(
         id=rb.id,
         where=f"{rb.service}/{rb.environment}",
-        versions=f"`{rb.current_version}` → `{rb.target_version}`",
+        versions=f"`{rb.shown_current}` → `{rb.shown_target}`",
         outcome=rb.state.label,
         took=_took(rb, now),
         ran=_ran(rb, events, now),
@@ -201,7 +190,7 @@ async def history_text(
         DrillRow(
             id=rb.id,
             where=f"{rb.service}/{rb.environment}",
-            versions=f"`{rb.current_version}` → `{rb.target_version}` → `{rb.current_version}`",
+            versions=f"`{rb.shown_current}` → `{rb.shown_target}` → `{rb.shown_current}`",
             outcome=_drill_outcome(rb),
             legs=_legs(rb),
             took=_took(rb, now),

@@ -16,7 +16,8 @@ from bot.matrix import MatrixRow
 from bot.models import Event, Rollback, State, StepStatus, utcnow
 from bot.render import render_document
 from bot.text import SLACK_USER, one_line
-from bot.timeline import Entry, Timeline, build, format_duration
+from bot.time_words import duration
+from bot.timeline import Entry, Timeline, build
 
 TEMPLATE = "incident_report.md.j2"
 # Endings that get a report on their own; a request cancelled, rejected or expired
@@ -148,15 +149,15 @@ def outcome(rollback: Rollback) -> str:
 def summary(rollback: Rollback, timeline: Timeline) -> str:
     """Say in one line how the rollback ended and how long it took (for the upload's comment)."""
     what = (
-        f"{rollback.service}/{rollback.environment} {rollback.current_version} → "
-        f"{rollback.target_version}"
+        f"{rollback.service}/{rollback.environment} {rollback.shown_current} → "
+        f"{rollback.shown_target}"
     )
     said = f"Incident report of rollback {rollback.id} ({what}): {outcome(rollback)}"
     if rollback.error and rollback.state is not State.SUCCEEDED:
         said += f": {rollback.error}"
     said = said.rstrip(".") + "."
     if timeline.detected_to_restored is not None:
-        said += f" Detected → restored: {format_duration(timeline.detected_to_restored)}."
+        said += f" Detected → restored: {duration(timeline.detected_to_restored)}."
     return said
 
 
@@ -174,7 +175,7 @@ def _issue(rollback: Rollback, row: MatrixRow | None) -> str:
 
 def _summary(rollback: Rollback, row: MatrixRow | None, who: _Names) -> str:
     what = f"{rollback.service}/{rollback.environment}"
-    versions = f"from `{rollback.current_version}` to `{rollback.target_version}`"
+    versions = f"from `{rollback.shown_current}` to `{rollback.shown_target}`"
     issue = _issue(rollback, row)
     if rollback.state is State.SUCCEEDED:
         text = f"{what} was rolled back {versions} after {issue}. The rollback {outcome(rollback)}."
@@ -192,6 +193,15 @@ def _summary(rollback: Rollback, row: MatrixRow | None, who: _Names) -> str:
     return text + "."
 
 
+def _target_label(rollback: Rollback) -> str:
+    """Name the target as far as the rollback got: done, tried, or only asked for."""
+    if rollback.state is State.SUCCEEDED:
+        return "Rolled back to"
+    if rollback.state in {State.FAILED, State.INTERRUPTED}:
+        return "Tried to roll back to"
+    return "Asked to roll back to"
+
+
 def _facts(
     rollback: Rollback, row: MatrixRow | None, events: Sequence[Event], who: _Names
 ) -> list[tuple[str, str]]:
@@ -204,8 +214,8 @@ def _facts(
         ("Rollback", f"`{rollback.id}`" + (" (drill)" if rollback.drill else "")),
         ("Service", rollback.service),
         ("Environment", rollback.environment),
-        ("Version before", f"`{rollback.current_version}`"),
-        ("Rolled back to", f"`{rollback.target_version}`"),
+        ("Version before", f"`{rollback.shown_current}`"),
+        (_target_label(rollback), f"`{rollback.shown_target}`"),
         ("Outcome", outcome(rollback)),
         ("Requested by", who(rollback.requested_by)),
         ("Approved by", approvers or "not approved"),
@@ -250,19 +260,16 @@ def _detail(entry: Entry, who: _Names) -> str | None:
 def durations(rollback: Rollback, timeline: Timeline) -> list[tuple[str, str]]:
     """Return the guide's three durations as (label, words), saying which are not known yet."""
     ended = rollback.state in REPORTED_STATES
-    completed = (
-        format_duration(timeline.initiated_to_completed)
-        if timeline.completed_at
-        else ("did not complete" if ended else "not yet")
-    )
-    if timeline.restored_at:
-        restored = format_duration(timeline.detected_to_restored)
+    took, down = timeline.initiated_to_completed, timeline.detected_to_restored
+    completed = duration(took) if took is not None else ("did not complete" if ended else "not yet")
+    if down is not None:
+        restored = duration(down)
     elif rollback.state is State.SUCCEEDED:
         restored = "not verified (no health checks)"
     else:
         restored = "not restored by the rollback" if ended else "not yet"
     return [
-        ("Detected → initiated", format_duration(timeline.detected_to_initiated)),
+        ("Detected → initiated", duration(timeline.detected_to_initiated)),
         ("Initiated → completed", completed),
         ("Detected → restored", restored),
     ]
@@ -271,12 +278,12 @@ def durations(rollback: Rollback, timeline: Timeline) -> list[tuple[str, str]]:
 def _downtime(rollback: Rollback, timeline: Timeline) -> str:
     if timeline.detected_to_restored is not None:
         return (
-            f"{format_duration(timeline.detected_to_restored)} from detection to verified "
+            f"{duration(timeline.detected_to_restored)} from detection to verified "
             "recovery (detected → restored). "
             + to_write("were users affected before the issue was detected? Since when?")
         )
     if rollback.state in REPORTED_STATES and rollback.finished_at:
-        since = format_duration(rollback.finished_at - timeline.detected_at)
+        since = duration(rollback.finished_at - timeline.detected_at)
         if rollback.state is State.SUCCEEDED:
             return f"at least {since} (detection to the end of an unverified rollback). " + (
                 to_write("when was service really restored?")

@@ -97,6 +97,12 @@ class PlanStep(BaseModel):
     build_current: str | None = None
     preflight: list[PreflightItem] = Field(default_factory=list)
     changes: list[str] = Field(default_factory=list)
+    # What the platform ran once the step was done, when not the target itself (Railway
+    # serves a new deployment made from it).
+    running: str | None = None
+    # How messages show its versions that a platform names by an id nobody remembers:
+    # "v1.2.3 (deployment 3f2a…)" for the id (providers.base.Version.shown).
+    shown_as: dict[str, str] = Field(default_factory=dict)
 
     @property
     def heading(self) -> str:
@@ -104,7 +110,8 @@ class PlanStep(BaseModel):
         kind = f" ({self.kind})" if self.kind != self.name else ""
         if self.target is None:
             return f"{self.name}{kind}"
-        return f"{self.name}{kind}: {self.current or '?'} → {self.target}"
+        current = self.shown_as.get(self.current or "", self.current or "?")
+        return f"{self.name}{kind}: {current} → {self.shown_as.get(self.target, self.target)}"
 
 
 class FreezeEntry(BaseModel):
@@ -191,6 +198,30 @@ class Rollback(BaseModel):
     def multi_step(self) -> bool:
         """Return True when the plan has more than one step."""
         return len(self.steps) > 1
+
+    def shown(self, version: str) -> str:
+        """Say a version of this rollback as people know it: "v1.2.3 (deployment 3f2a…)".
+
+        The exact name (what commands and the freeze use) stays in the fields; this is
+        for what people read.
+        """
+        return next((s.shown_as[version] for s in self.steps if version in s.shown_as), version)
+
+    @property
+    def shown_current(self) -> str:
+        """Say what ran when the rollback was asked for, as people know it."""
+        return self.shown(self.current_version)
+
+    @property
+    def shown_target(self) -> str:
+        """Say the version it rolls back to, as people know it."""
+        return self.shown(self.target_version)
+
+    @property
+    def shown_running(self) -> str:
+        """Say what runs once the rollback is done: the target, or what the platform made of it."""
+        running = self.steps[0].running if self.steps else None
+        return self.shown(running or self.target_version)
 
     @property
     def danger(self) -> list[str]:

@@ -19,6 +19,7 @@ from bot.engine import Engine
 from bot.models import Rollback, utcnow
 from bot.records import Delivery
 from bot.render import render
+from bot.time_words import time_range
 from providers.base import ProviderError, Refused
 from providers.http import error_for, new_client, send, token_from
 from providers.retry import retrying
@@ -46,18 +47,11 @@ def status_event_text(status: PageStatus) -> str:
 RESOLVED_EVENT_TEXT = status_event_text(PageStatus.RESOLVED)
 
 
-def user_notification(rb: Rollback) -> str:
-    """Render the guide's user notification for a finished rollback."""
+def user_notification(rb: Rollback, tz: str | None = None) -> str:
+    """Render the guide's user notification, its times in `tz` (an IANA name) or else UTC."""
     start = rb.detected_at or rb.created_at
     end = rb.finished_at or utcnow()
-    same_day = start.date() == end.date()
-    shown = "%H:%M" if same_day else "%Y-%m-%d %H:%M"
-    return render(
-        "user_notification.md.j2",
-        same_day=same_day,
-        start=start.strftime(shown),
-        end=end.strftime(shown),
-    )
+    return render("user_notification.md.j2", when=time_range(start, end, tz))
 
 
 def status_payload(rb: Rollback, status: PageStatus, at: datetime) -> dict[str, Any]:

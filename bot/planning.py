@@ -8,14 +8,32 @@ from bot.models import PlanStep, StepStatus
 from bot.pool import ProviderPool, Target
 from bot.preflight import preflight_step
 from providers import BY_NAME
-from providers.base import Outcome, Progress, ProviderError
+from providers.base import Outcome, Progress, ProviderError, Version
 from providers.capabilities import ClearsState, RevertsCommits
 
 
+def shown_names(versions: list[Version], typed: dict[str, str | None]) -> dict[str, str]:
+    """Map versions (to what the user typed for each, if anything) to how messages show them.
+
+    Only versions a platform names by an id are mapped; others are shown by their name.
+    """
+    shown = {v.name: v.shown(typed[v.name]) for v in versions if v.name in typed}
+    return {name: said for name, said in shown.items() if said != name}
+
+
 async def plan_first(
-    pool: ProviderPool, service: str, env: str, current: str, target: str, bad_commit: str | None
+    pool: ProviderPool,
+    service: str,
+    env: str,
+    current: str,
+    target: str,
+    bad_commit: str | None,
+    shown_as: dict[str, str] | None = None,
 ) -> PlanStep:
-    """Plan step 1: the environment's provider going back to `target` (or reverting a commit)."""
+    """Plan step 1: the environment's provider going back to `target` (or reverting a commit).
+
+    `shown_as` maps the versions a platform names by an id to how messages show them.
+    """
     provider = pool.get(service, env)
     kind = pool.kind(service, env)
     try:
@@ -38,6 +56,7 @@ async def plan_first(
         plan=plan.steps,
         warnings=plan.warnings,
         restores=BY_NAME[kind].restore_kind,
+        shown_as=shown_as or {},
     )
     # A named-commit revert runs what the branch has: there is no version to preflight.
     return step if bad_commit is not None else await preflight_step(provider, step)
@@ -91,14 +110,20 @@ async def _plan_step(target: Target, config: StepConfig, service_target: str) ->
             listed = ", ".join(v.name for v in versions[:10]) or "none"
             raise InvalidRequest(f"version {wanted} is not available (available: {listed}).")
     step = PlanStep(
-        name=config.label, kind=kind, current=current, target=found.name, restores=restores
+        name=config.label,
+        kind=kind,
+        current=current,
+        target=found.name,
+        restores=restores,
+        shown_as=shown_names(versions, {current or "": None, found.name: wanted}),
     )
     if found.name == current:
+        said = step.shown_as.get(found.name, found.name)
         return step.model_copy(
             update={
                 "status": StepStatus.SKIPPED,
-                "plan": [f"Already at {found.name}: nothing to do."],
-                "result": f"already at {found.name}",
+                "plan": [f"Already at {said}: nothing to do."],
+                "result": f"already at {said}",
             }
         )
     plan = await target.plan(found.name)
@@ -117,6 +142,16 @@ async def run_step(
     if step.target is None:
         raise InvalidRequest(f"Step {step.name} has no target version.")
     return await target.rollback(step.target, progress)
+
+
+def ran(step: PlanStep, outcome: Outcome) -> dict[str, object]:
+    """Return a done step's fields that record what its platform runs, when not the target."""
+    running = outcome.running
+    if running is None:
+        return {}
+    said = running.shown()
+    shown = step.shown_as | ({running.name: said} if said != running.name else {})
+    return {"running": running.name, "shown_as": shown}
 
 
 async def version_now(target: Target) -> str | None:

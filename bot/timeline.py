@@ -84,20 +84,6 @@ class Timeline:
         return at.strftime("%H:%M")
 
 
-def format_duration(delta: timedelta | None) -> str:
-    """Return a duration as people say it: "42 s", "7 min 05 s", "1 h 03 min"."""
-    if delta is None:
-        return "n/a"
-    seconds = max(0, round(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s" if seconds else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
 def build(rollback: Rollback, events: Sequence[Event]) -> Timeline:
     """Build the timeline of a rollback from its events (oldest first, as the store keeps them)."""
     ordered = sorted(events, key=lambda e: e.at)  # stable: the store's order breaks ties

@@ -30,7 +30,8 @@ from bot.models import FINAL_STATES, PlanStep, Rollback, State, StepStatus
 from bot.policy import ApprovalPolicy
 from bot.preflight import VERDICT_ICONS
 from bot.text import escape, mention, quote_user_text
-from handlers.fit import SECTION_TEXT_MAX, fit_blocks, shorten
+from handlers.card_fields import version_fields
+from handlers.fit import FIELD_TEXT_MAX, SECTION_TEXT_MAX, fit_blocks, shorten
 from handlers.ids import REASON_INPUT, ActionId, BlockId, CallbackId
 
 MAX_BLOCKS = 50
@@ -69,6 +70,11 @@ def _md(text: str, where: str = "") -> MarkdownTextObject:
     return MarkdownTextObject(text=shorten(text, SECTION_TEXT_MAX, where))
 
 
+def _field(title: str, value: str) -> MarkdownTextObject:
+    """A card field: its title in bold, its value below, within Slack's 2,000 characters."""
+    return MarkdownTextObject(text=shorten(f"*{title}*\n{value}", FIELD_TEXT_MAX))
+
+
 def _everything_in(rb: Rollback) -> str:
     return f"`/rollback report {rb.id}` has all of it"
 
@@ -93,16 +99,17 @@ def card(
 ) -> list[dict[str, Any]]:
     """Build the rollback card: what runs, the target, the plan, the decision and status."""
     title = f"{'Dry run: ' if rb.dry_run else ''}Rollback {rb.service}/{rb.environment}"
+    versions = version_fields(rb)
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=title[:150])),
         SectionBlock(
             fields=[
-                _md(f"*Service*\n{rb.service}"),
-                _md(f"*Environment*\n{rb.environment}"),
-                _md(f"*Running now*\n`{rb.current_version}`"),
-                _md(f"*Roll back to*\n`{rb.target_version}`"),
-                _md(f"*Requested by*\n{mention(rb.requested_by)}"),
-                _md(f"*Status*\n{STATE_ICONS[rb.state]} {rb.state.label}"),
+                _field("Service", rb.service),
+                _field("Environment", rb.environment),
+                *(_field(title, value) for title, value in versions[:2]),
+                _field("Requested by", mention(rb.requested_by)),
+                _field("Status", f"{STATE_ICONS[rb.state]} {rb.state.label}"),
+                *(_field(title, value) for title, value in versions[2:]),
             ]
         ),
         *_plan_blocks(rb),
@@ -258,14 +265,12 @@ def _status_blocks(rb: Rollback, policy: ApprovalPolicy, last_step: str | None) 
         lines.append(f"*Outcome:* {escape(rb.error)}")
     if rb.state is State.SUCCEEDED:
         checked = rb.verification or "verification not recorded"
-        lines.append(f"*Outcome:* running {rb.target_version} ({checked}).")
+        lines.append(f"*Outcome:* running {escape(rb.shown_running)} ({checked}).")
         if rb.freeze is not None and rb.freeze.active:
-            frozen = freeze_line(rb.freeze, rb.service, rb.environment)
+            frozen = freeze_line(rb)
             lines.append(f":ice_cube: *Freeze:* {escape(frozen)}")
         elif rb.freeze is not None:
             lines.append(f"*Freeze:* ended by {mention(rb.freeze.ended_by or 'rollbot')}.")
-    if rb.target_state and rb.state in {State.FAILED, State.INTERRUPTED, State.CANCELLED}:
-        lines.append(f"*State now:* {escape(rb.target_state)}")
     if rb.dry_run and rb.state is State.CANCELLED:
         lines.append(f"Approval would be needed from {_people(policy)}.")
     blocks: list[Block] = [SectionBlock(text=_md("\n".join(lines), _everything_in(rb)))]
@@ -285,7 +290,9 @@ def _unfreeze_button(rb: Rollback) -> ButtonElement:
         value=rb.id,
         confirm=ConfirmObject(
             title="Unfreeze?",
-            text=f"{rb.freeze.bad} may be deployed to {rb.service}/{rb.environment} again."[:300],
+            text=(
+                f"{rb.shown(rb.freeze.bad)} may be deployed to {rb.service}/{rb.environment} again."
+            )[:300],
             confirm="Unfreeze",
             deny="Keep frozen",
         ),
@@ -293,7 +300,7 @@ def _unfreeze_button(rb: Rollback) -> ButtonElement:
 
 
 def _approve_button(rb: Rollback) -> ButtonElement:
-    what = f"Roll {rb.service}/{rb.environment} back to {rb.target_version}."
+    what = f"Roll {rb.service}/{rb.environment} back to {rb.shown_target}."
     failing = rb.preflight_failures
     if failing:
         # Approve is off while a check fails: this button asks for break-glass instead,

@@ -208,7 +208,7 @@ async def status_text(engine: Engine, user: str) -> str:
     lines = ["*In flight:*"] if rollbacks else []
     for rb in rollbacks:
         lines.append(
-            f"• `{rb.id}` {rb.service}/{rb.environment} → `{rb.target_version}` "
+            f"• `{rb.id}` {rb.service}/{rb.environment} → `{rb.shown_target}` "
             f"({rb.state.label}) by {mention(rb.requested_by)}"
         )
     if locks:
@@ -221,9 +221,5 @@ async def status_text(engine: Engine, user: str) -> str:
     lines += scheduled
     if frozen:
         lines.append("*Frozen:*")
-        lines += [
-            f"• {escape(freeze_line(rb.freeze, rb.service, rb.environment))}"
-            for rb in frozen
-            if rb.freeze is not None
-        ]
+        lines += [f"• {escape(freeze_line(rb))}" for rb in frozen if rb.freeze is not None]
     return "\n".join(lines)

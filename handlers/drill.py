@@ -16,9 +16,9 @@ from slack_sdk.models.blocks import (
 
 from bot.drill import Drills
 from bot.engine import Engine
-from bot.history import duration
 from bot.models import FINAL_STATES, Rollback, State
 from bot.text import escape, mention
+from bot.time_words import duration
 from bot.verification import CheckResult
 from handlers.blocks import STATE_ICONS, dump
 from handlers.thread import SlackThread
@@ -44,7 +44,7 @@ def _outcome(rb: Rollback, last_step: str | None) -> list[str]:
         forward = duration(rb.drill_forward_seconds or 0)
         return [
             f"*Outcome:* passed: back in {back}, forward in {forward}; "
-            f"runs `{rb.current_version}` again."
+            f"runs `{rb.shown_current}` again."
         ]
     lines = []
     if last_step and rb.state not in FINAL_STATES:
@@ -58,7 +58,7 @@ def _outcome(rb: Rollback, last_step: str | None) -> list[str]:
 
 def drill_card(rb: Rollback, last_step: str | None = None) -> list[dict[str, Any]]:
     """Build a drill's card: the versions it goes through, its plan and where it stands."""
-    there_and_back = f"`{rb.current_version}` → `{rb.target_version}` → `{rb.current_version}`"
+    there_and_back = f"`{rb.shown_current}` → `{rb.shown_target}` → `{rb.shown_current}`"
     plan = ["*Plan*"] + [f"{i}. {escape(step)}" for i, step in enumerate(rb.plan, 1)]
     plan += [f":warning: {escape(w)}" for w in rb.warnings]
     blocks: list[Block] = [
@@ -97,8 +97,8 @@ class DrillThread:
     @staticmethod
     def _fallback(rb: Rollback) -> str:
         return (
-            f"Rollback drill {rb.id}: {rb.service}/{rb.environment} {rb.current_version} → "
-            f"{rb.target_version} → {rb.current_version} ({rb.state.label})"
+            f"Rollback drill {rb.id}: {rb.service}/{rb.environment} {rb.shown_current} → "
+            f"{rb.shown_target} → {rb.shown_current} ({rb.state.label})"
         )
 
     async def post_card(self, rb: Rollback, channel: str) -> Rollback:
@@ -172,8 +172,8 @@ async def run_drill(
         await thread.reply(
             drill,
             f":rotating_light: Drill started by {mention(user)}: {drill.service}/"
-            f"{drill.environment} goes back to {drill.target_version}, then forward to "
-            f"{drill.current_version}, verified each time. The service stays locked until "
+            f"{drill.environment} goes back to {drill.shown_target}, then forward to "
+            f"{drill.shown_current}, verified each time. The service stays locked until "
             "the drill ends.",
         )
     except Exception as exc:

@@ -20,8 +20,9 @@ from bot.planning import version_now
 from bot.pool import Target
 from bot.scheduler import Again, Done
 from bot.states import LOCKED_STATES
-from bot.text import escape
+from bot.text import escape, one_line
 from handlers.blocks import dump
+from handlers.fit import BUTTON_TEXT_MAX
 from handlers.ids import ActionId
 from handlers.thread import SlackThread
 from providers.base import ProviderError
@@ -118,7 +119,7 @@ class FreezeWatch:
         what = "the bad version this rollback took out" if bad else "a version deployed since"
         text = (
             f"{where} is frozen, but {step} now runs {running}: {what} (rolled back to "
-            f"{rb.target_version} by {rb.id})."
+            f"{rb.shown_target} by {rb.id})."
         )
         await self.engine.record(rb, "rollbot", "drift", text)
         if not (rb.channel_id and rb.thread_ts):
@@ -128,7 +129,7 @@ class FreezeWatch:
             ActionsBlock(
                 elements=[
                     ButtonElement(
-                        text=f"Roll back again to {rb.target_version}"[:75],
+                        text=one_line(f"Roll back again to {rb.shown_target}", BUTTON_TEXT_MAX),
                         action_id=ActionId.ROLLBACK_AGAIN,
                         value=rb.id,
                         style="danger",

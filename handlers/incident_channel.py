@@ -60,8 +60,8 @@ def moved_blocks(rollback: Rollback, channel: str) -> list[dict[str, Any]]:
         SectionBlock(
             text=MarkdownTextObject(
                 text=f":arrow_right: *Rollback {rollback.id}* of *{rollback.service}/"
-                f"{rollback.environment}* (`{rollback.current_version}` → "
-                f"`{rollback.target_version}`, severity {rollback.severity}) continues in "
+                f"{rollback.environment}* (`{rollback.shown_current}` → "
+                f"`{rollback.shown_target}`, severity {rollback.severity}) continues in "
                 f"<#{channel}>: its card, approvals and progress are there now."
             )
         ),
@@ -186,7 +186,7 @@ class IncidentChannels:
         invited = [p for p in people if p not in not_invited]
         text = (
             f":rotating_light: Incident channel of rollback {rb.id}: {rb.service}/"
-            f"{rb.environment} `{rb.current_version}` → `{rb.target_version}`, severity "
+            f"{rb.environment} `{rb.shown_current}` → `{rb.shown_target}`, severity "
             f"*{rb.severity}*. Moved here from <#{rb.channel_id}>: the card above, its "
             "approvals and its progress continue in this thread."
         )

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import InvalidRequest
 from bot.incident import REPORTED_STATES, filename, people, render_report, report_key, summary
@@ -24,58 +21,8 @@ log = structlog.get_logger(__name__)
 
 # Sections of the rollback checklist (title, items of label/done/by) for the report.
 ChecklistSource = Callable[[Rollback], Awaitable[Sequence[Any] | None]]
-NAME_CACHE_SECONDS = 600.0
 # Slack shows about 4,000 characters of a message before cutting it; code fences add a few.
 REPORT_PART_MAX = 3_800
-
-
-class UserNames:
-    """Readable names of Slack users from `users.info`, cached; an unknown user keeps its id.
-
-    Without the `users:read` scope every lookup fails the same way: after the first
-    `missing_scope` none is asked for a while, and people appear as `<@U...>` ids.
-    """
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self._cache: dict[str, tuple[float, str]] = {}
-        self._no_scope_until = 0.0
-
-    @property
-    def without_scope(self) -> bool:
-        """Whether Slack refused names for want of `users:read` lately."""
-        return time.monotonic() < self._no_scope_until
-
-    async def lookup(self, users: Iterable[str]) -> dict[str, str]:
-        """Return a name for each user id, or the id as a Slack mention."""
-        now = time.monotonic()
-        wanted = sorted(set(users))
-        stale = [u for u in wanted if now - self._cache.get(u, (-1e9, ""))[0] > NAME_CACHE_SECONDS]
-        if self.without_scope:
-            stale = []
-        for user, name in zip(stale, await asyncio.gather(*map(self._ask, stale)), strict=True):
-            if name is not None:
-                self._cache[user] = (now, name)
-        return {u: self._cache[u][1] if u in self._cache else f"<@{u}>" for u in wanted}
-
-    async def _ask(self, user: str) -> str | None:
-        if self.without_scope:
-            return None
-        try:
-            response = await self._client.users_info(user=user)
-        except SlackApiError as exc:
-            # A report with an id in it beats no report.
-            error = exc.response.get("error")
-            log.warning("user name unreadable", user=user, error=error)
-            if error == "missing_scope":
-                self._no_scope_until = time.monotonic() + NAME_CACHE_SECONDS
-            return None
-        info = response.get("user") or {}
-        profile = info.get("profile") or {}
-        for name in (profile.get("real_name"), info.get("real_name"), info.get("name")):
-            if name:
-                return str(name)
-        return None
 
 
 class IncidentReports:
@@ -86,7 +33,8 @@ class IncidentReports:
         self.engine = thread.engine
         self.timeline = LiveTimeline(thread.client, thread.engine)
         self.checklist = checklist
-        self.names = UserNames(thread.client)
+        # Shared with the notification draft: one users.info a person serves both.
+        self.profiles = thread.profiles
         # One upload at a time per rollback: two hook calls for one ending upload once.
         self._lock = KeyedLocks()
 
@@ -134,7 +82,7 @@ class IncidentReports:
         """Render the incident report of a rollback as it stands."""
         events = await self.engine.records.events(rollback.id)
         checklist = await self.checklist(rollback) if self.checklist else None
-        names = await self.names.lookup(people(rollback, events, checklist))
+        names = await self.profiles.names(people(rollback, events, checklist))
         return render_report(
             rollback,
             events,
@@ -151,7 +99,7 @@ class IncidentReports:
             f":page_facing_up: {escape(summary(rollback, timeline))} "
             "People fill in the rest: the parts marked _To be written_."
         )
-        if self.names.without_scope:
+        if self.profiles.without_scope:
             comment += " People appear as Slack ids: rollbot lacks the `users:read` scope."
         try:
             await self.client.files_upload_v2(

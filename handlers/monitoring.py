@@ -10,11 +10,12 @@ import structlog
 
 from bot.checklists import MONITORING_COMPLETE
 from bot.engine import Engine
-from bot.jobs import Clock, Job, JobKind, job_id, span
+from bot.jobs import Clock, Job, JobKind, job_id
 from bot.models import Rollback, State, utcnow
 from bot.monitoring import Change, Window, run_round
 from bot.scheduler import Again, Done
 from bot.text import escape, mention
+from bot.time_words import duration
 from bot.verification import Check, render_table
 from handlers.charts import ThreadCharts
 from handlers.thread import SlackThread
@@ -59,9 +60,9 @@ class Monitoring:
         )
         if not await self.engine.jobs.schedule_job(job):
             return  # this hook ran before for the same success
-        every = span(timedelta(seconds=window.interval_seconds))
+        every = duration(timedelta(seconds=window.interval_seconds))
         text = (
-            f"Monitoring {rb.service}/{rb.environment} for {span(window.until - started)} "
+            f"Monitoring {rb.service}/{rb.environment} for {duration(window.until - started)} "
             f"(until {window.until:%H:%M} UTC): checks every {every}"
         )
         await self.engine.record(rb, "rollbot", "monitoring_started", text)
@@ -129,7 +130,7 @@ class Monitoring:
     ) -> None:
         summary = (
             f"Monitoring complete: {window.rounds} check{'s' if window.rounds != 1 else ''} "
-            f"over {span(window.until - window.started_at)}, "
+            f"over {duration(window.until - window.started_at)}, "
             f"{window.changes} change{'s' if window.changes != 1 else ''}"
         )
         failing = window.failing()

@@ -211,7 +211,8 @@ class Notifications:
         """Post the user notification as a draft in the thread, once."""
         if rb.dry_run or rb.drill or not (rb.channel_id and rb.thread_ts):
             return
-        text = user_notification(rb)
+        # The requester's own clock, as Slack has it; UTC when unknown.
+        text = user_notification(rb, await self.thread.profiles.timezone(rb.requested_by))
         claim = Delivery(rollback_id=rb.id, key=DRAFT, actor=BOT, body=text)
         if not await self.engine.deliveries.claim_delivery(claim):
             return

@@ -21,6 +21,7 @@ from handlers.fit import shorten
 from handlers.hooks import Hooks
 from handlers.long_text import MESSAGE_TEXT_MAX, split_text
 from handlers.outbox import Outbox
+from handlers.profiles import Profiles
 from handlers.progress import LiveProgress
 
 log = structlog.get_logger(__name__)
@@ -41,6 +42,8 @@ class SlackThread:
         # What the engine reports while it runs goes out beside the work, not in front.
         self.outbox = Outbox()
         self.live = LiveProgress(client, self.outbox, engine.get, self._remember_progress)
+        # What Slack says of people (names, timezones), for whatever the thread posts.
+        self.profiles = Profiles(client)
 
     def _blocks(
         self, rb: Rollback, *, preview_issue: str | None = None, last_step: str | None = None
@@ -59,8 +62,8 @@ class SlackThread:
     @staticmethod
     def _fallback(rb: Rollback) -> str:
         return (
-            f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.current_version} → "
-            f"{rb.target_version} ({rb.state.label})"
+            f"Rollback {rb.id}: {rb.service}/{rb.environment} {rb.shown_current} → "
+            f"{rb.shown_target} ({rb.state.label})"
         )
 
     async def post_card(self, rb: Rollback, channel: str) -> Rollback:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.engine import Engine
-from bot.jobs import Clock, Job, JobKind, job_id, span
+from bot.jobs import Clock, Job, JobKind, job_id
 from bot.models import Rollback, State, utcnow
 from bot.policy import People
 from bot.scheduler import Scheduler
 from bot.text import escape, mention
+from bot.time_words import duration
 from handlers.thread import SlackThread
 
 
@@ -71,7 +72,7 @@ class Urgency:
         else:
             groups = [oncall] if oncall else []
             who = People(users=policy.approvers.users, groups=groups + policy.approvers.groups)
-            waited = span(now - rb.created_at)
+            waited = duration(now - rb.created_at)
             so_far = f"{len(rb.approved_by)} of {policy.required_approvals} approval(s) so far"
             event = f"Escalated after {waited} without approval ({rb.action})"
             said = (

@@ -148,6 +148,8 @@ def _slack_user(person: Person) -> dict[str, object]:
         "name": person.name.lower(),
         "real_name": person.name,
         "profile": {"display_name": person.name, "real_name": person.name},
+        # Ana's profile puts her in Berlin: her user notification says Berlin's times.
+        "tz": "Europe/Berlin" if person.id == REQUESTER[0] else "UTC",
     }
 
 

@@ -10,6 +10,8 @@ import copy
 import itertools
 import re
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from playground.slack_model import BOT_USER_ID, TEAM_ID, Json, SlackError, flag, required
 
@@ -20,6 +22,37 @@ CHANNEL_NAME = re.compile(r"[a-z0-9_-]+")
 RESERVED_CHANNEL_NAMES = frozenset({"here", "channel", "everyone", "group"})
 INVITE_USERS_MAX = 1000
 USER_ID = re.compile(r"[UW][A-Z0-9_]{1,20}")
+# users.info's tz_label is the zone's long name; these cover the zones the tests and the
+# demo give people (others fall back to the abbreviation).
+TZ_LABELS = {
+    "UTC": "Coordinated Universal Time",
+    "CET": "Central European Time",
+    "CEST": "Central European Summer Time",
+    "EST": "Eastern Standard Time",
+    "EDT": "Eastern Daylight Time",
+    "PST": "Pacific Standard Time",
+    "PDT": "Pacific Daylight Time",
+    "IST": "India Standard Time",
+}
+
+
+def zone_fields(tz: str) -> Json:
+    """users.info's timezone of a person: `tz` (IANA), `tz_label`, `tz_offset` in seconds.
+
+    A name zoneinfo does not know is passed on as is (Slack's data is not ours to fix);
+    its label is the name and its offset 0.
+    """
+    try:
+        now = datetime.now(ZoneInfo(tz))
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return {"tz": tz, "tz_label": tz, "tz_offset": 0}
+    offset = now.utcoffset()
+    abbreviation = now.tzname() or tz
+    return {
+        "tz": tz,
+        "tz_label": TZ_LABELS.get(abbreviation, abbreviation),
+        "tz_offset": int(offset.total_seconds()) if offset else 0,
+    }
 
 
 class _InviteError(SlackError):
@@ -83,14 +116,17 @@ class Workspace:
         """The channel with this name, if one exists."""
         return next((dict(c) for c in self.conversations.values() if c["name"] == name), None)
 
-    def register_user(self, user_id: str, name: str, *, real_name: str | None = None) -> None:
-        """Make users.info know a person by name, as their Slack profile would."""
+    def register_user(
+        self, user_id: str, name: str, *, real_name: str | None = None, tz: str | None = None
+    ) -> None:
+        """Make users.info know a person by name (and timezone), as their Slack profile would."""
         shown = real_name or name
         self.users[user_id] = {
             **self.users.get(user_id, {}),
             "name": name,
             "real_name": shown,
             "profile": {"display_name": name, "real_name": shown},
+            **({"tz": tz} if tz else {}),
         }
 
     # --- Web API methods -------------------------------------------------------------------
@@ -111,10 +147,13 @@ class Workspace:
             "real_name": name,
             "deleted": False,
             "is_bot": user_id == BOT_USER_ID,
+            # Slack gives everyone a zone: their own, else the workspace's.
             "tz": "UTC",
             "profile": {"display_name": name, "real_name": name},
         }
-        return {"user": {**user, **self.users.get(user_id, {})}}
+        info = {**user, **self.users.get(user_id, {})}
+        # The label and offset follow the zone, unless a test set them apart.
+        return {"user": {**zone_fields(str(info["tz"])), **info}}
 
     def _conversations_info(self, args: Json) -> Json:
         channel_id = required(args, "channel")

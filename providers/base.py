@@ -106,10 +106,29 @@ class Version:
     previous_stable: bool = False
     detail: str = ""
     aliases: tuple[str, ...] = ()
+    # Set where `name` is a platform's id nobody remembers (a Railway deployment's UUID):
+    # what the id is ("deployment") and the name people know the version by (an image tag,
+    # a short commit). Messages show "v1.2.3 (deployment 3f2a…)"; commands keep the id.
+    id_kind: str = ""
+    label: str = ""
 
     def answers_to(self, name: str) -> bool:
         """Return True when a user's name for a version means this one."""
         return name == self.name or name in self.aliases
+
+    def shown(self, typed: str | None = None) -> str:
+        """Say the version as people know it, with the platform's id beside it.
+
+        For a version named by a platform id: what the user typed when it is another name
+        of it (they know it by that), else its label; the id alone when it has neither.
+        Any other version is said by its name.
+        """
+        if not self.id_kind:
+            return self.name
+        known = typed if typed and typed != self.name and self.answers_to(typed) else self.label
+        if not known or known == self.name:
+            return self.name
+        return f"{known} ({self.id_kind} {self.name})"
 
 
 @dataclass
@@ -126,6 +145,9 @@ class Outcome:
 
     summary: str
     notes: list[str] = field(default_factory=list)
+    # What the platform runs now, when it is not the target itself: Railway serves a new
+    # deployment made from the target's image. None: the target runs.
+    running: Version | None = None
 
 
 Progress = Callable[[str], Awaitable[None]]

@@ -54,6 +54,7 @@ from providers.railway_deployments import (
     created_text,
     newer_in_flight,
     resolves_to,
+    served,
     serving,
     unknown,
     versions,
@@ -174,6 +175,7 @@ class RailwayProvider:
             summary=f"Railway serves deployment {new.id} ({new.status}), a rollback to "
             f"deployment {chosen.id} ({chosen.origin()}).",
             notes=notes,
+            running=served(new),
         )
 
     async def describe_state(self) -> str:

@@ -22,7 +22,9 @@ Choices where the docs are silent, written down here:
 
 Versions are named by deployment id. A user may also name one by its commit's short sha
 (7 characters) or its image tag when exactly one deployment Railway can roll back to carries
-it; those aliases travel with the deployment's Version, so the engine accepts them.
+it; those aliases travel with the deployment's Version, so the engine accepts them. Messages
+show a deployment by the name people know (what the user typed, else its image tag, else its
+short commit) with the id beside it: "v1.2.3 (deployment 3f2a…)".
 """
 
 from __future__ import annotations
@@ -96,6 +98,13 @@ class Deployment:
             return ""
         tag = ImageRef.parse(self.image).tag
         return tag if tag != "latest" and TAG.fullmatch(tag) else ""
+
+    @property
+    def label(self) -> str:
+        """Return the name people know it by: its image tag, else its short commit, else ''."""
+        if self.image_tag:
+            return self.image_tag
+        return self.commit[:SHORT_SHA] if HEX.fullmatch(self.commit) else ""
 
     def aliases(self) -> list[str]:
         """Return the short names a user may give this deployment."""
@@ -231,6 +240,11 @@ def versions(deployments: Sequence[Deployment]) -> list[Version]:
     ]
 
 
+def served(deployment: Deployment) -> Version:
+    """Return a deployment Railway serves as a version (the one a rollback made)."""
+    return _version(deployment, deployment, None, ())
+
+
 def _version(
     deployment: Deployment,
     current: Deployment | None,
@@ -248,6 +262,8 @@ def _version(
         previous_stable=deployment is previous,
         detail=detail,
         aliases=aliases,
+        id_kind="deployment",
+        label=deployment.label,
     )
 
 

@@ -47,6 +47,7 @@ from providers.vercel_api import (
     Json,
     Snapshot,
     is_ours,
+    label_of,
     production_of,
 )
 from providers.vercel_candidates import offered, previous_stable, resolve
@@ -132,6 +133,10 @@ class VercelProvider:
                     for alias in (d.uid, d.url, d.meta_version)
                     if alias and alias != snap.name(d)
                 ),
+                # Named by its uid (no meta version, or one another deployment has too):
+                # messages show the version or commit people know, the uid beside it.
+                id_kind="deployment" if snap.name(d) == d.uid else "",
+                label=label_of(d),
             )
             for d in way_back
         ]

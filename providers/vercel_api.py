@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from providers.base import Transient
+from providers.preflight_lines import SHORT_SHA
 
 Json = dict[str, Any]
 
@@ -211,6 +212,11 @@ def names_of(deployments: list[Deployment]) -> dict[str, str]:
         taken.add(name)
         names[deployment.uid] = name
     return names
+
+
+def label_of(deployment: Deployment) -> str:
+    """Return the name people know a deployment by: its meta version, else its short commit."""
+    return _display(deployment.meta_version) or deployment.commit[:SHORT_SHA]
 
 
 def _display(meta_version: str | None) -> str | None:

@@ -101,6 +101,16 @@ def has_action(message: dict[str, Any], action_id: ActionId) -> bool:
     )
 
 
+def card_fields(message: dict[str, Any]) -> dict[str, str]:
+    """Return the card's fields as a reader sees them: {"Running now": "`v1.2.3`", ...}."""
+    fields: dict[str, str] = {}
+    for block in message.get("blocks") or []:
+        for field in block.get("fields") or []:
+            title, _, value = field["text"].partition("\n")
+            fields[title.strip("*")] = value
+    return fields
+
+
 def thread_text(fake: FakeSlack, card: dict[str, Any]) -> str:
     """Return all text of a card's thread replies."""
     return "\n".join(text_of(m) for m in fake.thread(card["channel"], card["ts"]))

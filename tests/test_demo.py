@@ -13,6 +13,7 @@ import yaml
 
 from tests.support.demo import StartDemo
 from tests.support.docker import free_port
+from tests.support.waiting import wait_for
 
 
 def descendants(pid: int) -> set[int]:
@@ -161,6 +162,19 @@ async def test_without_docker_the_backend_is_simulated(
     assert web["provider"]["provider"] == "kubernetes"
     assert Path(web["provider"]["kubeconfig"]) == data / "kubeconfig"
     assert '"version":"v2.4.0"' in get(web["checks"][0]["url"]).text
+
+    # The worker runs on the fake Railway: its card says the version typed, the id beside.
+    page = f"http://127.0.0.1:{port}"
+    channel = get(f"{page}/api/config").json()["channel"]
+    asked = {"user": "U_ANA", "channel": channel, "text": "/rollback worker v1.2.3"}
+    assert httpx.post(f"{page}/api/command", json=asked, timeout=15.0).status_code == 200
+
+    async def shown() -> str | None:
+        seen = get(f"{page}/api/state", params={"user": "U_ANA", "channel": channel}).text
+        return seen if "v1.2.3 (deployment " in seen else None
+
+    card = await wait_for(shown, "the worker's card in the playground", 30)
+    assert "Running now" in card and "v1.2.4 (deployment " in card
 
     children = descendants(demo.process.pid)
     assert demo.stop(signal.SIGTERM) == 0

@@ -9,6 +9,7 @@ from typing import Any
 from bot.checklists import checklist_sections
 from bot.models import State
 from bot.records import Delivery
+from bot.time_words import time_range
 from handlers.ids import NOTIFICATION_INPUT, ActionId, BlockId, CallbackId
 from tests.e2e_helpers import (
     APPROVER,
@@ -101,6 +102,8 @@ async def test_checklist_draft_and_status_page_after_a_success(
         start_rollbot, compose_container, status, {"user_channel": USERS, "status_page": page}
     )
     fake = bot.fake
+    # The requester's Slack profile says Berlin: the notification's times are Berlin's.
+    fake.register_user(REQUESTER, "ana", tz="Europe/Berlin")
 
     # The checklist comes with the card, nothing ticked yet.
     card = await request_card(bot, "backend v1.2.3")
@@ -162,7 +165,11 @@ async def test_checklist_draft_and_status_page_after_a_success(
     # The user notification waits as a draft with a button to the users' channel.
     offered = await fake.wait_for(lambda: draft(fake, card))
     assert "DRAFT" in text_of(offered) and f"<#{USERS}>" in text_of(offered)
-    assert "We briefly experienced technical difficulties today" in text_of(offered)
+    finished = await bot.store.get(rb.id)
+    assert finished is not None and finished.finished_at is not None
+    when = time_range(finished.created_at, finished.finished_at, "Europe/Berlin")
+    assert when.endswith((" CET", " CEST")), when
+    assert f"We briefly experienced technical difficulties {when}." in text_of(offered)
     assert has_action(offered, ActionId.POST_USER_NOTIFICATION)
     assert "Post to #c_users" in text_of(offered)
 
@@ -199,7 +206,7 @@ async def test_checklist_draft_and_status_page_after_a_success(
     )
     (public,) = fake.messages(USERS)
     assert public["text"].endswith("The pmcrm team")
-    assert "We briefly experienced technical difficulties today" in public["text"]
+    assert f"We briefly experienced technical difficulties {when}." in public["text"]
     assert not has_action(final, ActionId.POST_USER_NOTIFICATION)
     assert " at " in text_of(final) and "UTC" in text_of(final)
     events = [e for e in await bot.store.events(rb.id) if e.kind == "user_notification"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.models import Event, Rollback, State, utcnow
-from bot.timeline import format_duration
+from bot.time_words import duration
 from handlers.ids import ActionId
 from tests.e2e_helpers import (
     APPROVER,
@@ -157,7 +157,7 @@ async def test_report_and_live_timeline_of_a_rollback(
         "Detected → restored": at(events, "succeeded") - rb.detected_at,
     }
     for label, delta in expected.items():
-        assert f"| {label} | {format_duration(delta)} |" in timeline, (label, timeline)
+        assert f"| {label} | {duration(delta)} |" in timeline, (label, timeline)
 
     resolution = section(report, "## Resolution")
     assert "Rolled back backend/production from `v1.2.4` to `v1.2.3`" in resolution
@@ -184,7 +184,7 @@ async def test_report_and_live_timeline_of_a_rollback(
             f"Approved · <@{APPROVER}>",
             "*Rollback completed*",
             "*Service restored*",
-            f"Detected → restored: {format_duration(expected['Detected → restored'])}",
+            f"Detected → restored: {duration(expected['Detected → restored'])}",
         ],
     ), shown
     updates = [c for c in fake.calls_of("chat.update") if c.args.get("ts") == first["ts"]]
@@ -218,6 +218,8 @@ async def test_failed_rollback_report_names_the_failure_and_the_state(
     report = upload["content"]
     assert in_order(report, SECTIONS)
     assert "| Outcome | failed |" in report
+    assert "| Tried to roll back to | `v9.9.9-broken` |" in report
+    assert "| Rolled back to |" not in report
     assert "| Detected → restored | not restored by the rollback |" in report
     assert "| Initiated → completed | did not complete |" in report
     assert "Rollback failed: " in section(report, "## Timeline")

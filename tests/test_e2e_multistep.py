@@ -17,6 +17,7 @@ from tests.e2e_helpers import (
     OUTSIDER,
     REQUESTER,
     backend_config,
+    card_fields,
     cards,
     confirm,
     ephemeral_text,
@@ -154,6 +155,14 @@ async def test_failed_middle_step_stops_the_plan_and_retry_finishes_it(
     assert (rb.state, rb.failed_step) == (State.FAILED, 1)
     assert [s.status for s in rb.steps] == [StepStatus.DONE, StepStatus.FAILED, StepStatus.NOT_RUN]
     assert await bot.store.locks() == []
+    # The card does not say the plan's target runs: it says each step's state.
+    fields = card_fields(await wait_card(bot, card, lambda m: "failed" in text_of(m)))
+    assert "Running now" not in fields
+    assert (fields["Before the rollback"], fields["Tried to roll back to"]) == (
+        "`v1.2.4`",
+        "`v1.2.3`",
+    )
+    assert "2. database (failed): the database is unchanged" in fields["State now"]
 
     # "Restore database…" offers the backup step 2 took, behind its own confirmation.
     await bot.slack.click(
@@ -198,6 +207,9 @@ async def test_failed_middle_step_stops_the_plan_and_retry_finishes_it(
     (rb,) = await bot.store.find()
     assert rb.state is State.SUCCEEDED
     assert [s.status for s in rb.steps] == [StepStatus.DONE] * 3
+    fields = card_fields(await wait_card(bot, card, lambda m: "succeeded" in text_of(m)))
+    assert (fields["Running now"], fields["Before the rollback"]) == ("`v1.2.3`", "`v1.2.4`")
+    assert "State now" not in fields
     kinds = [e.kind for e in await bot.store.events(rb.id)]
     assert kinds.count("retry") == 1 and kinds.count("failed") == 1
     assert len(cards(bot.fake)) == 1

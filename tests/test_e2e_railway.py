@@ -12,6 +12,7 @@ from tests.e2e_helpers import (
     APPROVER,
     CHANNEL,
     REQUESTER,
+    card_fields,
     cards,
     ephemeral_text,
     ready_to_approve,
@@ -55,14 +56,17 @@ async def test_railway_rollback_conversation(
     bot = await start(start_rollbot, railway, http_server)
     before, target = railway.by_tag("v1.2.4"), railway.by_tag("v1.2.3")
 
-    # The image tag names the deployment: an alias the provider lists with it.
+    # The image tag names the deployment: an alias the provider lists with it. The card
+    # says each deployment by the version people know, its id beside it.
     card = await ready_to_approve(bot, "api v1.2.3", "critical_bug")
-    shown = text_of(card)
-    assert before.id in shown and "v1.2.3" in shown
-    assert f"Call deploymentRollback({target.id})" in shown
+    fields = card_fields(card)
+    assert fields["Running now"] == f"`v1.2.4 (deployment {before.id})`"
+    assert fields["Roll back to"] == f"`v1.2.3 (deployment {target.id})`"
+    assert f"Call deploymentRollback({target.id})" in text_of(card)
 
     await bot.slack.click(card["channel"], card["ts"], ActionId.APPROVE, user=APPROVER)
     await bot.fake.wait_for(lambda: "[RESOLVED]" in thread_text(bot.fake, card))
+    (upload,) = await bot.fake.wait_for(lambda: bot.fake.uploads(CHANNEL, card["ts"]))
 
     new = railway.serving()
     assert new is not None and new.id not in (before.id, target.id), railway.dump()
@@ -72,6 +76,17 @@ async def test_railway_rollback_conversation(
     thread = thread_text(bot.fake, card)
     for line in (f"New deployment {new.id}: SUCCESS.", f"Railway serves deployment {new.id}"):
         assert line in thread
+    # What runs is the deployment the rollback made, a copy of v1.2.3.
+    fields = card_fields(bot.fake.message(card["channel"], card["ts"]))
+    assert fields["Running now"] == f"`v1.2.3 (deployment {new.id})`"
+    assert fields["Before the rollback"] == f"`v1.2.4 (deployment {before.id})`"
+    assert (
+        f"*Resolution:* Rolled back to v1.2.3 (deployment {target.id}), from v1.2.4 "
+        f"(deployment {before.id})"
+    ) in thread
+    report = upload["content"]
+    assert f"| Version before | `v1.2.4 (deployment {before.id})` |" in report
+    assert f"| Rolled back to | `v1.2.3 (deployment {target.id})` |" in report
     assert "Verification passed" in thread and "api health" in thread
     (rb,) = await bot.store.find()
     # The card and the store name the deployment the alias resolved to.

@@ -6,6 +6,7 @@ import asyncio
 import json
 
 from bot.models import State
+from bot.time_words import duration
 from handlers.ids import REASON_INPUT, ActionId, BlockId
 from tests.e2e_helpers import (
     APPROVER,
@@ -13,6 +14,7 @@ from tests.e2e_helpers import (
     OUTSIDER,
     REQUESTER,
     backend_config,
+    card_fields,
     cards,
     confirm,
     deploy,
@@ -64,9 +66,17 @@ async def test_full_rollback_conversation(
     assert any("[RESOLVED]" in text_of(m) for m in broadcast)
     final = fake.message(card["channel"], card["ts"])
     assert "succeeded" in text_of(final)
+    # The finished card says what runs now and what ran before, not what ran at the request.
+    fields = card_fields(final)
+    assert fields["Running now"] == "`v1.2.3`"
+    assert fields["Before the rollback"] == "`v1.2.4`"
+    assert "Roll back to" not in fields
 
     rollbacks = await bot.store.find()
     assert [(rb.state, rb.target_version) for rb in rollbacks] == [(State.SUCCEEDED, "v1.2.3")]
+    # The internal notification says how long it took, to the second when under a minute.
+    took = duration(rollbacks[0].finished_at - rollbacks[0].created_at)
+    assert f"*Duration:* {took}\n" in thread
     scheduled = {"escalation", "monitoring_started"}  # timed work, its own tests
     kinds = [e.kind for e in await bot.store.events(rollbacks[0].id) if e.kind not in scheduled]
     assert kinds[:5] == ["requested", "severity", "approval", "approved", "started"]
@@ -145,7 +155,9 @@ async def test_reject_and_cancel_change_nothing(
     await confirm(bot, card, "feature_broken")
     card = await wait_card(bot, card, lambda m: has_action(m, ActionId.REJECT))
     await bot.slack.click(card["channel"], card["ts"], ActionId.REJECT, user=APPROVER)
-    await wait_card(bot, card, lambda m: "rejected" in text_of(m))
+    rejected = await wait_card(bot, card, lambda m: "rejected" in text_of(m))
+    fields = card_fields(rejected)
+    assert (fields["Running now"], fields["Would have rolled back to"]) == ("`v1.2.4`", "`v1.2.3`")
 
     second = await request_card(bot, "backend v1.2.2")
     assert second["ts"] != card["ts"]
@@ -169,6 +181,8 @@ async def test_dry_run_stops_before_approval(
     await confirm(bot, card, "critical_bug")
     card = await wait_card(bot, card, lambda m: "cancelled" in text_of(m))
     assert not has_action(card, ActionId.APPROVE)
+    fields = card_fields(card)
+    assert (fields["Running now"], fields["Would roll back to"]) == ("`v1.2.4`", "`v1.2.3`")
     await bot.fake.wait_for(lambda: "Dry run complete" in thread_text(bot.fake, card))
     (rb,) = await bot.store.find()
     assert rb.dry_run and rb.state is State.CANCELLED
@@ -259,6 +273,13 @@ async def test_failing_new_container_restores_the_old_one(
     assert "v1.2.4" in thread  # the state it is in now
     (rb,) = await bot.store.find()
     assert rb.state is State.FAILED and rb.target_state
+    # The failed card claims nothing runs that does not: it says what was tried, and where
+    # the service stands as the platform told.
+    fields = card_fields(await wait_card(bot, card, lambda m: "failed" in text_of(m)))
+    assert "Running now" not in fields
+    assert fields["Before the rollback"] == "`v1.2.4`"
+    assert fields["Tried to roll back to"] == "`v9.9.9-broken`"
+    assert "v1.2.4" in fields["State now"]
     assert await bot.store.locks() == []
     image, _ = await running_image(docker_host, before.project)
     assert image.endswith(":v1.2.4")

@@ -8,7 +8,6 @@ import pytest
 
 from bot.config import MonitoringConfig, UrgencyConfig, parse_config
 from bot.errors import ConfigError
-from bot.jobs import span
 from bot.matrix import Action
 from bot.monitoring import Window, run_round
 from bot.verification import HttpCheck
@@ -111,14 +110,3 @@ def test_urgency_deadlines_follow_the_decision_matrix() -> None:
     assert urgency.deadline(Action.FIX_FORWARD) is None
     assert urgency.deadline(None) is None
     assert UrgencyConfig(enabled=False).deadline(Action.IMMEDIATE) is None
-
-
-def test_spans_read_like_a_person_would_say_them() -> None:
-    assert [span(timedelta(seconds=s)) for s in (1, 45, 60, 900, 3600, 4800)] == [
-        "1 second",
-        "45 seconds",
-        "1 minute",
-        "15 minutes",
-        "1 h",
-        "1 h 20 min",
-    ]

@@ -52,16 +52,34 @@ def test_user_notification_is_the_guides_template_with_the_times() -> None:
     assert text.splitlines() == [
         "*Subject: Service Update*",
         "",
-        "We briefly experienced technical difficulties today between 14:02 and 14:31 UTC.",
+        "We briefly experienced technical difficulties between 14:02 and 14:31 UTC.",
         "",
         "The issue has been resolved and all services are now operating normally.",
         "",
         "We apologize for any inconvenience.",
     ]
     detected = rollback(detected_at=datetime(2024, 5, 2, 13, 50, tzinfo=UTC))
-    assert "between 13:50 and 14:31 UTC" in user_notification(detected)
+    assert "between 13:50 and 14:31 UTC." in user_notification(detected)
     overnight = rollback(detected_at=datetime(2024, 5, 1, 23, 50, tzinfo=UTC))
-    assert "between 2024-05-01 23:50 UTC and 2024-05-02 14:31 UTC" in user_notification(overnight)
+    assert "between 23:50 on 1 May and 14:31 on 2 May UTC." in user_notification(overnight)
+
+
+def test_a_short_incident_is_one_time_not_a_range() -> None:
+    quick = rollback(finished_at=datetime(2024, 5, 2, 14, 2, 3, tzinfo=UTC))
+    assert "difficulties at 14:02 UTC." in user_notification(quick)
+
+
+def test_user_notification_times_are_in_the_requesters_timezone() -> None:
+    assert "between 16:02 and 16:31 CEST." in user_notification(rollback(), "Europe/Berlin")
+    late = rollback(
+        created_at=datetime(2024, 5, 2, 21, 50, tzinfo=UTC),
+        finished_at=datetime(2024, 5, 2, 22, 20, tzinfo=UTC),
+    )
+    assert "between 21:50 and 22:20 UTC." in user_notification(late)
+    assert "between 23:50 on 2 May and 00:20 on 3 May CEST." in user_notification(
+        late, "Europe/Berlin"
+    )
+    assert "between 21:50 and 22:20 UTC." in user_notification(late, "Nowhere/Special")
 
 
 def test_status_payload() -> None:

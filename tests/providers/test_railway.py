@@ -62,6 +62,23 @@ async def test_versions_are_deployments_newest_first_with_marks_and_aliases(
     assert "commit " + commit_of("v1.2.3")[:7] + " “Fix login”" in versions[first].detail
     old = next(v for v in versions if v.name == railway.by_tag("v1.1.0").id)
     assert "canRollback: false" in old.detail
+    # Messages say a deployment by its image tag, or by what the user typed, the id beside.
+    assert versions[first].shown() == f"v1.2.3 (deployment {previous.id})"
+    short = commit_of("v1.2.3")[:7]
+    assert versions[first].shown(short) == f"{short} (deployment {previous.id})"
+    assert versions[first].shown(previous.id) == f"v1.2.3 (deployment {previous.id})"
+
+
+async def test_a_deployment_without_an_image_tag_is_shown_by_its_short_commit(
+    railway: FakeRailway, make_railway: RailwayFactory
+) -> None:
+    built = railway.add("v1.2.5", "SUCCESS", age=timedelta(0))
+    built.meta.pop("image")
+
+    (newest, *_) = await make_railway().list_versions()
+
+    assert newest.name == built.id
+    assert newest.shown() == f"{commit_of('v1.2.5')[:7]} (deployment {built.id})"
 
 
 async def test_describe_state_says_which_deployment_railway_serves(

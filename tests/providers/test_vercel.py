@@ -70,6 +70,11 @@ async def test_deployments_without_a_usable_meta_version_are_named_by_uid(
     assert redeploy.uid in versions["v1.2.3"].detail
     older = next(d for d in project.deployments if d.version == "1.2.3")
     assert older.uid in versions
+    # Messages say one named by its uid as people know it, the uid beside.
+    assert versions[older.uid].shown() == f"v1.2.3 (deployment {older.uid})"
+    assert versions[bare.uid].shown() == f"de8b89f (deployment {bare.uid})"
+    assert versions[odd.uid].shown() == odd.uid
+    assert versions["v1.2.3"].shown() == "v1.2.3"
 
 
 async def test_current_is_what_the_project_serves_not_the_newest(
