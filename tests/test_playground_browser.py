@@ -103,6 +103,21 @@ async def test_a_rollback_requested_and_approved_in_the_browser(
     assert image.endswith(":v1.2.3")
     assert '"version":"v1.2.3"' in await wait_http(f"{container.url}/health")
 
+    # The finished card says at a glance what runs now, what ran before and how it ended.
+    await page.set_viewport_size({"width": 1400, "height": 1000})
+    card = channel.locator(".message", has=page.get_by_role("heading", name="Rollback backend"))
+    fields = card.locator(".section-field")
+    await expect(fields.filter(has_text="Running now")).to_have_text(
+        re.compile(r"Running now\s*v1\.2\.3"), timeout=LONG
+    )
+    await expect(fields.filter(has_text="Before the rollback")).to_have_text(
+        re.compile(r"Before the rollback\s*v1\.2\.4")
+    )
+    await expect(fields.filter(has_text="Status")).to_contain_text("succeeded")
+    await expect(card).to_contain_text("Outcome: running v1.2.3")
+    await card.scroll_into_view_if_needed()
+    await page.screenshot(path=screenshot_path("playground-finished-card.png"))
+
 
 @pytest.fixture(scope="module")
 def configured_images(docker_host: str, demo_images: DemoImages) -> str:
