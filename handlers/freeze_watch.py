@@ -26,7 +26,7 @@ from handlers.fit import BUTTON_TEXT_MAX
 from handlers.ids import ActionId
 from handlers.thread import SlackThread
 from providers.base import ProviderError
-from providers.capabilities import Describe
+from providers.capabilities import ClearsState, Describe
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +81,21 @@ class FreezeWatch:
                 continue
             seen.append(running)
             name = step.name if rb.multi_step else rb.service
-            await self._drifted(rb, name, running, bad=await self._is_bad(target, step, running))
+            bad = await self._is_bad(target, step, running)
+            await self._drifted(rb, name, await self._shown(rb, target, running), bad=bad)
         return Again(now + self.every, {"seen": seen})
+
+    @staticmethod
+    async def _shown(rb: Rollback, target: Target, running: str) -> str:
+        """Say what runs as people know it: a new deployment id by its image tag or commit."""
+        known = rb.shown(running)
+        if known != running or isinstance(target, ClearsState):
+            return known
+        try:
+            versions = await target.list_versions()
+        except ProviderError:
+            return running  # the id alone still says what runs
+        return next((v.shown() for v in versions if v.name == running), running)
 
     @staticmethod
     async def _is_bad(target: Target, step: PlanStep, running: str) -> bool:

@@ -173,7 +173,8 @@ async def test_a_frozen_railway_service_reports_a_redeploy_of_the_bad_commit(
         ),
         timeout=15,
     )
-    assert f"now runs {again.id}: the bad version" in text_of(alert)
+    # Named as people know it, with the platform's id beside it.
+    assert f"now runs v1.2.4 (deployment {again.id}): the bad version" in text_of(alert)
 
     await bot.slack.command("unfreeze api", user=APPROVER, channel=CHANNEL)
     await bot.fake.wait_for(lambda: "Unfrozen by" in thread_text(bot.fake, card))
