@@ -250,14 +250,21 @@ async def wait_healthy(url: str, bot: asyncio.subprocess.Process, log_path: Path
 
 
 async def stop_bot(bot: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGTERM, as a platform stops it; kill it if it has not exited within `grace` seconds."""
+    """SIGTERM, as a platform stops it; kill it if it has not exited within `grace` seconds.
+
+    The kill goes to the bot's process group (it leads a session of its own), so a
+    program it started and was waiting for (a git push, helm) goes with it.
+    """
     if bot.returncode is not None:
         return
     bot.send_signal(signal.SIGTERM)
     try:
         await asyncio.wait_for(bot.wait(), grace)
     except TimeoutError:
-        bot.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bot.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            bot.kill()  # in case it leads no group: never wait on a bot left running
         await bot.wait()
 
 

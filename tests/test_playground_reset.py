@@ -10,6 +10,7 @@ import asyncio
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from playwright.async_api import Browser, Locator, Page, expect
 
+from playground.stage import stop_bot
 from tests.e2e_helpers import running_image
 from tests.support.browser import LONG, become, open_page, screenshot_path, send
 from tests.support.demo import Demo, StartDemo
@@ -245,3 +247,39 @@ async def test_the_page_says_what_is_real_here(
     await expect(page.get_by_role("note").locator("p")).to_be_hidden()
     assert demo.stop(signal.SIGINT) == 0
     assert await containers(docker_host, project) == []
+
+
+# A bot that ignores SIGTERM while a program it started (a git push, say) still runs.
+STUCK_BOT = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen(
+    [sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.DEVNULL
+)
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+async def test_a_bot_killed_at_reset_takes_the_programs_it_started_with_it() -> None:
+    bot = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", STUCK_BOT, stdout=asyncio.subprocess.PIPE, start_new_session=True
+    )
+    assert bot.stdout is not None
+    child = int(await bot.stdout.readline())
+
+    await stop_bot(bot, grace=0.2)
+
+    assert bot.returncode == -signal.SIGKILL
+    for _ in range(50):  # the child, reparented, is reaped by init shortly after
+        if not Path(f"/proc/{child}").exists() or "Z" in _state(child):
+            break
+        await asyncio.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or "Z" in _state(child)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
