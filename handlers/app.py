@@ -109,7 +109,7 @@ def create_app(
     # Before any listener: what listeners send fits Slack's limits; a request Slack
     # delivers twice is handled once.
     install(app, session)
-    once.register(app, engine)
+    once.register(app, engine, exempt=commands.answered_from_text)
     # The timeline registers its hook first so that it stays the thread's first reply.
     reports = incident_report.register(thread, checklist=checklist_of)
     commands.register(app, engine, thread, reports=reports)

@@ -141,6 +141,16 @@ def register(
                 await respond(text=help_text(engine), response_type="ephemeral")
 
 
+def answered_from_text(body: dict[str, Any]) -> bool:
+    """True for a slash command answered from its own text alone: the help, or a typo."""
+    if "command" not in body or "type" in body:
+        return False  # an interaction, not a command
+    try:
+        return isinstance(parse(body.get("text") or ""), Help)
+    except UsageError:
+        return True
+
+
 # Enough of a command to recognise it; the rest is cut with an ellipsis.
 ECHO_LIMIT = 100
 

@@ -44,10 +44,16 @@ def request_key(body: dict[str, Any]) -> str | None:
 
 
 class Once(AsyncMiddleware):
-    """Lets each Slack request through once: its key is claimed in the store first."""
+    """Lets each Slack request through once: its key is claimed in the store first.
 
-    def __init__(self, engine: Engine) -> None:
+    A request `exempt` says needs nothing but its own text (the help, a typo's usage) is
+    let through unclaimed: answering it twice changes nothing, and it is answered while
+    the store is down.
+    """
+
+    def __init__(self, engine: Engine, exempt: Callable[[dict[str, Any]], bool]) -> None:
         self.engine = engine
+        self.exempt = exempt
 
     async def async_process(
         self,
@@ -57,6 +63,8 @@ class Once(AsyncMiddleware):
         next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
         """Go on with a request seen for the first time; ack a repeat and do nothing."""
+        if self.exempt(req.body):
+            return await next()
         key = request_key(req.body)
         try:
             # Slack wants an answer within 3 s: a database that hangs gets 2 of them.
@@ -76,9 +84,9 @@ class Once(AsyncMiddleware):
         return BoltResponse(status=200, body="")
 
 
-def register(app: AsyncApp, engine: Engine) -> None:
+def register(app: AsyncApp, engine: Engine, exempt: Callable[[dict[str, Any]], bool]) -> None:
     """Add the middleware that lets each Slack request through once."""
-    app.middleware(Once(engine))
+    app.middleware(Once(engine, exempt))
 
 
 # Replies sent beside the ack while the store is down, kept so they are not collected.

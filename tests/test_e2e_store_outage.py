@@ -90,6 +90,11 @@ async def test_the_database_goes_away_and_comes_back_under_a_running_replica(
         assert answer["response_type"] == "ephemeral"
         assert "cannot reach its database" in answer["text"]
         assert "Nothing was changed" in answer["text"]
+        # The help and a typo's usage need nothing of the database: answered as ever.
+        status, body = await bot.slack.command("help", channel=CHANNEL)
+        assert status == 200 and "/rollback list SERVICE" in json.loads(body)["text"]
+        status, body = await bot.slack.command("backend v1.2.3 --force", channel=CHANNEL)
+        assert status == 200 and "Unknown option '--force'" in json.loads(body)["text"]
         # A click on the card: acked, then answered privately through its response_url.
         status, _ = await bot.slack.select(
             card["channel"], card["ts"], ActionId.ISSUE_SELECT, "critical_bug", user=REQUESTER
