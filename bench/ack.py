@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -344,10 +345,21 @@ async def measure(
                         cell = line.cells[target]
                         sent = len(cell.samples)
                         cpu_before = cpu_seconds(servers[target].pid)
+                        # The bench's own garbage collections would stall whichever target
+                        # is being timed: they run between batches, never within one.
+                        gc.collect()
+                        gc.disable()
                         start = time.perf_counter()
-                        await load(
-                            session, build[target][line.kind], size, line.concurrency, cell.samples
-                        )
+                        try:
+                            await load(
+                                session,
+                                build[target][line.kind],
+                                size,
+                                line.concurrency,
+                                cell.samples,
+                            )
+                        finally:
+                            gc.enable()
                         cell.wall += time.perf_counter() - start
                         if target == "rollbot" and line.kind == "click":
                             # Its replies are in before the next batch: their work is not mixed.
