@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.matrix import MatrixRow
-from bot.models import Event, Rollback, State, StepStatus, utcnow
+from bot.models import ENDED_BADLY, Event, Rollback, State, StepStatus, utcnow
 from bot.render import render_document
 from bot.text import SLACK_USER, one_line
 from bot.time_words import duration
@@ -179,7 +179,7 @@ def _summary(rollback: Rollback, row: MatrixRow | None, who: _Names) -> str:
     issue = _issue(rollback, row)
     if rollback.state is State.SUCCEEDED:
         text = f"{what} was rolled back {versions} after {issue}. The rollback {outcome(rollback)}."
-    elif rollback.state in {State.FAILED, State.INTERRUPTED}:
+    elif rollback.state in ENDED_BADLY:
         text = (
             f"A rollback of {what} {versions}, after {issue}, {rollback.state.label}: "
             + _sentence(who.text(rollback.error or "no reason recorded"))
@@ -197,7 +197,7 @@ def _target_label(rollback: Rollback) -> str:
     """Name the target as far as the rollback got: done, tried, or only asked for."""
     if rollback.state is State.SUCCEEDED:
         return "Rolled back to"
-    if rollback.state in {State.FAILED, State.INTERRUPTED}:
+    if rollback.state in ENDED_BADLY:
         return "Tried to roll back to"
     return "Asked to roll back to"
 

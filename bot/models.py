@@ -39,6 +39,8 @@ OPEN_STATES = frozenset(
     {State.REQUESTED, State.SEVERITY_CONFIRMED, State.AWAITING_APPROVAL, State.APPROVED}
 )
 ACTIVE_STATES = frozenset({State.RUNNING, State.VERIFYING})
+# Ended after running, without succeeding: what runs is whatever the platform says.
+ENDED_BADLY = frozenset({State.FAILED, State.INTERRUPTED})
 FINAL_STATES = frozenset(
     {
         State.SUCCEEDED,

@@ -10,10 +10,9 @@ the version is unchanged.
 
 from __future__ import annotations
 
-from bot.models import ACTIVE_STATES, Rollback, State, StepStatus
+from bot.models import ACTIVE_STATES, ENDED_BADLY, Rollback, State, StepStatus
 from bot.text import escape
 
-ENDED_BADLY = frozenset({State.FAILED, State.INTERRUPTED})
 NEVER_RAN = frozenset({State.CANCELLED, State.REJECTED, State.EXPIRED})
 
 
